@@ -1,0 +1,441 @@
+"""Assemble the instances of one CT series into a :class:`~preread.domain.Volume`.
+
+Patient geometry follows DICOM PS3.3 C.7.6.2 (Image Plane Module): ImagePositionPatient is the
+centre of the first transmitted pixel, ImageOrientationPatient the row then column direction
+cosines, PixelSpacing the (row spacing, column spacing). Multi-frame instances (Enhanced CT,
+Legacy Converted Enhanced CT) carry the same attributes per frame in functional groups, PS3.3
+C.7.6.16 (Multi-frame Functional Groups Module): Plane Position, Plane Orientation, Pixel
+Measures and Pixel Value Transformation (C.7.6.16.2.1-3, C.7.6.16.2.9). Stored values become
+Hounsfield units through RescaleSlope and RescaleIntercept (PS3.3 C.11.1.1.2), per slice.
+
+Slices are sorted along the slice normal ``n = row × column``, so ``k`` grows along ``n``. A
+series whose geometry cannot be described by one affine (mixed orientations, gantry tilt,
+uneven or missing slices, duplicates) is refused with :class:`SeriesError`, never resampled.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from dicom_gateway.errors import DicomFileError, SeriesError
+from preread.domain import Geometry, Volume
+
+__all__ = ["assemble_volume", "frame_item", "read_instance", "read_series_dir"]
+
+ORIENTATION_TOL = 1e-3
+"""Largest difference allowed between direction cosines that are meant to be equal."""
+PIXEL_SPACING_TOL_MM = 1e-3
+STEP_TOL = 0.05
+"""Largest relative deviation of one slice step from the median step."""
+GRID_TOL = 0.1
+"""Largest distance of a slice from the affine's prediction, as a fraction of a voxel."""
+DUPLICATE_TOL_MM = 0.01
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+@dataclass(frozen=True)
+class _Plane:
+    """One 2-D image (a single-frame instance, or one frame of a multi-frame instance)."""
+
+    label: str
+    dataset: int
+    frame: int
+    position: npt.NDArray[np.float64]
+    orientation: npt.NDArray[np.float64]
+    pixel_spacing: tuple[float, float]
+    matrix: tuple[int, int]
+    slope: float
+    intercept: float
+    thickness: float | None
+
+
+def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
+    """Read one DICOM file (PS3.10), also one without the 128-byte preamble.
+
+    A file without File Meta Information (PS3.10 7.1; old software wrote such files) gets the
+    uncompressed transfer syntax it was read in, so that its pixel data can be decoded.
+
+    Raises:
+        DicomFileError: the file cannot be parsed or is not a composite instance (it has no
+            SOPInstanceUID).
+    """
+    try:
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+        sop_uid = ds.get("SOPInstanceUID")
+        if sop_uid and "TransferSyntaxUID" not in ds.file_meta:
+            implicit, little = ds.original_encoding
+            ds.file_meta.TransferSyntaxUID = (
+                ImplicitVRLittleEndian
+                if implicit
+                else ExplicitVRLittleEndian
+                if little
+                else ExplicitVRBigEndian
+            )
+    except Exception as exc:  # untrusted bytes: any parser failure (even RecursionError)
+        raise DicomFileError(
+            path, f"not a readable DICOM file ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not sop_uid:
+        raise DicomFileError(path, "not a DICOM instance (no SOPInstanceUID)")
+    return ds
+
+
+def read_series_dir(path: Path, *, min_slices: int = 2) -> Volume:
+    """Read every file under ``path`` (one series; sub-folders included) into a volume.
+
+    Hidden files and DICOMDIR files (PS3.10 media directories) are skipped.
+
+    Raises:
+        DicomFileError: a file that is not a readable DICOM instance.
+        SeriesError: see :func:`assemble_volume`; also when the folder holds no file.
+    """
+    datasets = [
+        read_instance(file)
+        for file in sorted(Path(path).rglob("*"))
+        if file.is_file() and not file.name.startswith(".") and file.name.upper() != "DICOMDIR"
+    ]
+    if not datasets:
+        raise SeriesError("", f"folder {path} holds no DICOM instance")
+    return assemble_volume(datasets, min_slices=min_slices)
+
+
+def frame_item(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
+    """The functional group macro item ``sequence`` that applies to ``frame`` (0-based).
+
+    The Per-frame Functional Groups item wins over the Shared one (PS3.3 C.7.6.16.1); ``None``
+    when neither holds ``sequence``.
+    """
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and frame < len(per_frame):
+        items = per_frame[frame].get(sequence)
+        if items:
+            item: Dataset = items[0]
+            return item
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        items = shared[0].get(sequence)
+        if items:
+            shared_item: Dataset = items[0]
+            return shared_item
+    return None
+
+
+def assemble_volume(datasets: Sequence[Dataset], *, min_slices: int = 2) -> Volume:
+    """Stack the instances of one series into a float32 HU volume with its geometry.
+
+    Args:
+        datasets: every instance of the series, in any order; single-frame images and/or
+            multi-frame images with functional groups.
+        min_slices: fewest slices accepted. With one slice the slice spacing is
+            SpacingBetweenSlices, else SliceThickness, else 1 mm.
+
+    Returns:
+        A :class:`Volume` whose ``array[k, j, i]`` is HU and whose geometry maps each voxel
+        onto the ImagePositionPatient of its slice.
+
+    Raises:
+        SeriesError: mixed series, missing or undecodable pixel data, not monochrome,
+            inconsistent orientation / pixel spacing / matrix, duplicate or unevenly spaced
+            slices, gantry tilt, or fewer than ``min_slices`` slices. The message names the
+            series, the problem and the numbers.
+    """
+    if not datasets:
+        raise SeriesError("", "no instances given")
+    uids = sorted({str(ds.get("SeriesInstanceUID", "")) for ds in datasets})
+    uid = str(datasets[0].get("SeriesInstanceUID", ""))
+    if len(uids) > 1:
+        raise SeriesError(uid, f"instances of {len(uids)} series are mixed: {', '.join(uids)}")
+    if not uid:
+        raise SeriesError("", f"{len(datasets)} instance(s) have no SeriesInstanceUID")
+    frames_of_reference = {str(ds.get("FrameOfReferenceUID", "")) for ds in datasets}
+    if len(frames_of_reference) > 1:
+        listed = ", ".join(sorted(f or "<none>" for f in frames_of_reference))
+        raise SeriesError(uid, f"instances lie in different frames of reference: {listed}")
+    sops = Counter(_sop(ds, index) for index, ds in enumerate(datasets))
+    repeated = [f"{sop} ({n} times)" for sop, n in sops.items() if n > 1]
+    if repeated:
+        raise SeriesError(uid, f"the same instance is given more than once: {', '.join(repeated)}")
+    planes = [p for index, ds in enumerate(datasets) for p in _planes(ds, index, uid)]
+    planes, geometry = _grid(planes, uid, min_slices)
+    slices: dict[int, list[tuple[int, _Plane]]] = {}
+    for k, plane in enumerate(planes):
+        slices.setdefault(plane.dataset, []).append((k, plane))
+    array = np.empty(geometry.shape, dtype=np.float32)
+    for index, ds in enumerate(datasets):  # one instance decoded at a time
+        frames = _decode(ds, uid)
+        for k, plane in slices[index]:
+            array[k] = frames[plane.frame].astype(np.float64) * plane.slope + plane.intercept
+    if not np.isfinite(array).all():
+        raise SeriesError(uid, "pixel data holds non-finite values (NaN or infinity)")
+    return Volume(array=array, geometry=geometry)
+
+
+def _sop(ds: Dataset, index: int) -> str:
+    return str(ds.get("SOPInstanceUID", "")) or f"#{index}"
+
+
+def _planes(ds: Dataset, index: int, uid: str) -> list[_Plane]:
+    sop = _sop(ds, index)
+    try:
+        return _read_planes(ds, index, uid, sop)
+    except SeriesError:
+        raise
+    except Exception as exc:  # malformed values in untrusted headers
+        raise SeriesError(
+            uid, f"instance {sop}: unreadable header ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _read_planes(ds: Dataset, index: int, uid: str, sop: str) -> list[_Plane]:
+    if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
+        raise SeriesError(uid, f"instance {sop} has no pixel data")
+    samples = int(ds.get("SamplesPerPixel", 1))
+    if samples != 1:
+        raise SeriesError(uid, f"instance {sop} has SamplesPerPixel {samples}, expected 1")
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise SeriesError(
+            uid,
+            f"instance {sop} has PhotometricInterpretation '{photometric}', "
+            "expected MONOCHROME1 or MONOCHROME2",
+        )
+    if "ModalityLUTSequence" in ds and "RescaleSlope" not in ds:
+        raise SeriesError(uid, f"instance {sop} uses a Modality LUT Sequence, not supported")
+    matrix = (int(ds.Rows), int(ds.Columns))
+    n_frames = int(ds.get("NumberOfFrames") or 1)
+    functional = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+    if not functional and n_frames != 1:
+        raise SeriesError(
+            uid,
+            f"instance {sop} has {n_frames} frames but no functional groups giving each "
+            "frame's position (PerFrameFunctionalGroupsSequence)",
+        )
+    planes = []
+    for frame in range(n_frames):
+        label = f"instance {sop}" + (f" frame {frame + 1}" if n_frames > 1 else "")
+        items = [ds]
+        if functional:
+            items = [
+                item
+                for name in (
+                    "PlanePositionSequence",
+                    "PlaneOrientationSequence",
+                    "PixelMeasuresSequence",
+                    "PixelValueTransformationSequence",
+                    "CTAcquisitionDetailsSequence",
+                    "UnassignedPerFrameConvertedAttributesSequence",
+                    "UnassignedSharedConvertedAttributesSequence",
+                )
+                if (item := frame_item(ds, frame, name)) is not None
+            ] + [ds]
+        planes.append(_plane(items, label, index, frame, matrix, uid))
+    return planes
+
+
+def _find(items: Sequence[Dataset], keyword: str) -> Any:
+    """The first non-empty value of ``keyword`` in ``items`` (DICOM values are dynamic)."""
+    for item in items:
+        value = item.get(keyword)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _floats(value: Any, count: int, what: str, label: str, uid: str) -> list[float]:
+    if value is None:
+        raise SeriesError(uid, f"{label} has no {what}")
+    many = isinstance(value, Sequence | np.ndarray) and not isinstance(value, str | bytes)
+    floats = [float(v) for v in value] if many else [float(value)]
+    if len(floats) != count or not all(np.isfinite(floats)):
+        raise SeriesError(uid, f"{label} has an invalid {what}: {floats}")
+    return floats
+
+
+def _plane(
+    items: Sequence[Dataset], label: str, index: int, frame: int, matrix: tuple[int, int], uid: str
+) -> _Plane:
+    tilt = _find(items, "GantryDetectorTilt")
+    if tilt is not None and abs(float(tilt)) > 1e-3:
+        raise SeriesError(uid, f"{label} was acquired with GantryDetectorTilt {tilt} degrees")
+    position = _floats(_find(items, "ImagePositionPatient"), 3, "ImagePositionPatient", label, uid)
+    orientation = _floats(
+        _find(items, "ImageOrientationPatient"), 6, "ImageOrientationPatient", label, uid
+    )
+    spacing = _floats(_find(items, "PixelSpacing"), 2, "PixelSpacing", label, uid)
+    if min(spacing) <= 0:
+        raise SeriesError(uid, f"{label} has a non-positive PixelSpacing {spacing}")
+    slope = _find(items, "RescaleSlope")
+    intercept = _find(items, "RescaleIntercept")
+    thickness = _find(items, "SpacingBetweenSlices") or _find(items, "SliceThickness")
+    return _Plane(
+        label=label,
+        dataset=index,
+        frame=frame,
+        position=np.asarray(position),
+        orientation=np.asarray(orientation),
+        pixel_spacing=(spacing[0], spacing[1]),
+        matrix=matrix,
+        slope=1.0 if slope is None else _floats(slope, 1, "RescaleSlope", label, uid)[0],
+        intercept=0.0
+        if intercept is None
+        else _floats(intercept, 1, "RescaleIntercept", label, uid)[0],
+        thickness=None if thickness is None else abs(float(thickness)),
+    )
+
+
+def _grid(planes: list[_Plane], uid: str, min_slices: int) -> tuple[list[_Plane], Geometry]:
+    """Check that the planes form one regular grid; return them sorted along the normal."""
+    if len(planes) < min_slices:
+        raise SeriesError(uid, f"{len(planes)} slice(s), at least {min_slices} needed")
+    first = planes[0]
+    for plane in planes[1:]:
+        if np.abs(plane.orientation - first.orientation).max() > ORIENTATION_TOL:
+            raise SeriesError(
+                uid,
+                f"orientation differs between slices: {first.label} has ImageOrientationPatient "
+                f"{first.orientation.tolist()}, {plane.label} has {plane.orientation.tolist()}",
+            )
+        if np.abs(np.subtract(plane.pixel_spacing, first.pixel_spacing)).max() > (
+            PIXEL_SPACING_TOL_MM
+        ):
+            raise SeriesError(
+                uid,
+                f"pixel spacing differs between slices: {first.label} has "
+                f"{list(first.pixel_spacing)} mm, {plane.label} has {list(plane.pixel_spacing)} mm",
+            )
+        if plane.matrix != first.matrix:
+            raise SeriesError(
+                uid,
+                f"matrix differs between slices: {first.label} is {first.matrix[0]}×"
+                f"{first.matrix[1]}, {plane.label} is {plane.matrix[0]}×{plane.matrix[1]}",
+            )
+    row, col = first.orientation[:3], first.orientation[3:]
+    if (
+        abs(np.linalg.norm(row) - 1) > ORIENTATION_TOL
+        or abs(np.linalg.norm(col) - 1) > ORIENTATION_TOL
+        or abs(float(row @ col)) > ORIENTATION_TOL
+    ):
+        raise SeriesError(
+            uid, f"ImageOrientationPatient {first.orientation.tolist()} is not orthonormal"
+        )
+    normal = np.cross(row, col)
+    normal /= np.linalg.norm(normal)
+    order = sorted(range(len(planes)), key=lambda p: float(planes[p].position @ normal))
+    planes = [planes[p] for p in order]
+    positions = np.stack([p.position for p in planes])
+    along = positions @ normal
+    spacing = _slice_spacing(planes, along, uid)
+    _check_in_plane(planes, positions, along, normal, uid)
+    return planes, Geometry(
+        shape=(len(planes), *first.matrix),
+        origin=(float(positions[0][0]), float(positions[0][1]), float(positions[0][2])),
+        row_direction=(float(row[0]), float(row[1]), float(row[2])),
+        column_direction=(float(col[0]), float(col[1]), float(col[2])),
+        slice_direction=(float(normal[0]), float(normal[1]), float(normal[2])),
+        spacing=(spacing, *first.pixel_spacing),
+    )
+
+
+def _slice_spacing(planes: list[_Plane], along: npt.NDArray[np.float64], uid: str) -> float:
+    """The slice spacing of a regular grid, or SeriesError naming the slice that breaks it."""
+    if len(planes) == 1:
+        return planes[0].thickness or 1.0
+    steps = np.diff(along)
+    for k, step in enumerate(steps):
+        if step < DUPLICATE_TOL_MM:
+            raise SeriesError(
+                uid,
+                f"duplicate slice position: {planes[k].label} and {planes[k + 1].label} both lie "
+                f"at {along[k]:.3f} mm along the slice normal",
+            )
+    median = float(np.median(steps))
+    for k, step in enumerate(steps):
+        if abs(step - median) <= STEP_TOL * median:
+            continue
+        where = (
+            f"between slice {k} ({planes[k].label}, {along[k]:.3f} mm) and slice {k + 1} "
+            f"({planes[k + 1].label}, {along[k + 1]:.3f} mm)"
+        )
+        ratio = step / median
+        if round(ratio) >= 2 and abs(ratio - round(ratio)) <= STEP_TOL * round(ratio):
+            raise SeriesError(
+                uid,
+                f"slices are missing: the gap {where} is {step:.3f} mm, {round(ratio)} × the "
+                f"median step {median:.3f} mm ({round(ratio) - 1} slice(s) missing)",
+            )
+        raise SeriesError(
+            uid,
+            f"inconsistent slice spacing: the step {where} is {step:.3f} mm, the median step "
+            f"is {median:.3f} mm (tolerance {STEP_TOL:.0%})",
+        )
+    spacing = float(along[-1] - along[0]) / (len(planes) - 1)
+    residual = np.abs(along - (along[0] + spacing * np.arange(len(planes))))
+    k = int(residual.argmax())
+    if residual[k] > GRID_TOL * spacing:
+        raise SeriesError(
+            uid,
+            f"inconsistent slice spacing: slice {k} ({planes[k].label}) lies {residual[k]:.3f} mm "
+            f"from a uniform grid of step {spacing:.3f} mm",
+        )
+    return spacing
+
+
+def _check_in_plane(
+    planes: list[_Plane],
+    positions: npt.NDArray[np.float64],
+    along: npt.NDArray[np.float64],
+    normal: npt.NDArray[np.float64],
+    uid: str,
+) -> None:
+    """Refuse slices whose origins drift within the image plane (gantry tilt, shear)."""
+    offsets = positions - positions[0]
+    in_plane = offsets - np.outer(offsets @ normal, normal)
+    drift = np.linalg.norm(in_plane, axis=1)
+    k = int(drift.argmax())
+    tolerance = GRID_TOL * min(planes[0].pixel_spacing)
+    if drift[k] > tolerance:
+        angle = float(np.degrees(np.arctan2(drift[k], abs(along[k] - along[0]))))
+        raise SeriesError(
+            uid,
+            f"slice positions are not along the slice normal (gantry tilt or shear): slice {k} "
+            f"({planes[k].label}) is offset {drift[k]:.3f} mm within the image plane from slice 0"
+            f" (about {angle:.2f} degrees; tolerance {tolerance:.3f} mm)",
+        )
+
+
+def _decode(ds: Dataset, uid: str) -> npt.NDArray[np.generic]:
+    """Stored pixel values as (frames, rows, columns); SeriesError if they cannot be decoded."""
+    meta = ds.get("file_meta")
+    syntax = UID(str(meta.get("TransferSyntaxUID", ""))) if meta else None
+    sop = str(ds.get("SOPInstanceUID", ""))
+    try:
+        array = np.asarray(ds.pixel_array)
+    except Exception as exc:  # any decoder or plugin failure
+        name = f"{syntax.name} ({syntax})" if syntax else "unknown"
+        raise SeriesError(
+            uid,
+            f"instance {sop}: cannot decode pixel data in transfer syntax {name}: "
+            f"{type(exc).__name__}: {exc}",
+        ) from exc
+    frames = int(ds.get("NumberOfFrames") or 1)
+    shape = (frames, int(ds.Rows), int(ds.Columns))
+    if array.size != np.prod(shape):
+        raise SeriesError(
+            uid, f"instance {sop}: decoded pixel data has shape {array.shape}, expected {shape}"
+        )
+    return array.reshape(shape)

@@ -1,0 +1,171 @@
+"""One model package applied to one CT volume: preprocessing → ONNX Runtime sliding window →
+findings. Used by the pipeline, the evaluator and ``preread read``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import expit
+
+from inference.body import box_from_lps, find_body, intersect
+from inference.errors import InferenceError
+from inference.grid import Region
+from inference.package import ModelPackage
+from inference.postprocess import find_nodules
+from inference.preprocess import to_model_grid
+from inference.session import CPU, ProviderPolicy, SessionCache, SessionInfo, shared_sessions
+from inference.sliding_window import sliding_window
+from preread.domain import Finding, Geometry, Vec3, Volume
+
+LpsBox = tuple[Vec3, Vec3]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What one model found in one volume, on the model grid.
+
+    ``probability`` is the foreground probability of the card's first label and ``labels`` the
+    findings' voxels (``Finding.label``, 0 elsewhere), both on ``model_geometry`` (bring them to
+    the series with :func:`inference.preprocess.to_source_grid`). ``region`` is the model-grid box
+    the windows were asked to cover (before growing it to at least one window), None when no
+    window ran (an all-air volume, or a hint outside it); ``timings`` holds seconds for
+    ``preprocess``, ``infer``, ``postprocess`` and ``total``.
+    """
+
+    model_id: str
+    model_version: str
+    findings: tuple[Finding, ...]
+    probability: npt.NDArray[np.float32]
+    labels: npt.NDArray[np.int32]
+    model_geometry: Geometry
+    session_info: SessionInfo
+    timings: dict[str, float]
+    region: Region | None
+
+
+class Predictor:
+    """Runs a package's network on volumes.
+
+    The ONNX Runtime session is taken from ``sessions`` (default: the process-wide
+    :func:`~inference.session.shared_sessions`), created on first use, so a provider problem
+    surfaces at construction: see :func:`inference.session.open_session` for ``providers`` and
+    ``policy``.
+
+    With ``crop_to_body`` (the default) windows run only inside the body's bounding box (HU >
+    −500 on the model grid, grown by 10 mm; :func:`inference.body.find_body`): outside air is
+    background by definition and costs nothing.
+    """
+
+    def __init__(
+        self,
+        package: ModelPackage,
+        providers: Sequence[str] = (CPU,),
+        policy: ProviderPolicy = "fail",
+        *,
+        intra_op_threads: int | None = None,
+        crop_to_body: bool = True,
+        sessions: SessionCache | None = None,
+    ) -> None:
+        self.package = package
+        self.crop_to_body = crop_to_body
+        cache = sessions if sessions is not None else shared_sessions()
+        self.session = cache.get(package, providers, policy, intra_op_threads=intra_op_threads)
+        labels = package.card.labels
+        if len(labels) != 1:
+            raise InferenceError(
+                f"{package.card_path}: Predictor handles one foreground label, the card has "
+                f"{len(labels)}"
+            )
+        self._channel = labels[0].value
+
+    @property
+    def session_info(self) -> SessionInfo:
+        return self.session.info
+
+    def predict(self, volume: Volume, *, region_hint: LpsBox | None = None) -> Prediction:
+        """Find the card's label in ``volume``.
+
+        Args:
+            volume: a CT series in HU (axis-aligned; an oblique one raises
+                :class:`~inference.errors.PreprocessError`).
+            region_hint: two LPS corner points (mm) of a box to restrict the windows to (e.g.
+                the lungs); intersected with the body box when ``crop_to_body``.
+        """
+        card = self.package.card
+        t0 = time.perf_counter()
+        model_input = to_model_grid(volume, card.input)
+        geometry = model_input.geometry
+        body = find_body(model_input.hu, geometry)
+        region: Region | None = (
+            slice(0, geometry.shape[0]),
+            slice(0, geometry.shape[1]),
+            slice(0, geometry.shape[2]),
+        )
+        if self.crop_to_body:
+            region = body.box
+        if region is not None and region_hint is not None:
+            hint = box_from_lps(region_hint[0], region_hint[1], geometry)
+            region = None if hint is None else intersect(region, hint)
+        t1 = time.perf_counter()
+        if region is None:  # nothing to look at (all air, or a hint outside the volume)
+            probability = np.zeros(geometry.shape, dtype=np.float32)
+        else:
+            spec = card.inference
+            logits = sliding_window(
+                model_input.array,
+                self.session,
+                spec.roi_size_vox,
+                spec.overlap,
+                spec.batch_size,
+                spec.mode,
+                sigma_scale=spec.sigma_scale,
+                region=None if _is_whole(region, geometry.shape) else region,
+            )
+            probability = foreground_probability(logits, self._channel)
+            del logits
+        t2 = time.perf_counter()
+        detections = find_nodules(
+            probability,
+            model_input.hu,
+            geometry,
+            threshold=card.thresholds.probability,
+            min_volume_mm3=card.thresholds.min_volume_mm3,
+            midline_x_mm=body.midline_x_mm,
+        )
+        t3 = time.perf_counter()
+        return Prediction(
+            model_id=card.id,
+            model_version=card.version,
+            findings=detections.findings,
+            probability=probability,
+            labels=detections.label_map,
+            model_geometry=geometry,
+            session_info=self.session.info,
+            timings={
+                "preprocess": t1 - t0,
+                "infer": t2 - t1,
+                "postprocess": t3 - t2,
+                "total": t3 - t0,
+            },
+            region=region,
+        )
+
+
+def foreground_probability(
+    logits: npt.NDArray[np.float32], channel: int
+) -> npt.NDArray[np.float32]:
+    """Softmax over the channel axis of ``[C, D, H, W]`` logits, channel ``channel``."""
+    if logits.shape[0] == 2 and channel == 1:
+        return np.asarray(expit(logits[1] - logits[0]), dtype=np.float32)
+    shifted = logits - logits.max(axis=0, keepdims=True)
+    np.exp(shifted, out=shifted)
+    return np.asarray(shifted[channel] / shifted.sum(axis=0), dtype=np.float32)
+
+
+def _is_whole(region: Region, shape: tuple[int, int, int]) -> bool:
+    return all(s.start == 0 and s.stop == n for s, n in zip(region, shape, strict=True))

@@ -1,0 +1,194 @@
+"""ONNX Runtime sessions for model packages, on the execution providers that were asked for.
+
+ONNX Runtime quietly runs on the CPU when a requested provider (CUDA, TensorRT) is not installed
+or its libraries are missing. PreRead never accepts that silently: after creating a session we
+compare ``session.get_providers()[0]`` with the first requested provider and, per ``policy``,
+either raise :class:`~inference.errors.ProviderError` (``"fail"``) or keep the session and record
+the downgrade in :attr:`SessionInfo.warning` (``"warn"``), which the caller stores with the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from inference.errors import InferenceError, PackageError, ProviderError
+from inference.package import ModelPackage
+
+ProviderPolicy = Literal["fail", "warn"]
+CPU = "CPUExecutionProvider"
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What ran a model: record it with every result.
+
+    ``intra_op_threads`` is the value given to ONNX Runtime; 0 means its default (one thread per
+    physical core).
+    """
+
+    model_id: str
+    model_version: str
+    model_sha256: str
+    requested_providers: tuple[str, ...]
+    provider: str
+    session_providers: tuple[str, ...]
+    intra_op_threads: int
+    policy: ProviderPolicy
+    warning: str | None = None
+
+
+class ModelSession:
+    """A package's network as a callable ``[B, 1, d, h, w] → [B, C, d, h, w]`` float32."""
+
+    def __init__(self, session: ort.InferenceSession, info: SessionInfo, package: ModelPackage):
+        self._session = session
+        self.info = info
+        self._input = package.card.onnx.input_name
+        self._output = package.card.onnx.output_name
+        self._channels = package.card.num_channels
+
+    def __call__(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        (y,) = self._session.run([self._output], {self._input: x})
+        out = np.asarray(y, dtype=np.float32)
+        expected = (x.shape[0], self._channels, *x.shape[2:])
+        if out.shape != expected:
+            raise InferenceError(
+                f"model {self.info.model_id} {self.info.model_version} returned shape "
+                f"{out.shape}, expected {expected}"
+            )
+        return out
+
+
+def open_session(
+    package: ModelPackage,
+    providers: Sequence[str] = (CPU,),
+    policy: ProviderPolicy = "fail",
+    *,
+    intra_op_threads: int | None = None,
+) -> ModelSession:
+    """Create an ONNX Runtime session for ``package`` on ``providers`` (in priority order).
+
+    Raises:
+        ProviderError: ``policy == "fail"`` and the first requested provider is not available
+            or not the one the session ended up using; or ``providers`` is empty.
+    """
+    requested = tuple(providers)
+    if not requested:
+        raise ProviderError("no execution provider requested")
+    available = ort.get_available_providers()
+    first = requested[0]
+    if policy == "fail" and first not in available:
+        raise ProviderError(
+            f"{first} was requested but this onnxruntime offers only {', '.join(available)} "
+            "(policy 'fail': not falling back)"
+        )
+    usable = [p for p in requested if p in available] or [CPU]
+    options = ort.SessionOptions()
+    threads = 0 if intra_op_threads is None else int(intra_op_threads)
+    options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(
+            str(package.model_path), sess_options=options, providers=usable
+        )
+    except Exception as exc:  # onnxruntime raises its own, unexported exception types
+        raise PackageError(f"{package.model_path}: ONNX Runtime cannot load it: {exc}") from exc
+    _check_io(session, package)
+    used = session.get_providers()[0]
+    warning = None
+    if used != first:
+        message = (
+            f"{first} was requested for {package.id} {package.version} but ONNX Runtime runs it "
+            f"on {used} (available: {', '.join(available)})"
+        )
+        if policy == "fail":
+            raise ProviderError(message + " (policy 'fail': not falling back)")
+        warning = message
+        _log.warning("%s", message)
+    info = SessionInfo(
+        model_id=package.id,
+        model_version=package.version,
+        model_sha256=package.card.onnx.sha256,
+        requested_providers=requested,
+        provider=used,
+        session_providers=tuple(session.get_providers()),
+        intra_op_threads=threads,
+        policy=policy,
+        warning=warning,
+    )
+    return ModelSession(session, info, package)
+
+
+def _check_io(session: ort.InferenceSession, package: ModelPackage) -> None:
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    spec = package.card.onnx
+    if spec.input_name not in inputs or spec.output_name not in outputs:
+        raise PackageError(
+            f"{package.model_path}: the card names input {spec.input_name!r} and output "
+            f"{spec.output_name!r}, the model has inputs {inputs} and outputs {outputs}"
+        )
+
+
+class SessionCache:
+    """One session per (package file, providers, policy, threads); thread-safe."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[str, str, tuple[str, ...], str, int], ModelSession] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self,
+        package: ModelPackage,
+        providers: Sequence[str] = (CPU,),
+        policy: ProviderPolicy = "fail",
+        *,
+        intra_op_threads: int | None = None,
+    ) -> ModelSession:
+        """The cached session for these settings, created on first use (see
+        :func:`open_session`)."""
+        key = (
+            str(package.model_path.resolve()),
+            package.card.onnx.sha256,
+            tuple(providers),
+            policy,
+            0 if intra_op_threads is None else int(intra_op_threads),
+        )
+        with self._lock:
+            cached = self._sessions.get(key)
+            if cached is None:
+                cached = open_session(package, providers, policy, intra_op_threads=intra_op_threads)
+                self._sessions[key] = cached
+            return cached
+
+    def clear(self) -> None:
+        """Drop every cached session."""
+        with self._lock:
+            self._sessions.clear()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+_shared: SessionCache | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_sessions() -> SessionCache:
+    """The process-wide :class:`SessionCache` (created on first use), used by
+    :class:`~inference.predict.Predictor` unless it is given one."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = SessionCache()
+        return _shared

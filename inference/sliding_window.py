@@ -1,0 +1,189 @@
+"""Sliding-window inference in numpy, for any predictor callable (e.g. an ONNX Runtime session).
+
+Numerically the same as MONAI's ``monai.inferers.sliding_window_inference`` (1.x) for one image,
+constant padding with 0 and the same ``roi_size``, ``overlap``, ``sw_batch_size``, ``mode`` and
+``sigma_scale``: identical window positions (``dense_patch_slices``), scan interval
+``int(roi * (1 - overlap))``, importance map (``compute_importance_map``), window order and
+float32 accumulation. Tested against MONAI in ``tests/inference/test_sliding_window.py``.
+
+Memory: the output ``[C, D, H, W]`` and one weight map ``[D, H, W]``, both float32, plus one batch
+of windows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.grid import Region
+
+Predictor = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+BlendMode = Literal["gaussian", "constant"]
+
+
+def sliding_window(
+    image: npt.NDArray[np.float32],
+    predictor: Predictor,
+    roi_size: Sequence[int],
+    overlap: float,
+    batch_size: int,
+    mode: BlendMode = "gaussian",
+    *,
+    sigma_scale: float = 0.125,
+    region: Region | None = None,
+    background_logit: float = 20.0,
+) -> npt.NDArray[np.float32]:
+    """Run ``predictor`` over ``image`` in overlapping windows and blend the outputs.
+
+    Args:
+        image: ``[D, H, W]`` float32.
+        predictor: maps a batch ``[B, 1, d, h, w]`` to ``[B, C, d, h, w]`` (``(d, h, w)`` =
+            ``roi_size``).
+        roi_size: window size ``(d, h, w)``; an image smaller than it along an axis is padded
+            with 0 (half before, half after, as MONAI does) and the output cropped back.
+        overlap: fraction of a window shared with its neighbour, in [0, 1).
+        batch_size: windows per predictor call.
+        mode: ``"gaussian"`` weights each window's voxels by a Gaussian centred in the window
+            (sigma = ``sigma_scale`` × window size); ``"constant"`` weighs all equally.
+        region: only run windows inside this box (e.g. the body, to skip outside air). A box
+            smaller than ``roi_size`` is grown, within the image, to at least ``roi_size``.
+            Outside the box the output is background: channel 0 = ``background_logit``, the
+            other channels ``-background_logit``.
+
+    Returns:
+        ``[C, D, H, W]`` float32: the importance-weighted mean of the window outputs.
+    """
+    if image.ndim != 3:
+        raise ValueError(f"image must be [D, H, W], got shape {image.shape}")
+    roi = _triple(roi_size, "roi_size")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if region is None:
+        return _blend(image, predictor, roi, overlap, batch_size, mode, sigma_scale)
+    box = grow_region(region, roi, (image.shape[0], image.shape[1], image.shape[2]))
+    inner = _blend(image[box], predictor, roi, overlap, batch_size, mode, sigma_scale)
+    out = np.full((inner.shape[0], *image.shape), -background_logit, dtype=np.float32)
+    out[0] = background_logit
+    out[(slice(None), *box)] = inner
+    return out
+
+
+def grow_region(region: Region, roi: Sequence[int], shape: tuple[int, int, int]) -> Region:
+    """``region`` clipped to ``shape`` and grown symmetrically (within ``shape``) to at least
+    ``roi`` along each axis.
+
+    Raises:
+        ValueError: the clipped region is empty.
+    """
+    out: list[slice] = []
+    for sl, r, n in zip(region, roi, shape, strict=True):
+        start, stop, step = sl.indices(n)
+        if step != 1:
+            raise ValueError("region slices must have step 1")
+        if stop <= start:
+            raise ValueError(f"empty region {region} for an image of shape {shape}")
+        target = min(r, n)
+        need = target - (stop - start)
+        if need > 0:
+            start = max(0, start - need // 2)
+            stop = min(n, start + target)
+            start = stop - target
+        out.append(slice(start, stop))
+    return (out[0], out[1], out[2])
+
+
+def window_slices(
+    image_size: Sequence[int], roi_size: Sequence[int], overlap: float
+) -> list[Region]:
+    """Window positions, in MONAI's order (``dense_patch_slices`` with its scan interval).
+
+    ``image_size`` must be at least ``roi_size`` along every axis (pad first).
+    """
+    starts: list[list[int]] = []
+    for n, r in zip(image_size, roi_size, strict=True):
+        interval = r if r == n else max(int(r * (1 - overlap)), 1)
+        count = math.ceil(n / interval)
+        num = next((d for d in range(count) if d * interval + r >= n), None)
+        num = 1 if num is None else num + 1
+        starts.append([idx * interval - max(idx * interval + r - n, 0) for idx in range(num)])
+    r0, r1, r2 = roi_size
+    return [
+        (slice(a, a + r0), slice(b, b + r1), slice(c, c + r2))
+        for a in starts[0]
+        for b in starts[1]
+        for c in starts[2]
+    ]
+
+
+def importance_map(
+    roi_size: Sequence[int], mode: BlendMode, sigma_scale: float = 0.125
+) -> npt.NDArray[np.float32]:
+    """Per-voxel window weights (MONAI ``compute_importance_map``): all ones, or an unnormalised
+    Gaussian ``exp(-x² / 2σ²)`` per axis (x from the window centre, σ = ``sigma_scale`` × size),
+    clipped below at max(its minimum, 1e-3)."""
+    if mode == "constant":
+        w = np.ones(tuple(roi_size), dtype=np.float32)
+    elif mode == "gaussian":
+        w = np.ones((), dtype=np.float32)
+        for i, n in enumerate(roi_size):
+            x = np.arange(-(n - 1) / 2.0, (n - 1) / 2.0 + 1, dtype=np.float32)
+            sigma = np.float32(n * sigma_scale)
+            g = np.exp(x**2 / (-2 * sigma**2)).astype(np.float32)
+            w = w[..., None] * g[(None,) * i] if i > 0 else g
+    else:
+        raise ValueError(f"unknown blend mode {mode!r}")
+    floor = max(float(w.min()), 1e-3)
+    return np.maximum(w, np.float32(floor)).astype(np.float32)
+
+
+def _blend(
+    image: npt.NDArray[np.float32],
+    predictor: Predictor,
+    roi: tuple[int, int, int],
+    overlap: float,
+    batch_size: int,
+    mode: BlendMode,
+    sigma_scale: float,
+) -> npt.NDArray[np.float32]:
+    shape = image.shape
+    deficits = [max(r - n, 0) for r, n in zip(roi, shape, strict=True)]
+    pads = [(d // 2, d - d // 2) for d in deficits]
+    img = np.asarray(image, dtype=np.float32)
+    if any(p != (0, 0) for p in pads):
+        img = np.pad(img, pads, mode="constant", constant_values=0.0)
+    size = img.shape
+    slices = window_slices(size, roi, overlap)
+    weight = importance_map(roi, mode, sigma_scale)
+    count = np.zeros(size, dtype=np.float32)
+    for sl in slices:
+        count[sl] += weight
+    out: npt.NDArray[np.float32] | None = None
+    for b0 in range(0, len(slices), batch_size):
+        batch = slices[b0 : b0 + batch_size]
+        x = np.stack([img[sl] for sl in batch])[:, None]
+        y = np.asarray(predictor(x), dtype=np.float32)
+        if y.ndim != 5 or y.shape[0] != len(batch) or y.shape[2:] != roi:
+            raise ValueError(f"predictor returned shape {y.shape} for input {x.shape}")
+        if out is None:
+            out = np.zeros((y.shape[1], *size), dtype=np.float32)
+        if not y.flags.writeable:
+            y = y.copy()
+        for yb, sl in zip(y, batch, strict=True):
+            np.multiply(yb, weight, out=yb)
+            out[(slice(None), *sl)] += yb
+    assert out is not None  # at least one window always exists
+    out /= count
+    crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, shape, strict=True))
+    return np.ascontiguousarray(out[(slice(None), *crop)])
+
+
+def _triple(values: Sequence[int], name: str) -> tuple[int, int, int]:
+    if len(values) != 3 or any(int(v) < 1 for v in values):
+        raise ValueError(f"{name} must be three positive integers, got {tuple(values)}")
+    return (int(values[0]), int(values[1]), int(values[2]))

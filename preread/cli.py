@@ -1,0 +1,333 @@
+"""The ``preread`` command line.
+
+Each command builds the settings once, calls library functions and prints; heavy imports
+(torch, monai, onnxruntime) happen inside the commands that need them, so ``preread --help``
+and the serving commands start fast and the serving install works without torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from preread.errors import PrereadError
+from preread.settings import Settings
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="PreRead: AI pre-reads of CT studies."
+)
+models_app = typer.Typer(no_args_is_help=True, help="Model packages: list, show, publish.")
+app.add_typer(models_app, name="models")
+
+console = Console(stderr=True)
+out = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly(fn: F) -> F:
+    """Print PreRead's own errors as one clear line and exit 2, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PrereadError as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+@app.command()
+@_friendly
+def phantoms(
+    out_dir: Annotated[Path, typer.Argument(help="folder to write the studies into")],
+    count: Annotated[int, typer.Option(min=1, help="number of studies")] = 1,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the first study (then seed+1, …)")] = 0,
+    matrix: Annotated[int, typer.Option(min=32, max=1024, help="rows = columns")] = 512,
+    max_slices: Annotated[int | None, typer.Option(min=8, help="cap the slice count")] = None,
+) -> None:
+    """Write synthetic chest-CT studies: CT series, truth SEG and truth.json per study."""
+    from training.phantom_dicom import write_phantoms
+
+    with _progress() as bar:
+        task = bar.add_task("phantoms", total=count, info="")
+        studies = write_phantoms(
+            out_dir,
+            count,
+            seed,
+            matrix=matrix,
+            max_slices=max_slices,
+            progress=lambda n: bar.advance(task, n),
+        )
+    for s in studies:
+        out.print(str(s.study_dir))
+
+
+@app.command()
+@_friendly
+def train(
+    config: Annotated[Path, typer.Argument(help="training config (YAML)")],
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    resume: Annotated[bool, typer.Option(help="continue from the run's checkpoint")] = True,
+    workers: Annotated[int, typer.Option(min=1, help="processes preparing cases")] = 2,
+) -> None:
+    """Train a model from a config: phantoms or a folder of (CT series + SEG) pairs."""
+    from training.config import load_config
+    from training.data import training_cases
+    from training.train import train as run_training
+
+    cfg = load_config(config)
+    settings = Settings()
+    if device not in {"auto", "cpu", "cuda"}:
+        raise typer.BadParameter("--device must be auto, cpu or cuda")
+    with _progress() as bar:
+        n = cfg.data.phantoms.count if cfg.data.phantoms else 0
+        prep = bar.add_task("preparing cases", total=n or None, info="")
+        cases = training_cases(
+            cfg.data,
+            cfg.input,
+            settings.data_dir / "cache" / "cases",
+            workers=workers,
+            progress=lambda k: bar.advance(prep, k),
+        )
+        task = bar.add_task("training", total=cfg.optim.iterations, info="")
+
+        def on_step(it: int, loss: float, rate: float) -> None:
+            bar.update(task, completed=it, info=f"loss {loss:.4f}  {rate:.1f} patches/s")
+
+        result = run_training(cfg, cases, device=device, resume=resume, on_step=on_step)
+    out.print(
+        f"trained {result.iterations} iterations on {result.device}: final loss "
+        f"{result.final_loss:.4f}, {result.patches_per_second:.1f} patches/s -> {result.output_dir}"
+    )
+
+
+def _resolve_package(model: str, settings: Settings) -> Path:
+    from inference.registry import Registry
+
+    p = Path(model)
+    if p.is_dir():
+        return p
+    model_id, _, version = model.partition("@")
+    return Registry(settings.models_dir).find(model_id, version or None).path
+
+
+@app.command()
+@_friendly
+def evaluate(
+    model: Annotated[str, typer.Argument(help="package folder, or id[@version] from the registry")],
+    data: Annotated[
+        str, typer.Argument(help="folder of CT+SEG pairs, or phantoms:SEED:COUNT[:MATRIX]")
+    ],
+    output: Annotated[Path | None, typer.Option("--out", help="write evaluation.json here")] = None,
+) -> None:
+    """Score a model package on scans with known nodules (sensitivity, FP/scan, FROC, Dice)."""
+    from inference.package import ModelPackage
+    from inference.predict import Predictor
+    from training.evaluate import evaluate as run_eval
+    from training.evaluate import folder_scans, phantom_scans
+
+    settings = Settings()
+    package = ModelPackage.load(_resolve_package(model, settings))
+    predictor = Predictor(
+        package,
+        providers=settings.providers,
+        policy=settings.provider_policy,
+        intra_op_threads=settings.intra_op_threads or None,
+    )
+    if data.startswith("phantoms:"):
+        parts = data.split(":")
+        if len(parts) not in (3, 4):
+            raise typer.BadParameter("phantoms:SEED:COUNT[:MATRIX]")
+        seed, count = int(parts[1]), int(parts[2])
+        matrix = int(parts[3]) if len(parts) == 4 else 512
+        scans = phantom_scans(seed, count, matrix=matrix)
+        total: int | None = count
+        meta: dict[str, Any] = {
+            "data": {"source": "phantoms", "seed": seed, "count": count, "matrix": matrix}
+        }
+    else:
+        scans = folder_scans(Path(data))
+        total = None
+        meta = {"data": {"source": "folder", "path": str(Path(data).resolve())}}
+    with _progress() as bar:
+        task = bar.add_task("evaluating", total=total, info="")
+        doc = run_eval(
+            predictor,
+            scans,
+            threshold=package.card.thresholds.probability,
+            meta=meta,
+            progress=lambda s: bar.advance(task, 1),
+        )
+    _print_eval(doc)
+    if output:
+        output.write_text(json.dumps(doc, indent=2))
+        out.print(f"written {output}")
+
+
+def _print_eval(doc: dict[str, Any]) -> None:
+    t = Table(title="evaluation")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+
+    def f(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    t.add_row("scans", f(doc["n_scans"]))
+    t.add_row("nodules (≥ 6 mm)", f"{doc['n_nodules']} ({doc['n_nodules_ge6mm']})")
+    t.add_row("sensitivity ≥ 6 mm", f(doc["sensitivity_ge6mm"]))
+    t.add_row("false positives / scan", f(doc["fp_per_scan"]))
+    for band, v in doc["sensitivity_by_band"].items():
+        t.add_row(f"sensitivity {band} mm (n={v['n']})", f(v["sensitivity"]))
+    t.add_row("median Dice ≥ 6 mm", f(doc["dice_ge6mm"]["median"]))
+    t.add_row("diameter MAE ≥ 6 mm (mm)", f(doc["diameter_error_mm_ge6mm"]["mae"]))
+    t.add_row("volume median |rel. error|", f(doc["volume_error_rel_ge6mm"]["median_abs"]))
+    t.add_row("FROC CPM", f(doc["froc_ge6mm"]["cpm"]))
+    out.print(t)
+
+
+@app.command()
+@_friendly
+def demo(
+    count: Annotated[int, typer.Option(min=1, help="phantom studies to pre-read")] = 3,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the first phantom")] = 990_000,
+    matrix: Annotated[int, typer.Option(min=32, max=1024, help="rows = columns")] = 512,
+    model: Annotated[str, typer.Option(help="model id[@version]")] = "lung-nodule",
+) -> None:
+    """Phantom chest CTs written as DICOM, read back and pre-read; found vs truth."""
+    from preread.demo import run_demo
+
+    settings = Settings()
+    t = Table(
+        title=f"PreRead demo: {model} on phantom chest CT (data in {settings.data_dir / 'demo'})"
+    )
+    for col in (
+        "study",
+        "slices",
+        "nodules (≥6 mm)",
+        "found",
+        "≥6 mm found",
+        "false pos.",
+        "seconds",
+        "provider",
+    ):
+        t.add_column(col)
+    with console.status("writing phantoms and pre-reading them…"):
+        rows = run_demo(settings, count=count, seed=seed, matrix=matrix, model=model)
+    for r in rows:
+        t.add_row(
+            r.study,
+            str(r.slices),
+            f"{r.truth_nodules} ({r.truth_ge6mm})",
+            str(r.found),
+            f"{r.found_ge6mm_hit}/{r.truth_ge6mm}",
+            str(r.false_positives),
+            f"{r.seconds:.1f}",
+            r.provider,
+        )
+    out.print(t)
+
+
+@models_app.command("list")
+@_friendly
+def models_list() -> None:
+    """The model packages installed in PREREAD_MODELS_DIR."""
+    from inference.registry import Registry
+
+    settings = Settings()
+    t = Table(title=f"models in {settings.models_dir}")
+    for col in ("id", "version", "task", "modality", "sensitivity ≥6mm", "FP/scan"):
+        t.add_column(col)
+    for entry in Registry(settings.models_dir).list():
+        card = entry.card
+        t.add_row(
+            card.id,
+            card.version,
+            card.task,
+            card.modality,
+            _fmt(card.metrics.get("sensitivity_ge6mm")),
+            _fmt(card.metrics.get("fp_per_scan")),
+        )
+    out.print(t)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+@models_app.command("show")
+@_friendly
+def models_show(
+    model: Annotated[str, typer.Argument(help="id[@version] or a package folder")],
+) -> None:
+    """Print a model's card (verifying the package's hash and schema)."""
+    from inference.package import ModelPackage
+
+    package = ModelPackage.load(_resolve_package(model, Settings()))
+    out.print(package.card_path.read_text())
+
+
+@models_app.command("publish")
+@_friendly
+def models_publish(
+    run_dir: Annotated[Path, typer.Argument(help="a training run folder (has model.pt)")],
+    models_dir: Annotated[
+        Path | None, typer.Option(help="registry folder (default PREREAD_MODELS_DIR)")
+    ] = None,
+    eval_seed: Annotated[int, typer.Option(help="first seed of the held-out phantoms")] = 900_000,
+    eval_count: Annotated[
+        int, typer.Option(min=1, help="held-out phantoms (≥ 50 for a release)")
+    ] = 50,
+    eval_matrix: Annotated[int, typer.Option(min=32, max=1024)] = 512,
+    force: Annotated[
+        bool, typer.Option(help="replace an existing package of this version")
+    ] = False,
+) -> None:
+    """Export ONNX, check parity, evaluate on held-out phantoms, write the card and register it."""
+    from training.publish import publish
+
+    target = models_dir or Settings().models_dir
+    with _progress() as bar:
+        task = bar.add_task("held-out evaluation", total=eval_count, info="")
+        path = publish(
+            run_dir,
+            target,
+            eval_seed=eval_seed,
+            eval_count=eval_count,
+            eval_matrix=eval_matrix,
+            force=force,
+            progress=lambda: bar.advance(task, 1),
+        )
+    out.print(f"published {path}")
+
+
+if __name__ == "__main__":
+    app()

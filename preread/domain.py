@@ -1,0 +1,151 @@
+"""PreRead's domain model: the typed objects that cross package boundaries.
+
+Coordinates follow DICOM PS3.3 C.7.6.2.1.1 (Image Plane Module): the patient coordinate
+system is LPS (x towards the patient's Left, y towards Posterior, z towards Superior), in mm.
+
+Arrays are indexed ``array[k, j, i]``: ``k`` the slice (along :attr:`Geometry.slice_direction`),
+``j`` the row (along :attr:`Geometry.column_direction`, i.e. ImageOrientationPatient[3:6]) and
+``i`` the column (along :attr:`Geometry.row_direction`, i.e. ImageOrientationPatient[0:3]).
+``spacing`` is given in the same (k, j, i) order: (slice spacing, PixelSpacing[0], PixelSpacing[1]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Vec3 = tuple[float, float, float]
+Shape3 = tuple[int, int, int]
+
+NoduleType = Literal["solid", "part-solid", "ground-glass"]
+
+
+def _unit(v: npt.ArrayLike) -> Vec3:
+    a = np.asarray(v, dtype=np.float64)
+    n = float(np.linalg.norm(a))
+    if n == 0.0:
+        raise ValueError("direction vector has zero length")
+    a = a / n
+    return (float(a[0]), float(a[1]), float(a[2]))
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a (k, j, i) voxel grid lies in patient space (LPS, mm).
+
+    ``origin`` is the centre of voxel ``[0, 0, 0]`` (the ImagePositionPatient of the first slice).
+    """
+
+    shape: Shape3
+    origin: Vec3
+    row_direction: Vec3
+    column_direction: Vec3
+    slice_direction: Vec3
+    spacing: Vec3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "origin", tuple(float(o) for o in self.origin))
+        object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
+        object.__setattr__(self, "row_direction", _unit(self.row_direction))
+        object.__setattr__(self, "column_direction", _unit(self.column_direction))
+        object.__setattr__(self, "slice_direction", _unit(self.slice_direction))
+        if any(s <= 0 for s in self.spacing):
+            raise ValueError(f"spacing must be positive, got {self.spacing}")
+        if any(s <= 0 for s in self.shape):
+            raise ValueError(f"shape must be positive, got {self.shape}")
+
+    @property
+    def affine(self) -> npt.NDArray[np.float64]:
+        """4×4 matrix mapping homogeneous (k, j, i, 1) indices to LPS mm."""
+        a = np.eye(4)
+        a[:3, 0] = np.asarray(self.slice_direction) * self.spacing[0]
+        a[:3, 1] = np.asarray(self.column_direction) * self.spacing[1]
+        a[:3, 2] = np.asarray(self.row_direction) * self.spacing[2]
+        a[:3, 3] = self.origin
+        return a
+
+    @property
+    def image_orientation(self) -> list[float]:
+        """ImageOrientationPatient (row direction then column direction)."""
+        return [*self.row_direction, *self.column_direction]
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(self.spacing[0] * self.spacing[1] * self.spacing[2])
+
+    def index_to_lps(self, kji: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Map (…, 3) voxel indices (k, j, i), possibly fractional, to LPS mm."""
+        idx = np.asarray(kji, dtype=np.float64)
+        return np.asarray(idx @ self.affine[:3, :3].T + self.affine[:3, 3], dtype=np.float64)
+
+    def lps_to_index(self, lps: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Map (…, 3) LPS points to fractional (k, j, i) indices."""
+        p = np.asarray(lps, dtype=np.float64)
+        inv = np.linalg.inv(self.affine)
+        return np.asarray(p @ inv[:3, :3].T + inv[:3, 3], dtype=np.float64)
+
+    def crop(self, region: tuple[slice, slice, slice]) -> Geometry:
+        """The geometry of ``array[region]`` (slices with unit step, within bounds)."""
+        starts = [r.start or 0 for r in region]
+        stops = [
+            n if r.stop is None else min(r.stop, n) for r, n in zip(region, self.shape, strict=True)
+        ]
+        origin = self.index_to_lps(starts)
+        return Geometry(
+            shape=(stops[0] - starts[0], stops[1] - starts[1], stops[2] - starts[2]),
+            origin=(float(origin[0]), float(origin[1]), float(origin[2])),
+            row_direction=self.row_direction,
+            column_direction=self.column_direction,
+            slice_direction=self.slice_direction,
+            spacing=self.spacing,
+        )
+
+    def slice_position(self, k: int) -> Vec3:
+        """ImagePositionPatient of slice ``k`` (centre of its first transmitted voxel)."""
+        p = self.index_to_lps([k, 0, 0])
+        return (float(p[0]), float(p[1]), float(p[2]))
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A scalar volume on a :class:`Geometry`; CT values are Hounsfield units (float32)."""
+
+    array: npt.NDArray[np.float32]
+    geometry: Geometry
+
+    def __post_init__(self) -> None:
+        if tuple(self.array.shape) != tuple(self.geometry.shape):
+            raise ValueError(
+                f"array shape {self.array.shape} != geometry shape {self.geometry.shape}"
+            )
+
+
+@dataclass(frozen=True)
+class TruthNodule:
+    """A nodule whose exact position and size are known (phantom ground truth)."""
+
+    label: int
+    center_lps_mm: Vec3
+    long_axis_mm: float
+    volume_mm3: float
+    type: NoduleType
+    attached_to: Literal["pleura", "vessel"] | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the model found, measured in patient space."""
+
+    label: int
+    center_lps_mm: Vec3
+    long_axis_mm: float
+    volume_mm3: float
+    probability: float
+    mean_hu: float
+    voxel_count: int
+    lung_side: Literal["left", "right"] | None = None
+    bbox_kji: tuple[Shape3, Shape3] | None = field(default=None, compare=False)

@@ -1,0 +1,357 @@
+"""Synthetic chest-CT phantoms: geometry round trip through DICOM, SEG validity, ground truth.
+
+Phantoms here are small (96-192 matrix, a few dozen slices) so the module runs in seconds.
+The CT series is read back with pydicom alone (sorted along the slice normal, affine rebuilt from
+ImagePositionPatient / ImageOrientationPatient / PixelSpacing, PS3.3 C.7.6.2.1.1), so a
+convention error on the writing side cannot cancel out against the same error on the reading side.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from numpy.typing import NDArray
+from pydicom.dataset import Dataset
+from scipy import ndimage
+
+from preread.domain import NoduleType, Vec3
+from training.nodules import random_shape
+from training.phantom_dicom import StudyFiles, write_phantom_study, write_phantoms
+from training.phantoms import (
+    GENERATOR_VERSION,
+    NoduleSpec,
+    PatientPosition,
+    Phantom,
+    generate_phantom,
+    lung_mask,
+)
+from training.raster import AxisGrid
+
+SEED = 7
+MATRIX, SLICES = 96, 48
+
+
+def read_series(ct_dir: Path) -> tuple[NDArray[np.float64], NDArray[np.float64], list[Dataset]]:
+    """HU volume (k, j, i) and the (k, j, i, 1) -> LPS affine, from pydicom alone."""
+    dss: list[Dataset] = [pydicom.dcmread(p) for p in sorted(ct_dir.glob("*.dcm"))]
+    iop = np.asarray(dss[0].ImageOrientationPatient, dtype=float)
+    row, col = iop[:3], iop[3:]
+    normal = np.cross(row, col)
+    dss.sort(key=lambda d: float(np.dot(np.asarray(d.ImagePositionPatient, float), normal)))
+    ipp = np.asarray([d.ImagePositionPatient for d in dss], dtype=float)
+    vol = np.stack([d.pixel_array * float(d.RescaleSlope) + float(d.RescaleIntercept) for d in dss])
+    row_spacing, col_spacing = (float(v) for v in dss[0].PixelSpacing)
+    affine = np.eye(4)
+    affine[:3, 0] = (ipp[-1] - ipp[0]) / (len(dss) - 1)
+    affine[:3, 1] = col * row_spacing
+    affine[:3, 2] = row * col_spacing
+    affine[:3, 3] = ipp[0]
+    return vol, affine, dss
+
+
+def lung_points(ph: Phantom, count: int) -> list[Vec3]:
+    """The ``count`` lung points farthest from anything else, in different places (LPS)."""
+    g = ph.volume.geometry
+    padded = np.pad(lung_mask(ph), 1)  # the edges of the scan count as "not lung"
+    dist = ndimage.distance_transform_edt(padded, sampling=g.spacing)[1:-1, 1:-1, 1:-1]
+    out: list[Vec3] = []
+    for _ in range(count):
+        k, j, i = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        p = g.index_to_lps([k, j, i])
+        out.append((float(p[0]), float(p[1]), float(p[2])))
+        kk, jj, ii = np.ogrid[: dist.shape[0], : dist.shape[1], : dist.shape[2]]
+        pts = g.index_to_lps(np.stack(np.broadcast_arrays(kk, jj, ii), -1))
+        dist[np.linalg.norm(pts - p, axis=-1) < 40.0] = 0.0
+    return out
+
+
+@pytest.fixture(scope="module")
+def base() -> Phantom:
+    return generate_phantom(
+        SEED, nodules=[], patient_position="HFS", matrix=MATRIX, max_slices=SLICES
+    )
+
+
+@pytest.fixture(scope="module")
+def spots(base: Phantom) -> list[Vec3]:
+    return lung_points(base, 2)
+
+
+@pytest.fixture(scope="module")
+def two_nodules(spots: list[Vec3]) -> Phantom:
+    specs = [NoduleSpec(spots[0], 10.0, "solid"), NoduleSpec(spots[1], 8.0, "ground-glass")]
+    return generate_phantom(SEED, nodules=specs, matrix=MATRIX, max_slices=SLICES)
+
+
+@pytest.fixture(scope="module")
+def study(two_nodules: Phantom, tmp_path_factory: pytest.TempPathFactory) -> StudyFiles:
+    return write_phantom_study(two_nodules, tmp_path_factory.mktemp("study"))
+
+
+# -- 1. geometry round trip ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("position", ["HFS", "FFS"])
+def test_nodule_found_at_its_lps_position_after_dicom_round_trip(
+    position: PatientPosition, spots: list[Vec3], tmp_path: Path
+) -> None:
+    centre = spots[0]
+    with_nodule = generate_phantom(
+        SEED,
+        nodules=[NoduleSpec(centre, 14.0, "solid")],
+        patient_position=position,
+        matrix=MATRIX,
+        max_slices=SLICES,
+    )
+    without = generate_phantom(
+        SEED, nodules=[], patient_position=position, matrix=MATRIX, max_slices=SLICES
+    )
+    files = write_phantom_study(with_nodule, tmp_path / "a")
+    files0 = write_phantom_study(without, tmp_path / "b")
+    vol, affine, dss = read_series(files.ct_dir)
+    vol0, affine0, _ = read_series(files0.ct_dir)
+    np.testing.assert_allclose(affine, affine0)
+
+    expected_iop = [1, 0, 0, 0, 1, 0] if position == "HFS" else [-1, 0, 0, 0, 1, 0]
+    assert [float(v) for v in dss[0].ImageOrientationPatient] == expected_iop
+    assert dss[0].PatientPosition == position
+    # acquisition order: instance 1 first along the normal (towards the feet for FFS)
+    instances = [int(d.InstanceNumber) for d in dss]
+    assert instances == sorted(instances)
+    z = [float(d.ImagePositionPatient[2]) for d in dss]
+    assert (np.diff(z) > 0).all() if position == "HFS" else (np.diff(z) < 0).all()
+
+    # the nodule is what differs (same seed, same noise); its centroid is at the truth position
+    blob = (vol - vol0) > 100.0
+    assert blob.sum() > 5
+    centroid = np.argwhere(blob).mean(axis=0)
+    found = affine[:3, :3] @ centroid + affine[:3, 3]
+    err_index = np.linalg.solve(affine[:3, :3], found - np.asarray(centre))
+    assert np.abs(err_index).max() < 1.0, (found, centre)
+    # and the voxel nearest to the truth centre is nodule-bright
+    near = np.rint(np.linalg.solve(affine[:3, :3], np.asarray(centre) - affine[:3, 3])).astype(int)
+    assert vol[tuple(near)] > -300.0
+
+
+def test_patient_position_does_not_move_the_patient() -> None:
+    hfs = generate_phantom(SEED, patient_position="HFS", matrix=64, max_slices=24)
+    ffs = generate_phantom(SEED, patient_position="FFS", matrix=64, max_slices=24)
+    np.testing.assert_array_equal(hfs.volume.array[::-1, :, ::-1], ffs.volume.array)
+    np.testing.assert_array_equal(hfs.label[::-1, :, ::-1], ffs.label)
+    assert hfs.nodules == ffs.nodules
+    n = np.asarray(hfs.volume.geometry.shape) - 1
+    corner = hfs.volume.geometry.index_to_lps([n[0], 0, n[2]])
+    np.testing.assert_allclose(ffs.volume.geometry.index_to_lps([0, 0, 0]), corner, atol=1e-9)
+
+
+# -- 2. standards -------------------------------------------------------------------------------
+
+
+def _dciodvfy(path: Path) -> list[str]:
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (dicom3tools) is not installed")
+    res = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    return (res.stdout + res.stderr).splitlines()
+
+
+def test_seg_and_ct_pass_dciodvfy(study: StudyFiles) -> None:
+    assert study.seg_path is not None
+    for path in (study.seg_path, next(study.ct_dir.glob("CT*.dcm"))):
+        errors = [line for line in _dciodvfy(path) if "Error" in line]
+        assert errors == [], f"{path.name}: {errors}"
+
+
+def test_seg_reads_back_and_matches_the_label_map(study: StudyFiles, two_nodules: Phantom) -> None:
+    assert study.seg_path is not None
+    seg = hd.seg.segread(study.seg_path)
+    ct0 = pydicom.dcmread(next(study.ct_dir.glob("CT*.dcm")), stop_before_pixels=True)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == study.series_instance_uid
+    assert seg.StudyInstanceUID == study.study_instance_uid == ct0.StudyInstanceUID
+    assert seg.FrameOfReferenceUID == ct0.FrameOfReferenceUID
+    assert seg.SegmentationType == "BINARY"
+    assert len(seg.SegmentSequence) == len(two_nodules.nodules) == 2
+    frames = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
+    for item in seg.SegmentSequence:
+        n = int(item.SegmentNumber)
+        assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == "27925004"
+        assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
+        assert item.TrackingID == f"nodule-{n}"
+        in_seg = sum(
+            int(frames[f].sum())
+            for f, fg in enumerate(seg.PerFrameFunctionalGroupsSequence)
+            if int(fg.SegmentIdentificationSequence[0].ReferencedSegmentNumber) == n
+        )
+        assert in_seg == int((two_nodules.label == n).sum()) > 0
+
+
+# -- 3. determinism, contents, HU -----------------------------------------------------------
+
+
+def test_same_seed_same_phantom_and_files(
+    two_nodules: Phantom, study: StudyFiles, spots: list[Vec3], tmp_path: Path
+) -> None:
+    specs = [NoduleSpec(spots[0], 10.0, "solid"), NoduleSpec(spots[1], 8.0, "ground-glass")]
+    again = generate_phantom(SEED, nodules=specs, matrix=MATRIX, max_slices=SLICES)
+    np.testing.assert_array_equal(again.volume.array, two_nodules.volume.array)
+    np.testing.assert_array_equal(again.label, two_nodules.label)
+    assert again.nodules == two_nodules.nodules
+    files = write_phantom_study(again, tmp_path)
+    assert (files.study_instance_uid, files.series_instance_uid) == (
+        study.study_instance_uid,
+        study.series_instance_uid,
+    )
+    for path in [*sorted(study.ct_dir.glob("*.dcm"))[:3], study.seg_path, study.truth_path]:
+        assert path is not None
+        twin = files.study_dir / path.relative_to(study.study_dir)
+        assert twin.read_bytes() == path.read_bytes(), path.name
+
+
+def test_different_seed_differs(base: Phantom, tmp_path: Path) -> None:
+    other = generate_phantom(
+        SEED + 1, nodules=[], patient_position="HFS", matrix=MATRIX, max_slices=SLICES
+    )
+    assert other.volume.array.shape != base.volume.array.shape or not np.array_equal(
+        other.volume.array, base.volume.array
+    )
+    a = write_phantom_study(base, tmp_path)
+    b = write_phantom_study(other, tmp_path)
+    assert a.study_dir != b.study_dir
+    assert (
+        len(
+            {
+                a.study_instance_uid,
+                b.study_instance_uid,
+                a.series_instance_uid,
+                b.series_instance_uid,
+            }
+        )
+        == 4
+    )
+
+
+def test_random_phantoms_respect_the_contract() -> None:
+    counts = []
+    for seed in range(8):
+        ph = generate_phantom(seed, matrix=48)
+        g = ph.volume.geometry
+        assert ph.volume.array.dtype == np.float32 and ph.label.dtype == np.uint8
+        assert 100 <= g.shape[0] <= 400 and g.shape[1:] == (48, 48)
+        assert 0.625 <= g.spacing[0] <= 2.5
+        assert 0.55 * 512 / 48 - 1e-3 <= g.spacing[1] <= 0.9 * 512 / 48 + 1e-3
+        assert 200.0 <= g.spacing[0] * g.shape[0] <= 320.0 or g.shape[0] in (100, 400)
+        assert 10.0 <= ph.noise_sd_hu <= 40.0
+        assert ph.patient_position in ("HFS", "FFS")
+        assert 0 <= len(ph.nodules) <= 4
+        assert [n.label for n in ph.nodules] == list(range(1, len(ph.nodules) + 1))
+        assert set(np.unique(ph.label)) <= set(range(len(ph.nodules) + 1))
+        lungs = lung_mask(ph)
+        for n in ph.nodules:
+            assert 3.0 <= n.long_axis_mm <= 30.0
+            k, j, i = np.rint(g.lps_to_index(n.center_lps_mm)).astype(int)
+            assert lungs[k, j, i] or n.attached_to == "pleura"
+        counts.append(len(ph.nodules))
+    assert 0 in counts and max(counts) >= 2
+
+
+def test_tissue_hu(base: Phantom) -> None:
+    vol = base.volume.array
+    assert -880.0 < float(np.median(vol[lung_mask(base)])) < -800.0
+    assert vol.max() > 700.0  # cortical bone
+    assert float(vol[:, :4, :4].mean()) < -950.0  # air outside the body
+    assert vol.min() >= -1024.0 and vol.max() <= 3071.0
+
+
+@pytest.mark.parametrize("kind", ["solid", "part-solid", "ground-glass"])
+def test_nodule_hu_by_type(kind: NoduleType, spots: list[Vec3]) -> None:
+    ph = generate_phantom(
+        SEED,
+        nodules=[NoduleSpec(spots[0], 20.0, kind)],
+        matrix=192,
+        max_slices=48,
+        patient_position="HFS",
+    )
+    g = ph.volume.geometry
+    kk, jj, ii = np.nonzero(ph.label == 1)
+    r = np.linalg.norm(g.index_to_lps(np.stack([kk, jj, ii], 1)) - np.asarray(spots[0]), axis=1)
+    values = ph.volume.array[kk, jj, ii]
+    core = float(values[r < 2.5].mean())
+    rim = float(values[(r > 8.0) & (r < 9.2)].mean())
+    if kind == "solid":
+        assert -40.0 < core < 100.0 and -100.0 < rim < 100.0
+    elif kind == "ground-glass":
+        assert -720.0 < core < -280.0 and -720.0 < rim < -250.0
+    else:
+        assert -150.0 < core < 100.0 and -720.0 < rim < -250.0
+
+
+def test_label_volume_matches_truth() -> None:
+    checked = 0
+    for seed in (4, 6, 7):
+        ph = generate_phantom(seed, matrix=192)
+        vv = ph.volume.geometry.voxel_volume_mm3
+        for n in ph.nodules:
+            if n.long_axis_mm < 6.0:
+                continue
+            rel = abs(int((ph.label == n.label).sum()) * vv - n.volume_mm3) / n.volume_mm3
+            assert rel < (0.25 if n.long_axis_mm < 10.0 else 0.08), (seed, n)
+            checked += 1
+    assert checked >= 4
+
+
+def test_analytic_volume_of_a_lobulated_nodule() -> None:
+    rng = np.random.default_rng(0)
+    for kind in ("solid", "part-solid"):
+        shape = random_shape(rng, 14.0, kind, None)
+        assert shape.long_axis() == pytest.approx(14.0, rel=5e-3)
+        axis = np.arange(-9.0, 9.0, 0.2)
+        grid = AxisGrid(x=axis, y=axis.copy(), z=axis.copy())
+        vol = np.full(grid.shape, -850.0, dtype=np.float32)
+        label = np.zeros(grid.shape, dtype=np.uint8)
+        shape.draw(vol, label, grid, 1)
+        assert label.sum() * 0.2**3 == pytest.approx(shape.volume(), rel=0.02)
+
+
+# -- 4. truth.json and the batch writer -------------------------------------------------------
+
+
+def test_truth_json(study: StudyFiles, two_nodules: Phantom) -> None:
+    truth = json.loads(study.truth_path.read_text())
+    g = two_nodules.volume.geometry
+    assert truth["generator_version"] == GENERATOR_VERSION
+    assert truth["seed"] == SEED
+    assert truth["study_instance_uid"] == study.study_instance_uid
+    assert truth["series_instance_uid"] == study.series_instance_uid
+    assert truth["patient_position"] == two_nodules.patient_position
+    assert truth["pixel_spacing"] == [g.spacing[1], g.spacing[2]]
+    assert truth["slice_thickness"] == g.spacing[0]
+    assert truth["n_slices"] == g.shape[0] == len(list(study.ct_dir.glob("*.dcm")))
+    assert truth["noise_sd_hu"] == two_nodules.noise_sd_hu
+    assert truth["coordinate_system"] == "DICOM patient LPS, mm"
+    assert [n["label"] for n in truth["nodules"]] == [1, 2]
+    for item, n in zip(truth["nodules"], two_nodules.nodules, strict=True):
+        assert item["center_lps_mm"] == list(n.center_lps_mm)
+        assert item["long_axis_mm"] == n.long_axis_mm
+        assert item["volume_mm3"] == n.volume_mm3
+        assert item["type"] == n.type and item["attached_to"] == n.attached_to
+        assert item["segment_number"] == n.label
+    sphere = truth["nodules"][0]
+    assert sphere["long_axis_mm"] == pytest.approx(10.0, rel=1e-3)
+    assert sphere["volume_mm3"] == pytest.approx(np.pi / 6 * 10.0**3, rel=1e-3)
+
+
+def test_write_phantoms(tmp_path: Path) -> None:
+    calls: list[int] = []
+    studies = write_phantoms(tmp_path, 2, 11, matrix=32, max_slices=8, progress=calls.append)
+    assert calls == [1, 1]
+    assert [s.study_dir.name for s in studies] == ["PHANTOM-000011", "PHANTOM-000012"]
+    for s in studies:
+        truth = json.loads(s.truth_path.read_text())
+        assert (s.seg_path is None) == (truth["nodules"] == [])
+        assert len(list(s.ct_dir.glob("*.dcm"))) == truth["n_slices"] <= 8

@@ -1,0 +1,188 @@
+"""Training, resume, export parity and publishing, on tiny phantoms (seconds, not minutes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from inference.package import ModelPackage
+from inference.registry import Registry
+from training.config import TrainConfig, load_config
+from training.data import Case, phantom_cases
+from training.errors import ConfigError, TrainingError
+from training.export import check_parity, export_onnx
+from training.publish import publish
+from training.train import CHECKPOINT, build_network, load_weights, train
+
+pytestmark = pytest.mark.train
+
+TINY = {
+    "model": {"id": "tiny-nodule", "version": "0.0.1", "name": "tiny test model"},
+    "data": {
+        "source": "phantoms",
+        "phantoms": {"seed": 18, "count": 2, "matrix": 96, "max_slices": 40},
+    },
+    "input": {"spacing_mm": [2.0, 2.0, 2.0]},
+    "network": {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1},
+    "sampling": {"samples_per_case": 2, "ratios": [0.1, 0.3, 0.6]},
+    "optim": {
+        "iterations": 40,
+        "batch_size": 4,
+        "patch_size": [32, 32, 32],
+        "checkpoint_every": 5,
+        "seed": 3,
+        "learning_rate": 0.01,
+    },
+    "output_dir": "run",
+}
+
+
+def write_config(tmp: Path, **changes: object) -> Path:
+    doc = json.loads(json.dumps(TINY))
+    for dotted, value in changes.items():
+        node = doc
+        *parents, last = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_cases(tmp_path_factory: pytest.TempPathFactory) -> list[Case]:
+    cfg = TrainConfig.model_validate({**TINY, "output_dir": "unused"})
+    assert cfg.data.phantoms is not None
+    return phantom_cases(cfg.data.phantoms, cfg.input, tmp_path_factory.mktemp("cache"))
+
+
+def test_cases_have_nodules_lungs_and_outside(tiny_cases: list[Case]) -> None:
+    for case in tiny_cases:
+        counts = np.bincount(case.sampling.ravel(), minlength=3)
+        assert counts.min() > 0, counts
+        assert case.image.min() >= 0.0 and case.image.max() <= 1.0
+        assert (case.label > 0).sum() == counts[2]
+
+
+def test_loss_falls(tmp_path: Path, tiny_cases: list[Case]) -> None:
+    cfg = load_config(write_config(tmp_path))
+    losses: list[float] = []
+    train(cfg, tiny_cases, device="cpu", on_step=lambda it, loss, rate: losses.append(loss))
+    assert len(losses) == 40
+    assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8]), losses
+    _, loaded = load_weights(cfg.output_dir)
+    assert loaded.digest() == cfg.digest()
+
+
+def test_resume_continues_exactly(tmp_path: Path, tiny_cases: list[Case]) -> None:
+    (tmp_path / "a").mkdir()
+    straight = load_config(write_config(tmp_path / "a", optim__iterations=10))
+    train(straight, tiny_cases, device="cpu")
+
+    (tmp_path / "b").mkdir()
+    cfg = load_config(write_config(tmp_path / "b", optim__iterations=10))
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_7(it: int, loss: float, rate: float) -> None:
+        if it == 7:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(cfg, tiny_cases, device="cpu", on_step=kill_after_7)
+    assert torch.load(cfg.output_dir / CHECKPOINT, weights_only=False)["iteration"] == 5
+    train(cfg, tiny_cases, device="cpu")  # resumes at iteration 5
+    a, _ = load_weights(straight.output_dir)
+    b, _ = load_weights(cfg.output_dir)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(pa, pb, msg=name)
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path: Path, tiny_cases: list[Case]) -> None:
+    train(load_config(write_config(tmp_path, optim__iterations=5)), tiny_cases, device="cpu")
+    other = load_config(write_config(tmp_path, optim__iterations=6))
+    with pytest.raises(TrainingError, match="different training config"):
+        train(other, tiny_cases, device="cpu")
+
+
+def test_cuda_asked_without_gpu_is_an_error(tmp_path: Path, tiny_cases: list[Case]) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal applies only without one")
+    with pytest.raises(TrainingError, match="CUDA"):
+        train(load_config(write_config(tmp_path)), tiny_cases, device="cuda")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"optim__patch_size": [30, 32, 32]}, "divisible"),
+        ({"data__source": "folder"}, "data.folder is not set"),
+        ({"optim__iterations": 0}, "optim.iterations"),
+        ({"model__version": "one"}, "model.version"),
+    ],
+)
+def test_bad_config_is_refused_with_the_field(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    path = write_config(tmp_path, **change)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_unknown_key_and_bad_yaml_are_refused(tmp_path: Path) -> None:
+    path = write_config(tmp_path, optim__learning_rat=0.1)
+    with pytest.raises(ConfigError, match="learning_rat"):
+        load_config(path)
+    path.write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_export_is_one_file_with_dynamic_axes_and_parity(tmp_path: Path) -> None:
+    cfg = TrainConfig.model_validate({**TINY, "output_dir": "x"})
+    torch.manual_seed(0)
+    net = build_network(cfg.network).eval()
+    path = tmp_path / "model.onnx"
+    export_onnx(net, path, example_size=32)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    result = check_parity(net, path, [(1, 1, 32, 32, 32), (2, 1, 48, 64, 40), (1, 1, 16, 80, 96)])
+    assert result.max_abs_diff < 1e-4, result
+
+
+def test_publish_writes_a_package_the_registry_serves(
+    tmp_path: Path, tiny_cases: list[Case]
+) -> None:
+    cfg = load_config(write_config(tmp_path, optim__iterations=15))
+    train(cfg, tiny_cases, device="cpu")
+    models = tmp_path / "models"
+    path = publish(cfg.output_dir, models, eval_seed=700, eval_count=2, eval_matrix=96)
+    assert path == models / "tiny-nodule" / "0.0.1"
+    assert sorted(p.name for p in path.iterdir()) == [
+        "evaluation.json",
+        "evaluation.md",
+        "froc.png",
+        "model.onnx",
+        "model.yaml",
+        "weights.pt",
+    ]
+    package = Registry(models).find("tiny-nodule")
+    doc = json.loads(package.evaluation_path.read_text())
+    assert doc["n_scans"] == 2
+    assert {"sensitivity_ge6mm", "fp_per_scan", "n_scans"} <= set(doc)
+    assert package.card.metrics["n_scans"] == 2.0
+    assert package.card.training.test_seeds == [700, 701]
+    assert package.card.onnx.max_abs_diff_vs_torch < 1e-3
+    with pytest.raises(TrainingError, match="exists"):
+        publish(cfg.output_dir, models, eval_seed=700, eval_count=2, eval_matrix=96)
+    with pytest.raises(TrainingError, match="overlap the training seeds"):
+        publish(cfg.output_dir, models, eval_seed=19, eval_count=2, eval_matrix=96, force=True)
+    assert not list((models / "tiny-nodule").glob(".staging*"))
+    ModelPackage.load(path)

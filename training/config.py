@@ -1,0 +1,160 @@
+"""The training configuration: one YAML file, validated, that fully determines a model.
+
+Everything that changes the weights is in here (data seeds, network shape, schedule, the seed of
+the sampler), so ``preread train CONFIG`` run twice gives the same model on the same machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from training.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PhantomSource(_Strict):
+    """Synthetic chest CT made by :mod:`training.phantoms`; phantom ``i`` uses ``seed + i``."""
+
+    seed: int = Field(ge=0)
+    count: int = Field(ge=1)
+    matrix: int = Field(default=512, ge=32, le=1024)
+    max_slices: int | None = Field(default=None, ge=8)
+
+
+class DataConfig(_Strict):
+    """Where the training cases come from: phantoms, or a folder of (CT series + SEG) pairs."""
+
+    source: Literal["phantoms", "folder"]
+    phantoms: PhantomSource | None = None
+    folder: Path | None = None
+    label_segments: list[str] | None = Field(
+        default=None,
+        description="segment labels counted as nodule (None: every segment of the SEG)",
+    )
+    validation: PhantomSource | None = None
+
+    @model_validator(mode="after")
+    def _source_given(self) -> DataConfig:
+        if self.source == "phantoms" and self.phantoms is None:
+            raise ValueError("data.source is 'phantoms' but data.phantoms is not set")
+        if self.source == "folder" and self.folder is None:
+            raise ValueError("data.source is 'folder' but data.folder is not set")
+        return self
+
+
+class InputConfig(_Strict):
+    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    window_min_hu: float = -1000.0
+    window_max_hu: float = 400.0
+
+
+class NetworkConfig(_Strict):
+    """A MONAI UNet (monai.networks.nets.UNet); see docs/model-lung-nodule.md for the choice."""
+
+    name: Literal["unet"] = "unet"
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    strides: tuple[int, ...] = (2, 2, 2)
+    num_res_units: int = Field(default=1, ge=0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _shape(self) -> NetworkConfig:
+        if len(self.strides) != len(self.channels) - 1:
+            raise ValueError("network.strides needs one entry fewer than network.channels")
+        return self
+
+    @property
+    def divisor(self) -> int:
+        d = 1
+        for s in self.strides:
+            d *= s
+        return d
+
+
+class SamplingConfig(_Strict):
+    """Patch centres: ratios for (outside the lungs, lung background, nodule)."""
+
+    ratios: tuple[float, float, float] = (0.15, 0.45, 0.4)
+    samples_per_case: int = Field(default=4, ge=1)
+
+
+class OptimConfig(_Strict):
+    iterations: int = Field(ge=1)
+    batch_size: int = Field(default=4, ge=1)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-5, ge=0)
+    patch_size: tuple[int, int, int] = (64, 64, 64)
+    checkpoint_every: int = Field(default=100, ge=1)
+    seed: int = 0
+    num_threads: int = Field(default=0, ge=0, description="torch intra-op threads; 0 = all cores")
+    amp: bool = Field(default=True, description="mixed precision on CUDA (ignored on the CPU)")
+
+
+class ModelInfo(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    name: str
+    description: str = ""
+
+
+class PostConfig(_Strict):
+    probability: float = Field(default=0.5, gt=0, lt=1)
+    min_volume_mm3: float = Field(default=10.0, ge=0)
+
+
+class TrainConfig(_Strict):
+    model: ModelInfo
+    data: DataConfig
+    input: InputConfig = InputConfig()
+    network: NetworkConfig = NetworkConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    optim: OptimConfig
+    postprocess: PostConfig = PostConfig()
+    output_dir: Path
+
+    @model_validator(mode="after")
+    def _patch_divisible(self) -> TrainConfig:
+        d = self.network.divisor
+        if any(p % d for p in self.optim.patch_size):
+            raise ValueError(f"optim.patch_size {self.optim.patch_size} must be divisible by {d}")
+        return self
+
+    def digest(self) -> str:
+        """Hash of everything that determines the weights (checkpoints refuse another config)."""
+        payload = self.model_dump(mode="json", exclude={"output_dir"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read and validate a training config; relative paths resolve against the file's folder."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read training config: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a training config is a YAML mapping")
+    try:
+        cfg = TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path}: invalid training config: {problems}") from exc
+    base = path.resolve().parent
+    updates: dict[str, object] = {}
+    if not cfg.output_dir.is_absolute():
+        updates["output_dir"] = (base / cfg.output_dir).resolve()
+    if cfg.data.folder is not None and not cfg.data.folder.is_absolute():
+        updates["data"] = cfg.data.model_copy(update={"folder": (base / cfg.data.folder).resolve()})
+    return cfg.model_copy(update=updates) if updates else cfg

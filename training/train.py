@@ -1,0 +1,308 @@
+"""Train the nodule segmentation network with MONAI (``preread train CONFIG``).
+
+* Network: MONAI ``UNet`` (the choice, measured against SegResNet, is in docs/model-lung-nodule.md).
+* Loss: Dice + cross-entropy (``monai.losses.DiceCELoss``), softmax over {background, nodule}.
+* Patches: ``RandCropByLabelClassesd`` centred outside the lungs, on lung background (where the
+  vessels are: the hard negatives) and on nodules, in the config's ratios; flips, in-plane
+  90° rotations, intensity scale/shift and noise as augmentation.
+* Reproducible and resumable: the case order and every random transform are seeded from
+  (config seed, iteration), so a run resumed from a checkpoint continues exactly as an
+  uninterrupted one would.
+* CPU by default; on CUDA, mixed precision (``torch.autocast`` + ``GradScaler``) and, when started
+  by ``torchrun``, DistributedDataParallel with one process per GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.losses import DiceCELoss
+from monai.networks.nets import UNet
+from monai.transforms import (
+    CastToTyped,
+    Compose,
+    RandCropByLabelClassesd,
+    RandFlipd,
+    RandGaussianNoised,
+    RandRotate90d,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    SpatialPadd,
+)
+
+from training.config import NetworkConfig, TrainConfig
+from training.data import Case
+from training.errors import TrainingError
+
+CHECKPOINT = "checkpoint.pt"
+FINAL = "model.pt"
+METRICS = "metrics.jsonl"
+
+
+def build_network(cfg: NetworkConfig) -> torch.nn.Module:
+    """The network named by the config (2 output channels: background, nodule)."""
+    net: torch.nn.Module = UNet(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=2,
+        channels=cfg.channels,
+        strides=cfg.strides,
+        num_res_units=cfg.num_res_units,
+        dropout=cfg.dropout,
+    )
+    return net
+
+
+def patch_transform(cfg: TrainConfig) -> Compose:
+    keys = ["image", "label"]
+    return Compose(
+        [
+            RandCropByLabelClassesd(
+                keys=keys,
+                label_key="sampling",
+                spatial_size=list(cfg.optim.patch_size),
+                ratios=list(cfg.sampling.ratios),
+                num_classes=3,
+                num_samples=cfg.sampling.samples_per_case,
+                indices_key="indices",
+                allow_smaller=True,
+                warn=False,
+            ),
+            # A scan shorter than a patch (few slices) is cropped as far as it goes, then padded.
+            SpatialPadd(keys=keys, spatial_size=list(cfg.optim.patch_size)),
+            CastToTyped(keys="image", dtype=np.float32),
+            RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
+            RandFlipd(keys=keys, prob=0.5, spatial_axis=1),
+            RandFlipd(keys=keys, prob=0.5, spatial_axis=2),
+            RandRotate90d(keys=keys, prob=0.5, spatial_axes=(1, 2)),
+            RandScaleIntensityd(keys="image", factors=0.05, prob=0.5),
+            RandShiftIntensityd(keys="image", offsets=0.03, prob=0.5),
+            RandGaussianNoised(keys="image", prob=0.3, std=0.015),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Device:
+    torch_device: torch.device
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def select_device(requested: str) -> Device:
+    """``auto`` takes CUDA when present; ``cuda`` without a GPU is an error, never a CPU run."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for, but torch finds no CUDA device")
+    use_cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Device(dev, rank, world)
+
+
+def _batch(
+    cases: list[Case], cfg: TrainConfig, transform: Compose, step_seed: int
+) -> dict[str, torch.Tensor]:
+    rng = np.random.default_rng(step_seed)
+    per_case = cfg.sampling.samples_per_case
+    n_cases = max(1, cfg.optim.batch_size // per_case)
+    chosen = rng.choice(len(cases), size=n_cases, replace=len(cases) < n_cases)
+    transform.set_random_state(seed=step_seed % (2**32))
+    images, labels = [], []
+    for ci in chosen:
+        case = cases[int(ci)]
+        item = {
+            "image": case.image[None],  # float16; patches are cast to float32 after cropping
+            "label": case.label[None],
+            "sampling": case.sampling[None],
+            "indices": case.class_indices,
+        }
+        for patch in transform(item):
+            images.append(torch.as_tensor(np.asarray(patch["image"]), dtype=torch.float32))
+            labels.append(torch.as_tensor(np.asarray(patch["label"]), dtype=torch.long))
+    return {"image": torch.stack(images), "label": torch.stack(labels)}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    output_dir: Path
+    iterations: int
+    final_loss: float
+    patches_per_second: float
+    seconds: float
+    device: str
+
+
+def train(
+    cfg: TrainConfig,
+    cases: list[Case],
+    *,
+    device: str = "auto",
+    resume: bool = True,
+    on_step: Callable[[int, float, float], None] | None = None,
+) -> TrainResult:
+    """Train ``cfg.optim.iterations`` steps on ``cases``; checkpoints in ``cfg.output_dir``.
+
+    ``on_step(iteration, loss, patches_per_second)`` is called after every step (the CLI's
+    progress bar). With ``resume`` a checkpoint of the same config is continued; a checkpoint of
+    a different config is refused rather than silently mixed.
+    """
+    if not cases:
+        raise TrainingError("no training cases")
+    dev = select_device(device)
+    if cfg.optim.num_threads:
+        torch.set_num_threads(cfg.optim.num_threads)
+    torch.manual_seed(cfg.optim.seed)
+    out = cfg.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    net = build_network(cfg.network).to(dev.torch_device)
+    optimizer = torch.optim.AdamW(
+        net.parameters(), lr=cfg.optim.learning_rate, weight_decay=cfg.optim.weight_decay
+    )
+    total = cfg.optim.iterations
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.optim.learning_rate, total_steps=total, pct_start=0.05
+    )
+    use_amp = cfg.optim.amp and dev.torch_device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start = 0
+    ckpt_path = out / CHECKPOINT
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=dev.torch_device, weights_only=False)
+        if state["config_digest"] != cfg.digest():
+            raise TrainingError(
+                f"{ckpt_path} was written by a different training config; "
+                "move it away or use another output_dir"
+            )
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start = int(state["iteration"])
+    model: torch.nn.Module = net
+    if dev.world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[dev.torch_device.index] if dev.torch_device.type == "cuda" else None
+        )
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    transform = patch_transform(cfg)
+    model.train()
+    t0 = time.perf_counter()
+    patches = 0
+    loss_value = float("nan")
+    rate = 0.0
+    with (out / METRICS).open("a") as log:
+        for it in range(start, total):
+            step_seed = cfg.optim.seed * 1_000_003 + it * 7919 + dev.rank
+            batch = _batch(cases, cfg, transform, step_seed)
+            x = batch["image"].to(dev.torch_device)
+            y = batch["label"].to(dev.torch_device)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=dev.torch_device.type, enabled=use_amp):
+                loss = loss_fn(model(x), y)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_value = float(loss.detach())
+            patches += int(x.shape[0]) * dev.world_size
+            rate = patches / max(time.perf_counter() - t0, 1e-9)
+            if on_step:
+                on_step(it + 1, loss_value, rate)
+            if dev.is_main:
+                log.write(
+                    json.dumps(
+                        {
+                            "iteration": it + 1,
+                            "loss": loss_value,
+                            "lr": scheduler.get_last_lr()[0],
+                            "patches_per_s": rate,
+                        }
+                    )
+                    + "\n"
+                )
+                log.flush()
+                if (it + 1) % cfg.optim.checkpoint_every == 0 or it + 1 == total:
+                    _save_checkpoint(ckpt_path, net, optimizer, scheduler, scaler, it + 1, cfg)
+    seconds = time.perf_counter() - t0
+    if dev.is_main:
+        save_weights(out / FINAL, net, cfg)
+    if dev.world_size > 1:
+        torch.distributed.destroy_process_group()
+    return TrainResult(out, total, loss_value, rate, seconds, str(dev.torch_device))
+
+
+def _save_checkpoint(
+    path: Path,
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    iteration: int,
+    cfg: TrainConfig,
+) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "iteration": iteration,
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "config_digest": cfg.digest(),
+        },
+        tmp,
+    )
+    tmp.replace(path)  # a run killed while saving keeps the previous checkpoint
+
+
+def save_weights(path: Path, net: torch.nn.Module, cfg: TrainConfig) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {"model": net.state_dict(), "config": cfg.model_dump(mode="json"), "digest": cfg.digest()},
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def network_from_package(package_dir: Path, network_config: dict[str, Any]) -> torch.nn.Module:
+    """The torch twin of a package's ONNX model, from its ``weights.pt`` (benchmarks, fine-tuning)."""
+    path = package_dir / "weights.pt"
+    if not path.exists():
+        raise TrainingError(f"{path}: this package ships no torch weights")
+    net = build_network(NetworkConfig.model_validate(network_config))
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    net.eval()
+    return net
+
+
+def load_weights(run_dir: Path) -> tuple[torch.nn.Module, TrainConfig]:
+    """The trained network of a run folder and the config that made it."""
+    path = run_dir / FINAL
+    if not path.exists():
+        raise TrainingError(f"{path}: no trained model here (run `preread train` to the end first)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = TrainConfig.model_validate(state["config"])
+    net = build_network(cfg.network)
+    net.load_state_dict(state["model"])
+    net.eval()
+    return net, cfg
