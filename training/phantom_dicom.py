@@ -230,6 +230,7 @@ def _segmentation(ph: Phantom, ids: _Ids, ct: list[Dataset]) -> hd.seg.Segmentat
         device_serial_number=f"phantom-{GENERATOR_VERSION}",
         content_description="Phantom ground truth",
         content_label="TRUTH",
+        omit_empty_frames=bool(ph.label.any()),  # all-empty: keep the frames, quietly
         content_date=ids.date,
         content_time="090000",
         series_date=ids.date,

@@ -26,6 +26,7 @@ ImageOrientationPatient [1,0,0,0,1,0] and FFS [-1,0,0,0,1,0]; slice ``k`` runs a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,7 +46,7 @@ from training.anatomy_slices import (
 from training.nodules import NoduleShape, NoduleSpec, spec_shape
 from training.placement import Placer, random_nodules
 from training.raster import AxisGrid, draw_tubes
-from training.vessels import airways, great_vessels, landmarks, pulmonary_trees
+from training.vessels import Tubes, airways, great_vessels, landmarks, pulmonary_trees
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -139,7 +140,8 @@ def lung_mask(phantom: Phantom) -> npt.NDArray[np.bool_]:
     """Voxels of ``phantom`` whose centre lies in its analytic lungs (same shape as the volume).
 
     The lungs as drawn before airways, great vessels and pulmonary vessels: useful for
-    statistics of the parenchyma or for sampling training patches inside the lungs.
+    statistics of the parenchyma or for sampling training patches inside the lungs. Costs about
+    2 s per 100 slices of 512 × 512.
     """
     _, anat, _ = _patient(phantom.seed)
     g = phantom.volume.geometry
@@ -181,23 +183,9 @@ def generate_phantom(
 
     lm = landmarks(anat, r_tube)
     vessels_big = great_vessels(anat, lm)
-
-    def free_lung(pts: F64) -> npt.NDArray[np.bool_]:
-        ok = anat.in_lung(pts[:, 0], pts[:, 1], pts[:, 2])
-        if ok.any():
-            ok[ok] = vessels_big.sdf(pts[ok]) > 1.0
-        return ok
-
-    air = airways(anat, lm, r_tube, free_lung)
+    air = airways(anat, lm, r_tube, _lung_outside(anat, vessels_big))
     exclusions = vessels_big + air.wall
-
-    def free_of_tubes(pts: F64) -> npt.NDArray[np.bool_]:
-        ok = anat.in_lung(pts[:, 0], pts[:, 1], pts[:, 2])
-        if ok.any():
-            ok[ok] = exclusions.sdf(pts[ok]) > 1.0
-        return ok
-
-    trees = pulmonary_trees(anat, lm, r_tube, free_of_tubes)
+    trees = pulmonary_trees(anat, lm, r_tube, _lung_outside(anat, exclusions))
 
     placer = Placer(anat, exclusions, trees, (float(grid.z[0]), float(grid.z[-1])), r_nod)
     shapes: list[NoduleShape]
@@ -210,7 +198,7 @@ def generate_phantom(
     draw_tubes(vol, grid, vessels_big, anat.hu_heart, "max", carve=lung)
     draw_tubes(vol, grid, air.wall, 10.0, "max", carve=lung, carve_margin=0.5)
     draw_tubes(vol, grid, air.lumen, AIR_HU, "min")
-    draw_tubes(vol, grid, trees, 40.0, "max", clip_to=lung, carve_margin=0.0)
+    draw_tubes(vol, grid, trees, 40.0, "max", clip_to=lung)
     label = np.zeros(grid.shape, dtype=np.uint8)
     for n, s in enumerate(shapes, start=1):
         s.draw(vol, label, grid, n)
@@ -226,6 +214,18 @@ def generate_phantom(
         patient_position=position,
         noise_sd_hu=sc.noise_sd,
     )
+
+
+def _lung_outside(anat: Anatomy, tubes: Tubes) -> Callable[[F64], npt.NDArray[np.bool_]]:
+    """Point predicate: in the lungs and more than 1 mm away from ``tubes``."""
+
+    def inside(pts: F64) -> npt.NDArray[np.bool_]:
+        ok = anat.in_lung(pts[:, 0], pts[:, 1], pts[:, 2])
+        if ok.any():
+            ok[ok] = tubes.sdf(pts[ok]) > 1.0
+        return ok
+
+    return inside
 
 
 def _anatomy_volume(anat: Anatomy, grid: AxisGrid, tile: F32) -> tuple[F32, npt.NDArray[np.bool_]]:

@@ -245,7 +245,8 @@ def test_random_phantoms_respect_the_contract() -> None:
         assert 100 <= g.shape[0] <= 400 and g.shape[1:] == (48, 48)
         assert 0.625 <= g.spacing[0] <= 2.5
         assert 0.55 * 512 / 48 - 1e-3 <= g.spacing[1] <= 0.9 * 512 / 48 + 1e-3
-        assert 200.0 <= g.spacing[0] * g.shape[0] <= 320.0 or g.shape[0] in (100, 400)
+        extent, half = g.spacing[0] * g.shape[0], g.spacing[0] / 2.0
+        assert 200.0 - half <= extent <= 320.0 + half or g.shape[0] in (100, 400)
         assert 10.0 <= ph.noise_sd_hu <= 40.0
         assert ph.patient_position in ("HFS", "FFS")
         assert 0 <= len(ph.nodules) <= 4
@@ -266,6 +267,12 @@ def test_tissue_hu(base: Phantom) -> None:
     assert vol.max() > 700.0  # cortical bone
     assert float(vol[:, :4, :4].mean()) < -950.0  # air outside the body
     assert vol.min() >= -1024.0 and vol.max() <= 3071.0
+
+
+def test_noise_level_is_as_stated() -> None:
+    ph = generate_phantom(5, matrix=64, max_slices=16)  # 10.6 HU: air is hardly clipped
+    corner = ph.volume.array[:, :12, :12]
+    assert float(corner.std()) == pytest.approx(ph.noise_sd_hu, rel=0.1)
 
 
 @pytest.mark.parametrize("kind", ["solid", "part-solid", "ground-glass"])
@@ -316,12 +323,15 @@ def test_analytic_volume_of_a_lobulated_nodule() -> None:
         label = np.zeros(grid.shape, dtype=np.uint8)
         shape.draw(vol, label, grid, 1)
         assert label.sum() * 0.2**3 == pytest.approx(shape.volume(), rel=0.02)
+        kji = np.argwhere(label == 1).mean(axis=0)
+        centroid = axis[0] + 0.2 * kji[::-1]  # (x, y, z)
+        np.testing.assert_allclose(centroid, shape.truth(1).center_lps_mm, atol=0.05)
 
 
 # -- 4. truth.json and the batch writer -------------------------------------------------------
 
 
-def test_truth_json(study: StudyFiles, two_nodules: Phantom) -> None:
+def test_truth_json(study: StudyFiles, two_nodules: Phantom, spots: list[Vec3]) -> None:
     truth = json.loads(study.truth_path.read_text())
     g = two_nodules.volume.geometry
     assert truth["generator_version"] == GENERATOR_VERSION
@@ -342,6 +352,7 @@ def test_truth_json(study: StudyFiles, two_nodules: Phantom) -> None:
         assert item["type"] == n.type and item["attached_to"] == n.attached_to
         assert item["segment_number"] == n.label
     sphere = truth["nodules"][0]
+    assert sphere["center_lps_mm"] == list(spots[0])
     assert sphere["long_axis_mm"] == pytest.approx(10.0, rel=1e-3)
     assert sphere["volume_mm3"] == pytest.approx(np.pi / 6 * 10.0**3, rel=1e-3)
 
