@@ -203,7 +203,7 @@ def train(
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[dev.torch_device.index] if dev.torch_device.type == "cuda" else None
         )
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     transform = patch_transform(cfg)
     model.train()
     t0 = time.perf_counter()
