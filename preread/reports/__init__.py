@@ -1,0 +1,33 @@
+"""Encoders from one PreRead result to what radiologists and hospital systems read.
+
+* :func:`build_seg` — DICOM Segmentation, one segment per finding (PS3.3 A.51);
+* :func:`build_sr` — DICOM Comprehensive 3D SR with a TID 1500 Measurement Report;
+* :func:`to_json` / :class:`PreReadOut` — the PreRead JSON.
+
+All three share the finding's Tracking UID (:func:`tracking_uid`) and the model version, and
+label the content AI-generated and preliminary. UIDs are deterministic: encoding the same
+result twice gives the same instances (:mod:`preread.reports.uids`).
+
+Typical use::
+
+    seg = build_seg(result, ct_datasets, label_map)          # None without findings
+    sr = build_sr(result, ct_datasets, seg, supersedes=previous_sr_ref)
+"""
+
+from preread.reports.errors import ReportError
+from preread.reports.json import PreReadOut, to_json
+from preread.reports.seg import build_seg
+from preread.reports.series import EncodedSeries, InstanceRef
+from preread.reports.sr import build_sr
+from preread.reports.uids import tracking_uid
+
+__all__ = [
+    "EncodedSeries",
+    "InstanceRef",
+    "PreReadOut",
+    "ReportError",
+    "build_seg",
+    "build_sr",
+    "to_json",
+    "tracking_uid",
+]

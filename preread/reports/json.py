@@ -1,0 +1,98 @@
+"""The PreRead JSON: one result as plain data for hospital systems and the web worklist.
+
+:class:`PreReadOut` is the response model (FastAPI can use it as ``response_model``);
+:func:`to_json` gives its JSON-ready dict. Tracking UIDs are those of the SEG segments and
+SR measurement groups of the same result (:func:`preread.reports.uids.tracking_uid`), so a
+finding can be followed from the JSON into the viewer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from preread.domain import PreReadResult
+from preread.reports.uids import tracking_id, tracking_uid
+
+__all__ = ["FindingOut", "ModelOut", "PreReadOut", "to_json", "to_model"]
+
+
+class ModelOut(BaseModel):
+    """The model version that made the result."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    version: str
+    name: str
+    sha256: str
+
+
+class FindingOut(BaseModel):
+    """One nodule the model found; coordinates in DICOM patient space (LPS, mm)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: int = Field(description="Finding label; segment 'Nodule <label>' in the SEG")
+    tracking_id: str
+    tracking_uid: str = Field(description="Tracking UID shared with the SEG and the SR")
+    center_lps_mm: tuple[float, float, float]
+    long_axis_mm: float
+    volume_mm3: float
+    probability: float = Field(ge=0.0, le=1.0)
+    mean_hu: float
+    lung_side: Literal["left", "right"] | None
+
+
+class PreReadOut(BaseModel):
+    """One AI pre-read of one series: always AI-generated and preliminary."""
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
+
+    study_instance_uid: str
+    series_instance_uid: str
+    frame_of_reference_uid: str
+    model: ModelOut
+    provider: str = Field(description="ONNX Runtime execution provider that ran the model")
+    created: datetime
+    ai_generated: Literal[True] = True
+    status: Literal["preliminary"] = "preliminary"
+    findings: list[FindingOut]
+
+
+def to_model(result: PreReadResult, *, uid_seed: str | None = None) -> PreReadOut:
+    """``result`` as the response model (``uid_seed`` as given to the SEG and SR encoders)."""
+    return PreReadOut(
+        study_instance_uid=result.study_instance_uid,
+        series_instance_uid=result.series_instance_uid,
+        frame_of_reference_uid=result.frame_of_reference_uid,
+        model=ModelOut(
+            id=result.model.id,
+            version=result.model.version,
+            name=result.model.name,
+            sha256=result.model.sha256,
+        ),
+        provider=result.provider,
+        created=result.created,
+        findings=[
+            FindingOut(
+                label=f.label,
+                tracking_id=tracking_id(f),
+                tracking_uid=str(tracking_uid(result, f, uid_seed=uid_seed)),
+                center_lps_mm=f.center_lps_mm,
+                long_axis_mm=f.long_axis_mm,
+                volume_mm3=f.volume_mm3,
+                probability=f.probability,
+                mean_hu=f.mean_hu,
+                lung_side=f.lung_side,
+            )
+            for f in sorted(result.findings, key=lambda f: f.label)
+        ],
+    )
+
+
+def to_json(result: PreReadResult, *, uid_seed: str | None = None) -> dict[str, Any]:
+    """The PreRead JSON of ``result`` (``created`` as ISO 8601), ready for ``json.dumps``."""
+    return to_model(result, uid_seed=uid_seed).model_dump(mode="json")

@@ -1,0 +1,175 @@
+"""A PreRead result's nodule masks as a DICOM Segmentation (PS3.3 A.51, C.8.20).
+
+One BINARY segment per finding (segment ``n`` is the ``n``-th finding by label), labelled
+"Nodule <label>", with the finding's Tracking ID and Tracking UID (the same the SR and the
+JSON carry), SNOMED CT category 49755003 "Morphologically abnormal structure", type
+27925004 "Nodule", anatomic region 39607008 "Lung", algorithm type AUTOMATIC and the model
+as the algorithm (family DCM 123110 "Artificial Intelligence"). Frames reference the source
+CT slices they lie on (Derivation Image, Source Image Sequence); empty frames are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import highdicom as hd
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+
+from preread.domain import Finding, PreReadResult
+from preread.reports import codes
+from preread.reports.errors import ReportError
+from preread.reports.series import (
+    AI_NOTICE,
+    MANUFACTURER,
+    EncodedSeries,
+    lo,
+    order_sources,
+    series_description,
+)
+from preread.reports.uids import report_uid, tracking_id, tracking_uid
+
+__all__ = ["CONTENT_LABEL", "algorithm_parameters", "build_seg"]
+
+CONTENT_LABEL = "AI_PRELIMINARY"
+"""Content Label (CS, at most 16 characters), shown by viewers as the SEG's name."""
+
+
+def algorithm_parameters(result: PreReadResult) -> dict[str, str]:
+    """What identifies the run besides name and version: the model id, its file's sha256 and
+    the ONNX Runtime execution provider that actually ran it."""
+    return {
+        "model_id": result.model.id,
+        "model_sha256": result.model.sha256,
+        "provider": result.provider,
+    }
+
+
+def build_seg(
+    result: PreReadResult,
+    source_datasets: Sequence[Dataset],
+    labels: npt.NDArray[np.integer],
+    *,
+    series_number: int = 9001,
+    uid_seed: str | None = None,
+) -> EncodedSeries | None:
+    """Encode the findings' voxels as a SEG instance in a new series of the source study.
+
+    Args:
+        result: the pre-read; its study, series and frame of reference must be the sources'.
+        source_datasets: every single-frame image of the series that was read, any order
+            (pixel data not needed).
+        labels: integer array ``[k, j, i]`` on the source grid (the shape of the volume
+            :func:`dicom_gateway.volume.assemble_volume` makes of ``source_datasets``);
+            value ``n`` marks the voxels of the finding with ``label == n``, 0 background;
+            values of no finding are ignored.
+        series_number: Series Number of the new series.
+        uid_seed: see :mod:`preread.reports.uids`.
+
+    Returns:
+        The SEG, or None when ``result`` has no findings (there is nothing to segment).
+
+    Raises:
+        ReportError: the sources do not match the result (see
+            :func:`~preread.reports.series.order_sources`), ``labels`` has the wrong shape or
+            type, findings share a label, or a finding has no voxel in ``labels``.
+    """
+    if not result.findings:
+        return None
+    sources = order_sources(result, source_datasets)
+    findings = _sorted_findings(result.findings)
+    segments = _segment_array(labels, findings, sources)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=lo(result.model.name),
+        family=codes.ALGORITHM_FAMILY,
+        version=lo(result.model.version),
+        source=MANUFACTURER,
+        parameters=algorithm_parameters(result),
+    )
+    descriptions = []
+    for number, finding in enumerate(findings, start=1):
+        description = hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=f"Nodule {finding.label}",
+            segmented_property_category=codes.FINDING_CATEGORY,
+            segmented_property_type=codes.NODULE,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            tracking_uid=tracking_uid(result, finding, uid_seed=uid_seed),
+            tracking_id=tracking_id(finding),
+            anatomic_regions=[codes.LUNG],
+        )
+        description.SegmentDescription = AI_NOTICE  # (0062,0006), Type 3
+        descriptions.append(description)
+    created = result.created
+    series_uid = report_uid(result, "seg-series", uid_seed=uid_seed)
+    sop_uid = report_uid(result, "seg-instance", uid_seed=uid_seed)
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=sources,
+            pixel_array=segments,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            series_instance_uid=series_uid,
+            series_number=series_number,
+            sop_instance_uid=sop_uid,
+            instance_number=1,
+            manufacturer=MANUFACTURER,
+            manufacturer_model_name=lo(result.model.name),
+            software_versions=lo(result.model.version),
+            device_serial_number=lo(result.model.sha256 or result.model.id),
+            content_description=lo(
+                f"AI-generated, preliminary: lung nodules, {result.model.name} "
+                f"{result.model.version}"
+            ),
+            content_label=CONTENT_LABEL,
+            omit_empty_frames=True,
+            series_description=series_description(result.model),
+            content_date=created.date(),
+            content_time=created.time(),
+            series_date=created.date(),
+            series_time=created.time(),
+        )
+    except (ValueError, TypeError) as exc:  # highdicom's checks of the inputs
+        raise ReportError(f"cannot encode the SEG: {exc}") from exc
+    # highdicom draws a random Dimension Organization UID; derive it like every other UID
+    dimension_uid = report_uid(result, "seg-dimension-organization", uid_seed=uid_seed)
+    for item in (*seg.DimensionOrganizationSequence, *seg.DimensionIndexSequence):
+        item.DimensionOrganizationUID = dimension_uid
+    return EncodedSeries(dataset=seg, series_instance_uid=series_uid, sop_instance_uid=sop_uid)
+
+
+def _sorted_findings(findings: Sequence[Finding]) -> list[Finding]:
+    ordered = sorted(findings, key=lambda f: f.label)
+    labels = [f.label for f in ordered]
+    if len(set(labels)) != len(labels) or labels[0] < 1:
+        raise ReportError(f"finding labels must be distinct and positive, got {labels}")
+    return ordered
+
+
+def _segment_array(
+    labels: npt.NDArray[np.integer], findings: list[Finding], sources: list[Dataset]
+) -> npt.NDArray[np.uint16]:
+    """Relabel finding labels to segment numbers 1..N (other values to 0), in source order."""
+    array = np.asarray(labels)
+    expected = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
+    if array.shape != expected:
+        raise ReportError(
+            f"label map has shape {array.shape}, the {len(sources)} source images make a "
+            f"volume of shape {expected}"
+        )
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ReportError(f"label map must hold integers, got {array.dtype}")
+    if array.size and int(array.min()) < 0:
+        raise ReportError("label map holds negative values")
+    top = max(int(array.max(initial=0)), findings[-1].label)
+    lut = np.zeros(top + 1, dtype=np.uint16)
+    for number, finding in enumerate(findings, start=1):
+        lut[finding.label] = number
+    segments: npt.NDArray[np.uint16] = lut[array]
+    present = np.bincount(segments.ravel(), minlength=len(findings) + 1)
+    missing = [f.label for n, f in enumerate(findings, start=1) if present[n] == 0]
+    if missing:
+        raise ReportError(f"finding(s) {missing} have no voxel in the label map")
+    return segments

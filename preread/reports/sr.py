@@ -1,0 +1,305 @@
+"""A PreRead result as a DICOM Comprehensive 3D SR: a Measurement Report (PS3.16 TID 1500).
+
+Content tree (all built by highdicom's TID classes)::
+
+    Imaging Measurement Report (DCM 126000)                       TID 1500
+    ├── Language: English (en-US)                                 TID 1204
+    ├── Observer Type: Device + the model (UID, name, make, model) TID 1002 / 1004
+    ├── Procedure reported: CT unspecified body region; CT Chest
+    ├── Image Library: the source CT images                       TID 1600
+    └── Imaging Measurements
+        per finding, both groups with its Tracking ID / UID       TID 4108
+        ├── Measurement Group                                     TID 1411 (volumetric ROI)
+        │   ├── Finding category / Finding: Nodule, site Lung (+ laterality)
+        │   ├── Algorithm Identification (model, version, provider)  TID 4019
+        │   ├── Referenced Segment: the SEG instance, segment n, source series
+        │   ├── Long axis [mm], Volume [mm3], mean Attenuation [HU],
+        │   │   Certainty of Finding [%] (each with TID 4019)     TID 300
+        │   └── Comment: "AI-generated, preliminary ..."
+        └── Measurement Group                                     TID 1410 (planar ROI)
+            └── Image Region: SCOORD3D POINT at the centre, geometric purpose
+                "Center of Mass", in the source Frame of Reference
+        without findings, one group                               TID 1501
+        └── Finding: Nodule, site Lung; Presence of property: Absent; Comment: "No lung
+            nodule was found by <model> <version>. AI-generated, preliminary ..."
+
+TID 1411 allows one ROI reference per group (the segment), so the centre point, which a
+viewer can jump to, goes into a second group of the same finding (same tracking UID). The
+Comment is a highdicom ``TextContentItem`` appended to the group highdicom built (its TID
+classes take coded qualitative evaluations only).
+
+The document is PARTIAL, UNVERIFIED and PRELIMINARY (C.17.2 SR Document General Module); a
+new result for the same study names the SR it replaces in the Predecessor Documents Sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.coding import Code
+
+from preread.domain import Finding, PreReadResult
+from preread.reports import codes
+from preread.reports.errors import ReportError
+from preread.reports.seg import algorithm_parameters
+from preread.reports.series import (
+    AI_NOTICE,
+    MANUFACTURER,
+    EncodedSeries,
+    InstanceRef,
+    lo,
+    order_sources,
+    series_description,
+)
+from preread.reports.uids import device_uid, report_uid, tracking_id, tracking_uid
+
+__all__ = ["build_sr", "no_finding_text"]
+
+
+def no_finding_text(result: PreReadResult) -> str:
+    """The statement of an SR without findings."""
+    return f"No lung nodule was found by {result.model.name} {result.model.version}. {AI_NOTICE}"
+
+
+def build_sr(
+    result: PreReadResult,
+    source_datasets: Sequence[Dataset],
+    seg: EncodedSeries | None,
+    *,
+    series_number: int = 9002,
+    supersedes: InstanceRef | None = None,
+    uid_seed: str | None = None,
+) -> EncodedSeries:
+    """Encode the result as a TID 1500 Measurement Report in a new series of the source study.
+
+    Args:
+        result: the pre-read; its study, series and frame of reference must be the sources'.
+        source_datasets: every image of the series that was read (pixel data not needed).
+        seg: the SEG :func:`~preread.reports.seg.build_seg` made of the same result and
+            ``uid_seed``; required when there are findings, None when there are none.
+        series_number: Series Number of the new series.
+        supersedes: the earlier SR of this study that this one replaces (use
+            :attr:`EncodedSeries.ref` or the stored instance's UIDs); it is listed in the
+            Predecessor Documents Sequence.
+        uid_seed: see :mod:`preread.reports.uids`.
+
+    Raises:
+        ReportError: the sources do not match the result, findings without a SEG (or a SEG
+            without findings), a SEG without a segment for some finding, or a
+            ``supersedes`` of another study or equal to this SR.
+    """
+    sources = order_sources(result, source_datasets)
+    if result.findings and seg is None:
+        raise ReportError(f"{len(result.findings)} finding(s) need their SEG; none was given")
+    if seg is not None and not result.findings:
+        raise ReportError("a SEG was given for a result without findings")
+    groups: list[
+        hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+        | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
+        | hd.sr.MeasurementsAndQualitativeEvaluations
+    ] = []
+    if seg is None:
+        groups.append(_no_finding_group(result, uid_seed))
+    else:
+        segments = _segment_numbers(seg)
+        for finding in sorted(result.findings, key=lambda f: f.label):
+            uid = tracking_uid(result, finding, uid_seed=uid_seed)
+            if uid not in segments:
+                raise ReportError(
+                    f"the SEG {seg.sop_instance_uid} has no segment with the tracking UID "
+                    f"{uid} of finding {finding.label} (was it built with another uid_seed?)"
+                )
+            groups.append(_volumetric_group(result, finding, uid, seg, segments[uid]))
+            groups.append(_centre_group(result, finding, uid))
+    model = result.model
+    device = hd.sr.DeviceObserverIdentifyingAttributes(  # TEXT items: no length limit
+        uid=device_uid(model),
+        name=f"{model.name} (AI-generated, preliminary)",
+        manufacturer_name=MANUFACTURER,
+        model_name=f"{model.name} {model.version}",
+        serial_number=model.sha256 or model.id,
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(
+            observer_device_context=hd.sr.ObserverContext(
+                observer_type=codes.DEVICE, observer_identifying_attributes=device
+            )
+        ),
+        procedure_reported=[codes.CT_UNSPECIFIED_BODY_REGION, codes.CT_CHEST],
+        imaging_measurements=groups,
+        title=codes.REPORT_TITLE,
+        language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
+            codes.LANGUAGE
+        ),
+        referenced_images=sources,
+    )
+    series_uid = report_uid(result, "sr-series", uid_seed=uid_seed)
+    sop_uid = report_uid(result, "sr-instance", uid_seed=uid_seed)
+    previous = None if supersedes is None else [_predecessor(result, supersedes, sop_uid)]
+    created = result.created
+    try:
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=[*sources, *([] if seg is None else [seg.dataset])],
+            content=report,
+            series_instance_uid=series_uid,
+            series_number=series_number,
+            sop_instance_uid=sop_uid,
+            instance_number=1,
+            manufacturer=MANUFACTURER,
+            is_complete=False,
+            is_final=False,
+            is_verified=False,
+            previous_versions=previous,
+            series_description=series_description(model),
+            manufacturer_model_name=lo(model.name),
+            software_versions=lo(model.version),
+            device_serial_number=lo(model.sha256 or model.id),
+            content_date=created.date(),
+            content_time=created.time(),
+            series_date=created.date(),
+            series_time=created.time(),
+        )
+    except (ValueError, TypeError) as exc:  # highdicom's checks of the inputs
+        raise ReportError(f"cannot encode the SR: {exc}") from exc
+    return EncodedSeries(dataset=sr, series_instance_uid=series_uid, sop_instance_uid=sop_uid)
+
+
+def _algorithm(result: PreReadResult) -> hd.sr.AlgorithmIdentification:
+    """TID 4019 (a new one for each place it is included: content items have one parent)."""
+    return hd.sr.AlgorithmIdentification(
+        name=result.model.name,
+        version=result.model.version,
+        parameters=[f"{key}={value}" for key, value in algorithm_parameters(result).items()],
+        family=codes.ALGORITHM_FAMILY,
+        manufacturer=MANUFACTURER,
+    )
+
+
+def _tracking(finding: Finding, uid: str) -> hd.sr.TrackingIdentifier:
+    return hd.sr.TrackingIdentifier(uid=uid, identifier=tracking_id(finding))
+
+
+def _finding_sites(finding: Finding) -> list[hd.sr.FindingSite]:
+    side = None if finding.lung_side is None else codes.LATERALITY[finding.lung_side]
+    return [hd.sr.FindingSite(anatomic_location=codes.LUNG, laterality=side)]
+
+
+def _comment(text: str) -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(
+        name=codes.COMMENT,
+        value=text,
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+
+
+def _measurements(result: PreReadResult, finding: Finding) -> list[hd.sr.Measurement]:
+    def measure(
+        name: Code, value: float, unit: Code, derivation: Code | None = None
+    ) -> hd.sr.Measurement:
+        return hd.sr.Measurement(
+            name=name,
+            value=value,
+            unit=unit,
+            derivation=derivation,
+            algorithm_id=_algorithm(result),
+        )
+
+    return [
+        measure(codes.LONG_AXIS, round(finding.long_axis_mm, 2), codes.MILLIMETER),
+        measure(codes.VOLUME, round(finding.volume_mm3, 1), codes.CUBIC_MILLIMETER),
+        measure(
+            codes.MEAN_ATTENUATION,
+            round(finding.mean_hu, 1),
+            codes.HOUNSFIELD_UNIT,
+            derivation=codes.MEAN,
+        ),
+        measure(codes.PROBABILITY, round(100.0 * finding.probability, 2), codes.PERCENT),
+    ]
+
+
+def _volumetric_group(
+    result: PreReadResult, finding: Finding, uid: str, seg: EncodedSeries, segment: int
+) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(finding, uid),
+        referenced_segment=hd.sr.ReferencedSegment(
+            sop_class_uid=str(seg.dataset.SOPClassUID),
+            sop_instance_uid=seg.sop_instance_uid,
+            segment_number=segment,
+            source_series=hd.sr.SourceSeriesForSegmentation(result.series_instance_uid),
+        ),
+        finding_category=codes.FINDING_CATEGORY,
+        finding_type=codes.NODULE,
+        algorithm_id=_algorithm(result),
+        finding_sites=_finding_sites(finding),
+        measurements=_measurements(result, finding),
+    )
+    group[0].ContentSequence.append(_comment(AI_NOTICE))
+    return group
+
+
+def _centre_group(
+    result: PreReadResult, finding: Finding, uid: str
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(finding, uid),
+        referenced_region=hd.sr.ImageRegion3D(
+            graphic_type=hd.sr.GraphicTypeValues3D.POINT,
+            graphic_data=np.asarray([finding.center_lps_mm], dtype=np.float64),
+            frame_of_reference_uid=result.frame_of_reference_uid,
+        ),
+        finding_category=codes.FINDING_CATEGORY,
+        finding_type=codes.NODULE,
+        algorithm_id=_algorithm(result),
+        finding_sites=_finding_sites(finding),
+        geometric_purpose=codes.CENTER_OF_MASS,
+    )
+
+
+def _no_finding_group(
+    result: PreReadResult, uid_seed: str | None
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=report_uid(result, "tracking-none", uid_seed=uid_seed),
+            identifier="AI: no nodule",
+        ),
+        finding_category=codes.FINDING_CATEGORY,
+        finding_type=codes.NODULE,
+        algorithm_id=_algorithm(result),
+        finding_sites=[hd.sr.FindingSite(anatomic_location=codes.LUNG)],
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(name=codes.PRESENCE, value=codes.ABSENT)
+        ],
+    )
+    group[0].ContentSequence.append(_comment(no_finding_text(result)))
+    return group
+
+
+def _segment_numbers(seg: EncodedSeries) -> dict[str, int]:
+    """Tracking UID → Segment Number of the SEG's segments."""
+    return {
+        str(item.TrackingUID): int(item.SegmentNumber)
+        for item in seg.dataset.get("SegmentSequence", [])
+        if "TrackingUID" in item
+    }
+
+
+def _predecessor(result: PreReadResult, ref: InstanceRef, own_sop_uid: str) -> Dataset:
+    """The minimal dataset highdicom needs to list ``ref`` as a predecessor document."""
+    if ref.study_instance_uid != result.study_instance_uid:
+        raise ReportError(
+            f"the superseded SR {ref.sop_instance_uid} is in study {ref.study_instance_uid}, "
+            f"not {result.study_instance_uid}"
+        )
+    if ref.sop_instance_uid == own_sop_uid:
+        raise ReportError(f"the SR {own_sop_uid} cannot supersede itself")
+    ds = Dataset()
+    ds.StudyInstanceUID = ref.study_instance_uid
+    ds.SeriesInstanceUID = ref.series_instance_uid
+    ds.SOPInstanceUID = ref.sop_instance_uid
+    ds.SOPClassUID = ref.sop_class_uid
+    return ds

@@ -1,0 +1,494 @@
+"""SEG and SR of a PreRead result, validated with dciodvfy / dsrdump and read back with highdicom.
+
+Source images: a small synthetic chest CT (training.phantom_dicom, 96×96, 32 slices, feet
+first so that the slice normal points to the feet) with two spherical nodules placed with
+known centres, one in each lung. The phantom writer stores slice ``k`` of the phantom grid as
+instance ``k + 1``; the label map of the phantom is the label map of the "model". The files
+are passed to the encoders in shuffled order, so the encoders must sort them themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import highdicom as hd
+import numpy as np
+import numpy.typing as npt
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from dicom_gateway.volume import assemble_volume
+from preread.domain import Finding, ModelRef, PreReadResult
+from preread.reports import (
+    EncodedSeries,
+    InstanceRef,
+    PreReadOut,
+    ReportError,
+    build_seg,
+    build_sr,
+    to_json,
+    tracking_uid,
+)
+from preread.reports.sr import no_finding_text
+from training.phantom_dicom import write_phantom_study
+from training.phantoms import NoduleSpec, generate_phantom
+
+MODEL = ModelRef(
+    id="lung-nodule-unet",
+    version="1.4.2",
+    name="PreRead Lung Nodule UNet",
+    sha256="0123456789abcdef" * 4,
+)
+CREATED = datetime(2024, 5, 1, 12, 30, 15)
+NODULES = [  # LPS centres inside the lungs of phantom seed 4 (x > 0: patient's left)
+    NoduleSpec(center_lps_mm=(99.7, -15.5, -145.6), diameter_mm=14.0),
+    NoduleSpec(center_lps_mm=(-108.4, 46.2, -136.7), diameter_mm=10.0),
+]
+
+
+class Study:
+    """The phantom CT, its label map and the two results (with and without findings)."""
+
+    def __init__(self, root: Path) -> None:
+        phantom = generate_phantom(4, matrix=96, max_slices=32, nodules=NODULES)
+        files = write_phantom_study(phantom, root)
+        paths = sorted(files.ct_dir.glob("CT*.dcm"))
+        self.by_k: list[Dataset] = [pydicom.dcmread(p) for p in paths]  # instance k+1 = k
+        self.shuffled = self.by_k[:]
+        random.Random(0).shuffle(self.shuffled)
+        volume = assemble_volume(self.shuffled)
+        g, p = volume.geometry, phantom.volume.geometry
+        assert g.shape == p.shape
+        assert np.allclose(g.affine, p.affine, atol=1e-4)  # so phantom.label is on the source grid
+        self.labels: npt.NDArray[np.int32] = phantom.label.astype(np.int32)
+        first = self.by_k[0]
+        findings = tuple(
+            Finding(
+                label=n.label,
+                center_lps_mm=n.center_lps_mm,
+                long_axis_mm=n.long_axis_mm,
+                volume_mm3=n.volume_mm3,
+                probability=0.875 - 0.1 * n.label,
+                mean_hu=-35.5,
+                voxel_count=int((self.labels == n.label).sum()),
+                lung_side="left" if n.center_lps_mm[0] > 0 else "right",
+            )
+            for n in phantom.nodules
+        )
+        assert len(findings) == 2 and all(f.voxel_count > 0 for f in findings)
+        self.result = PreReadResult(
+            study_instance_uid=str(first.StudyInstanceUID),
+            series_instance_uid=str(first.SeriesInstanceUID),
+            frame_of_reference_uid=str(first.FrameOfReferenceUID),
+            model=MODEL,
+            provider="CPUExecutionProvider",
+            findings=findings,
+            created=CREATED,
+        )
+        self.empty = replace(self.result, findings=(), created=datetime(2024, 5, 2, 8, 0, 0))
+        seg = build_seg(self.result, self.shuffled, self.labels)
+        assert seg is not None
+        self.seg: EncodedSeries = seg
+        self.sr = build_sr(self.result, self.shuffled, self.seg)
+        self.empty_sr = build_sr(self.empty, self.shuffled, None)
+        self.root = root
+
+    def write(self, encoded: EncodedSeries, name: str) -> Path:
+        path = self.root / f"{name}.dcm"
+        encoded.dataset.save_as(path, enforce_file_format=True)
+        return path
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    return Study(tmp_path_factory.mktemp("reports"))
+
+
+def _code(concept: Any) -> str:
+    """The code value of a coded concept read back by highdicom (typed loosely there)."""
+    return str(concept.value)
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def _dciodvfy(path: Path) -> list[str]:
+    run = subprocess.run(
+        [_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    return [line for line in (run.stderr + run.stdout).splitlines() if line.strip()]
+
+
+# --- validators ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["seg", "sr", "empty_sr", "superseding_sr"])
+def test_dciodvfy_reports_no_error_and_no_warning(study: Study, which: str) -> None:
+    encoded = {
+        "seg": study.seg,
+        "sr": study.sr,
+        "empty_sr": study.empty_sr,
+        "superseding_sr": build_sr(
+            study.result, study.by_k, study.seg, supersedes=study.empty_sr.ref
+        ),
+    }[which]
+    lines = _dciodvfy(study.write(encoded, which))
+    assert not [line for line in lines if "Error" in line], lines
+    assert not [line for line in lines if "Warning" in line], lines
+
+
+def test_dsrdump_reads_the_sr(study: Study) -> None:
+    for encoded, expected in (
+        (study.sr, "Certainty of Finding"),
+        (study.empty_sr, "No lung nodule was found"),
+    ):
+        path = study.write(encoded, "dump")
+        run = subprocess.run(
+            [_tool("dsrdump"), str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        assert not run.stderr.strip(), run.stderr  # no warning about content or constraints
+        assert "Imaging Measurement Report" in run.stdout
+        assert MODEL.name in run.stdout
+        assert expected in run.stdout
+        assert "PRELIMINARY" in run.stdout and "UNVERIFIED" in run.stdout
+
+
+# --- SEG -------------------------------------------------------------------------------------
+
+
+def test_seg_frames_land_on_their_source_slices(study: Study) -> None:
+    seg = hd.seg.segread(study.write(study.seg, "seg-read"))
+    k_of_sop = {str(ds.SOPInstanceUID): k for k, ds in enumerate(study.by_k)}
+    label_of_segment = {n: f.label for n, f in enumerate(study.result.findings, start=1)}
+    pixels = seg.pixel_array.reshape(int(seg.NumberOfFrames), int(seg.Rows), int(seg.Columns))
+    seen = set()
+    for frame, item in zip(pixels, seg.PerFrameFunctionalGroupsSequence, strict=True):
+        source = item.DerivationImageSequence[0].SourceImageSequence[0]
+        k = k_of_sop[str(source.ReferencedSOPInstanceUID)]
+        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        expected = study.labels[k] == label_of_segment[number]
+        assert np.array_equal(frame.astype(bool), expected), (k, number)
+        position = [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
+        assert np.allclose(position, [float(v) for v in study.by_k[k].ImagePositionPatient])
+        seen.add((k, number))
+    # no empty frame, and no slice of a nodule left out
+    expected_pairs = {
+        (int(k), n)
+        for n, label in label_of_segment.items()
+        for k in np.flatnonzero((study.labels == label).any(axis=(1, 2)))
+    }
+    assert seen == expected_pairs
+
+
+def test_seg_segments_describe_the_findings(study: Study) -> None:
+    seg = hd.seg.segread(study.write(study.seg, "seg-read"))
+    assert seg.get_segment_numbers() == [1, 2]
+    for number, finding in enumerate(study.result.findings, start=1):
+        description = seg.get_segment_description(number)
+        assert description.segment_label == f"Nodule {finding.label}"
+        assert description.tracking_uid == tracking_uid(study.result, finding)
+        assert description.tracking_id == f"AI nodule {finding.label}"
+        assert description.segmented_property_category.value == "49755003"
+        assert description.segmented_property_type.value == "27925004"
+        assert [r.value for r in description.anatomic_regions] == ["39607008"]
+        assert description.algorithm_type.value == "AUTOMATIC"
+        assert description.algorithm_identification is not None
+        algorithm = description.algorithm_identification[0]
+        assert algorithm.AlgorithmName == MODEL.name
+        assert algorithm.AlgorithmVersion == MODEL.version
+        assert algorithm.AlgorithmFamilyCodeSequence[0].CodeValue == "123110"
+        assert "provider=CPUExecutionProvider" in algorithm.AlgorithmParameters
+    # highdicom's own lookup by source instance agrees with the label map
+    k = int(np.flatnonzero((study.labels == 1).any(axis=(1, 2)))[0])
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=[str(study.by_k[k].SOPInstanceUID)], segment_numbers=[1]
+    )
+    assert np.array_equal(pixels[0, :, :, 0].astype(bool), study.labels[k] == 1)
+
+
+def test_seg_without_findings_is_none(study: Study) -> None:
+    assert build_seg(study.empty, study.shuffled, np.zeros_like(study.labels)) is None
+
+
+# --- series, study and labelling ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["seg", "sr"])
+def test_new_series_in_the_original_study_labelled_ai_preliminary(study: Study, which: str) -> None:
+    encoded = study.seg if which == "seg" else study.sr
+    ds = pydicom.dcmread(study.write(encoded, f"{which}-header"))
+    source = study.by_k[0]
+    for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "StudyID", "StudyDate"):
+        assert ds[keyword].value == source[keyword].value, keyword
+    assert ds.SeriesInstanceUID == encoded.series_instance_uid != source.SeriesInstanceUID
+    assert ds.SOPInstanceUID == encoded.sop_instance_uid
+    assert ds.Manufacturer == "PreRead"
+    assert ds.ManufacturerModelName == MODEL.name
+    assert ds.SoftwareVersions == MODEL.version
+    assert ds.SeriesDescription == f"AI pre-read (preliminary) - {MODEL.id} {MODEL.version}"
+    assert ds.ContentDate == "20240501" and ds.ContentTime.startswith("123015")
+    if which == "seg":
+        assert ds.FrameOfReferenceUID == source.FrameOfReferenceUID
+        assert ds.SeriesNumber == 9001
+        assert ds.ContentLabel == "AI_PRELIMINARY"
+        assert ds.ContentDescription.startswith("AI-generated, preliminary")
+        assert "PreliminaryFlag" not in ds  # not part of the Segmentation IOD
+    else:
+        assert ds.SeriesNumber == 9002
+        assert (ds.CompletionFlag, ds.VerificationFlag, ds.PreliminaryFlag) == (
+            "PARTIAL",
+            "UNVERIFIED",
+            "PRELIMINARY",
+        )
+
+
+# --- SR ------------------------------------------------------------------------------------
+
+
+def _read_sr(study: Study, encoded: EncodedSeries, name: str) -> hd.sr.Comprehensive3DSR:
+    sr = hd.sr.srread(study.write(encoded, name))
+    assert isinstance(sr, hd.sr.Comprehensive3DSR)
+    return sr
+
+
+def _report(study: Study, encoded: EncodedSeries, name: str) -> hd.sr.MeasurementReport:
+    content = _read_sr(study, encoded, name).content
+    assert isinstance(content, hd.sr.MeasurementReport)
+    return content
+
+
+def test_sr_groups_reference_the_seg_segments_with_the_same_tracking_uids(study: Study) -> None:
+    report = _report(study, study.sr, "sr-read")
+    seg_uids = {
+        str(item.TrackingUID): int(item.SegmentNumber) for item in study.seg.dataset.SegmentSequence
+    }
+    groups = report.get_volumetric_roi_measurement_groups()
+    assert len(groups) == len(study.result.findings)
+    json_uids = {f["label"]: f["tracking_uid"] for f in to_json(study.result)["findings"]}
+    for group, finding in zip(groups, study.result.findings, strict=True):
+        uid = str(group.tracking_uid)
+        assert uid == tracking_uid(study.result, finding) == json_uids[finding.label]
+        segment = group.referenced_segment
+        assert segment is not None
+        item = segment[0]
+        assert item.referenced_sop_instance_uid == study.seg.sop_instance_uid
+        assert item.referenced_segment_numbers == [seg_uids[uid]]
+        assert str(segment[1].value) == study.result.series_instance_uid
+        assert _code(group.finding_type) == "27925004"
+        (site,) = group.finding_sites
+        assert _code(site.value) == "39607008"
+        side = {"left": "7771000", "right": "24028007"}[str(finding.lung_side)]
+        assert _code(site.laterality) == side
+        values = {m.name.meaning: (m.value, _code(m.unit)) for m in group.get_measurements()}
+        expected = {
+            "Long axis": (finding.long_axis_mm, "mm", 0.01),
+            "Volume": (finding.volume_mm3, "mm3", 0.1),
+            "Attenuation Coefficient": (-35.5, "[hnsf'U]", 0.01),
+            "Certainty of Finding": (100 * finding.probability, "%", 0.01),
+        }
+        assert set(values) == set(expected)
+        for name, (value, unit, tolerance) in expected.items():
+            assert values[name][0] == pytest.approx(value, abs=tolerance), name
+            assert values[name][1] == unit, name
+        for measurement in group.get_measurements():
+            names = [c.name.meaning for c in measurement[0].ContentSequence]
+            assert "Algorithm Name" in names and "Algorithm Version" in names
+
+
+def test_sr_centre_points_in_the_frame_of_reference(study: Study) -> None:
+    report = _report(study, study.sr, "sr-read")
+    planar = report.get_planar_roi_measurement_groups()
+    assert len(planar) == len(study.result.findings)
+    for group, finding in zip(planar, study.result.findings, strict=True):
+        assert str(group.tracking_uid) == tracking_uid(study.result, finding)
+        region = group.roi
+        assert region is not None
+        assert region.graphic_type.value == "POINT"
+        assert region.frame_of_reference_uid == study.result.frame_of_reference_uid
+        assert np.allclose(region.value[0], finding.center_lps_mm, atol=1e-3)
+
+
+def test_sr_observer_is_the_model_and_algorithm_names_the_provider(study: Study) -> None:
+    sr = _read_sr(study, study.sr, "sr-read")
+    report = _report(study, study.sr, "sr-read")
+    (observer,) = report.get_observer_contexts()
+    attributes = observer.observer_identifying_attributes
+    assert isinstance(attributes, hd.sr.DeviceObserverIdentifyingAttributes)
+    assert attributes.name is not None
+    assert attributes.name.startswith(MODEL.name)
+    assert "AI-generated, preliminary" in attributes.name
+    assert attributes.manufacturer_name == "PreRead"
+    assert attributes.model_name == f"{MODEL.name} {MODEL.version}"
+    group = report.get_volumetric_roi_measurement_groups()[0]
+    parameters = [
+        item.value
+        for item in group[0].ContentSequence
+        if item.name.meaning == "Algorithm Parameters"
+    ]
+    assert parameters == [
+        f"model_id={MODEL.id}",
+        f"model_sha256={MODEL.sha256}",
+        "provider=CPUExecutionProvider",
+    ]
+    # the image library lists every source image; the SEG is evidence of the same study
+    evidence = {uid[2] for uid in sr.get_evidence()}
+    assert {str(ds.SOPInstanceUID) for ds in study.by_k} | {study.seg.sop_instance_uid} == evidence
+
+
+def test_sr_without_findings_says_so(study: Study) -> None:
+    report = _report(study, study.empty_sr, "empty-read")
+    assert report.get_volumetric_roi_measurement_groups() == []
+    (group,) = report.get_image_measurement_groups()
+    assert _code(group.finding_type) == "27925004"
+    evaluations = {_code(e.name): _code(e.value) for e in group.get_qualitative_evaluations()}
+    assert evaluations["121052"] == "272519000"  # Presence of property: Absent
+    comments = [item.value for item in group[0].ContentSequence if item.name.meaning == "Comment"]
+    assert comments == [no_finding_text(study.empty)]
+    assert MODEL.name in comments[0] and MODEL.version in comments[0]
+
+
+def test_superseding_sr_lists_its_predecessor(study: Study) -> None:
+    new = build_sr(study.result, study.by_k, study.seg, supersedes=study.empty_sr.ref)
+    (item,) = new.dataset.PredecessorDocumentsSequence
+    assert item.StudyInstanceUID == study.result.study_instance_uid
+    (series,) = item.ReferencedSeriesSequence
+    assert series.SeriesInstanceUID == study.empty_sr.series_instance_uid
+    (instance,) = series.ReferencedSOPSequence
+    assert instance.ReferencedSOPInstanceUID == study.empty_sr.sop_instance_uid
+    assert instance.ReferencedSOPClassUID == study.empty_sr.dataset.SOPClassUID
+    assert "PredecessorDocumentsSequence" not in study.sr.dataset
+    with pytest.raises(ReportError, match="supersede itself"):
+        build_sr(study.result, study.by_k, study.seg, supersedes=study.sr.ref)
+    other = InstanceRef("1.2.3", "1.2.3.4", "1.2.3.4.5", str(study.sr.dataset.SOPClassUID))
+    with pytest.raises(ReportError, match="study"):
+        build_sr(study.result, study.by_k, study.seg, supersedes=other)
+
+
+# --- UIDs ------------------------------------------------------------------------------------
+
+
+def _uids(seg: EncodedSeries, sr: EncodedSeries) -> list[str]:
+    return [
+        seg.series_instance_uid,
+        seg.sop_instance_uid,
+        sr.series_instance_uid,
+        sr.sop_instance_uid,
+        str(seg.dataset.DimensionOrganizationSequence[0].DimensionOrganizationUID),
+        *(str(item.TrackingUID) for item in seg.dataset.SegmentSequence),
+    ]
+
+
+def test_uids_are_deterministic(study: Study) -> None:
+    first = _uids(study.seg, study.sr)
+    seg = build_seg(study.result, study.by_k, study.labels)  # other input order, same result
+    assert seg is not None
+    assert _uids(seg, build_sr(study.result, study.by_k, seg)) == first
+    assert len(set(first)) == len(first)
+    assert study.empty_sr.sop_instance_uid != study.sr.sop_instance_uid
+
+    later = replace(study.result, created=datetime(2024, 5, 1, 12, 30, 16))
+    other_version = replace(study.result, model=replace(MODEL, version="1.5.0"))
+    for changed in (later, other_version):
+        seg2 = build_seg(changed, study.by_k, study.labels)
+        assert seg2 is not None
+        assert not set(_uids(seg2, build_sr(changed, study.by_k, seg2))) & set(first)
+
+    seeded = build_seg(study.result, study.by_k, study.labels, uid_seed="job-17")
+    assert seeded is not None
+    assert seeded.sop_instance_uid != study.seg.sop_instance_uid
+    assert build_sr(study.result, study.by_k, seeded, uid_seed="job-17").sop_instance_uid == (
+        build_sr(
+            later,
+            study.by_k,
+            build_seg(later, study.by_k, study.labels, uid_seed="job-17"),
+            uid_seed="job-17",
+        ).sop_instance_uid
+    )
+    with pytest.raises(ReportError, match="uid_seed"):  # SEG and SR from different seeds
+        build_sr(study.result, study.by_k, seeded)
+
+
+# --- refusals --------------------------------------------------------------------------------
+
+
+def test_inputs_that_do_not_fit_are_refused(study: Study) -> None:
+    r, sources, labels = study.result, study.by_k, study.labels
+    with pytest.raises(ReportError, match="shape"):
+        build_seg(r, sources, labels[:-1])
+    with pytest.raises(ReportError, match="integers"):
+        build_seg(r, sources, labels.astype(np.float32))
+    with pytest.raises(ReportError, match=r"\[2\] have no voxel"):
+        build_seg(r, sources, np.where(labels == 2, 0, labels))
+    with pytest.raises(ReportError, match="distinct"):
+        build_seg(replace(r, findings=(r.findings[0], r.findings[0])), sources, labels)
+    with pytest.raises(ReportError, match="SeriesInstanceUID"):
+        build_seg(replace(r, series_instance_uid="1.2.3"), sources, labels)
+    with pytest.raises(ReportError, match="no source images"):
+        build_sr(r, [], study.seg)
+    with pytest.raises(ReportError, match="need their SEG"):
+        build_sr(r, sources, None)
+    with pytest.raises(ReportError, match="without findings"):
+        build_sr(study.empty, sources, study.seg)
+
+
+def test_label_values_of_no_finding_are_ignored(study: Study) -> None:
+    noisy = study.labels.copy()
+    noisy[0, 0, 0] = 9  # a component the post-processing dropped
+    seg = build_seg(study.result, study.by_k, noisy)
+    assert seg is not None
+    assert np.array_equal(seg.dataset.pixel_array, study.seg.dataset.pixel_array)
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # pydicom warns about over-long values
+def test_long_names_are_cut_to_long_string_length(study: Study) -> None:
+    model = replace(MODEL, id="x" * 80, name="n" * 80)
+    result = replace(study.result, model=model)
+    seg = build_seg(result, study.by_k, study.labels)
+    assert seg is not None
+    build_sr(result, study.by_k, seg)
+    description = str(seg.dataset.SeriesDescription)
+    assert len(description) == 64 and description.startswith("AI pre-read (preliminary) - x")
+    assert len(str(seg.dataset.ManufacturerModelName)) == 64
+    assert str(seg.dataset.ContentDescription).startswith("AI-generated, preliminary")
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+
+def test_json(study: Study) -> None:
+    data = to_json(study.result)
+    assert json.loads(json.dumps(data)) == data
+    assert data["ai_generated"] is True and data["status"] == "preliminary"
+    assert data["created"] == "2024-05-01T12:30:15"
+    assert data["model"] == {
+        "id": MODEL.id,
+        "version": MODEL.version,
+        "name": MODEL.name,
+        "sha256": MODEL.sha256,
+    }
+    assert data["provider"] == "CPUExecutionProvider"
+    first = data["findings"][0]
+    finding = study.result.findings[0]
+    assert first["label"] == finding.label
+    assert first["center_lps_mm"] == list(finding.center_lps_mm)
+    assert first["lung_side"] == finding.lung_side
+    assert first["tracking_uid"] == tracking_uid(study.result, finding)
+    assert PreReadOut.model_validate(data).findings[0].tracking_uid == first["tracking_uid"]
+    assert to_json(study.empty)["findings"] == []
