@@ -1,0 +1,70 @@
+"""Engines for the job store: SQLite by default (a file in the data folder), PostgreSQL in
+production, the same code on both.
+
+SQLite is set up for several threads and processes sharing one file: write-ahead logging (readers
+never block the writer), a busy timeout (writers wait for each other instead of failing),
+foreign keys on, and ``BEGIN IMMEDIATE`` for transactions that write, so that a transaction takes
+the write lock before it reads what it is about to change (a read-then-write transaction that
+started with a plain ``BEGIN`` could otherwise fail with "database is locked" when another writer
+committed in between). See https://www.sqlite.org/wal.html and https://www.sqlite.org/lang_transaction.html.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+
+DATABASE_FILE = "preread.db"
+READ_ONLY = "preread_read_only"
+"""Execution option: a SQLite transaction that only reads starts with a deferred ``BEGIN``."""
+
+
+def default_url(data_dir: Path) -> str:
+    """The embedded default: a SQLite file in PreRead's data folder."""
+    return f"sqlite:///{data_dir / DATABASE_FILE}"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """``url`` with PostgreSQL pointed at psycopg 3 (``postgresql://`` alone means psycopg2)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str | URL, *, busy_timeout_s: float = 30.0, echo: bool = False) -> Engine:
+    """An engine for the job store at ``url`` (``sqlite:///path.db`` or ``postgresql://…``).
+
+    A SQLite file's folder is created if missing. ``busy_timeout_s`` is how long a SQLite writer
+    waits for another one before giving up.
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True, echo=echo)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, echo=echo, connect_args={"timeout": busy_timeout_s})
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Hand transaction control to SQLAlchemy's "begin" event (pysqlite would otherwise issue
+    # its own deferred BEGIN lazily and break SAVEPOINTs).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -1,0 +1,261 @@
+"""The job store: one object per process, built from a database URL or an engine.
+
+Typical use::
+
+    store = JobStore.create(settings_database_url, max_attempts=3)
+    store.migrate()
+    with store.transaction() as tx:          # the watcher: jobs and cursor move together
+        for change in changes:
+            tx.enqueue(uid, orthanc_id, model, fingerprint)
+        tx.set_cursor("orthanc-changes", last_seq)
+    job = store.claim(job_id, owner="worker-1", lease_s=600)   # the worker; None: nothing to do
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from preread.store import queries
+from preread.store.database import READ_ONLY, make_engine
+from preread.store.errors import StoreError
+from preread.store.migrate import upgrade
+from preread.store.records import (
+    EnqueueResult,
+    FinishResult,
+    JobRecord,
+    JobUpdate,
+    ModelKey,
+    SeriesDecision,
+    SeriesVerdict,
+    StudyFingerprint,
+    StudyPage,
+    Sweep,
+)
+from preread.store.states import JobState
+from preread.store.transaction import Clock, Transaction, utcnow
+
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+class JobStore:
+    """Jobs, series decisions and watcher state in SQL (SQLite or PostgreSQL).
+
+    ``max_attempts`` bounds how many times a job is claimed before a lost lease fails it;
+    ``clock`` gives aware UTC times (a test passes a fake one). Every method below runs in a
+    transaction of its own; :meth:`transaction` groups several. Database errors are raised as
+    :class:`StoreError`.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        clock: Clock = utcnow,
+        owns_engine: bool = False,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.engine = engine
+        self.max_attempts = max_attempts
+        self._clock = clock
+        self._owns_engine = owns_engine
+        self._writer = sessionmaker(engine, expire_on_commit=False)
+        self._reader = sessionmaker(
+            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
+
+    @classmethod
+    def create(
+        cls,
+        url: str | URL,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        clock: Clock = utcnow,
+        busy_timeout_s: float = 30.0,
+    ) -> JobStore:
+        """A store on a new engine for ``url``; :meth:`close` disposes of it."""
+        engine = make_engine(url, busy_timeout_s=busy_timeout_s)
+        return cls(engine, max_attempts=max_attempts, clock=clock, owns_engine=True)
+
+    @classmethod
+    def from_engine(
+        cls, engine: Engine, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS, clock: Clock = utcnow
+    ) -> JobStore:
+        """A store on an engine the caller made (and disposes of)."""
+        return cls(engine, max_attempts=max_attempts, clock=clock)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (safe at every start)."""
+        try:
+            upgrade(self.engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"migrating the job store failed: {exc}") from exc
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        try:
+            with self._writer.begin() as session:
+                yield Transaction(session, clock=self._clock, max_attempts=self.max_attempts)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"job store transaction failed: {exc}") from exc
+
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
+        try:
+            with self._reader.begin() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(f"reading the job store failed: {exc}") from exc
+
+    # --- changes, each in its own transaction (see Transaction for what they do) ------------
+
+    def enqueue(
+        self,
+        study_instance_uid: str,
+        orthanc_study_id: str,
+        model: ModelKey,
+        fingerprint: StudyFingerprint,
+    ) -> EnqueueResult:
+        with self.transaction() as tx:
+            return tx.enqueue(study_instance_uid, orthanc_study_id, model, fingerprint)
+
+    def claim(self, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
+        with self.transaction() as tx:
+            return tx.claim(job_id, owner, lease_s)
+
+    def renew_lease(self, job_id: str, owner: str, lease_s: float) -> datetime:
+        with self.transaction() as tx:
+            return tx.renew_lease(job_id, owner, lease_s)
+
+    def advance(
+        self, job_id: str, owner: str, state: JobState, changes: JobUpdate | None = None
+    ) -> JobRecord:
+        with self.transaction() as tx:
+            return tx.advance(job_id, owner, state, changes)
+
+    def record(self, job_id: str, owner: str, changes: JobUpdate) -> JobRecord:
+        with self.transaction() as tx:
+            return tx.record(job_id, owner, changes)
+
+    def record_decisions(self, job_id: str, decisions: Sequence[SeriesVerdict]) -> None:
+        with self.transaction() as tx:
+            tx.record_decisions(job_id, decisions)
+
+    def finish_done(
+        self,
+        job_id: str,
+        owner: str,
+        result: Mapping[str, Any],
+        changes: JobUpdate | None = None,
+    ) -> FinishResult:
+        with self.transaction() as tx:
+            return tx.finish_done(job_id, owner, result, changes)
+
+    def finish_failed(
+        self,
+        job_id: str,
+        owner: str,
+        reason: str,
+        reason_code: str,
+        changes: JobUpdate | None = None,
+    ) -> FinishResult:
+        with self.transaction() as tx:
+            return tx.finish_failed(job_id, owner, reason, reason_code, changes)
+
+    def finish_not_applicable(
+        self,
+        job_id: str,
+        owner: str,
+        reason: str,
+        decisions: Sequence[SeriesVerdict],
+        reason_code: str = "no_eligible_series",
+    ) -> FinishResult:
+        with self.transaction() as tx:
+            return tx.finish_not_applicable(job_id, owner, reason, decisions, reason_code)
+
+    def retry(self, job_id: str) -> JobRecord:
+        with self.transaction() as tx:
+            return tx.retry(job_id)
+
+    def requeue_expired(self) -> Sweep:
+        with self.transaction() as tx:
+            return tx.requeue_expired()
+
+    def mark_outputs_removed(self, job_id: str) -> JobRecord:
+        with self.transaction() as tx:
+            return tx.mark_outputs_removed(job_id)
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        with self.transaction() as tx:
+            tx.set_cursor(name, seq)
+
+    # --- queries (see preread.store.queries) -------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job ``job_id``; raises :class:`JobNotFoundError`."""
+        with self._reading() as session:
+            return queries.get_job(session, job_id)
+
+    def current_for_study(
+        self, study_instance_uid: str, model_id: str | None = None
+    ) -> tuple[JobRecord, ...]:
+        with self._reading() as session:
+            return queries.current_for_study(session, study_instance_uid, model_id)
+
+    def history(
+        self, study_instance_uid: str, model_id: str | None = None
+    ) -> tuple[JobRecord, ...]:
+        with self._reading() as session:
+            return queries.history(session, study_instance_uid, model_id)
+
+    def list_studies(
+        self,
+        *,
+        states: Collection[JobState] | None = None,
+        model_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> StudyPage:
+        with self._reading() as session:
+            return queries.list_studies(
+                session, states=states, model_id=model_id, limit=limit, offset=offset
+            )
+
+    def counts_by_state(self, model_id: str | None = None) -> dict[JobState, int]:
+        with self._reading() as session:
+            return queries.counts_by_state(session, model_id)
+
+    def decisions(self, job_id: str) -> tuple[SeriesDecision, ...]:
+        with self._reading() as session:
+            return queries.decisions(session, job_id)
+
+    def outputs_to_remove(self, job_id: str) -> tuple[JobRecord, ...]:
+        with self._reading() as session:
+            return queries.outputs_to_remove(session, job_id)
+
+    def get_cursor(self, name: str) -> int | None:
+        with self._reading() as session:
+            return queries.get_cursor(session, name)

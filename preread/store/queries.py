@@ -1,0 +1,200 @@
+"""Reading the job store: pure conversions from rows to records, and the queries."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from preread.store.errors import JobNotFoundError
+from preread.store.records import (
+    JobOutputs,
+    JobRecord,
+    SeriesDecision,
+    StoredObject,
+    StudyFingerprint,
+    StudyPage,
+    StudySummary,
+)
+from preread.store.schema import JobRow, SeriesDecisionRow, WatcherStateRow
+from preread.store.states import JobState
+
+
+def _stored(series: str | None, sop: str | None, orthanc: str | None) -> StoredObject | None:
+    if series is None or sop is None:
+        return None
+    return StoredObject(series, sop, orthanc)
+
+
+def job_record(row: JobRow) -> JobRecord:
+    """The record of a job row (a detached, immutable copy)."""
+    timings: dict[str, Any] = dict(row.timings or {})
+    return JobRecord(
+        id=row.id,
+        study_instance_uid=row.study_instance_uid,
+        orthanc_study_id=row.orthanc_study_id,
+        model_id=row.model_id,
+        model_version=row.model_version,
+        state=JobState(row.state),
+        attempts=row.attempts,
+        fingerprint=StudyFingerprint.from_token(row.study_fingerprint),
+        rerun_fingerprint=(
+            None
+            if row.rerun_fingerprint is None
+            else StudyFingerprint.from_token(row.rerun_fingerprint)
+        ),
+        series_instance_uid=row.series_instance_uid,
+        reason=row.reason,
+        reason_code=row.reason_code,
+        provider_requested=row.provider_requested,
+        provider_used=row.provider_used,
+        provider_warning=row.provider_warning,
+        timings={str(k): float(v) for k, v in timings.items()},
+        result=None if row.result is None else dict(row.result),
+        outputs=JobOutputs(
+            sr=_stored(row.sr_series_uid, row.sr_sop_uid, row.orthanc_sr_series_id),
+            seg=_stored(row.seg_series_uid, row.seg_sop_uid, row.orthanc_seg_series_id),
+        ),
+        outputs_removed_at=row.outputs_removed_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+        supersedes=row.supersedes_job_id,
+        superseded_by=row.superseded_by,
+    )
+
+
+def job_row(session: Session, job_id: str, *, lock: bool = False) -> JobRow:
+    """The row of job ``job_id``, read afresh (and locked for update when ``lock``)."""
+    stmt = select(JobRow).where(JobRow.id == job_id).execution_options(populate_existing=True)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = session.scalars(stmt).one_or_none()
+    if row is None:
+        raise JobNotFoundError(job_id)
+    return row
+
+
+def get_job(session: Session, job_id: str) -> JobRecord:
+    return job_record(job_row(session, job_id))
+
+
+def current_for_study(
+    session: Session, study_instance_uid: str, model_id: str | None = None
+) -> tuple[JobRecord, ...]:
+    """The current job of each model version for the study, by model id and version."""
+    stmt = select(JobRow).where(
+        JobRow.study_instance_uid == study_instance_uid, JobRow.state != JobState.SUPERSEDED.value
+    )
+    if model_id is not None:
+        stmt = stmt.where(JobRow.model_id == model_id)
+    rows = session.scalars(stmt.order_by(JobRow.model_id, JobRow.model_version)).all()
+    return tuple(job_record(r) for r in rows)
+
+
+def history(
+    session: Session, study_instance_uid: str, model_id: str | None = None
+) -> tuple[JobRecord, ...]:
+    """Every job of the study, superseded ones included, oldest first."""
+    stmt = select(JobRow).where(JobRow.study_instance_uid == study_instance_uid)
+    if model_id is not None:
+        stmt = stmt.where(JobRow.model_id == model_id)
+    rows = session.scalars(stmt.order_by(JobRow.created_at, JobRow.id)).all()
+    return tuple(job_record(r) for r in rows)
+
+
+def list_studies(
+    session: Session,
+    *,
+    states: Collection[JobState] | None = None,
+    model_id: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> StudyPage:
+    """Studies with a current job in one of ``states`` (any state when ``None``), newest change
+    first, each with all its current jobs (of ``model_id`` only, when given)."""
+    if limit < 1 or offset < 0:
+        raise ValueError(f"limit must be >= 1 and offset >= 0, got {limit}, {offset}")
+    scope = [JobRow.state != JobState.SUPERSEDED.value]
+    if model_id is not None:
+        scope.append(JobRow.model_id == model_id)
+    match = [*scope, JobRow.state.in_([JobState(s).value for s in states])] if states else scope
+    studies = (
+        select(JobRow.study_instance_uid, func.max(JobRow.updated_at).label("last"))
+        .where(*match)
+        .group_by(JobRow.study_instance_uid)
+        .subquery()
+    )
+    total = session.scalar(select(func.count()).select_from(studies)) or 0
+    uids = session.scalars(
+        select(studies.c.study_instance_uid)
+        .order_by(studies.c.last.desc(), studies.c.study_instance_uid)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    rows = session.scalars(
+        select(JobRow)
+        .where(*scope, JobRow.study_instance_uid.in_(uids))
+        .order_by(JobRow.model_id, JobRow.model_version)
+    ).all()
+    jobs: dict[str, list[JobRecord]] = {uid: [] for uid in uids}
+    for row in rows:
+        jobs[row.study_instance_uid].append(job_record(row))
+    items = tuple(
+        StudySummary(
+            study_instance_uid=uid,
+            orthanc_study_id=max(js, key=lambda j: j.updated_at).orthanc_study_id,
+            updated_at=max(j.updated_at for j in js),
+            jobs=tuple(js),
+        )
+        for uid, js in jobs.items()
+        if js
+    )
+    return StudyPage(items=items, total=total, limit=limit, offset=offset)
+
+
+def counts_by_state(session: Session, model_id: str | None = None) -> dict[JobState, int]:
+    """How many jobs are in each state (every state listed, superseded ones included)."""
+    stmt = select(JobRow.state, func.count()).group_by(JobRow.state)
+    if model_id is not None:
+        stmt = stmt.where(JobRow.model_id == model_id)
+    counts = dict.fromkeys(JobState, 0)
+    for state, count in session.execute(stmt):
+        counts[JobState(state)] = count
+    return counts
+
+
+def decisions(session: Session, job_id: str) -> tuple[SeriesDecision, ...]:
+    """The series decisions recorded for the job, in the order the rules gave them."""
+    rows = session.scalars(
+        select(SeriesDecisionRow)
+        .where(SeriesDecisionRow.job_id == job_id)
+        .order_by(SeriesDecisionRow.position)
+    ).all()
+    return tuple(SeriesDecision(r.series_instance_uid, r.eligible, r.reason) for r in rows)
+
+
+def outputs_to_remove(session: Session, job_id: str) -> tuple[JobRecord, ...]:
+    """The jobs ``job_id`` superseded (directly or down the chain), nearest first, whose
+    outputs are still in Orthanc: remove them once the new results are stored, then call
+    :meth:`Transaction.mark_outputs_removed`."""
+    found: list[JobRecord] = []
+    previous = job_row(session, job_id).supersedes_job_id
+    while previous is not None:
+        row = job_row(session, previous)
+        record = job_record(row)
+        if record.outputs and record.outputs_removed_at is None:
+            found.append(record)
+        previous = row.supersedes_job_id
+    return tuple(found)
+
+
+def get_cursor(session: Session, name: str) -> int | None:
+    """The watcher cursor ``name`` (e.g. the last processed Orthanc change seq), if set."""
+    value = session.scalar(select(WatcherStateRow.value).where(WatcherStateRow.key == name))
+    return None if value is None else int(value)

@@ -1,0 +1,412 @@
+"""Everything that changes the job store, inside one database transaction.
+
+Concurrency: every change reads the job row it is about to change with ``SELECT … FOR UPDATE``
+(PostgreSQL; SQLite transactions that write start with ``BEGIN IMMEDIATE`` and so run one at a
+time), claims are one conditional ``UPDATE … RETURNING``, and the partial unique index
+``uq_jobs_current`` is the last word on "one current job per study and model version": an
+insert that loses a race to it is rolled back to a savepoint and the winner is read instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from preread.store import lineage, queries
+from preread.store.errors import LeaseLostError, StoreError
+from preread.store.records import (
+    EnqueueResult,
+    FinishResult,
+    JobOutputs,
+    JobRecord,
+    JobUpdate,
+    ModelKey,
+    SeriesVerdict,
+    StudyFingerprint,
+    Sweep,
+)
+from preread.store.schema import JobRow, SeriesDecisionRow, WatcherStateRow
+from preread.store.states import IN_PROGRESS, JobState, check_transition
+
+Clock = Callable[[], datetime]
+log = logging.getLogger(__name__)
+
+_ENQUEUE_TRIES = 5
+_IN_PROGRESS = [s.value for s in IN_PROGRESS]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Transaction:
+    """The job store's operations within one transaction: all of them happen, or none.
+
+    Get one from :meth:`JobStore.transaction`; :class:`JobStore` has the same methods, each in a
+    transaction of its own. Times come from ``clock`` (aware UTC); every worker's clock is
+    trusted to be NTP-synchronized, as leases compare times written by different machines.
+    """
+
+    def __init__(self, session: Session, *, clock: Clock, max_attempts: int) -> None:
+        self.session = session
+        self._clock = clock
+        self._max_attempts = max_attempts
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise StoreError(f"the store's clock gave a naive datetime {now!r}")
+        return now.astimezone(UTC)
+
+    # --- enqueueing -------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        study_instance_uid: str,
+        orthanc_study_id: str,
+        model: ModelKey,
+        fingerprint: StudyFingerprint,
+    ) -> EnqueueResult:
+        """Make sure the study, as ``fingerprint`` describes it, is (or will be) read by ``model``.
+
+        * no current job: a new queued job (``created``);
+        * the current job already reads this fingerprint: nothing changes;
+        * the study changed and the current job is *queued*: it now reads the new fingerprint
+          (``refreshed``); no worker has looked at the study yet;
+        * … is *running* (fetching, inferring, writing): ``rerun_requested``; the run goes on
+          (its result is still one reading of the study) and when it finishes, the finish call
+          supersedes it with a new queued job for the newest fingerprint (its ``follow_up``);
+          if its lease expires first, the retry reads the newest fingerprint;
+        * … is *finished* (done, failed, not_applicable): it is superseded (kept in the history)
+          by a new queued job (``created``, ``superseded``) that points back to it.
+        """
+        key = (study_instance_uid, model.id, model.version)
+        token = fingerprint.token
+        for _ in range(_ENQUEUE_TRIES):
+            now = self._now()
+            row = lineage.current_row(self.session, key)
+            if row is None:
+                new = lineage.insert_job(
+                    self.session, key, orthanc_study_id, token, now, supersedes=None
+                )
+                if new is None:
+                    log.info("enqueue %s: lost the race to another writer; reading its job", key)
+                    continue
+                return EnqueueResult(queries.job_record(new), created=True)
+            state = JobState(row.state)
+            if token == (row.rerun_fingerprint or row.study_fingerprint):
+                return EnqueueResult(
+                    queries.job_record(row),
+                    created=False,
+                    rerun_requested=row.rerun_fingerprint is not None,
+                )
+            if state is JobState.QUEUED:
+                row.study_fingerprint = token
+                row.orthanc_study_id = orthanc_study_id
+                row.updated_at = now
+                self.session.flush()
+                return EnqueueResult(queries.job_record(row), created=False, refreshed=True)
+            if state in IN_PROGRESS:
+                row.rerun_fingerprint = token
+                row.updated_at = now
+                self.session.flush()
+                return EnqueueResult(queries.job_record(row), created=False, rerun_requested=True)
+            new = lineage.supersede(self.session, row, token, orthanc_study_id, now)
+            return EnqueueResult(
+                queries.job_record(new), created=True, superseded=queries.job_record(row)
+            )
+        raise StoreError(f"could not enqueue {key}: {_ENQUEUE_TRIES} races lost in a row")
+
+    # --- leases -----------------------------------------------------------------------------
+
+    def claim(self, job_id: str, owner: str, lease_s: float) -> JobRecord | None:
+        """Take the job to run it: a queued job, or one whose worker's lease expired (if it has
+        attempts left), moves to ``fetching`` with ``attempts`` + 1 and a lease for ``owner``
+        until now + ``lease_s``.
+
+        ``None`` when another worker holds a live lease or the job is finished or superseded: a
+        redelivered task finds its job done this way and does nothing. A retry after an expired
+        lease reads the newest fingerprint and keeps the outputs the previous attempt recorded
+        (replace or remove them). Raises :class:`JobNotFoundError` for an unknown id.
+        """
+        _check_lease(lease_s)
+        now = self._now()
+        expired = and_(
+            JobRow.state.in_(_IN_PROGRESS),
+            JobRow.lease_expires_at < now,
+            JobRow.attempts < self._max_attempts,
+        )
+        stmt = (
+            update(JobRow)
+            .where(JobRow.id == job_id, or_(JobRow.state == JobState.QUEUED.value, expired))
+            .values(
+                state=JobState.FETCHING.value,
+                attempts=JobRow.attempts + 1,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                started_at=now,
+                finished_at=None,
+                updated_at=now,
+                study_fingerprint=func.coalesce(JobRow.rerun_fingerprint, JobRow.study_fingerprint),
+                rerun_fingerprint=None,
+            )
+            .returning(JobRow.id)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = self.session.execute(stmt).scalar_one_or_none()
+        row = queries.job_row(self.session, job_id)  # raises JobNotFoundError
+        return None if claimed is None else queries.job_record(row)
+
+    def renew_lease(self, job_id: str, owner: str, lease_s: float) -> datetime:
+        """Extend ``owner``'s lease to now + ``lease_s``; returns the new expiry.
+
+        Raises :class:`LeaseLostError` when ``owner`` no longer holds the job.
+        """
+        _check_lease(lease_s)
+        row = self._held(job_id, owner, None)
+        row.lease_expires_at = self._now() + timedelta(seconds=lease_s)
+        self.session.flush()
+        return row.lease_expires_at
+
+    def _held(self, job_id: str, owner: str, target: JobState | None) -> JobRow:
+        """The locked row of a job ``owner`` holds, checked for the move to ``target``."""
+        row = queries.job_row(self.session, job_id, lock=True)
+        state = JobState(row.state)
+        if state in IN_PROGRESS and row.lease_owner != owner:
+            raise LeaseLostError(job_id, owner, row.lease_owner, state.value)
+        if target is not None:
+            check_transition(job_id, state, target)
+        elif state not in IN_PROGRESS:
+            raise LeaseLostError(job_id, owner, None, state.value)
+        return row
+
+    def requeue_expired(self) -> Sweep:
+        """Jobs whose worker's lease expired go back to ``queued`` (reading the newest
+        fingerprint), or to ``failed`` (reason code ``lease_expired``) once they used
+        ``max_attempts``. Run it periodically; it skips rows other transactions hold."""
+        now = self._now()
+        stmt = (
+            select(JobRow)
+            .where(JobRow.state.in_(_IN_PROGRESS), JobRow.lease_expires_at < now)
+            .order_by(JobRow.lease_expires_at)
+            .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        )
+        requeued: list[JobRecord] = []
+        failed: list[JobRecord] = []
+        follow_ups: list[JobRecord] = []
+        for row in self.session.scalars(stmt).all():
+            lost = (
+                f"the lease of worker {row.lease_owner!r} expired while {row.state}"
+                f" (attempt {row.attempts} of {self._max_attempts})"
+            )
+            if row.attempts >= self._max_attempts:
+                finished = self._finish(row, JobState.FAILED, now, lost, "lease_expired")
+                failed.append(finished.job)
+                if finished.follow_up is not None:
+                    follow_ups.append(finished.follow_up)
+                continue
+            check_transition(row.id, JobState(row.state), JobState.QUEUED)
+            row.state = JobState.QUEUED.value
+            row.lease_expires_at = None
+            row.reason = f"{lost}; queued again"
+            row.reason_code = "lease_expired"
+            if row.rerun_fingerprint is not None:
+                row.study_fingerprint, row.rerun_fingerprint = row.rerun_fingerprint, None
+            row.updated_at = now
+            self.session.flush()
+            requeued.append(queries.job_record(row))
+        return Sweep(tuple(requeued), tuple(failed), tuple(follow_ups))
+
+    # --- progress ---------------------------------------------------------------------------
+
+    def advance(
+        self, job_id: str, owner: str, state: JobState, changes: JobUpdate | None = None
+    ) -> JobRecord:
+        """Move a job ``owner`` holds to ``inferring`` or ``writing``, recording ``changes``.
+
+        Raises :class:`IllegalTransitionError` (naming both states) for a move the state
+        machine does not allow, :class:`LeaseLostError` when another worker holds the job, and
+        :class:`StoreError` for a final state (use the ``finish_*`` methods).
+        """
+        target = JobState(state)
+        row = self._held(job_id, owner, target)
+        if target not in (JobState.INFERRING, JobState.WRITING):
+            raise StoreError(
+                f"job {job_id}: advance() moves to inferring or writing, not {target.value}"
+                " (claim, the finish_* methods and requeue_expired do the rest)"
+            )
+        row.state = target.value
+        self._apply(row, changes)
+        return queries.job_record(row)
+
+    def record(self, job_id: str, owner: str, changes: JobUpdate) -> JobRecord:
+        """Record ``changes`` on a job ``owner`` holds, without moving it."""
+        row = self._held(job_id, owner, None)
+        self._apply(row, changes)
+        return queries.job_record(row)
+
+    def _apply(self, row: JobRow, changes: JobUpdate | None) -> None:
+        if changes is not None:
+            for name in (
+                "series_instance_uid",
+                "provider_requested",
+                "provider_used",
+                "provider_warning",
+            ):
+                value = getattr(changes, name)
+                if value is not None:
+                    setattr(row, name, value)
+            if changes.timings:
+                row.timings = {**row.timings, **{k: float(v) for k, v in changes.timings.items()}}
+            if changes.outputs is not None:
+                _set_outputs(row, queries.job_record(row).outputs.merged(changes.outputs))
+        row.updated_at = self._now()
+        self.session.flush()
+
+    def record_decisions(self, job_id: str, decisions: Sequence[SeriesVerdict]) -> None:
+        """Record the series selection rules' verdicts for the job (replacing earlier ones)."""
+        queries.job_row(self.session, job_id)  # raises JobNotFoundError
+        self.session.execute(delete(SeriesDecisionRow).where(SeriesDecisionRow.job_id == job_id))
+        self.session.add_all(
+            SeriesDecisionRow(
+                job_id=job_id,
+                series_instance_uid=d.series_instance_uid,
+                position=i,
+                eligible=d.eligible,
+                reason=d.reason,
+            )
+            for i, d in enumerate(decisions)
+        )
+        self.session.flush()
+
+    # --- finishing --------------------------------------------------------------------------
+
+    def finish_done(
+        self,
+        job_id: str,
+        owner: str,
+        result: Mapping[str, Any],
+        changes: JobUpdate | None = None,
+    ) -> FinishResult:
+        """``writing`` → ``done`` with the PreRead ``result`` (JSON) and what was written."""
+        row = self._held(job_id, owner, JobState.DONE)
+        self._apply(row, changes)
+        row.result = dict(result)
+        return self._finish(row, JobState.DONE, self._now(), None, None)
+
+    def finish_failed(
+        self,
+        job_id: str,
+        owner: str,
+        reason: str,
+        reason_code: str,
+        changes: JobUpdate | None = None,
+    ) -> FinishResult:
+        """→ ``failed``; ``reason`` says why for a person (naming the series), ``reason_code``
+        for a program (e.g. ``series_unreadable``, ``provider_unavailable``)."""
+        row = self._held(job_id, owner, JobState.FAILED)
+        self._apply(row, changes)
+        return self._finish(row, JobState.FAILED, self._now(), reason, reason_code)
+
+    def finish_not_applicable(
+        self,
+        job_id: str,
+        owner: str,
+        reason: str,
+        decisions: Sequence[SeriesVerdict],
+        reason_code: str = "no_eligible_series",
+    ) -> FinishResult:
+        """→ ``not_applicable``: no series of the study suits the model (``decisions`` say why)."""
+        row = self._held(job_id, owner, JobState.NOT_APPLICABLE)
+        self.record_decisions(job_id, decisions)
+        return self._finish(row, JobState.NOT_APPLICABLE, self._now(), reason, reason_code)
+
+    def _finish(
+        self,
+        row: JobRow,
+        state: JobState,
+        now: datetime,
+        reason: str | None,
+        reason_code: str | None,
+    ) -> FinishResult:
+        row.state = state.value
+        row.reason = reason
+        row.reason_code = reason_code
+        row.finished_at = now
+        row.updated_at = now
+        row.lease_expires_at = None
+        self.session.flush()
+        if row.rerun_fingerprint is None:
+            return FinishResult(queries.job_record(row))
+        follow_up = lineage.supersede(
+            self.session, row, row.rerun_fingerprint, row.orthanc_study_id, now
+        )
+        return FinishResult(queries.job_record(row), queries.job_record(follow_up))
+
+    def retry(self, job_id: str) -> JobRecord:
+        """``failed`` → ``queued`` with its attempts reset (an operator's "try again")."""
+        row = queries.job_row(self.session, job_id, lock=True)
+        check_transition(job_id, JobState(row.state), JobState.QUEUED)
+        row.state = JobState.QUEUED.value
+        row.attempts = 0
+        row.updated_at = self._now()
+        self.session.flush()
+        return queries.job_record(row)
+
+    def mark_outputs_removed(self, job_id: str) -> JobRecord:
+        """Record that a superseded job's outputs were removed from Orthanc."""
+        row = queries.job_row(self.session, job_id, lock=True)
+        if JobState(row.state) is not JobState.SUPERSEDED:
+            raise StoreError(f"job {job_id} is {row.state}: only a superseded job's outputs go")
+        row.outputs_removed_at = self._now()
+        self.session.flush()
+        return queries.job_record(row)
+
+    # --- watcher state ----------------------------------------------------------------------
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        """Set the watcher cursor ``name`` (committed with whatever else this transaction did)."""
+        values = {"key": name, "value": str(int(seq)), "updated_at": self._now()}
+        if self.session.get_bind().dialect.name == "postgresql":
+            pg = postgresql.insert(WatcherStateRow).values(values)
+            self.session.execute(
+                pg.on_conflict_do_update(index_elements=["key"], set_=_excluded(pg.excluded))
+            )
+        else:
+            lite = sqlite.insert(WatcherStateRow).values(values)
+            self.session.execute(
+                lite.on_conflict_do_update(index_elements=["key"], set_=_excluded(lite.excluded))
+            )
+
+    def get_cursor(self, name: str) -> int | None:
+        return queries.get_cursor(self.session, name)
+
+    def get(self, job_id: str) -> JobRecord:
+        return queries.get_job(self.session, job_id)
+
+
+def _check_lease(lease_s: float) -> None:
+    if not lease_s > 0:
+        raise ValueError(f"lease_s must be > 0 seconds, got {lease_s}")
+
+
+def _excluded(excluded: Any) -> dict[str, Any]:
+    return {"value": excluded.value, "updated_at": excluded.updated_at}
+
+
+def _set_outputs(row: JobRow, outputs: JobOutputs) -> None:
+    if outputs.sr is not None:
+        row.sr_series_uid = outputs.sr.series_instance_uid
+        row.sr_sop_uid = outputs.sr.sop_instance_uid
+        row.orthanc_sr_series_id = outputs.sr.orthanc_series_id
+    if outputs.seg is not None:
+        row.seg_series_uid = outputs.seg.series_instance_uid
+        row.seg_sop_uid = outputs.seg.sop_instance_uid
+        row.orthanc_seg_series_id = outputs.seg.orthanc_series_id
