@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -214,46 +215,174 @@ def _print_eval(doc: dict[str, Any]) -> None:
     out.print(t)
 
 
+def _api_thread(service: Any, host: str, port: int) -> Any:
+    """Serve the API from a background thread; returns the uvicorn server (``should_exit``)."""
+    import threading
+
+    import uvicorn
+
+    from preread.api.app import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(service.store), host=host, port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="preread-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise PrereadError(f"the API could not start on {host}:{port}")
+        time.sleep(0.05)
+    return server
+
+
+def _print_endpoints(service: Any, host: str, port: int) -> None:
+    out.print(f"API:     http://{host}:{port}/api/v1/studies   (docs: http://{host}:{port}/docs)")
+    if service.orthanc is not None:
+        o = service.orthanc
+        out.print(f"Orthanc: {o.url}  DICOM {o.aet}@127.0.0.1:{o.dicom_port}  user {o.username}")
+        out.print(f"         password: {o.password}")
+
+
+def _wait_for_ctrl_c() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")
+
+
 @app.command()
 @_friendly
 def demo(
-    count: Annotated[int, typer.Option(min=1, help="phantom studies to pre-read")] = 3,
+    count: Annotated[int, typer.Option(min=1, help="phantom studies to send")] = 3,
     seed: Annotated[int, typer.Option(min=0, help="seed of the first phantom")] = 990_000,
     matrix: Annotated[int, typer.Option(min=32, max=1024, help="rows = columns")] = 512,
-    model: Annotated[str, typer.Option(help="model id[@version]")] = "lung-nodule",
+    max_slices: Annotated[int | None, typer.Option(min=8, help="cap the slice count")] = None,
+    once: Annotated[bool, typer.Option("--once", help="exit when the table is printed")] = False,
+    host: Annotated[str, typer.Option(help="API address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
 ) -> None:
-    """Phantom chest CTs written as DICOM, read back and pre-read; found vs truth."""
+    """Send phantom chest CTs to a private Orthanc by C-STORE; print found vs truth per study."""
     from preread.demo import run_demo
+    from preread.service import Service
 
     settings = Settings()
-    t = Table(
-        title=f"PreRead demo: {model} on phantom chest CT (data in {settings.data_dir / 'demo'})"
-    )
-    for col in (
-        "study",
-        "slices",
-        "nodules (≥6 mm)",
-        "found",
-        "≥6 mm found",
-        "false pos.",
-        "seconds",
-        "provider",
-    ):
-        t.add_column(col)
-    with console.status("writing phantoms and pre-reading them…"):
-        rows = run_demo(settings, count=count, seed=seed, matrix=matrix, model=model)
-    for r in rows:
-        t.add_row(
-            r.study,
-            str(r.slices),
-            f"{r.truth_nodules} ({r.truth_ge6mm})",
-            str(r.found),
-            f"{r.found_ge6mm_hit}/{r.truth_ge6mm}",
-            str(r.false_positives),
-            f"{r.seconds:.1f}",
-            r.provider,
+    with Service(settings) as service:
+        service.start_loop()
+        server = _api_thread(service, host, port)
+        _print_endpoints(service, host, port)
+        with console.status("demo") as status:
+            rows = run_demo(
+                service,
+                count=count,
+                seed=seed,
+                matrix=matrix,
+                max_slices=max_slices,
+                on_status=lambda m: status.update(m),
+            )
+        t = Table(
+            title="PreRead demo: AI pre-reads of phantom chest CTs (AI-generated, preliminary)"
         )
-    out.print(t)
+        for col in (
+            "study",
+            "slices",
+            "state",
+            "nodules (≥6 mm)",
+            "found",
+            "≥6 mm found",
+            "false pos.",
+            "stable→SR s",
+            "provider",
+        ):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(
+                "…" + r.study[-12:],
+                str(r.slices),
+                r.state,
+                f"{r.truth_nodules} ({r.truth_ge6mm})",
+                str(r.found),
+                f"{r.found_ge6mm_hit}/{r.truth_ge6mm}",
+                str(r.false_positives),
+                "-" if r.stable_to_sr_s is None else f"{r.stable_to_sr_s:.1f}",
+                r.provider,
+            )
+        out.print(t)
+        for r in rows:
+            if r.reason:
+                out.print(f"{r.study}: {r.reason}")
+        if not once:
+            out.print("PreRead and Orthanc keep running; Ctrl-C stops them.")
+            _wait_for_ctrl_c()
+        server.should_exit = True
+    if any(r.state != "done" for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+@_friendly
+def serve(
+    host: Annotated[str, typer.Option(help="API address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+) -> None:
+    """Watcher + workers + API in one process (a private Orthanc unless PREREAD_ORTHANC_URL)."""
+    import logging
+
+    from preread.service import Service
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = Settings()
+    with Service(settings) as service:
+        service.start_loop()
+        server = _api_thread(service, host, port)
+        _print_endpoints(service, host, port)
+        _wait_for_ctrl_c()
+        server.should_exit = True
+
+
+@app.command()
+@_friendly
+def read(
+    folder: Annotated[Path, typer.Argument(help="a folder of DICOM files (one or more studies)")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="write SR.dcm and SEG.dcm here")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the PreRead JSON")] = False,
+    model: Annotated[str, typer.Option(help="model id[@version]")] = "lung-nodule",
+) -> None:
+    """Pre-read a folder of DICOM files without Orthanc; SR and SEG go to --out."""
+    from inference.package import ModelPackage
+    from inference.predict import Predictor
+    from preread.read import read_folder
+
+    settings = Settings()
+    package = ModelPackage.load(_resolve_package(model, settings))
+    predictor = Predictor(
+        package,
+        providers=settings.providers,
+        policy=settings.provider_policy,
+        intra_op_threads=settings.intra_op_threads or None,
+    )
+    results = read_folder(folder, predictor, out_dir)
+    if not results:
+        raise PrereadError(f"{folder}: no DICOM study found")
+    docs = [r.as_json() for r in results]
+    if as_json:
+        typer.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    else:
+        for r in results:
+            n = len(r.preread["findings"]) if r.preread else 0
+            out.print(
+                f"{r.study_instance_uid}: {r.status}"
+                + (f", {n} finding(s)" if r.preread else f" ({r.reason})")
+            )
+            for f in r.files:
+                out.print(f"  {f}")
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
 
 
 @models_app.command("list")

@@ -1,15 +1,19 @@
-"""``preread demo``: phantom chest CTs, written as DICOM, read back and pre-read by the model.
+"""``preread demo``: a hospital sends phantom chest CTs; PreRead reads them back into Orthanc.
 
-Today the demo runs the model side end to end on files: phantoms are written as DICOM CT series
-(with their truth SEG and truth.json), each series is read back from disk by the gateway's volume
-assembly, and the installed lung-nodule package pre-reads it through ONNX Runtime. The table
-compares what the model found with the phantom's truth. (Orthanc, the watcher and the SR/SEG
-write-back join the demo with the pre-read pipeline.)
+1. starts the embedded service (a private Orthanc with a generated hardened configuration, the
+   job store, the watcher, the workers and the API);
+2. writes a few phantom chest-CT studies and sends them with dcmtk's ``storescu`` as the
+   hospital's modality would (C-STORE, calling AE ``HOSPITAL``);
+3. waits until each study has its pre-read, and reports, per study: nodules found vs the
+   phantom's truth, the time from the study becoming stable to the SR stored, and the
+   execution provider that ran the model.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,76 +21,151 @@ from pathlib import Path
 
 import numpy as np
 
-from preread.settings import Settings
+from preread.service import Service
+from preread.store import JobRecord, JobState
+
+FINAL = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE}
 
 
 @dataclass(frozen=True)
 class DemoRow:
     study: str
     slices: int
+    state: str
     truth_nodules: int
     truth_ge6mm: int
     found: int
     found_ge6mm_hit: int
     false_positives: int
-    seconds: float
+    stable_to_sr_s: float | None
     provider: str
+    reason: str | None
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def send_with_storescu(folder: Path, *, aet_calling: str, aet_called: str, port: int) -> None:
+    """C-STORE every file under ``folder``, the way a modality or PACS would."""
+    exe = shutil.which("storescu")
+    if exe is None:
+        raise DemoError("storescu (dcmtk) is not installed: run ./run setup")
+    cmd = [
+        exe,
+        "-aet",
+        aet_calling,
+        "-aec",
+        aet_called,
+        "+sd",
+        "+r",
+        "-R",
+        "127.0.0.1",
+        str(port),
+        str(folder),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise DemoError(f"storescu failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+
+
+@dataclass(frozen=True)
+class TruthNodule:
+    center_lps_mm: tuple[float, float, float]
+    long_axis_mm: float
+
+
+def read_truth(path: Path) -> tuple[int, list[TruthNodule]]:
+    """Slice count and nodules of a phantom's truth.json."""
+    doc = json.loads(path.read_text())
+    nodules = [
+        TruthNodule(
+            (
+                float(n["center_lps_mm"][0]),
+                float(n["center_lps_mm"][1]),
+                float(n["center_lps_mm"][2]),
+            ),
+            float(n["long_axis_mm"]),
+        )
+        for n in doc["nodules"]
+    ]
+    return int(doc["n_slices"]), nodules
+
+
+def row_for(job: JobRecord, truth: list[TruthNodule], slices: int) -> DemoRow:
+    """Compare a job's findings with the truth: a hit lies within max(radius, 2 mm)."""
+    findings = list((job.result or {}).get("findings", []))
+    hits: set[int] = set()
+    fps = 0
+    for f in findings:
+        centre = np.asarray(f["center_lps_mm"], dtype=float)
+        near = [
+            i
+            for i, n in enumerate(truth)
+            if float(np.linalg.norm(centre - np.asarray(n.center_lps_mm)))
+            <= max(n.long_axis_mm / 2, 2.0)
+        ]
+        hits.update(near)
+        fps += 0 if near else 1
+    seconds = (job.finished_at - job.created_at).total_seconds() if job.finished_at else None
+    return DemoRow(
+        study=job.study_instance_uid,
+        slices=slices,
+        state=job.state.value,
+        truth_nodules=len(truth),
+        truth_ge6mm=sum(1 for n in truth if n.long_axis_mm >= 6),
+        found=len(findings),
+        found_ge6mm_hit=sum(1 for i in hits if truth[i].long_axis_mm >= 6),
+        false_positives=fps,
+        stable_to_sr_s=seconds,
+        provider=job.provider_used or "-",
+        reason=job.reason,
+    )
 
 
 def run_demo(
-    settings: Settings,
+    service: Service,
     *,
     count: int,
     seed: int,
     matrix: int = 512,
-    model: str = "lung-nodule",
-    on_row: Callable[[DemoRow], None] | None = None,
+    max_slices: int | None = None,
+    timeout_s: float = 900.0,
+    on_status: Callable[[str], None] | None = None,
 ) -> list[DemoRow]:
-    from dicom_gateway.volume import read_series_dir
-    from inference.predict import Predictor
-    from inference.registry import Registry
+    """Send ``count`` phantom studies to the service's Orthanc and wait for their pre-reads."""
     from training.phantom_dicom import write_phantoms
 
-    package = Registry(settings.models_dir).find(model)
-    predictor = Predictor(
-        package,
-        providers=settings.providers,
-        policy=settings.provider_policy,
-        intra_op_threads=settings.intra_op_threads or None,
-    )
-    out = settings.data_dir / "demo"
-    rows: list[DemoRow] = []
-    for study in write_phantoms(out, count, seed, matrix=matrix):
-        truth = json.loads(study.truth_path.read_text())["nodules"]
-        t0 = time.perf_counter()
-        volume = read_series_dir(study.ct_dir)
-        prediction = predictor.predict(volume)
-        seconds = time.perf_counter() - t0
-        hits = set()
-        fps = 0
-        for f in prediction.findings:
-            near = [
-                i
-                for i, n in enumerate(truth)
-                if np.linalg.norm(np.subtract(f.center_lps_mm, n["center_lps_mm"]))
-                <= max(n["long_axis_mm"] / 2, 2.0)
-            ]
-            if near:
-                hits.update(near)
-            else:
-                fps += 1
-        row = DemoRow(
-            study=Path(study.study_dir).name,
-            slices=volume.geometry.shape[0],
-            truth_nodules=len(truth),
-            truth_ge6mm=sum(1 for n in truth if n["long_axis_mm"] >= 6),
-            found=len(prediction.findings),
-            found_ge6mm_hit=sum(1 for i in hits if truth[i]["long_axis_mm"] >= 6),
-            false_positives=fps,
-            seconds=seconds,
-            provider=prediction.session_info.provider,
+    orthanc = service.orthanc
+    if orthanc is None:
+        raise DemoError("the demo sends to its private Orthanc; unset PREREAD_ORTHANC_URL")
+    say = on_status or (lambda _m: None)
+    incoming = service.settings.data_dir / "demo" / f"seed-{seed}"
+    shutil.rmtree(incoming, ignore_errors=True)
+    say(f"writing {count} phantom chest CT studies")
+    studies = write_phantoms(incoming, count, seed, matrix=matrix, max_slices=max_slices)
+    say("sending them with storescu (C-STORE, AE HOSPITAL)")
+    for st in studies:
+        send_with_storescu(
+            st.ct_dir, aet_calling="HOSPITAL", aet_called=orthanc.aet, port=orthanc.dicom_port
         )
-        rows.append(row)
-        if on_row:
-            on_row(row)
+    wanted = {st.study_instance_uid: st for st in studies}
+    say("waiting for the pre-reads")
+    deadline = time.monotonic() + timeout_s
+    done: dict[str, JobRecord] = {}
+    while len(done) < len(wanted):
+        if time.monotonic() > deadline:
+            missing = sorted(set(wanted) - set(done))
+            raise DemoError(f"no pre-read after {timeout_s:.0f} s for {missing}")
+        for uid in wanted:
+            if uid in done:
+                continue
+            jobs = service.store.current_for_study(uid)
+            if jobs and jobs[0].state in FINAL:
+                done[uid] = jobs[0]
+        time.sleep(0.5)
+    rows = []
+    for uid, st in wanted.items():
+        slices, truth = read_truth(st.truth_path)
+        rows.append(row_for(done[uid], truth, slices))
     return rows

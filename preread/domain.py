@@ -12,6 +12,7 @@ Arrays are indexed ``array[k, j, i]``: ``k`` the slice (along :attr:`Geometry.sl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 import numpy as np
@@ -149,3 +150,30 @@ class Finding:
     voxel_count: int
     lung_side: Literal["left", "right"] | None = None
     bbox_kji: tuple[Shape3, Shape3] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model produced a result (recorded in the job, the SR and every report)."""
+
+    id: str
+    version: str
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PreReadResult:
+    """One AI pre-read of one series of one study by one model version.
+
+    Everything the report encoders need besides the source images: findings in patient
+    coordinates, the model that made them and the execution provider that actually ran it.
+    """
+
+    study_instance_uid: str
+    series_instance_uid: str  # the source series that was read
+    frame_of_reference_uid: str
+    model: ModelRef
+    provider: str
+    findings: tuple[Finding, ...]
+    created: datetime

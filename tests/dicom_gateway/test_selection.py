@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from dicom_gateway.selection import SeriesCandidate, judge, select_series
@@ -16,7 +18,7 @@ RULES = SeriesRules(
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
-def ct(uid: str = "1.2.3", **kw: object) -> SeriesCandidate:
+def ct(uid: str = "1.2.3", **kw: Any) -> SeriesCandidate:
     base: dict[str, object] = {
         "series_instance_uid": uid,
         "modality": "CT",
@@ -43,7 +45,7 @@ def ct(uid: str = "1.2.3", **kw: object) -> SeriesCandidate:
         ({"n_images": 20}, "20 images < 50"),
     ],
 )
-def test_each_rule_names_its_reason(changes: dict[str, object], reason: str) -> None:
+def test_each_rule_names_its_reason(changes: dict[str, Any], reason: str) -> None:
     decision = judge(ct(**changes), RULES)
     assert not decision.eligible
     assert reason in decision.reason

@@ -1,0 +1,184 @@
+"""``multipart/related`` bodies of DICOMweb (PS3.18 8.7.1; RFC 2387, RFC 2046 5.1.1).
+
+WADO-RS answers and STOW-RS requests carry DICOM instances as the parts of one
+``multipart/related; type="application/dicom"`` body. :class:`RelatedParser` splits such a
+body while it arrives: it cuts a part by its ``Content-Length`` (Orthanc's DICOMweb plugin sends
+one) after checking that the boundary follows, and searches for the boundary otherwise. Fed in
+64 KiB chunks it splits a 105 MB / 200-part Orthanc answer in ~24 ms; the stdlib ``email``
+parser, which scans line by line, needs ~1.7 s (``bench/orthanc_client.py``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from email.message import Message
+
+__all__ = [
+    "MultipartError",
+    "RelatedParser",
+    "boundary_of",
+    "encode_related",
+    "split_related",
+]
+
+DICOM_TYPE = "application/dicom"
+_SLICE = 1 << 20
+
+
+class MultipartError(ValueError):
+    """A body is not well-formed ``multipart/related`` (callers wrap it with their context)."""
+
+
+def boundary_of(content_type: str) -> str:
+    """The ``boundary`` parameter of a ``multipart/related`` Content-Type header.
+
+    Raises:
+        MultipartError: not ``multipart/related`` or no boundary.
+    """
+    message = Message()
+    message["content-type"] = content_type
+    if message.get_content_type() != "multipart/related":
+        raise MultipartError(f"expected multipart/related, got {content_type!r}")
+    boundary = message.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        raise MultipartError(f"no boundary in {content_type!r}")
+    return boundary
+
+
+def _headers(block: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in block.split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if sep:
+            headers[name.strip().decode("latin-1").lower()] = value.strip().decode("latin-1")
+    return headers
+
+
+class RelatedParser:
+    """An incremental splitter: :meth:`feed` chunks as they arrive, get whole parts back.
+
+    Only about one part is buffered at a time, so a 100 MB answer is never held twice. A part
+    whose ``Content-Length`` is given is cut by length (and the boundary after it checked);
+    otherwise the boundary is searched for.
+    """
+
+    def __init__(self, boundary: str) -> None:
+        self._delimiter = b"--" + boundary.encode("latin-1")
+        self._next = b"\r\n" + self._delimiter
+        self._buffer = bytearray()
+        self._started = False
+        self._done = False
+        self._count = 0
+        self._scan_from = 0
+        self._problem = "the first boundary is missing"
+
+    @property
+    def done(self) -> bool:
+        """True once the close delimiter was seen."""
+        return self._done
+
+    def feed(self, chunk: bytes | memoryview) -> list[bytes]:
+        """Add ``chunk``; return the parts it completed (possibly none)."""
+        if self._done:
+            return []  # the epilogue is ignored
+        self._buffer += chunk
+        parts: list[bytes] = []
+        while not self._done and self._step(parts):
+            pass
+        return parts
+
+    def close(self) -> None:
+        """Say the body ended; raises :class:`MultipartError` if it ended too early."""
+        if not self._done:
+            raise MultipartError(self._problem)
+
+    def _cut(self, start: int, end: int, consumed: int) -> bytes:
+        with memoryview(self._buffer) as view:
+            part = bytes(view[start:end])
+        del self._buffer[:consumed]
+        self._count += 1
+        self._scan_from = 0
+        return part
+
+    def _step(self, parts: list[bytes]) -> bool:
+        """Take one thing off the buffer; False when more bytes are needed."""
+        buffer = self._buffer
+        if not self._started:
+            if buffer.startswith(self._delimiter):
+                del buffer[: len(self._delimiter)]
+            else:
+                found = buffer.find(self._next)
+                if found < 0:  # preamble: keep only what could start a delimiter
+                    del buffer[: max(0, len(buffer) - len(self._next))]
+                    return False
+                del buffer[: found + len(self._next)]
+            self._started = True
+            return True
+        part = self._count + 1
+        if len(buffer) < 2:
+            self._problem = f"part {part} is not closed by a boundary"
+            return False
+        if buffer.startswith(b"--"):
+            self._done = True
+            buffer.clear()
+            return False
+        line_end = buffer.find(b"\r\n")
+        header_end = buffer.find(b"\r\n\r\n", max(line_end, 0))
+        if line_end < 0 or header_end < 0:
+            self._problem = f"part {part} has no end of headers"
+            return False
+        self._problem = f"part {part} is not closed by a boundary"
+        headers = (
+            _headers(bytes(buffer[line_end + 2 : header_end])) if header_end > line_end else {}
+        )
+        data_start = header_end + 4
+        length = headers.get("content-length", "")
+        if length.isdigit():
+            end = data_start + int(length)
+            if len(buffer) < end + len(self._next):
+                return False
+            if buffer.startswith(self._next, end):
+                parts.append(self._cut(data_start, end, end + len(self._next)))
+                return True
+        end = buffer.find(self._next, max(data_start, self._scan_from))
+        if end < 0:
+            self._scan_from = max(data_start, len(buffer) - len(self._next) + 1)
+            return False
+        parts.append(self._cut(data_start, end, end + len(self._next)))
+        return True
+
+
+def split_related(body: bytes, boundary: str) -> list[bytes]:
+    """The payloads of the parts of a whole multipart body, in order (preamble/epilogue dropped).
+
+    Raises:
+        MultipartError: the first boundary, a part's header block, or the closing boundary is
+            missing.
+    """
+    parser = RelatedParser(boundary)
+    parts: list[bytes] = []
+    with memoryview(body) as view:  # fed in slices: one huge buffer copy is slower
+        for start in range(0, len(body), _SLICE):
+            parts += parser.feed(view[start : start + _SLICE])
+    parser.close()
+    return parts
+
+
+def encode_related(parts: Sequence[bytes], part_type: str = DICOM_TYPE) -> tuple[bytes, str]:
+    """A ``multipart/related`` body of ``parts`` and its Content-Type header value.
+
+    The boundary is random and checked not to occur in any part.
+    """
+    while True:
+        boundary = f"preread-{secrets.token_hex(16)}"
+        marker = boundary.encode("ascii")
+        if not any(marker in part for part in parts):
+            break
+    chunks: list[bytes] = []
+    head = f"--{boundary}\r\nContent-Type: {part_type}\r\n".encode("ascii")
+    for part in parts:
+        chunks += [head, f"Content-Length: {len(part)}\r\n\r\n".encode("ascii"), part, b"\r\n"]
+    chunks.append(f"--{boundary}--\r\n".encode("ascii"))
+    content_type = f'multipart/related; type="{part_type}"; boundary={boundary}'
+    return b"".join(chunks), content_type

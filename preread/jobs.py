@@ -1,0 +1,165 @@
+"""Run one job: one study read by one model version, from Orthanc back into the same study.
+
+:func:`run_job` is the task boundary: the in-process runner calls it in a thread, a Celery
+worker will call the same function with the same arguments. It is idempotent:
+
+* a job that is done, superseded or held by another worker is left alone (``claim`` says no);
+* the SR and SEG UIDs are derived from the job id, and recorded *before* they are stored, so a
+  worker killed half way and run again stores the very same instances (Orthanc keeps one copy);
+* a result that supersedes an older one is stored first, then the older series are deleted.
+
+Every outcome is recorded: ``done`` with the UIDs written, ``not_applicable`` with each series'
+reason, ``failed`` with a reason naming the series. Nothing is written to the study unless the
+whole SR and SEG were built.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dicom_gateway.errors import GatewayError, ResourceNotFoundError, SeriesError
+from dicom_gateway.selection import select_series
+from dicom_gateway.source import StudySource, orthanc_id
+from inference.errors import InferenceError
+from inference.predict import Predictor
+from preread.pipeline import analyze, candidate, encode
+from preread.reports import InstanceRef, ReportError, to_json
+from preread.store import (
+    FinishResult,
+    JobOutputs,
+    JobRecord,
+    JobState,
+    JobStore,
+    JobUpdate,
+    StoredObject,
+)
+
+log = logging.getLogger(__name__)
+
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+
+
+class TransientError(Exception):
+    """Orthanc could not be reached: the job keeps its lease and is retried when it expires."""
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a worker needs to run jobs (built once per process, passed in)."""
+
+    store: JobStore
+    source: StudySource
+    predictor_for: Callable[[str, str], Predictor]  # (model id, version) -> Predictor
+    owner: str
+    lease_s: float = 600.0
+
+
+def run_job(job_id: str, ctx: JobContext) -> FinishResult | None:
+    """Run ``job_id`` to a final state; ``None`` when there was nothing to do.
+
+    The result's ``follow_up`` is a job to dispatch next (the study grew while this one ran).
+
+    Raises :class:`TransientError` when Orthanc is unreachable (the lease then expires and the
+    job is claimed again, up to the store's attempt limit).
+    """
+    job = ctx.store.claim(job_id, ctx.owner, ctx.lease_s)
+    if job is None:
+        return None
+    try:
+        return _run(job, ctx)
+    except (SeriesError, ReportError) as exc:
+        return ctx.store.finish_failed(job.id, ctx.owner, str(exc), _code(exc))
+    except InferenceError as exc:
+        return ctx.store.finish_failed(job.id, ctx.owner, str(exc), "inference")
+    except ResourceNotFoundError as exc:
+        return ctx.store.finish_failed(job.id, ctx.owner, str(exc), "study_gone")
+    except GatewayError as exc:
+        log.warning("job %s: Orthanc error, will retry: %s", job.id, type(exc).__name__)
+        ctx.store.renew_lease(job.id, ctx.owner, 0.001)  # the retry may claim it at once
+        raise TransientError(str(exc)) from exc
+
+
+def _code(exc: Exception) -> str:
+    return "unreadable_series" if isinstance(exc, SeriesError) else "encoding"
+
+
+def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
+    store, source, owner = ctx.store, ctx.source, ctx.owner
+    predictor = ctx.predictor_for(job.model_id, job.model_version)
+    timings: dict[str, float] = {}
+    study = source.study(job.orthanc_study_id)
+    series = [source.series(sid) for sid in study.series_ids]
+    selection = select_series(
+        [candidate(s) for s in series if not is_preread_series(s.modality, s.series_description)],
+        predictor.package.card.series_rules,
+    )
+    store.record_decisions(job.id, selection.decisions)
+    if selection.chosen is None:
+        return store.finish_not_applicable(job.id, owner, selection.reason, selection.decisions)
+    series_uid = selection.chosen.series_instance_uid
+    store.record(job.id, owner, JobUpdate(series_instance_uid=series_uid))
+
+    t0 = time.perf_counter()
+    datasets = source.series_datasets(study.study_instance_uid, series_uid)
+    timings["fetch"] = time.perf_counter() - t0
+    store.advance(job.id, owner, JobState.INFERRING, JobUpdate(timings=timings))
+
+    analysis = analyze(datasets, predictor, created=job.created_at)
+    info = analysis.prediction.session_info
+    if info.warning:
+        log.warning("job %s: %s", job.id, info.warning)
+    older = store.outputs_to_remove(job.id)
+    previous_sr = next((o.outputs.sr for o in older if o.outputs.sr is not None), None)
+    supersedes = (
+        InstanceRef(
+            study.study_instance_uid,
+            previous_sr.series_instance_uid,
+            previous_sr.sop_instance_uid,
+            COMPREHENSIVE_3D_SR,
+        )
+        if previous_sr
+        else None
+    )
+    encoded = encode(analysis, datasets, uid_seed=job.id, supersedes=supersedes)
+    timings.update(analysis.timings)
+    outputs = JobOutputs(
+        sr=_stored(study.patient_id, study.study_instance_uid, encoded.sr.series_instance_uid,
+                   encoded.sr.sop_instance_uid),
+        seg=_stored(study.patient_id, study.study_instance_uid, encoded.seg.series_instance_uid,
+                    encoded.seg.sop_instance_uid) if encoded.seg else None,
+    )  # fmt: skip
+    store.advance(
+        job.id,
+        owner,
+        JobState.WRITING,
+        JobUpdate(
+            provider_requested=",".join(info.requested_providers),
+            provider_used=info.provider,
+            provider_warning=info.warning,
+            timings=timings,
+            outputs=outputs,  # recorded before storing: a re-run replaces, never doubles
+        ),
+    )
+    t0 = time.perf_counter()
+    source.store(encoded.datasets)
+    timings["store"] = time.perf_counter() - t0
+    for old in older:
+        for obj in (old.outputs.sr, old.outputs.seg):
+            if obj is not None and obj.orthanc_series_id:
+                source.delete_series(obj.orthanc_series_id)
+        store.mark_outputs_removed(old.id)
+    return store.finish_done(
+        job.id, owner, to_json(analysis.result, uid_seed=job.id), JobUpdate(timings=timings)
+    )
+
+
+def _stored(patient_id: str, study_uid: str, series_uid: str, sop_uid: str) -> StoredObject:
+    return StoredObject(series_uid, sop_uid, orthanc_id(patient_id, study_uid, series_uid))
+
+
+def is_preread_series(modality: str, description: str) -> bool:
+    """PreRead's own SR/SEG series in a study (never read, never part of the fingerprint)."""
+    return modality in {"SR", "SEG"} and description.startswith("AI pre-read")

@@ -1,0 +1,136 @@
+"""The pre-read of one series, as pure steps: volume → findings → SR + SEG.
+
+The same functions serve ``preread read DIR`` (files in, files out, no Orthanc, no database) and
+the job runner (:mod:`preread.jobs`, Orthanc in and out, every step recorded). Nothing here
+talks to a network or a database.
+
+Stages and their timing keys: ``decode`` (pixel data), ``volume`` (assembly and checks),
+``preprocess``, ``infer``, ``postprocess`` (components, measurements, labels back on the source
+slices), ``encode`` (SEG + SR). ``fetch`` and ``store`` are the runner's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+
+from dicom_gateway.errors import SeriesError
+from dicom_gateway.selection import SeriesCandidate
+from dicom_gateway.source import SeriesInfo
+from dicom_gateway.volume import assemble_volume
+from inference.predict import Prediction, Predictor
+from inference.preprocess import to_source_grid
+from preread.domain import ModelRef, PreReadResult, Volume
+from preread.reports import EncodedSeries, InstanceRef, build_seg, build_sr
+
+
+@dataclass
+class Analysis:
+    """A series read by a model: the result, its labels on the source slices, and timings."""
+
+    result: PreReadResult
+    volume: Volume
+    labels: npt.NDArray[np.int32]  # on the source grid; value = Finding.label
+    prediction: Prediction
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    sr: EncodedSeries
+    seg: EncodedSeries | None
+
+    @property
+    def datasets(self) -> list[Dataset]:
+        return [e.dataset for e in (self.seg, self.sr) if e is not None]
+
+
+def candidate(info: SeriesInfo) -> SeriesCandidate:
+    """What the series rules look at, from the gateway's series record."""
+    s = info.sample
+    return SeriesCandidate(
+        series_instance_uid=info.series_instance_uid,
+        modality=info.modality,
+        description=info.series_description,
+        n_images=max(info.instance_count, s.number_of_frames),
+        image_orientation=s.image_orientation,
+        slice_thickness_mm=s.slice_thickness,
+        image_type=s.image_type,
+    )
+
+
+def model_ref(predictor: Predictor) -> ModelRef:
+    card = predictor.package.card
+    return ModelRef(id=card.id, version=card.version, name=card.name, sha256=card.onnx.sha256)
+
+
+def analyze(datasets: Sequence[Dataset], predictor: Predictor, *, created: datetime) -> Analysis:
+    """Decode and assemble the series, run the model, measure the findings.
+
+    Raises :class:`~dicom_gateway.errors.SeriesError` (naming the series) for a series that
+    cannot be read as one volume, and the inference errors for a model that cannot run.
+    """
+    if not datasets:
+        raise SeriesError("(none)", "the series has no instances")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    series_uid = str(datasets[0].get("SeriesInstanceUID", ""))
+    for ds in datasets:
+        try:
+            _ = ds.pixel_array  # decoded once here; assemble_volume reuses it
+        except Exception:  # assemble_volume names the series and the cause
+            break
+    t1 = time.perf_counter()
+    volume = assemble_volume(datasets)
+    t2 = time.perf_counter()
+    prediction = predictor.predict(volume)
+    t3 = time.perf_counter()
+    labels = to_source_grid(
+        prediction.labels.astype(np.float32),
+        prediction.model_geometry,
+        volume.geometry,
+        order=0,
+    ).astype(np.int32)
+    t4 = time.perf_counter()
+    timings["decode"] = t1 - t0
+    timings["volume"] = t2 - t1
+    timings["preprocess"] = prediction.timings.get("preprocess", 0.0)
+    timings["infer"] = prediction.timings.get("infer", 0.0)
+    timings["postprocess"] = prediction.timings.get("postprocess", 0.0) + (t4 - t3)
+    first = datasets[0]
+    # Keep only findings that still have voxels on the source slices (a blob thinner than a
+    # slice gap can vanish there); the SEG and SR must describe the same findings.
+    present = set(np.unique(labels).tolist())
+    findings = tuple(f for f in prediction.findings if f.label in present)
+    result = PreReadResult(
+        study_instance_uid=str(first.StudyInstanceUID),
+        series_instance_uid=series_uid,
+        frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")),
+        model=model_ref(predictor),
+        provider=prediction.session_info.provider,
+        findings=findings,
+        created=created,
+    )
+    keep = np.isin(labels, [f.label for f in findings])
+    return Analysis(result, volume, np.where(keep, labels, 0).astype(np.int32), prediction, timings)
+
+
+def encode(
+    analysis: Analysis,
+    datasets: Sequence[Dataset],
+    *,
+    uid_seed: str,
+    supersedes: InstanceRef | None = None,
+) -> Encoded:
+    """The DICOM SEG (when there are findings) and SR of an analysis, UIDs fixed by ``uid_seed``."""
+    t0 = time.perf_counter()
+    seg = build_seg(analysis.result, datasets, analysis.labels, uid_seed=uid_seed)
+    sr = build_sr(analysis.result, datasets, seg, supersedes=supersedes, uid_seed=uid_seed)
+    analysis.timings["encode"] = time.perf_counter() - t0
+    return Encoded(sr=sr, seg=seg)

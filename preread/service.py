@@ -1,0 +1,194 @@
+"""Assemble PreRead for one machine: Orthanc, the job store, models, watcher, workers, API.
+
+:class:`Service` is what ``preread serve`` and ``preread demo`` run: the embedded default. It
+starts a private Orthanc unless ``PREREAD_ORTHANC_URL`` names one, opens the job store
+(SQLite in the data folder unless ``PREREAD_DATABASE_URL``), loads the configured models, and
+runs a loop that polls the change feed, returns expired leases to the queue and reconciles
+now and then. Everything is built from one :class:`~preread.settings.Settings`, passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from dicom_gateway.client import OrthancClient
+from dicom_gateway.orthanc_server import DicomPeer, OrthancConfig, OrthancServer
+from dicom_gateway.source import StudySource
+from inference.predict import Predictor
+from inference.registry import Registry
+from preread.domain import ModelRef
+from preread.jobs import JobContext
+from preread.runner import InProcessRunner
+from preread.settings import Settings
+from preread.store import JobState, JobStore, default_url
+from preread.watcher import Watcher
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """The embedded PreRead: use as a context manager, then :meth:`start_loop`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.orthanc: OrthancServer | None = None
+        self.source: StudySource
+        self.store: JobStore
+        self.runner: InProcessRunner
+        self.watcher: Watcher
+        self._predictors: dict[tuple[str, str], Predictor] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.loop_error: BaseException | None = None
+
+    # -- assembly ------------------------------------------------------------------------------
+
+    def __enter__(self) -> Service:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.source = self._open_orthanc()
+            self.store = JobStore.create(
+                s.database_url or default_url(s.data_dir), max_attempts=s.job_max_attempts
+            )
+            self.store.migrate()
+            registry = Registry(s.models_dir)
+            self.models: list[ModelRef] = []
+            for spec in s.models:
+                model_id, _, version = spec.partition("@")
+                package = registry.find(model_id, version or None)
+                predictor = self._predictor(package.id, package.version, registry)
+                card = predictor.package.card
+                self.models.append(ModelRef(card.id, card.version, card.name, card.onnx.sha256))
+            ctx = JobContext(
+                store=self.store,
+                source=self.source,
+                predictor_for=lambda mid, ver: self._predictor(mid, ver, registry),
+                owner=f"{os.uname().nodename}:{os.getpid()}",
+                lease_s=s.lease_s,
+            )
+            self.runner = InProcessRunner(ctx, workers=s.workers)
+            self.watcher = Watcher(self.source, self.store, self.models, self.runner.dispatch)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _open_orthanc(self) -> StudySource:
+        s = self.settings
+        password = s.orthanc_password.get_secret_value() if s.orthanc_password else ""
+        if s.orthanc_url:
+            return OrthancClient(s.orthanc_url, s.orthanc_username, password)
+        storage = s.data_dir / "orthanc"
+        storage.mkdir(parents=True, exist_ok=True)
+        self.orthanc = OrthancServer(
+            OrthancConfig(
+                storage_dir=storage,
+                http_port=s.orthanc_http_port,
+                dicom_port=s.orthanc_dicom_port,
+                aet=s.orthanc_aet,
+                username=s.orthanc_username,
+                password=password or secrets.token_urlsafe(24),
+                stable_age_s=s.stable_age_s,
+                dicom_modalities=tuple(
+                    DicomPeer(name=aet.lower(), aet=aet, host="127.0.0.1", port=104)
+                    for aet in s.allowed_senders
+                ),
+            )
+        )
+        self.orthanc.start()
+        return self.orthanc.client()
+
+    def _predictor(self, model_id: str, version: str, registry: Registry) -> Predictor:
+        key = (model_id, version)
+        if key not in self._predictors:
+            s = self.settings
+            self._predictors[key] = Predictor(
+                registry.find(model_id, version),
+                providers=s.providers,
+                policy=s.provider_policy,
+                intra_op_threads=s.intra_op_threads or None,
+            )
+            info = self._predictors[key].session_info
+            log.info("model %s %s runs on %s", model_id, version, info.provider)
+        return self._predictors[key]
+
+    # -- running -------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Dispatch jobs left queued by an earlier run (a crash between commit and dispatch)."""
+        n = 0
+        offset = 0
+        while True:
+            page = self.store.list_studies(states=[JobState.QUEUED], limit=200, offset=offset)
+            for study in page.items:
+                for job in study.jobs:
+                    if job.state is JobState.QUEUED:
+                        self.runner.dispatch(job.id)
+                        n += 1
+            offset += page.limit
+            if offset >= page.total:
+                return n
+
+    def tick(self, *, reconcile: bool = False) -> None:
+        """One round: follow the change feed, requeue expired leases, maybe reconcile."""
+        self.watcher.poll()
+        for job in self.store.requeue_expired().to_dispatch:
+            self.runner.dispatch(job.id)
+        if reconcile:
+            self.watcher.reconcile()
+
+    def start_loop(self, on_error: Callable[[BaseException], None] | None = None) -> None:
+        """Run :meth:`tick` every poll interval in a background thread."""
+        self.recover()
+
+        def loop() -> None:
+            import time
+
+            last_reconcile = time.monotonic()
+            self.watcher.reconcile()
+            while not self._stop.is_set():
+                try:
+                    due = time.monotonic() - last_reconcile >= self.settings.reconcile_interval_s
+                    self.tick(reconcile=due)
+                    if due:
+                        last_reconcile = time.monotonic()
+                except Exception as exc:  # keep watching: Orthanc may come back
+                    log.warning("watcher round failed: %s: %s", type(exc).__name__, exc)
+                    if on_error:
+                        on_error(exc)
+                self._stop.wait(self.settings.poll_interval_s)
+
+        self._thread = threading.Thread(target=loop, name="preread-watcher", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            runner.close(wait=True)
+        store = getattr(self, "store", None)
+        if store is not None:
+            store.close()
+        if self.orthanc is not None:
+            self.orthanc.stop(remove_work_dir=True)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def orthanc_dir(self) -> Path:
+        return self.settings.data_dir / "orthanc"

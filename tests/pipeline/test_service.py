@@ -1,0 +1,177 @@
+"""The pre-read pipeline end to end: a real Orthanc, dcmtk's storescu as the hospital, the
+shipped ONNX model, SQLite and PostgreSQL job stores.
+
+Phantoms are small (128 × 128, 60 slices) so that a study is read in seconds; the model reads
+them at its own 1 mm grid like any scan.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import highdicom as hd
+import pydicom
+import pytest
+
+from dicom_gateway.orthanc_server import OrthancServer
+from preread.service import Service
+from preread.settings import Settings
+from preread.store import JobRecord, JobState
+from tests.dicom_gateway.orthanc_fixture import HOSPITAL_AET, storescu
+from tests.pipeline.conftest import EASY, MODELS_DIR, StudyOnDisk
+
+FINAL = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE}
+
+
+def settings_for(tmp: Path, orthanc: OrthancServer, database_url: str | None) -> Settings:
+    return Settings(
+        data_dir=tmp / "data",
+        models_dir=MODELS_DIR,
+        orthanc_url=orthanc.url,
+        orthanc_username=orthanc.username,
+        orthanc_password=orthanc.password,  # type: ignore[arg-type]
+        database_url=database_url,
+        poll_interval_s=0.2,
+        reconcile_interval_s=3600,
+    )
+
+
+def wait_final(service: Service, study_uid: str, *, timeout_s: float = 120.0, previous: str | None = None) -> JobRecord:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        jobs = service.store.current_for_study(study_uid)
+        if jobs and jobs[0].state in FINAL and jobs[0].id != previous:
+            return jobs[0]
+        time.sleep(0.2)
+    raise AssertionError(f"study {study_uid} has no final job after {timeout_s} s: {service.store.current_for_study(study_uid)}")
+
+
+def ai_series(orthanc: OrthancServer, study_uid: str) -> list[tuple[str, str]]:
+    client = orthanc.client()
+    study_id = client.find_study(study_uid)
+    assert study_id is not None
+    out = []
+    for sid in client.study(study_id).series_ids:
+        s = client.series(sid)
+        if s.series_description.startswith("AI pre-read"):
+            out.append((s.modality, s.series_instance_uid))
+    return sorted(out)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    if request.param == "sqlite":
+        yield None
+    else:
+        from tests.store.conftest import fresh_postgres_database
+
+        with fresh_postgres_database() as url:
+            yield url
+
+
+def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
+    tmp_path: Path, orthanc: OrthancServer, database_url: str | None, easy_study: StudyOnDisk
+) -> None:
+    with Service(settings_for(tmp_path, orthanc, database_url)) as service:
+        service.start_loop()
+        result = storescu(orthanc, [easy_study.ct_dir])
+        assert result.returncode == 0, result.stderr
+        job = wait_final(service, easy_study.study_uid)
+        assert job.state is JobState.DONE, job.reason
+        assert job.provider_used == "CPUExecutionProvider"
+        assert set(job.timings) >= {"fetch", "decode", "volume", "infer", "encode", "store"}
+        assert [m for m, _ in ai_series(orthanc, easy_study.study_uid)] == ["SEG", "SR"]
+        assert job.outputs.sr is not None and job.outputs.seg is not None
+        client = orthanc.client()
+        sr = client.series_datasets(easy_study.study_uid, job.outputs.sr.series_instance_uid)
+        seg = client.series_datasets(easy_study.study_uid, job.outputs.seg.series_instance_uid)
+    assert len(sr) == 1 and len(seg) == 1
+    sr_path = tmp_path / "sr.dcm"
+    sr[0].save_as(sr_path, enforce_file_format=True)
+    proc = subprocess.run(["dciodvfy", str(sr_path)], capture_output=True, text=True, check=False)
+    errors = [line for line in proc.stderr.splitlines() if "Error" in line]
+    assert not errors, proc.stderr
+    report = hd.sr.srread(sr_path)
+    assert report.StudyInstanceUID == easy_study.study_uid
+    groups = report.content.get_planar_roi_measurement_groups() + report.content.get_volumetric_roi_measurement_groups()
+    assert len(job.result["findings"]) == len(EASY) == 1  # type: ignore[index]
+    assert len(groups) >= 1
+    assert pydicom.dcmread(sr_path).PatientID == easy_study.patient_id
+
+
+def test_study_sent_twice_has_one_current_result(
+    tmp_path: Path, orthanc: OrthancServer, second_study: StudyOnDisk
+) -> None:
+    with Service(settings_for(tmp_path, orthanc, None)) as service:
+        service.start_loop()
+        assert storescu(orthanc, [second_study.ct_dir]).returncode == 0
+        first = wait_final(service, second_study.study_uid)
+        assert storescu(orthanc, [second_study.ct_dir]).returncode == 0
+        time.sleep(3)  # longer than StableAge: a second StableStudy would have arrived
+        service.watcher.reconcile()
+        jobs = service.store.history(second_study.study_uid)
+        assert [j.id for j in jobs] == [first.id]
+        assert len(ai_series(orthanc, second_study.study_uid)) == len(ai_series(orthanc, second_study.study_uid))
+        kinds = [m for m, _ in ai_series(orthanc, second_study.study_uid)]
+        assert kinds.count("SR") == 1
+
+
+def test_study_that_grows_is_read_again_and_the_old_result_removed(
+    tmp_path: Path, orthanc: OrthancServer, growing_study: StudyOnDisk
+) -> None:
+    files = sorted(growing_study.ct_dir.iterdir())
+    first_part, rest = files[:55], files[55:]
+    with Service(settings_for(tmp_path, orthanc, None)) as service:
+        service.start_loop()
+        assert storescu(orthanc, first_part).returncode == 0
+        first = wait_final(service, growing_study.study_uid)
+        assert first.state is JobState.DONE, first.reason
+        old = ai_series(orthanc, growing_study.study_uid)
+        assert storescu(orthanc, rest).returncode == 0
+        second = wait_final(service, growing_study.study_uid, previous=first.id)
+        assert second.state is JobState.DONE, second.reason
+        assert second.supersedes == first.id
+        history = service.store.history(growing_study.study_uid)
+        assert {j.state for j in history} == {JobState.DONE, JobState.SUPERSEDED}
+        now = ai_series(orthanc, growing_study.study_uid)
+        assert [m for m, _ in now].count("SR") == 1
+        assert not set(now) & set(old), "the superseded SR/SEG series must be gone"
+
+
+def test_watcher_restarted_mid_stream_misses_and_doubles_nothing(
+    tmp_path: Path, orthanc: OrthancServer, two_studies: tuple[StudyOnDisk, StudyOnDisk]
+) -> None:
+    a, b = two_studies
+    settings = settings_for(tmp_path, orthanc, None)
+    with Service(settings) as service:
+        service.start_loop()
+        assert storescu(orthanc, [a.ct_dir]).returncode == 0
+        wait_final(service, a.study_uid)
+    # PreRead is down while b arrives and becomes stable
+    assert storescu(orthanc, [b.ct_dir]).returncode == 0
+    time.sleep(2.5)
+    with Service(settings) as service:
+        service.start_loop()
+        job_b = wait_final(service, b.study_uid)
+        time.sleep(1)
+        assert len(service.store.history(a.study_uid)) == 1
+        assert len(service.store.history(b.study_uid)) == 1
+        assert job_b.attempts == 1
+
+
+def test_non_ct_study_is_not_applicable_and_nothing_is_written(
+    tmp_path: Path, orthanc: OrthancServer, corpus: Path
+) -> None:
+    mr = sorted((corpus / "Brainix" / "Epi").iterdir())
+    uid = str(pydicom.dcmread(mr[0], stop_before_pixels=True).StudyInstanceUID)
+    with Service(settings_for(tmp_path, orthanc, None)) as service:
+        service.start_loop()
+        assert storescu(orthanc, mr, calling_aet=HOSPITAL_AET).returncode == 0
+        job = wait_final(service, uid)
+        assert job.state is JobState.NOT_APPLICABLE
+        assert job.reason is not None and "modality MR" in job.reason
+        assert service.store.decisions(job.id)
+        assert ai_series(orthanc, uid) == []
