@@ -35,7 +35,7 @@ app = typer.Typer(
 models_app = typer.Typer(no_args_is_help=True, help="Model packages: list, show, publish.")
 app.add_typer(models_app, name="models")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # error lines stay whole (paths, UIDs)
 out = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -64,7 +65,8 @@ def send_with_storescu(folder: Path, *, aet_calling: str, aet_called: str, port:
         str(port),
         str(folder),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK: no Nagle delay per PDU (~10x faster)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise DemoError(f"storescu failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
 

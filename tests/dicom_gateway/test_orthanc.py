@@ -31,12 +31,7 @@ from dicom_gateway.folder import FolderStudySource
 from dicom_gateway.orthanc_server import OrthancConfig, OrthancServer, free_port, render_config
 from dicom_gateway.source import StudySource, dataset_bytes, orthanc_id
 from dicom_gateway.volume import assemble_volume, read_series_dir
-from tests.dicom_gateway.orthanc_fixture import (  # noqa: F401  (fixture)
-    HOSPITAL_AET,
-    orthanc,
-    storescu,
-    wait_for_stable_study,
-)
+from tests.orthanc_support import HOSPITAL_AET, storescu, wait_for_stable_study
 from training.phantom_dicom import StudyFiles, write_phantoms
 
 SEED = 7  # a phantom with nodules, so it has a truth SEG
@@ -59,13 +54,13 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> StudyFiles:
 
 
 @pytest.fixture(scope="module")
-def client(orthanc: OrthancServer) -> Iterator[OrthancClient]:  # noqa: F811
+def client(orthanc: OrthancServer) -> Iterator[OrthancClient]:
     with orthanc.client(timeout=30) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def sent(orthanc: OrthancServer, client: OrthancClient, phantom: StudyFiles) -> Sent:  # noqa: F811
+def sent(orthanc: OrthancServer, client: OrthancClient, phantom: StudyFiles) -> Sent:
     """The phantom's CT series, C-STOREd by HOSPITAL and stable in Orthanc."""
     done = storescu(orthanc, [phantom.ct_dir])
     assert done.returncode == 0, done.stderr
@@ -133,7 +128,7 @@ def test_render_config_is_hardened() -> None:
         render_config(OrthancConfig(storage_dir=Path("/x"), password="pw"))
 
 
-def test_system_answers_only_with_credentials(orthanc: OrthancServer) -> None:  # noqa: F811
+def test_system_answers_only_with_credentials(orthanc: OrthancServer) -> None:
     assert httpx.get(f"{orthanc.url}/system").status_code == 401
     with orthanc.client() as c:
         system = c.system()
@@ -142,14 +137,14 @@ def test_system_answers_only_with_credentials(orthanc: OrthancServer) -> None:  
     assert orthanc.password not in repr(orthanc) + repr(orthanc.config)
 
 
-def test_config_file_is_private(orthanc: OrthancServer) -> None:  # noqa: F811
+def test_config_file_is_private(orthanc: OrthancServer) -> None:
     config_path = orthanc.log_path.parent / "orthanc.json"
     assert stat.S_IMODE(config_path.stat().st_mode) == 0o600
     assert json.loads(config_path.read_text())["StableAge"] == 1
     assert orthanc.password not in orthanc.log_path.read_text()
 
 
-def test_wrong_password_is_401_without_the_password(orthanc: OrthancServer) -> None:  # noqa: F811
+def test_wrong_password_is_401_without_the_password(orthanc: OrthancServer) -> None:
     wrong = "not-the-password-" + orthanc.password[:4]
     with OrthancClient(orthanc.url, orthanc.username, wrong) as c, pytest.raises(OrthancError) as e:
         c.system()
@@ -167,7 +162,7 @@ def test_unreachable_orthanc_is_an_orthanc_error() -> None:
 
 
 def test_unknown_calling_aet_cannot_store(
-    orthanc: OrthancServer,  # noqa: F811
+    orthanc: OrthancServer,
     client: OrthancClient,
     phantom: StudyFiles,
 ) -> None:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tests.dicom_gateway.orthanc_fixture import orthanc  # noqa: F401  (a fixture)
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import NoduleSpec, generate_phantom, lung_mask
 
@@ -39,7 +38,11 @@ def easy_phantom_study(seed: int, out: Path, patient_id: str) -> StudyOnDisk:
     depth[~right] = 0
     k, j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)
     centre = g.index_to_lps([k, j, i])
-    spec = NoduleSpec(center_lps_mm=(float(centre[0]), float(centre[1]), float(centre[2])), diameter_mm=EASY[0][1], type="solid")
+    spec = NoduleSpec(
+        center_lps_mm=(float(centre[0]), float(centre[1]), float(centre[2])),
+        diameter_mm=EASY[0][1],
+        type="solid",
+    )
     phantom = generate_phantom(seed, matrix=MATRIX, max_slices=SLICES, nodules=[spec])
     files = write_phantom_study(phantom, out, patient_id=patient_id)
     return StudyOnDisk(files.study_instance_uid, patient_id, files.ct_dir, files.truth_path)

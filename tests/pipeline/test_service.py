@@ -15,12 +15,14 @@ from pathlib import Path
 import highdicom as hd
 import pydicom
 import pytest
+from fastapi.testclient import TestClient
 
 from dicom_gateway.orthanc_server import OrthancServer
+from preread.api.app import create_app
 from preread.service import Service
 from preread.settings import Settings
 from preread.store import JobRecord, JobState
-from tests.dicom_gateway.orthanc_fixture import HOSPITAL_AET, storescu
+from tests.orthanc_support import HOSPITAL_AET, storescu
 from tests.pipeline.conftest import EASY, MODELS_DIR, StudyOnDisk
 
 FINAL = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE}
@@ -39,14 +41,17 @@ def settings_for(tmp: Path, orthanc: OrthancServer, database_url: str | None) ->
     )
 
 
-def wait_final(service: Service, study_uid: str, *, timeout_s: float = 120.0, previous: str | None = None) -> JobRecord:
+def wait_final(
+    service: Service, study_uid: str, *, timeout_s: float = 120.0, previous: str | None = None
+) -> JobRecord:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         jobs = service.store.current_for_study(study_uid)
         if jobs and jobs[0].state in FINAL and jobs[0].id != previous:
             return jobs[0]
         time.sleep(0.2)
-    raise AssertionError(f"study {study_uid} has no final job after {timeout_s} s: {service.store.current_for_study(study_uid)}")
+    jobs = service.store.current_for_study(study_uid)
+    raise AssertionError(f"study {study_uid} has no final job after {timeout_s} s: {jobs}")
 
 
 def ai_series(orthanc: OrthancServer, study_uid: str) -> list[tuple[str, str]]:
@@ -85,6 +90,7 @@ def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
         assert set(job.timings) >= {"fetch", "decode", "volume", "infer", "encode", "store"}
         assert [m for m, _ in ai_series(orthanc, easy_study.study_uid)] == ["SEG", "SR"]
         assert job.outputs.sr is not None and job.outputs.seg is not None
+        check_api(service, job)
         client = orthanc.client()
         sr = client.series_datasets(easy_study.study_uid, job.outputs.sr.series_instance_uid)
         seg = client.series_datasets(easy_study.study_uid, job.outputs.seg.series_instance_uid)
@@ -96,10 +102,34 @@ def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
     assert not errors, proc.stderr
     report = hd.sr.srread(sr_path)
     assert report.StudyInstanceUID == easy_study.study_uid
-    groups = report.content.get_planar_roi_measurement_groups() + report.content.get_volumetric_roi_measurement_groups()
+    groups = (
+        report.content.get_planar_roi_measurement_groups()
+        + report.content.get_volumetric_roi_measurement_groups()
+    )
     assert len(job.result["findings"]) == len(EASY) == 1  # type: ignore[index]
     assert len(groups) >= 1
     assert pydicom.dcmread(sr_path).PatientID == easy_study.patient_id
+
+
+def check_api(service: Service, job: JobRecord) -> None:
+    """The API serves what the store holds: studies, the pre-read JSON, the job."""
+    api = TestClient(create_app(service.store))
+    assert api.get("/healthz").json() == {"status": "ok"}
+    studies = api.get("/api/v1/studies").json()
+    assert job.study_instance_uid in [s["study_instance_uid"] for s in studies["items"]]
+    pre = api.get(f"/api/v1/studies/{job.study_instance_uid}/preread")
+    assert pre.status_code == 200, pre.text
+    body = pre.json()
+    assert body["ai_generated"] is True and body["model"]["id"] == "lung-nodule"
+    assert body["provider"] == "CPUExecutionProvider"
+    assert len(body["findings"]) == len(job.result["findings"])  # type: ignore[index]
+    got = api.get(f"/api/v1/jobs/{job.id}").json()
+    assert (
+        got["state"] == "done" and got["sr"]["sop_instance_uid"] == job.outputs.sr.sop_instance_uid
+    )  # type: ignore[union-attr]
+    assert api.get("/api/v1/jobs/no-such-job").status_code == 404
+    missing = api.get("/api/v1/studies/1.2.3.4/preread")
+    assert missing.status_code == 404 and "unknown study" in missing.text
 
 
 def test_study_sent_twice_has_one_current_result(
@@ -114,7 +144,6 @@ def test_study_sent_twice_has_one_current_result(
         service.watcher.reconcile()
         jobs = service.store.history(second_study.study_uid)
         assert [j.id for j in jobs] == [first.id]
-        assert len(ai_series(orthanc, second_study.study_uid)) == len(ai_series(orthanc, second_study.study_uid))
         kinds = [m for m, _ in ai_series(orthanc, second_study.study_uid)]
         assert kinds.count("SR") == 1
 

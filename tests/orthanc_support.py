@@ -6,8 +6,7 @@ allowed sender, AE title :data:`HOSPITAL_AET` on 127.0.0.1; tests fail when Orth
 DICOMweb plugin is not installed (Debian: ``orthanc orthanc-dicomweb``). ``storescu`` comes from
 DCMTK (Debian: ``dcmtk``).
 
-Import the fixture into a test module (``from tests.dicom_gateway.orthanc_fixture import
-orthanc``) until it moves into ``tests/conftest.py``.
+``tests/conftest.py`` registers the fixture for the whole suite.
 """
 
 from __future__ import annotations

@@ -1,0 +1,33 @@
+"""``preread demo --once``: the README's main command, end to end, on a small phantom."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dicom_gateway.orthanc_server import free_port
+from tests.pipeline.conftest import MODELS_DIR
+
+
+def test_demo_once_sends_a_study_and_prints_its_preread(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PREREAD_DATA_DIR": str(tmp_path / "data"),
+        "PREREAD_MODELS_DIR": str(MODELS_DIR),
+        "COLUMNS": "200",
+    }
+    port = free_port()
+    args = ["demo", "--once", "--count", "1", "--matrix", "256", "--max-slices", "64"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "preread.cli", *args, "--port", str(port)],
+        capture_output=True, text=True, env=env, check=False, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CPUExecutionProvider" in proc.stdout
+    assert "done" in proc.stdout
+    assert f"http://127.0.0.1:{port}/api/v1/studies" in proc.stdout
+    assert "Orthanc: http://127.0.0.1:" in proc.stdout
+    # the private Orthanc kept its studies in the data folder, and was stopped
+    assert any((tmp_path / "data" / "orthanc").iterdir())
