@@ -122,6 +122,7 @@ def child_main() -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",  # as preread serve
     )
     cfg: dict[str, Any] = json.loads(sys.stdin.readline())
+    parent = os.getppid()
     final = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE}
     sampler = RssSampler()
     sampler.start()
@@ -155,6 +156,9 @@ def child_main() -> int:
                     seen = time.time()
                     job = jobs[0]
                     break
+                if os.getppid() != parent:
+                    _emit("error", message="the benchmark driver went away")
+                    return 1
                 if time.monotonic() > deadline:
                     state = jobs[0].state.value if jobs else "no job yet"
                     _emit(

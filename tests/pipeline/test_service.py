@@ -7,6 +7,7 @@ them at its own 1 mm grid like any scan.
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +18,12 @@ import pydicom
 import pytest
 from fastapi.testclient import TestClient
 
-from dicom_gateway.orthanc_server import OrthancServer
+from dicom_gateway.orthanc_server import (
+    DicomPeer,
+    OrthancConfig,
+    OrthancServer,
+    free_port,
+)
 from preread.api.app import create_app
 from preread.service import Service
 from preread.settings import Settings
@@ -204,3 +210,36 @@ def test_non_ct_study_is_not_applicable_and_nothing_is_written(
         assert job.reason is not None and "modality MR" in job.reason
         assert service.store.decisions(job.id)
         assert ai_series(orthanc, uid) == []
+
+
+def test_orthanc_restarting_loses_nothing(
+    tmp_path: Path, two_studies: tuple[StudyOnDisk, StudyOnDisk]
+) -> None:
+    a, b = two_studies
+    config = OrthancConfig(
+        storage_dir=tmp_path / "orthanc-storage",
+        http_port=free_port(),
+        dicom_port=free_port(),
+        password=secrets.token_urlsafe(16),
+        stable_age_s=1,
+        dicom_modalities=(DicomPeer("hospital", HOSPITAL_AET, "127.0.0.1", 11112),),
+    )
+    server = OrthancServer(config)
+    server.start()
+    try:
+        with Service(settings_for(tmp_path, server, None)) as service:
+            service.start_loop()
+            assert storescu(server, [a.ct_dir]).returncode == 0
+            wait_final(service, a.study_uid)
+            server.stop(remove_work_dir=False)
+            time.sleep(1.5)  # watcher rounds fail while Orthanc is down; the service goes on
+            server.start()
+            assert storescu(server, [b.ct_dir]).returncode == 0
+            job_b = wait_final(service, b.study_uid)
+            assert job_b.state is JobState.DONE, job_b.reason
+            time.sleep(1)
+            assert len(service.store.history(a.study_uid)) == 1
+            for uid in (a.study_uid, b.study_uid):
+                assert [m for m, _ in ai_series(server, uid)].count("SR") == 1
+    finally:
+        server.stop()
