@@ -60,6 +60,15 @@ class Selection:
         )
 
 
+#: SeriesDescription prefix of PreRead's own SR/SEG series (see preread.reports.series).
+PREREAD_SERIES_PREFIX = "AI pre-read"
+
+
+def is_preread_series(modality: str, description: str) -> bool:
+    """PreRead's own SR/SEG series: never read as input, never a training label."""
+    return modality in {"SR", "SEG"} and description.startswith(PREREAD_SERIES_PREFIX)
+
+
 def judge(series: SeriesCandidate, rules: SeriesRules) -> SeriesDecision:
     """One series against the rules; the first rule it breaks is the reason."""
 

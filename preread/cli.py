@@ -116,6 +116,7 @@ def train(
             cfg.data,
             cfg.input,
             settings.data_dir / "cache" / "cases",
+            orthanc=_orthanc_client(settings) if cfg.data.source == "orthanc" else None,
             workers=workers,
             progress=lambda k: bar.advance(prep, k),
         )
@@ -129,6 +130,15 @@ def train(
         f"trained {result.iterations} iterations on {result.device}: final loss "
         f"{result.final_loss:.4f}, {result.patches_per_second:.1f} patches/s -> {result.output_dir}"
     )
+
+
+def _orthanc_client(settings: Settings) -> Any:
+    from dicom_gateway.client import OrthancClient
+
+    if not settings.orthanc_url:
+        raise PrereadError("data.source is 'orthanc': set PREREAD_ORTHANC_URL (and credentials)")
+    password = settings.orthanc_password.get_secret_value() if settings.orthanc_password else ""
+    return OrthancClient(settings.orthanc_url, settings.orthanc_username, password)
 
 
 def _resolve_package(model: str, settings: Settings) -> Path:

@@ -4,8 +4,10 @@
 worker will call the same function with the same arguments. It is idempotent:
 
 * a job that is done, superseded or held by another worker is left alone (``claim`` says no);
-* the SR and SEG UIDs are derived from the job id, and recorded *before* they are stored, so a
-  worker killed half way and run again stores the very same instances (Orthanc keeps one copy);
+* the SR and SEG UIDs are derived from what was read (study, model id and version, the study's
+  fingerprint) and recorded *before* they are stored, so a worker killed half way and run again
+  — or a second job for the same content, even from a fresh database — stores the very same
+  instances (Orthanc keeps one copy);
 * a result that supersedes an older one is stored first, then the older series are deleted.
 
 Every outcome is recorded: ``done`` with the UIDs written, ``not_applicable`` with each series'
@@ -15,13 +17,14 @@ whole SR and SEG were built.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from dicom_gateway.errors import GatewayError, ResourceNotFoundError, SeriesError
-from dicom_gateway.selection import select_series
+from dicom_gateway.selection import is_preread_series, select_series
 from dicom_gateway.source import StudySource, orthanc_id
 from inference.errors import InferenceError
 from inference.predict import Predictor
@@ -123,7 +126,8 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
         if previous_sr
         else None
     )
-    encoded = encode(analysis, datasets, uid_seed=job.id, supersedes=supersedes)
+    seed = uid_seed(job)
+    encoded = encode(analysis, datasets, uid_seed=seed, supersedes=supersedes)
     timings.update(analysis.timings)
     outputs = JobOutputs(
         sr=_stored(study.patient_id, study.study_instance_uid, encoded.sr.series_instance_uid,
@@ -152,14 +156,17 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
                 source.delete_series(obj.orthanc_series_id)
         store.mark_outputs_removed(old.id)
     return store.finish_done(
-        job.id, owner, to_json(analysis.result, uid_seed=job.id), JobUpdate(timings=timings)
+        job.id, owner, to_json(analysis.result, uid_seed=seed), JobUpdate(timings=timings)
     )
+
+
+def uid_seed(job: JobRecord) -> str:
+    """The seed of a result's UIDs: the same content read by the same model gives the same UIDs."""
+    key = "|".join(
+        [job.study_instance_uid, job.model_id, job.model_version, job.fingerprint.token]
+    )
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _stored(patient_id: str, study_uid: str, series_uid: str, sop_uid: str) -> StoredObject:
     return StoredObject(series_uid, sop_uid, orthanc_id(patient_id, study_uid, series_uid))
-
-
-def is_preread_series(modality: str, description: str) -> bool:
-    """PreRead's own SR/SEG series in a study (never read, never part of the fingerprint)."""
-    return modality in {"SR", "SEG"} and description.startswith("AI pre-read")

@@ -16,9 +16,8 @@ from typing import Any
 
 from dicom_gateway.errors import SeriesError
 from dicom_gateway.folder import FolderStudySource
-from dicom_gateway.selection import select_series
+from dicom_gateway.selection import is_preread_series, select_series
 from inference.predict import Predictor
-from preread.jobs import is_preread_series
 from preread.pipeline import analyze, candidate, encode, model_ref
 from preread.reports import ReportError, to_json
 

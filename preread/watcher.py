@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dicom_gateway.errors import ResourceNotFoundError
+from dicom_gateway.selection import is_preread_series
 from dicom_gateway.source import StudyInfo, StudySource
 from preread.domain import ModelRef
-from preread.jobs import is_preread_series
 from preread.store import JobRecord, JobStore, StudyFingerprint, Transaction
 
 log = logging.getLogger(__name__)

@@ -31,9 +31,10 @@ class PhantomSource(_Strict):
 
 
 class DataConfig(_Strict):
-    """Where the training cases come from: phantoms, or a folder of (CT series + SEG) pairs."""
+    """Where the training cases come from: phantoms, a folder of (CT series + SEG) pairs, or
+    the (CT series + SEG) pairs held by an Orthanc (``PREREAD_ORTHANC_URL`` and credentials)."""
 
-    source: Literal["phantoms", "folder"]
+    source: Literal["phantoms", "folder", "orthanc"]
     phantoms: PhantomSource | None = None
     folder: Path | None = None
     label_segments: list[str] | None = Field(

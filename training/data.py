@@ -21,10 +21,12 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from dicom_gateway.source import StudySource
 from inference.card import InputSpec, IntensityWindow
 from inference.preprocess import labels_to_model_grid, to_model_grid
 from preread.domain import Geometry, Volume
 from training.config import DataConfig, InputConfig, PhantomSource
+from training.errors import TrainingError
 
 #: Sampling classes: where a training patch may be centred.
 OUTSIDE_LUNG, LUNG, NODULE = 0, 1, 2
@@ -256,13 +258,23 @@ def training_cases(
     *,
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
+    orthanc: StudySource | None = None,
 ) -> list[Case]:
-    """All training cases named by a config's ``data`` section."""
+    """All training cases named by a config's ``data`` section (``orthanc``: where to pull)."""
     if data.source == "phantoms":
         assert data.phantoms is not None  # checked by DataConfig
         return phantom_cases(data.phantoms, inp, cache_dir, workers=workers, progress=progress)
-    assert data.folder is not None
-    cases = list(folder_cases(data.folder, inp, data.label_segments))
+    if data.source == "orthanc":
+        from training.orthanc_data import pull_annotated_studies
+
+        if orthanc is None:
+            raise TrainingError("data.source is 'orthanc' but no Orthanc was given")
+        folder = cache_dir / "orthanc-pairs"
+        pull_annotated_studies(orthanc, folder)
+    else:
+        assert data.folder is not None
+        folder = data.folder
+    cases = list(folder_cases(folder, inp, data.label_segments))
     if progress:
         progress(len(cases))
     return cases

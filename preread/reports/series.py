@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
+from dicom_gateway.selection import PREREAD_SERIES_PREFIX
 from preread.domain import ModelRef, PreReadResult
 from preread.reports.errors import ReportError
 
@@ -67,7 +68,7 @@ def lo(text: str) -> str:
 
 def series_description(model: ModelRef) -> str:
     """Series Description (ASCII, so that no Specific Character Set is needed)."""
-    return lo(f"AI pre-read (preliminary) - {model.id} {model.version}")
+    return lo(f"{PREREAD_SERIES_PREFIX} (preliminary) - {model.id} {model.version}")
 
 
 def order_sources(result: PreReadResult, datasets: Sequence[Dataset]) -> list[Dataset]:
