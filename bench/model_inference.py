@@ -165,7 +165,8 @@ def main() -> None:
     for engine, r in results.items():
         print(f"{engine:<14}{r['seconds']:>18.2f}{r['peak_rss_mb']:>14.0f}")
     print(f"time ratio torch / onnxruntime: {torch_r['seconds'] / ort_r['seconds']:.2f}x")
-    print(f"peak RSS ratio torch / onnxruntime: {torch_r['peak_rss_mb'] / ort_r['peak_rss_mb']:.2f}x")
+    rss_ratio = torch_r["peak_rss_mb"] / ort_r["peak_rss_mb"]
+    print(f"peak RSS ratio torch / onnxruntime: {rss_ratio:.2f}x")
     print(f"label agreement (Dice of the two foregrounds): {agreement:.5f}")
     print(f"training throughput: {rate:.1f} patches/s (shipped config's patch and batch size)")
 

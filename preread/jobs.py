@@ -162,9 +162,7 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
 
 def uid_seed(job: JobRecord) -> str:
     """The seed of a result's UIDs: the same content read by the same model gives the same UIDs."""
-    key = "|".join(
-        [job.study_instance_uid, job.model_id, job.model_version, job.fingerprint.token]
-    )
+    key = "|".join([job.study_instance_uid, job.model_id, job.model_version, job.fingerprint.token])
     return hashlib.sha256(key.encode()).hexdigest()
 
 

@@ -285,7 +285,7 @@ def save_weights(path: Path, net: torch.nn.Module, cfg: TrainConfig) -> None:
 
 
 def network_from_package(package_dir: Path, network_config: dict[str, Any]) -> torch.nn.Module:
-    """The torch twin of a package's ONNX model, from its ``weights.pt`` (benchmarks, fine-tuning)."""
+    """The torch twin of a package's ONNX model, from its ``weights.pt`` (benchmark, fine-tune)."""
     path = package_dir / "weights.pt"
     if not path.exists():
         raise TrainingError(f"{path}: this package ships no torch weights")
