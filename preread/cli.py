@@ -162,18 +162,13 @@ def evaluate(
 ) -> None:
     """Score a model package on scans with known nodules (sensitivity, FP/scan, FROC, Dice)."""
     from inference.package import ModelPackage
-    from inference.predict import Predictor
+    from preread.models import predictor_for
     from training.evaluate import evaluate as run_eval
     from training.evaluate import folder_scans, phantom_scans
 
     settings = Settings()
     package = ModelPackage.load(_resolve_package(model, settings))
-    predictor = Predictor(
-        package,
-        providers=settings.providers,
-        policy=settings.provider_policy,
-        intra_op_threads=settings.intra_op_threads or None,
-    )
+    predictor = predictor_for(package, settings)
     if data.startswith("phantoms:"):
         parts = data.split(":")
         if len(parts) not in (3, 4):
@@ -365,17 +360,12 @@ def read(
 ) -> None:
     """Pre-read a folder of DICOM files without Orthanc; SR and SEG go to --out."""
     from inference.package import ModelPackage
-    from inference.predict import Predictor
+    from preread.models import predictor_for
     from preread.read import read_folder
 
     settings = Settings()
     package = ModelPackage.load(_resolve_package(model, settings))
-    predictor = Predictor(
-        package,
-        providers=settings.providers,
-        policy=settings.provider_policy,
-        intra_op_threads=settings.intra_op_threads or None,
-    )
+    predictor = predictor_for(package, settings)
     results = read_folder(folder, predictor, out_dir)
     if not results:
         raise PrereadError(f"{folder}: no DICOM study found")

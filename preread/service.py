@@ -24,6 +24,7 @@ from inference.predict import Predictor
 from inference.registry import Registry
 from preread.domain import ModelRef
 from preread.jobs import JobContext
+from preread.models import predictor_for
 from preread.runner import InProcessRunner
 from preread.settings import Settings
 from preread.store import JobState, JobStore, default_url
@@ -109,12 +110,7 @@ class Service:
         key = (model_id, version)
         if key not in self._predictors:
             s = self.settings
-            self._predictors[key] = Predictor(
-                registry.find(model_id, version),
-                providers=s.providers,
-                policy=s.provider_policy,
-                intra_op_threads=s.intra_op_threads or None,
-            )
+            self._predictors[key] = predictor_for(registry.find(model_id, version), s)
             info = self._predictors[key].session_info
             log.info("model %s %s runs on %s", model_id, version, info.provider)
         return self._predictors[key]

@@ -19,7 +19,7 @@ def test_demo_once_sends_a_study_and_prints_its_preread(tmp_path: Path) -> None:
         "COLUMNS": "200",
     }
     port = free_port()
-    args = ["demo", "--once", "--count", "1", "--matrix", "256", "--max-slices", "64"]
+    args = ["demo", "--once", "--count", "1", "--matrix", "512", "--max-slices", "64"]
     proc = subprocess.run(
         [sys.executable, "-m", "preread.cli", *args, "--port", str(port)],
         capture_output=True, text=True, env=env, check=False, timeout=600,
