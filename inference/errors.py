@@ -1,6 +1,7 @@
 """Exceptions raised by :mod:`inference`.
 
-Every error this package raises on purpose derives from :class:`InferenceError`, so a caller (the
+Every error this package raises on purpose derives from :class:`InferenceError` (itself a
+:class:`preread.errors.PrereadError`), so a caller (the
 pipeline, the API's error mapping) can catch one type::
 
     InferenceError
@@ -12,8 +13,10 @@ pipeline, the API's error mapping) can catch one type::
 
 from __future__ import annotations
 
+from preread.errors import PrereadError
 
-class InferenceError(Exception):
+
+class InferenceError(PrereadError):
     """Base class of every error raised by :mod:`inference`."""
 
 

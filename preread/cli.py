@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -48,7 +50,14 @@ def _friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except PrereadError as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(2) from None
+        except ValidationError as exc:  # a PREREAD_* variable that does not validate
+            problems = "; ".join(
+                f"PREREAD_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+                for e in exc.errors()
+            )
+            console.print(f"[bold red]configuration error:[/] {escape(problems)}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

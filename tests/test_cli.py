@@ -1,0 +1,74 @@
+"""The ``preread`` command line: model listing, cards, refusals, phantoms."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def preread(
+    *args: str, models: Path = ROOT / "models", data: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PREREAD_MODELS_DIR": str(models), "COLUMNS": "200"}
+    if data is not None:
+        env["PREREAD_DATA_DIR"] = str(data)
+    return subprocess.run(
+        [sys.executable, "-m", "preread.cli", *args],
+        capture_output=True, text=True, env=env, check=False, timeout=300,
+    )  # fmt: skip
+
+
+def test_models_list_and_show_the_shipped_package() -> None:
+    listed = preread("models", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "lung-nodule" in listed.stdout and "1.0.0" in listed.stdout
+    shown = preread("models", "show", "lung-nodule@1.0.0")
+    assert shown.returncode == 0, shown.stderr
+    assert "sha256:" in shown.stdout and "27925004" in shown.stdout
+
+
+def test_a_tampered_model_is_refused_by_name(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "models" / "lung-nodule", models / "lung-nodule")
+    onnx = models / "lung-nodule" / "1.0.0" / "model.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    shown = preread("models", "show", "lung-nodule", models=models)
+    assert shown.returncode == 2
+    assert "model.onnx" in shown.stderr and "sha256" in shown.stderr
+    assert "Traceback" not in shown.stderr
+
+
+def test_phantoms_command_writes_ct_seg_and_truth(tmp_path: Path) -> None:
+    made = preread(
+        "phantoms",
+        str(tmp_path / "out"),
+        "--count",
+        "2",
+        "--seed",
+        "18",
+        "--matrix",
+        "96",
+        "--max-slices",
+        "40",
+    )
+    assert made.returncode == 0, made.stderr
+    studies = sorted((tmp_path / "out").iterdir())
+    assert len(studies) == 2
+    for study in studies:
+        assert (study / "truth.json").is_file()
+        assert len(list((study / "ct").iterdir())) == 40
+
+
+def test_train_refuses_a_broken_config_with_its_path(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("model: {id: x}\n")
+    run = preread("train", str(cfg), data=tmp_path)
+    assert run.returncode == 2
+    assert str(cfg) in run.stderr and "invalid training config" in run.stderr
