@@ -66,6 +66,11 @@ class NetworkConfig(_Strict):
     strides: tuple[int, ...] = (2, 2, 2)
     num_res_units: int = Field(default=1, ge=0)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    norm: Literal["instance", "batch"] = Field(
+        default="instance",
+        description="instance: MONAI's default; batch: running statistics at inference, so the "
+        "sliding window's ROI may differ from the training patch",
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> NetworkConfig:

@@ -109,7 +109,8 @@ def build_card(
             framework=f"MONAI {_version('monai')} / torch {torch.__version__}",
             network=(
                 f"monai.networks.nets.UNet(channels={list(cfg.network.channels)}, "
-                f"strides={list(cfg.network.strides)}, num_res_units={cfg.network.num_res_units})"
+                f"strides={list(cfg.network.strides)}, num_res_units={cfg.network.num_res_units}, "
+                f"norm={cfg.network.norm!r})"
             ),
             generator_version=GENERATOR_VERSION if cfg.data.source == "phantoms" else None,
             train_seeds=train_seeds,

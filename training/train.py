@@ -57,6 +57,7 @@ def build_network(cfg: NetworkConfig) -> torch.nn.Module:
         strides=cfg.strides,
         num_res_units=cfg.num_res_units,
         dropout=cfg.dropout,
+        norm=cfg.norm,
     )
     return net
 
