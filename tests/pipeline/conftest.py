@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = ROOT / "models"
 CORPUS = ROOT.parent / "shared" / "corpus" / "orthanc-tests"
 MATRIX, SLICES = 512, 64  # the scanner geometry the model knows; few slices for speed
-#: One solid 14 mm nodule deep in the right lung: what any working model must find.
-EASY = [("solid", 14.0)]
+#: One solid 20 mm nodule deep in the right lung: what any working model must find.
+EASY = [("solid", 20.0)]
 
 
 @dataclass(frozen=True)

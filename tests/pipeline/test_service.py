@@ -7,6 +7,7 @@ them at its own 1 mm grid like any scan.
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import time
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import highdicom as hd
+import numpy as np
 import pydicom
 import pytest
 from fastapi.testclient import TestClient
@@ -112,8 +114,16 @@ def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
     assert isinstance(content, hd.sr.MeasurementReport)
     groups = content.get_volumetric_roi_measurement_groups()
     assert job.result is not None
-    assert len(job.result["findings"]) == len(EASY) == 1
-    assert len(groups) == 1
+    findings = job.result["findings"]
+    assert len(groups) == len(findings), "one measurement group per finding"
+    # the phantom's one large solid nodule is found where it is (LPS mm); the shipped model
+    # still adds false positives (models/lung-nodule/*/evaluation.md), so no exact count
+    truth = json.loads(easy_study.truth_path.read_text())["nodules"]
+    assert len(truth) == len(EASY) == 1
+    centre = np.asarray(truth[0]["center_lps_mm"])
+    hits = [f for f in findings if np.linalg.norm(np.asarray(f["center_lps_mm"]) - centre) <= 7.0]
+    assert hits, f"the {EASY[0][1]} mm nodule at {centre} was not found"
+    assert abs(hits[0]["long_axis_mm"] - EASY[0][1]) <= 3.0
     assert pydicom.dcmread(sr_path).PatientID == easy_study.patient_id
 
 
