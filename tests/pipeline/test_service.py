@@ -31,7 +31,7 @@ from preread.service import Service
 from preread.settings import Settings
 from preread.store import JobRecord, JobState
 from tests.orthanc_support import HOSPITAL_AET, storescu
-from tests.pipeline.conftest import EASY, MODELS_DIR, StudyOnDisk
+from tests.pipeline.conftest import EASY, MODELS_DIR, StudyOnDisk, easy_phantom_study
 
 FINAL = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE}
 
@@ -253,3 +253,19 @@ def test_orthanc_restarting_loses_nothing(
                 assert [m for m, _ in ai_series(server, uid)].count("SR") == 1
     finally:
         server.stop()
+
+
+def test_series_with_a_missing_slice_fails_with_its_reason_and_nothing_is_written(
+    tmp_path: Path, orthanc: OrthancServer
+) -> None:
+    broken = easy_phantom_study(37, tmp_path / "broken", "PHANTOM-37")
+    files = sorted(broken.ct_dir.iterdir())
+    files[len(files) // 2].unlink()  # a slice lost on the way
+    series_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+    with Service(settings_for(tmp_path, orthanc, None)) as service:
+        service.start_loop()
+        assert storescu(orthanc, [broken.ct_dir]).returncode == 0
+        job = wait_final(service, broken.study_uid)
+        assert job.state is JobState.FAILED
+        assert job.reason is not None and series_uid in job.reason and "missing" in job.reason
+        assert ai_series(orthanc, broken.study_uid) == []
