@@ -16,9 +16,8 @@ from pydicom.uid import JPEGLosslessSV1, generate_uid
 from dicom_gateway.errors import DicomFileError, SeriesError
 from dicom_gateway.volume import assemble_volume, read_instance, read_series_dir
 from preread.domain import Geometry
+from tests.corpus_path import CORPUS
 from tests.dicom_gateway.synthetic import ct_datasets, geometry, write_series
-
-CORPUS = Path("/work/shared/corpus/orthanc-tests")
 
 
 def unique_hu(shape: tuple[int, int, int]) -> np.ndarray:
@@ -228,9 +227,9 @@ def test_unreadable_file_is_named(tmp_path: Path) -> None:
         read_series_dir(tmp_path)
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"regression corpus missing at {CORPUS}")
 def test_corpus_is_read_or_refused_with_a_reason() -> None:
     """Every file of the Orthanc test corpus is read, or refused by a GatewayError."""
+    assert CORPUS.is_dir(), f"the regression corpus is missing: {CORPUS}"
     unreadable: dict[str, str] = {}
     groups: dict[str, list[pydicom.Dataset]] = collections.defaultdict(list)
     names: dict[str, str] = {}

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from tests.corpus_path import CORPUS
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import NoduleSpec, generate_phantom, lung_mask
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = ROOT / "models"
-CORPUS = ROOT.parent / "shared" / "corpus" / "orthanc-tests"
 MATRIX, SLICES = 512, 64  # the scanner geometry the model knows; few slices for speed
 #: One solid 20 mm nodule deep in the right lung: what any working model must find.
 EASY = [("solid", 20.0)]

@@ -16,6 +16,7 @@ from pydicom.uid import generate_uid
 
 from dicom_gateway.volume import assemble_volume
 from preread.domain import Geometry
+from tests.corpus_path import CORPUS
 from tests.dicom_gateway.synthetic import ct_datasets, geometry, write_series
 from training.annotations import (
     AnnotationError,
@@ -25,7 +26,7 @@ from training.annotations import (
     read_segmentation,
 )
 
-CORPUS_SEG = Path("/work/shared/corpus/orthanc-tests/DicomSeg.dcm")
+CORPUS_SEG = CORPUS / "DicomSeg.dcm"
 SHAPE = (10, 32, 32)
 NODULE = hd.sr.CodedConcept("27925004", "SCT", "Nodule")
 LUNG = hd.sr.CodedConcept("39607008", "SCT", "Lung")
@@ -293,7 +294,6 @@ def test_refusals_name_the_seg_file(ct, tmp_path: Path, case: str) -> None:
     assert refused.value.path == path
 
 
-@pytest.mark.skipif(not CORPUS_SEG.is_file(), reason=f"corpus SEG missing at {CORPUS_SEG}")
 def test_real_dcmqi_seg_on_a_rebuilt_source_series() -> None:
     """A dcmqi SEG (BRATS, 3 segments × 32 frames) read onto a series rebuilt from its references.
 

@@ -156,7 +156,7 @@ def test_patient_position_does_not_move_the_patient() -> None:
 
 def _dciodvfy(path: Path) -> list[str]:
     if shutil.which("dciodvfy") is None:
-        pytest.skip("dciodvfy (dicom3tools) is not installed")
+        pytest.fail("dciodvfy (dicom3tools) is not installed: ./run setup installs it")
     res = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
     return (res.stdout + res.stderr).splitlines()
 
