@@ -131,7 +131,7 @@ def train_throughput(iterations: int, threads: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="ONNX Runtime vs torch eager for the shipped model")
-    ap.add_argument("--model", type=Path, default=ROOT / "models/lung-nodule/1.0.0")
+    ap.add_argument("--model", type=Path, help="package folder (default: newest lung-nodule)")
     ap.add_argument("--seed", type=int, default=424_242, help="phantom seed (512×512, 300 slices)")
     ap.add_argument("--slices", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
@@ -139,6 +139,10 @@ def main() -> None:
     ap.add_argument("--engine", help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.model is None:
+        from inference.registry import Registry
+
+        args.model = Registry(ROOT / "models").find("lung-nodule").path
     if args.engine:  # child process
         print(json.dumps(run_engine(args.engine, args.work, args.model, args.threads)))
         return

@@ -26,8 +26,9 @@ def preread(
 def test_models_list_and_show_the_shipped_package() -> None:
     listed = preread("models", "list")
     assert listed.returncode == 0, listed.stderr
-    assert "lung-nodule" in listed.stdout and "1.0.0" in listed.stdout
-    shown = preread("models", "show", "lung-nodule@1.0.0")
+    version = sorted(p.name for p in (ROOT / "models" / "lung-nodule").iterdir())[-1]
+    assert "lung-nodule" in listed.stdout and version in listed.stdout
+    shown = preread("models", "show", f"lung-nodule@{version}")
     assert shown.returncode == 0, shown.stderr
     assert "sha256:" in shown.stdout and "27925004" in shown.stdout
 
@@ -35,7 +36,8 @@ def test_models_list_and_show_the_shipped_package() -> None:
 def test_a_tampered_model_is_refused_by_name(tmp_path: Path) -> None:
     models = tmp_path / "models"
     shutil.copytree(ROOT / "models" / "lung-nodule", models / "lung-nodule")
-    onnx = models / "lung-nodule" / "1.0.0" / "model.onnx"
+    (package,) = (models / "lung-nodule").iterdir()
+    onnx = package / "model.onnx"
     data = bytearray(onnx.read_bytes())
     data[len(data) // 2] ^= 0xFF
     onnx.write_bytes(bytes(data))
