@@ -23,7 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dicom_gateway.errors import GatewayError, ResourceNotFoundError, SeriesError
+from dicom_gateway.errors import (
+    DicomFileError,
+    GatewayError,
+    ResourceNotFoundError,
+    SeriesError,
+)
 from dicom_gateway.selection import is_preread_series, select_series
 from dicom_gateway.source import StudySource, orthanc_id
 from inference.errors import InferenceError
@@ -73,7 +78,7 @@ def run_job(job_id: str, ctx: JobContext) -> FinishResult | None:
         return None
     try:
         return _run(job, ctx)
-    except (SeriesError, ReportError) as exc:
+    except (SeriesError, DicomFileError, ReportError) as exc:
         return ctx.store.finish_failed(job.id, ctx.owner, str(exc), _code(exc))
     except InferenceError as exc:
         return ctx.store.finish_failed(job.id, ctx.owner, str(exc), "inference")
@@ -86,7 +91,7 @@ def run_job(job_id: str, ctx: JobContext) -> FinishResult | None:
 
 
 def _code(exc: Exception) -> str:
-    return "unreadable_series" if isinstance(exc, SeriesError) else "encoding"
+    return "encoding" if isinstance(exc, ReportError) else "unreadable_series"
 
 
 def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
