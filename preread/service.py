@@ -14,7 +14,6 @@ import os
 import secrets
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
 
 from dicom_gateway.client import OrthancClient
@@ -184,7 +183,3 @@ class Service:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    @property
-    def orthanc_dir(self) -> Path:
-        return self.settings.data_dir / "orthanc"

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from inference.postprocess import long_axis_mm
 from inference.predict import Prediction, Predictor
 from inference.preprocess import to_source_grid
 from preread.domain import Finding, TruthNodule, Volume
@@ -302,8 +303,8 @@ def folder_scans(folder: Path) -> Iterator[EvalScan]:
     """Scans from a folder of (CT series + SEG) pairs; nodules from truth.json when present.
 
     Without a truth.json (real annotations), each connected component of the SEG is a nodule:
-    centre = centroid, long axis = largest extent between voxel centres + one voxel, volume =
-    voxel count × voxel volume, type "solid" (unknown).
+    centre = centroid, long axis as for findings (:func:`inference.postprocess.long_axis_mm`),
+    volume = voxel count × voxel volume, type "solid" (unknown).
     """
     from training.annotations import load_annotated_pairs
 
@@ -333,25 +334,15 @@ def _components_as_truth(case_id: str, volume: Volume, labels: npt.NDArray[Any])
     comp, n = ndimage.label(labels > 0, structure=np.ones((3, 3, 3)))
     nodules = []
     for lab in range(1, n + 1):
-        idx = np.argwhere(comp == lab)
-        pts = g.index_to_lps(idx)
-        centre = pts.mean(0)
-        hull = pts[np.unique(np.concatenate([pts.argmin(0), pts.argmax(0)]))]
-        d = ndimage_pairwise_max(hull) + min(g.spacing)
+        idx = np.argwhere(comp == lab).astype(np.float64)
+        centre = g.index_to_lps(idx.mean(0))
         nodules.append(
             TruthNodule(
                 lab,
                 (float(centre[0]), float(centre[1]), float(centre[2])),
-                d,
+                long_axis_mm(idx, g),
                 len(idx) * g.voxel_volume_mm3,
                 "solid",
             )
         )
     return EvalScan(case_id, volume, comp, tuple(nodules))
-
-
-def ndimage_pairwise_max(points: npt.NDArray[np.float64]) -> float:
-    if len(points) < 2:
-        return 0.0
-    diff = points[:, None, :] - points[None, :, :]
-    return float(np.sqrt((diff**2).sum(-1)).max())

@@ -186,3 +186,20 @@ def test_publish_writes_a_package_the_registry_serves(
         publish(cfg.output_dir, models, eval_seed=19, eval_count=2, eval_matrix=96, force=True)
     assert not list((models / "tiny-nodule").glob(".staging*"))
     ModelPackage.load(path)
+
+
+def test_folder_scans_take_truth_json_or_the_seg_components(tmp_path: Path) -> None:
+    from training.evaluate import folder_scans
+    from training.phantom_dicom import write_phantoms
+
+    (study,) = write_phantoms(tmp_path / "data", 1, 19, matrix=96, max_slices=40)
+    truth = json.loads(study.truth_path.read_text())["nodules"]
+    (with_truth,) = list(folder_scans(tmp_path / "data"))
+    assert [n.long_axis_mm for n in with_truth.nodules] == [n["long_axis_mm"] for n in truth]
+    study.truth_path.unlink()  # real annotations have no truth.json: nodules from the SEG
+    (from_seg,) = list(folder_scans(tmp_path / "data"))
+    visible = [n for n in truth if n["long_axis_mm"] >= 6]
+    assert len(visible) <= len(from_seg.nodules) <= len(truth)
+    for n in from_seg.nodules:
+        assert n.volume_mm3 > 0 and n.long_axis_mm > 0
+        assert int((from_seg.truth_labels == n.label).sum()) > 0
