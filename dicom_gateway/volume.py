@@ -15,6 +15,7 @@ uneven or missing slices, duplicates) is refused with :class:`SeriesError`, neve
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -135,7 +136,13 @@ def frame_item(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
     return None
 
 
-def assemble_volume(datasets: Sequence[Dataset], *, min_slices: int = 2) -> Volume:
+def assemble_volume(
+    datasets: Sequence[Dataset],
+    *,
+    min_slices: int = 2,
+    release_pixel_data: bool = False,
+    timings: dict[str, float] | None = None,
+) -> Volume:
     """Stack the instances of one series into a float32 HU volume with its geometry.
 
     Args:
@@ -143,6 +150,12 @@ def assemble_volume(datasets: Sequence[Dataset], *, min_slices: int = 2) -> Volu
             multi-frame images with functional groups.
         min_slices: fewest slices accepted. With one slice the slice spacing is
             SpacingBetweenSlices, else SliceThickness, else 1 mm.
+        release_pixel_data: delete each instance's pixel data (and pydicom's decoded copy)
+            once its frames are in the volume, so that a series is never held three times
+            (encoded, decoded, in HU); the datasets keep every other attribute. Done only
+            after the geometry checks passed.
+        timings: when given, receives ``decode`` (seconds spent decoding pixel data) and
+            ``volume`` (everything else: headers, checks, rescaling, stacking).
 
     Returns:
         A :class:`Volume` whose ``array[k, j, i]`` is HU and whose geometry maps each voxel
@@ -156,6 +169,8 @@ def assemble_volume(datasets: Sequence[Dataset], *, min_slices: int = 2) -> Volu
     """
     if not datasets:
         raise SeriesError("", "no instances given")
+    started = time.perf_counter()
+    decoding = 0.0
     uids = sorted({str(ds.get("SeriesInstanceUID", "")) for ds in datasets})
     uid = str(datasets[0].get("SeriesInstanceUID", ""))
     if len(uids) > 1:
@@ -177,11 +192,21 @@ def assemble_volume(datasets: Sequence[Dataset], *, min_slices: int = 2) -> Volu
         slices.setdefault(plane.dataset, []).append((k, plane))
     array = np.empty(geometry.shape, dtype=np.float32)
     for index, ds in enumerate(datasets):  # one instance decoded at a time
+        t0 = time.perf_counter()
         frames = _decode(ds, uid)
+        decoding += time.perf_counter() - t0
         for k, plane in slices[index]:
             array[k] = frames[plane.frame].astype(np.float64) * plane.slope + plane.intercept
+        del frames
+        if release_pixel_data:
+            for keyword in _PIXEL_KEYWORDS:
+                if keyword in ds:
+                    delattr(ds, keyword)  # pydicom drops its cached pixel_array with it
     if not np.isfinite(array).all():
         raise SeriesError(uid, "pixel data holds non-finite values (NaN or infinity)")
+    if timings is not None:
+        timings["decode"] = decoding
+        timings["volume"] = time.perf_counter() - started - decoding
     return Volume(array=array, geometry=geometry)
 
 

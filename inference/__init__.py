@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from inference.preprocess import (
         ModelInput,
         labels_to_model_grid,
+        labels_to_source_grid,
         to_model_grid,
         to_source_grid,
     )
@@ -54,6 +55,7 @@ _EXPORTS = {
     "Predictor": "inference.predict",
     "ModelInput": "inference.preprocess",
     "labels_to_model_grid": "inference.preprocess",
+    "labels_to_source_grid": "inference.preprocess",
     "to_model_grid": "inference.preprocess",
     "to_source_grid": "inference.preprocess",
     "Registry": "inference.registry",
@@ -81,6 +83,7 @@ __all__ = [
     "SessionInfo",
     "find_nodules",
     "labels_to_model_grid",
+    "labels_to_source_grid",
     "open_session",
     "to_model_grid",
     "to_source_grid",

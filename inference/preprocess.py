@@ -3,8 +3,9 @@
 :func:`to_model_grid` reorients a series to the canonical grid (axis permutation and flips; see
 :mod:`inference.grid`), resamples it linearly to the card's spacing and windows it to [0, 1].
 :func:`to_source_grid` brings a model-grid map (probabilities, labels) back onto the series'
-own voxels; :func:`labels_to_model_grid` takes annotation labels the other way (used by the
-training side, so that training and serving share one resampler).
+own voxels (:func:`labels_to_source_grid` does it for a sparse label map, box by box);
+:func:`labels_to_model_grid` takes annotation labels the other way (used by the training side,
+so that training and serving share one resampler).
 """
 
 from __future__ import annotations
@@ -102,6 +103,56 @@ def to_source_grid(
     return resample(
         model_array, model_geometry, source_geometry, order=1, fill=fill, edge_tolerance=1.0
     )
+
+
+def labels_to_source_grid(
+    labels: npt.NDArray[LabelT],
+    model_geometry: Geometry,
+    source_geometry: Geometry,
+    *,
+    dtype: npt.DTypeLike | None = None,
+) -> npt.NDArray[Any]:
+    """A model-grid label map (0 = background) on the series' own grid, by nearest neighbour.
+
+    The same voxels as ``to_source_grid(labels, ..., order=0)``, but only the bounding box of
+    each label is resampled (a few nodules in a 512×512×300 series: milliseconds instead of
+    resampling 78 million background voxels), and the result can be given a smaller ``dtype``
+    (``uint8`` when fewer than 256 labels).
+    """
+    if tuple(labels.shape) != model_geometry.shape:
+        raise PreprocessError(
+            f"labels shape {labels.shape} does not match the model grid {model_geometry.shape}"
+        )
+    out_dtype = np.dtype(labels.dtype if dtype is None else dtype)
+    out = np.zeros(source_geometry.shape, dtype=out_dtype)
+    ints = labels.view(np.uint8) if labels.dtype == np.bool_ else labels
+    for value, box in enumerate(ndimage.find_objects(ints), start=1):
+        if box is None:
+            continue
+        if np.iinfo(out_dtype).max < value:
+            raise PreprocessError(f"label {value} does not fit {out_dtype}")
+        crop = _grow(box, model_geometry.shape)  # a zero margin where the grid goes on
+        # every source voxel whose nearest model voxel may lie in the crop, including those up
+        # to one model voxel beyond the grid's far edge (which to_source_grid gives the edge)
+        lo = [r.start - 1 for r in crop]
+        hi = [r.stop for r in crop]
+        reach = np.array(
+            [[k, j, i] for k in (lo[0], hi[0]) for j in (lo[1], hi[1]) for i in (lo[2], hi[2])],
+            dtype=np.float64,
+        )
+        target = covering_box(model_geometry.index_to_lps(reach), source_geometry)
+        if target is None:
+            continue
+        mask = (labels[crop] == labels.dtype.type(value)).view(np.uint8)
+        hit = resample(
+            mask,
+            model_geometry.crop(crop),
+            source_geometry.crop(target),
+            order=0,
+            edge_tolerance=1.0,
+        )
+        out[target][hit.astype(bool)] = value
+    return out
 
 
 def labels_to_model_grid(

@@ -80,18 +80,55 @@ def resample(
     perm = _axis_permutation(m[:3, :3], target.shape)
     if perm is None:
         return _resample_general(array, m, target, order, fill)
-    # Bring the source axes into target order (a view), then interpolate axis by axis.
+    # Bring the source axes into target order (a view), then interpolate axis by axis, one
+    # target plane (along axis 0) at a time: no volume-sized intermediate, and the in-plane
+    # passes work on arrays that stay in cache.
     x: npt.NDArray[np.generic] = np.transpose(array, perm)
-    if order == 1 and x.dtype != np.float32:
-        x = x.astype(np.float32)
-    passes = []
-    for t in range(3):
-        a = perm[t]
-        coords = m[a, 3] + m[a, t] * np.arange(target.shape[t], dtype=np.float64)
-        passes.append((target.shape[t] / x.shape[t], t, coords))
-    for _, t, coords in sorted(passes, key=lambda p: p[0]):  # shrink first: less work after
-        x = _resample_axis(x, t, coords, order, fill, edge_tolerance)
-    return np.ascontiguousarray(x)
+    coords = [
+        m[perm[t], 3] + m[perm[t], t] * np.arange(target.shape[t], dtype=np.float64)
+        for t in range(3)
+    ]
+    in_plane = sorted((1, 2), key=lambda t: target.shape[t] / x.shape[t])  # shrink first
+    out = np.empty(target.shape, dtype=np.float32 if order == 1 else x.dtype)
+    n = x.shape[0]
+    lo, weight, valid = _axis_plan(coords[0], n, order, edge_tolerance)
+    for k in range(target.shape[0]):
+        if not valid[k]:
+            out[k] = fill
+            continue
+        plane: npt.NDArray[np.generic] = x[lo[k]]
+        if order == 1:
+            lower = plane.astype(np.float32)
+            if weight[k] > 0.0:
+                upper = x[lo[k] + 1].astype(np.float32)
+                upper -= lower
+                upper *= np.float32(weight[k])
+                lower += upper
+            plane = lower
+        plane = plane[np.newaxis]
+        for t in in_plane:
+            plane = _resample_axis(plane, t, coords[t], order, fill, edge_tolerance)
+        out[k] = plane[0]
+    return out
+
+
+def _axis_plan(
+    coords: npt.NDArray[np.float64], n: int, order: Order, edge_tolerance: float
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """For each target index along one axis: the source index below it, the weight of the one
+    above (0 for nearest neighbour, where the index is the nearest), and whether it is inside
+    the source grid (allowing ``edge_tolerance`` source voxels)."""
+    eps = 1e-6
+    valid = (coords >= -edge_tolerance - eps) & (coords <= n - 1 + edge_tolerance + eps)
+    c = np.clip(coords, 0.0, n - 1.0)
+    rounded = np.floor(c + 0.5)
+    if order == 0 or n == 1:
+        return np.minimum(rounded.astype(np.intp), n - 1), np.zeros(len(c)), valid
+    lo = np.minimum(np.floor(c).astype(np.intp), n - 2)
+    weight = c - lo
+    weight[np.abs(c - rounded) < eps] = 0.0  # on a source voxel (within rounding)
+    lo = np.where(weight == 0.0, np.minimum(rounded.astype(np.intp), n - 1), lo)
+    return lo, weight, valid
 
 
 def _axis_permutation(

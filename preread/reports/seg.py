@@ -150,8 +150,12 @@ def _sorted_findings(findings: Sequence[Finding]) -> list[Finding]:
 
 def _segment_array(
     labels: npt.NDArray[np.integer], findings: list[Finding], sources: list[Dataset]
-) -> npt.NDArray[np.uint16]:
-    """Relabel finding labels to segment numbers 1..N (other values to 0), in source order."""
+) -> npt.NDArray[np.unsignedinteger]:
+    """Finding labels as segment numbers 1..N (other values 0), in source order.
+
+    A label map whose findings are already labelled 1..N (what :func:`preread.pipeline.analyze`
+    makes) is used as it is, not copied.
+    """
     array = np.asarray(labels)
     expected = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
     if array.shape != expected:
@@ -164,10 +168,15 @@ def _segment_array(
     if array.size and int(array.min()) < 0:
         raise ReportError("label map holds negative values")
     top = max(int(array.max(initial=0)), findings[-1].label)
-    lut = np.zeros(top + 1, dtype=np.uint16)
-    for number, finding in enumerate(findings, start=1):
-        lut[finding.label] = number
-    segments: npt.NDArray[np.uint16] = lut[array]
+    numbered = [f.label for f in findings] == list(range(1, len(findings) + 1))
+    segments: npt.NDArray[np.unsignedinteger]
+    if numbered and top == len(findings) and np.issubdtype(array.dtype, np.unsignedinteger):
+        segments = array
+    else:
+        lut = np.zeros(top + 1, dtype=np.uint8 if len(findings) < 2**8 else np.uint16)
+        for number, finding in enumerate(findings, start=1):
+            lut[finding.label] = number
+        segments = np.asarray(lut[array], dtype=lut.dtype)
     present = np.bincount(segments.ravel(), minlength=len(findings) + 1)
     missing = [f.label for n, f in enumerate(findings, start=1) if present[n] == 0]
     if missing:

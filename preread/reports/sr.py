@@ -6,7 +6,7 @@ Content tree (all built by highdicom's TID classes)::
     ├── Language: English (en-US)                                 TID 1204
     ├── Observer Type: Device + the model (UID, name, make, model) TID 1002 / 1004
     ├── Procedure reported: CT unspecified body region; CT Chest
-    ├── Image Library: the source CT images                       TID 1600
+    ├── Image Library: the CT slice through each finding's centre  TID 1600
     └── Imaging Measurements
         per finding, both groups with its Tracking ID / UID       TID 4108
         ├── Measurement Group                                     TID 1411 (volumetric ROI)
@@ -56,7 +56,7 @@ from preread.reports.series import (
 )
 from preread.reports.uids import device_uid, report_uid, tracking_id, tracking_uid
 
-__all__ = ["build_sr", "no_finding_text"]
+__all__ = ["build_sr", "library_images", "no_finding_text"]
 
 
 def no_finding_text(result: PreReadResult) -> str:
@@ -134,7 +134,7 @@ def build_sr(
         language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
             codes.LANGUAGE
         ),
-        referenced_images=sources,
+        referenced_images=library_images(result, sources),
     )
     series_uid = report_uid(result, "sr-series", uid_seed=uid_seed)
     sop_uid = report_uid(result, "sr-instance", uid_seed=uid_seed)
@@ -165,6 +165,29 @@ def build_sr(
     except (ValueError, TypeError) as exc:  # highdicom's checks of the inputs
         raise ReportError(f"cannot encode the SR: {exc}") from exc
     return EncodedSeries(dataset=sr, series_instance_uid=series_uid, sop_instance_uid=sop_uid)
+
+
+def library_images(result: PreReadResult, sources: Sequence[Dataset]) -> list[Dataset]:
+    """The images of the Image Library (TID 1600): the source slice through each finding's
+    centre (the image a viewer opens to show it), or, without findings, the first and last
+    slice of the series read (its extent). Each entry carries its descriptors (position,
+    orientation, spacing), so listing all of a 300-slice series would cost seconds for no
+    reader; every image read is referenced in the document's evidence sequences instead.
+
+    ``sources`` must be in array order (:func:`~preread.reports.series.order_sources`).
+    """
+    if not result.findings:
+        return [sources[0], sources[-1]] if len(sources) > 1 else [sources[0]]
+    orientation = np.asarray(sources[0].ImageOrientationPatient, dtype=np.float64)
+    normal = np.cross(orientation[:3], orientation[3:])
+    along = np.array(
+        [np.asarray(ds.ImagePositionPatient, dtype=np.float64) @ normal for ds in sources]
+    )
+    nearest = {
+        int(np.abs(along - np.asarray(f.center_lps_mm, dtype=np.float64) @ normal).argmin())
+        for f in result.findings
+    }
+    return [sources[k] for k in sorted(nearest)]
 
 
 def _algorithm(result: PreReadResult) -> hd.sr.AlgorithmIdentification:

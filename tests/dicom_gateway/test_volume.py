@@ -267,3 +267,25 @@ def test_corpus_is_read_or_refused_with_a_reason() -> None:
     assert "orientation differs" in refused["Knix/Loc/IM-0001-0001.dcm"]
     assert "SamplesPerPixel 3" in refused["ColorTestMalaterre.dcm"]
     assert len(read) >= 20 and len(refused) >= 80, (sorted(read), sorted(refused))
+
+
+def test_pixel_data_released_only_after_the_volume_is_whole() -> None:
+    grid = geometry()
+    hu = unique_hu(grid.shape)
+    datasets = ct_datasets(hu, grid)
+    for ds in datasets:
+        _ = ds.pixel_array  # decoded and cached by pydicom
+    timings: dict[str, float] = {}
+
+    volume = assemble_volume(datasets, release_pixel_data=True, timings=timings)
+
+    np.testing.assert_array_equal(volume.array, hu)
+    assert all("PixelData" not in ds and ds._pixel_array is None for ds in datasets)
+    assert all("ImagePositionPatient" in ds and "SOPInstanceUID" in ds for ds in datasets)
+    assert set(timings) == {"decode", "volume"} and min(timings.values()) >= 0.0
+    # a series refused by its geometry keeps every instance's pixel data
+    refused = ct_datasets(hu, grid)
+    del refused[2]
+    with pytest.raises(SeriesError, match="missing"):
+        assemble_volume(refused, release_pixel_data=True)
+    assert all("PixelData" in ds for ds in refused)

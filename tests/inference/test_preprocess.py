@@ -9,7 +9,12 @@ import pytest
 from inference.card import InputSpec, IntensityWindow
 from inference.errors import PreprocessError
 from inference.grid import canonical_geometry, model_grid_geometry
-from inference.preprocess import labels_to_model_grid, to_model_grid, to_source_grid
+from inference.preprocess import (
+    labels_to_model_grid,
+    labels_to_source_grid,
+    to_model_grid,
+    to_source_grid,
+)
 from inference.resample import resample
 from preread.domain import Geometry, Volume
 from tests.inference.phantoms import (
@@ -141,6 +146,31 @@ def test_probability_and_labels_come_back_to_the_source_grid(name: str) -> None:
     box = model.geometry.index_to_lps(np.array([[4.5, 9.5, 3.5], [8.5, 19.5, 7.5]]))
     lo, hi = box.min(axis=0), box.max(axis=0)
     assert np.all((lps >= lo - 1e-6) & (lps <= hi + 1e-6))
+
+
+@pytest.mark.parametrize("name", ["HFS", "FFS", "coronal"])
+def test_labels_to_source_grid_box_by_box_equals_the_whole_grid(name: str) -> None:
+    g = geometry((23, 41, 37), (2.5, 0.7, 0.8), ORIENTATIONS[name])
+    model = model_grid_geometry(g, (1.0, 1.0, 1.0))
+    labels = np.zeros(model.shape, np.uint16)
+    labels[0:3, 0:4, 0:5] = 1  # touches the first voxel of every axis
+    labels[-2:, -3:, -4:] = 2  # and the last (the series goes on up to a voxel beyond)
+    labels[10:14, 8:20, 12:15] = 3
+    labels[11, 19, 14] = 5  # a single voxel inside another's box; label 4 absent
+    rng = np.random.default_rng(3)
+    labels[rng.random(model.shape) > 0.995] = 6  # scattered: a box over the whole grid
+    whole = to_source_grid(labels, model, g, order=0)
+    boxed = labels_to_source_grid(labels, model, g)
+    assert boxed.dtype == np.uint16
+    np.testing.assert_array_equal(boxed, whole)
+    small = labels_to_source_grid(labels, model, g, dtype=np.uint8)
+    assert small.dtype == np.uint8
+    np.testing.assert_array_equal(small, whole)
+    assert set(np.unique(whole)) >= {1, 2, 3}
+    with pytest.raises(PreprocessError, match="does not fit"):
+        labels_to_source_grid(np.full(model.shape, 300, np.uint16), model, g, dtype=np.uint8)
+    with pytest.raises(PreprocessError, match="does not match the model grid"):
+        labels_to_source_grid(labels[1:], model, g)
 
 
 @pytest.mark.parametrize("method", ["linear", "nearest"])

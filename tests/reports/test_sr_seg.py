@@ -347,9 +347,39 @@ def test_sr_observer_is_the_model_and_algorithm_names_the_provider(study: Study)
         f"model_sha256={MODEL.sha256}",
         "provider=CPUExecutionProvider",
     ]
-    # the image library lists every source image; the SEG is evidence of the same study
+    # every source image read is evidence, and so is the SEG, of the same study
     evidence = {uid[2] for uid in sr.get_evidence()}
     assert {str(ds.SOPInstanceUID) for ds in study.by_k} | {study.seg.sop_instance_uid} == evidence
+
+
+def _image_library(sr: Dataset) -> list[str]:
+    """The SOP Instance UIDs the SR's Image Library (TID 1600) lists, in order."""
+    (library,) = [
+        item for item in sr.ContentSequence if item.ConceptNameCodeSequence[0].CodeValue == "111028"
+    ]
+    return [
+        str(entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+        for group in library.ContentSequence
+        for entry in group.ContentSequence
+        if entry.ValueType == "IMAGE"
+    ]
+
+
+def test_sr_image_library_lists_the_slice_through_each_finding(study: Study) -> None:
+    z = np.array([float(ds.ImagePositionPatient[2]) for ds in study.by_k])  # axial: normal ∥ z
+    centres = [f.center_lps_mm[2] for f in study.result.findings]
+    nearest = sorted({int(np.argmin(np.abs(z - c))) for c in centres})
+    assert len(nearest) == 2
+    sr = _read_sr(study, study.sr, "sr-library")
+    listed = _image_library(sr)
+    expected = [str(study.by_k[k].SOPInstanceUID) for k in nearest]
+    assert sorted(listed) == sorted(expected)
+    # without findings: the extent of the series read, its first and last slice
+    empty = _read_sr(study, study.empty_sr, "empty-library")
+    ends = {str(study.by_k[0].SOPInstanceUID), str(study.by_k[-1].SOPInstanceUID)}
+    assert set(_image_library(empty)) == ends
+    evidence = {uid[2] for uid in empty.get_evidence()}
+    assert evidence == {str(ds.SOPInstanceUID) for ds in study.by_k}
 
 
 def test_sr_without_findings_says_so(study: Study) -> None:
