@@ -77,6 +77,7 @@ from dicom_gateway.source import (
     StudyInfo,
     SystemInfo,
     dataset_bytes,
+    orthanc_id,
 )
 
 __all__ = ["OrthancClient"]
@@ -290,6 +291,15 @@ class OrthancClient:
         except MultipartError as exc:
             raise OrthancError("GET", path, 200, f"malformed multipart answer: {exc}") from exc
         return datasets
+
+    def instance_file(
+        self, patient_id: str, study_uid: str, series_uid: str, sop_instance_uid: str
+    ) -> bytes:
+        """``GET /instances/{id}/file``: the instance as Orthanc stored it (the ID is derived
+        from the DICOM identifiers, :func:`~dicom_gateway.source.orthanc_id`)."""
+        oid = orthanc_id(patient_id, study_uid, series_uid, sop_instance_uid)
+        path = f"/instances/{quote(oid, safe='')}/file"
+        return self._request("GET", path, not_found=("instance", sop_instance_uid)).content
 
     def store(self, instances: Sequence[Dataset | bytes]) -> list[str]:
         """STOW-RS Store Instances (PS3.18 10.5): the SOPInstanceUIDs Orthanc stored.

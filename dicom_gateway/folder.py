@@ -217,6 +217,16 @@ class FolderStudySource:
             raise ResourceNotFoundError("series", series_uid, f"not in folder {self.root}")
         return [read_instance(path) for path in paths]
 
+    def instance_file(
+        self, patient_id: str, study_uid: str, series_uid: str, sop_instance_uid: str
+    ) -> bytes:
+        for i in self._scan():
+            if (i.study_uid, i.series_uid) == (study_uid, series_uid) and (
+                str(i.header.get("SOPInstanceUID", "")) == sop_instance_uid
+            ):
+                return i.path.read_bytes()
+        raise ResourceNotFoundError("instance", sop_instance_uid, f"not in folder {self.root}")
+
     def store(self, instances: Sequence[Dataset | bytes]) -> list[str]:
         """Write each instance as ``store_dir/<SOPInstanceUID>.dcm`` (replacing a same-UID file)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)

@@ -251,6 +251,12 @@ class StudySource(Protocol):
         """Every instance of a series, pixels included, in no particular order."""
         ...
 
+    def instance_file(
+        self, patient_id: str, study_uid: str, series_uid: str, sop_instance_uid: str
+    ) -> bytes:
+        """One instance as its PS3.10 file (e.g. a stored SR or SEG, for download)."""
+        ...
+
     def store(self, instances: Sequence[Dataset | bytes]) -> list[str]:
         """Store instances (datasets or PS3.10 files); return their SOPInstanceUIDs."""
         ...

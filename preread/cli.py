@@ -235,10 +235,10 @@ def _api_thread(service: Any, host: str, port: int) -> Any:
 
     import uvicorn
 
-    from preread.api.app import create_app
-
+    # no uvicorn access log: it prints paths, which hold study UIDs; the app logs route
+    # templates instead (preread.api.app.AccessLog)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(service.store), host=host, port=port, log_level="warning")
+        uvicorn.Config(service.app(), host=host, port=port, log_level="warning", access_log=False)
     )
     thread = threading.Thread(target=server.run, name="preread-api", daemon=True)
     thread.start()
@@ -252,10 +252,32 @@ def _api_thread(service: Any, host: str, port: int) -> Any:
 
 def _print_endpoints(service: Any, host: str, port: int) -> None:
     out.print(f"API:     http://{host}:{port}/api/v1/studies   (docs: http://{host}:{port}/docs)")
+    out.print("         clients: preread clients create --tenant default --scopes reports:read")
     if service.orthanc is not None:
         o = service.orthanc
         out.print(f"Orthanc: {o.url}  DICOM {o.aet}@127.0.0.1:{o.dicom_port}  user {o.username}")
         out.print(f"         password: {o.password}")
+
+
+def _print_demo_client(service: Any, host: str, port: int, study_uid: str | None) -> None:
+    """A client of the demo's tenant, and the two requests that read a report with it."""
+    client, secret = service.clients.create(
+        service.settings.default_tenant or "default",
+        "demo",
+        ["reports:read", "models:read", "studies:analyze"],
+        service.settings.rate_limit_per_minute,
+    )
+    base = f"http://{host}:{port}"
+    out.print(f"API client (tenant {client.tenant}): {client.client_id}  secret {secret}")
+    extract = """python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'"""
+    out.print(
+        f"  TOKEN=$(curl -s -u {client.client_id}:{secret} -d grant_type=client_credentials "
+        f"{base}/oauth/token | {extract})"
+    )
+    target = study_uid or "<StudyInstanceUID>"
+    out.print(
+        f'  curl -H "Authorization: Bearer $TOKEN" {base}/api/v1/studies/{target}/report/fhir'
+    )
 
 
 def _wait_for_ctrl_c() -> None:
@@ -326,6 +348,7 @@ def demo(
         for r in rows:
             if r.reason:
                 out.print(f"{r.study}: {r.reason}")
+        _print_demo_client(service, host, port, rows[0].study if rows else None)
         if not once:
             out.print("PreRead and Orthanc keep running; Ctrl-C stops them.")
             _wait_for_ctrl_c()
@@ -465,6 +488,25 @@ def models_publish(
             progress=lambda: bar.advance(task, 1),
         )
     out.print(f"published {path}")
+
+
+def _register_access_commands() -> None:
+    from preread import cli_access as access
+
+    app.add_typer(access.clients_app, name="clients")
+    app.add_typer(access.keys_app, name="keys")
+    for group, name, fn in (
+        (access.clients_app, "create", access.create_client),
+        (access.clients_app, "list", access.list_clients),
+        (access.clients_app, "revoke", access.revoke_client),
+        (access.keys_app, "list", access.list_keys),
+        (access.keys_app, "rotate", access.rotate_keys),
+        (access.keys_app, "retire", access.retire_key),
+    ):
+        group.command(name)(_friendly(fn))
+
+
+_register_access_commands()
 
 
 if __name__ == "__main__":

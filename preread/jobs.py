@@ -44,6 +44,7 @@ from preread.store import (
     JobUpdate,
     StoredObject,
 )
+from preread.watcher import study_facts, survey
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class JobContext:
     predictor_for: Callable[[str, str], Predictor]  # (model id, version) -> Predictor
     owner: str
     lease_s: float = 600.0
+    tenant_of: Callable[[str], str | None] = lambda _sender: None  # settings.tenant_of
 
 
 def run_job(job_id: str, ctx: JobContext) -> FinishResult | None:
@@ -96,6 +98,21 @@ def _code(exc: Exception) -> str:
 
 def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
     store, source, owner = ctx.store, ctx.source, ctx.owner
+    recorded = store.study(job.study_instance_uid)
+    if recorded is None:  # a job queued before studies were recorded (schema 0001)
+        seen = source.study(job.orthanc_study_id)
+        _, sender = survey(source, seen)
+        recorded = store.record_study(study_facts(seen, sender, ctx.tenant_of(sender)))
+    if recorded.tenant is None:
+        sender = recorded.facts.sender_aet
+        return store.finish_not_applicable(
+            job.id,
+            owner,
+            f"the study's sender (AE title {sender or '<none: not sent by DICOM>'!r}) belongs "
+            "to no tenant (PREREAD_TENANTS, PREREAD_DEFAULT_TENANT): not read",
+            (),
+            reason_code="no_tenant",
+        )
     predictor = ctx.predictor_for(job.model_id, job.model_version)
     timings: dict[str, float] = {}
     study = source.study(job.orthanc_study_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from preread.jobs import JobContext, TransientError, run_job
@@ -24,8 +25,15 @@ RETRY_DELAYS_S = (2.0, 5.0, 15.0)
 class InProcessRunner:
     """``dispatch(job_id)`` runs the job on one of ``workers`` threads."""
 
-    def __init__(self, ctx: JobContext, *, workers: int = 1) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        *,
+        workers: int = 1,
+        on_finished: Callable[[FinishResult], None] | None = None,
+    ) -> None:
         self.ctx = ctx
+        self.on_finished = on_finished
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="preread-worker")
         self._lock = threading.Lock()
         self._pending: set[str] = set()
@@ -61,6 +69,11 @@ class InProcessRunner:
             log.error("job %s crashed: %s: %s", job_id, type(exc).__name__, exc, exc_info=exc)
             return
         result = fut.result()
+        if result is not None and self.on_finished is not None:
+            try:
+                self.on_finished(result)
+            except Exception as error:  # an observer never breaks the runner
+                log.warning("job %s: on_finished failed: %s", job_id, error)
         if result is not None and result.follow_up is not None:
             self.dispatch(result.follow_up.id)
 

@@ -16,18 +16,29 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
+import httpx
+from fastapi import FastAPI
+
 from dicom_gateway.client import OrthancClient
 from dicom_gateway.orthanc_server import DicomPeer, OrthancConfig, OrthancServer
 from dicom_gateway.source import StudySource
 from inference.predict import Predictor
 from inference.registry import Registry
+from preread.api.app import create_app
+from preread.api.deps import Services
+from preread.api.metrics import ApiMetrics
+from preread.caches import watch_views
 from preread.domain import ModelRef
 from preread.jobs import JobContext
 from preread.models import predictor_for
 from preread.runner import InProcessRunner
+from preread.security import ClientStore, KeyRing, TokenService
 from preread.settings import Settings
 from preread.store import JobState, JobStore, default_url
+from preread.store.changes import ChangeListener
+from preread.store.webhooks import WebhookStore
 from preread.watcher import Watcher
+from preread.webhooks.delivery import Deliverer
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +57,7 @@ class Service:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.loop_error: BaseException | None = None
+        self._listeners: list[ChangeListener] = []
 
     # -- assembly ------------------------------------------------------------------------------
 
@@ -72,9 +84,34 @@ class Service:
                 predictor_for=lambda mid, ver: self._predictor(mid, ver, registry),
                 owner=f"{os.uname().nodename}:{os.getpid()}",
                 lease_s=s.lease_s,
+                tenant_of=s.tenant_of,
             )
-            self.runner = InProcessRunner(ctx, workers=s.workers)
-            self.watcher = Watcher(self.source, self.store, self.models, self.runner.dispatch)
+            self.metrics = ApiMetrics()
+            self.runner = InProcessRunner(
+                ctx,
+                workers=s.workers,
+                on_finished=lambda result: self.metrics.observe_stages(result.job.timings),
+            )
+            self.watcher = Watcher(
+                self.source,
+                self.store,
+                self.models,
+                self.runner.dispatch,
+                tenant_of=s.tenant_of,
+            )
+            self.registry = registry
+            self.clients = ClientStore(self.store.engine)
+            self.keys = KeyRing(s.signing_keys_dir)
+            self.keys.ensure()
+            self.tokens = TokenService(
+                self.keys,
+                issuer=s.token_issuer,
+                audience=s.token_audience,
+                ttl_s=s.token_ttl_s,
+            )
+            self.webhooks = WebhookStore(self.store.engine)
+            self._http = httpx.Client(follow_redirects=False)
+            self.deliverer = Deliverer(self.webhooks, self._http, timeout_s=s.webhook_timeout_s)
         except BaseException:
             self.close()
             raise
@@ -162,11 +199,52 @@ class Service:
 
         self._thread = threading.Thread(target=loop, name="preread-watcher", daemon=True)
         self._thread.start()
+        self.deliverer.start(self.settings.webhook_interval_s)
+
+    def api_services(self) -> Services:
+        """What the API of this process uses (see :func:`preread.api.app.create_app`)."""
+        views, listener = watch_views(self.store, self.settings.report_cache_size)
+        if listener is not None:
+            self._listeners.append(listener)
+        return Services(
+            settings=self.settings,
+            store=self.store,
+            clients=self.clients,
+            tokens=self.tokens,
+            webhooks=self.webhooks,
+            registry=self.registry,
+            metrics=self.metrics,
+            source=self.source,
+            analyze=self.watcher.analyze,
+            views=views,
+            ready_checks={
+                "database": lambda: self.store.counts_by_state(),
+                "orthanc": lambda: self.source.system(),
+                "models": self._check_models,
+                "signing_key": lambda: self.keys.current(),
+            },
+        )
+
+    def app(self) -> FastAPI:
+        """The API app of this process."""
+        return create_app(self.api_services())
+
+    def _check_models(self) -> None:
+        for model in self.models:
+            self._predictors[(model.id, model.version)].session_info  # noqa: B018
 
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        for listener in self._listeners:
+            listener.stop()
+        deliverer = getattr(self, "deliverer", None)
+        if deliverer is not None:
+            deliverer.stop()
+        http = getattr(self, "_http", None)
+        if http is not None:
+            http.close()
         runner = getattr(self, "runner", None)
         if runner is not None:
             runner.close(wait=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -75,3 +75,45 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=60.0, gt=0)
     lease_s: float = Field(default=900.0, gt=0, description="a job's lease; longer than any study")
     job_max_attempts: int = Field(default=3, ge=1)
+
+    # --- tenants: every study belongs to the tenant of the AE title that sent it ----------------
+    tenants: dict[str, str] = Field(
+        default={},
+        description='sending AE title -> tenant, JSON: {"HOSP_A_CT": "hospital-a", ...}',
+    )
+    default_tenant: str | None = Field(
+        default="default",
+        description="tenant of studies whose sender is not in PREREAD_TENANTS; empty = none "
+        "(such studies are not read: their jobs end not_applicable, no client sees them)",
+    )
+
+    # --- the API: OAuth2 client credentials, JWT access tokens, limits ---------------------------
+    keys_dir: Path | None = Field(
+        default=None,
+        description="token signing keys (PEM, one file per key id); unset = <data_dir>/keys",
+    )
+    token_issuer: str = Field(default="preread", description="the JWTs' iss claim")
+    token_audience: str = Field(default="preread-api", description="the JWTs' aud claim")
+    token_ttl_s: int = Field(default=300, ge=30, le=3600, description="access token lifetime")
+    rate_limit_per_minute: int = Field(
+        default=600, ge=1, description="default requests per minute of a new API client"
+    )
+    max_request_bytes: int = Field(default=1_000_000, ge=1024, description="largest request body")
+    report_cache_size: int = Field(
+        default=1024, ge=0, description="rendered reports kept in memory (0: render each time)"
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_interval_s: float = Field(default=2.0, gt=0, description="outbox poll interval")
+
+    @field_validator("default_tenant", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def signing_keys_dir(self) -> Path:
+        return self.keys_dir if self.keys_dir is not None else self.data_dir / "keys"
+
+    def tenant_of(self, sender_aet: str) -> str | None:
+        """The tenant a study sent by ``sender_aet`` belongs to (None: no tenant)."""
+        return self.tenants.get(sender_aet.strip(), self.default_tenant)

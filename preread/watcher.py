@@ -6,6 +6,10 @@ restarted at any point neither misses nor repeats a study. Because the change lo
 (Orthanc forgets old changes) and a cursor can be reset, :meth:`Watcher.reconcile` sweeps every
 stable study now and then and enqueues those without a current job for the content they have.
 
+Each study is recorded with its tenant — that of the AE title that sent it (Orthanc's
+``RemoteAET``), through ``tenant_of`` (settings: ``PREREAD_TENANTS``, ``PREREAD_DEFAULT_TENANT``)
+— and the identifying tags the reports need, in the same transaction as its jobs.
+
 A study's *fingerprint* counts its instances, excluding PreRead's own SR/SEG series (storing a
 result must not look like new images), plus a digest of its series: a study that receives more
 images gets a new fingerprint and is read again.
@@ -22,7 +26,14 @@ from dicom_gateway.errors import ResourceNotFoundError
 from dicom_gateway.selection import is_preread_series
 from dicom_gateway.source import StudyInfo, StudySource
 from preread.domain import ModelRef
-from preread.store import JobRecord, JobStore, StudyFingerprint, Transaction
+from preread.store import (
+    JobRecord,
+    JobState,
+    JobStore,
+    StudyFacts,
+    StudyFingerprint,
+    Transaction,
+)
 
 log = logging.getLogger(__name__)
 CURSOR = "orthanc-changes"
@@ -30,7 +41,14 @@ CURSOR = "orthanc-changes"
 
 def fingerprint(source: StudySource, study: StudyInfo) -> StudyFingerprint:
     """Instances of the study's own series (PreRead's excluded) and a digest of them."""
+    return survey(source, study)[0]
+
+
+def survey(source: StudySource, study: StudyInfo) -> tuple[StudyFingerprint, str]:
+    """The study's fingerprint and its sender: the calling AE title that sent the first of its
+    own series by C-STORE (``""`` when none came by DICOM: STOW-RS, REST, a folder)."""
     parts: list[str] = []
+    senders: list[tuple[str, str]] = []
     instances = 0
     for sid in study.series_ids:
         s = source.series(sid)
@@ -38,8 +56,30 @@ def fingerprint(source: StudySource, study: StudyInfo) -> StudyFingerprint:
             continue
         instances += s.instance_count
         parts.append(f"{s.series_instance_uid}:{s.instance_count}")
+        if s.remote_aet:
+            senders.append((s.series_instance_uid, s.remote_aet.strip()))
     digest = hashlib.sha256("|".join(sorted(parts)).encode()).hexdigest()[:16]
-    return StudyFingerprint(instances=instances, last_update=digest)
+    sender = min(senders)[1] if senders else ""
+    return StudyFingerprint(instances=instances, last_update=digest), sender
+
+
+def study_facts(info: StudyInfo, sender: str, tenant: str | None) -> StudyFacts:
+    """What the store keeps of a study (for the tenant checks and the reports)."""
+    return StudyFacts(
+        study_instance_uid=info.study_instance_uid,
+        orthanc_study_id=info.orthanc_id,
+        tenant=tenant,
+        sender_aet=sender,
+        patient_id=info.patient_id,
+        issuer_of_patient_id="",  # not among Orthanc's main tags; the reports fall back
+        patient_name=info.patient_name,
+        patient_birth_date=info.patient_birth_date,
+        patient_sex=info.patient_sex,
+        accession_number=info.accession_number,
+        study_date=info.study_date,
+        study_time=info.study_time,
+        study_description=info.study_description,
+    )
 
 
 @dataclass
@@ -59,12 +99,14 @@ class Watcher:
         models: Sequence[ModelRef],
         dispatch: Callable[[str], None],
         *,
+        tenant_of: Callable[[str], str | None],
         page_size: int = 100,
     ) -> None:
         self.source = source
         self.store = store
         self.models = list(models)
         self.dispatch = dispatch
+        self.tenant_of = tenant_of
         self.page_size = page_size
 
     def poll(self) -> WatchStats:
@@ -77,8 +119,8 @@ class Watcher:
             studies = sorted({c.orthanc_id for c in page.changes if c.is_stable_study})
             seen = [s for s in (self._look(oid) for oid in studies) if s is not None]
             with self.store.transaction() as tx:  # the jobs and the cursor, together
-                for info, fp in seen:
-                    new_jobs += self._enqueue(tx, info, fp)
+                for info, fp, sender in seen:
+                    new_jobs += self._enqueue(tx, info, fp, sender)
                 tx.set_cursor(CURSOR, page.last)
             stats.pages += 1
             stats.stable_studies += len(studies)
@@ -94,24 +136,52 @@ class Watcher:
         for info in self.source.studies():
             if not info.is_stable:
                 continue
-            fp = fingerprint(self.source, info)
+            fp, sender = survey(self.source, info)
             with self.store.transaction() as tx:
-                created += self._enqueue(tx, info, fp)
+                created += self._enqueue(tx, info, fp, sender)
         for job in created:
             self.dispatch(job.id)
         return len(created)
 
-    def _look(self, study_id: str) -> tuple[StudyInfo, StudyFingerprint] | None:
+    def analyze(self, study_instance_uid: str) -> tuple[JobRecord, ...]:
+        """Read a study now, on request: record it, enqueue the jobs its content needs (as the
+        change feed would) and send failed ones back to the queue. Returns its current jobs.
+
+        Idempotent: a study whose current jobs already read its current content gets no new
+        job (the models are deterministic: reading the same images again gives the same
+        result). Raises :class:`ResourceNotFoundError` when Orthanc has no such study.
+        """
+        orthanc_study = self.source.find_study(study_instance_uid)
+        if orthanc_study is None:
+            raise ResourceNotFoundError("study", study_instance_uid)
+        info = self.source.study(orthanc_study)
+        fp, sender = survey(self.source, info)
+        with self.store.transaction() as tx:
+            created = self._enqueue(tx, info, fp, sender)
+        retried = [
+            self.store.retry(job.id)
+            for job in self.store.current_for_study(study_instance_uid)
+            if job.state is JobState.FAILED
+        ]
+        for job in [*created, *retried]:
+            self.dispatch(job.id)
+        return self.store.current_for_study(study_instance_uid)
+
+    def _look(self, study_id: str) -> tuple[StudyInfo, StudyFingerprint, str] | None:
         try:
             info = self.source.study(study_id)
-            return info, fingerprint(self.source, info)
+            fp, sender = survey(self.source, info)
+            return info, fp, sender
         except ResourceNotFoundError:
             log.info("study %s was deleted before it could be read", study_id)
             return None
 
-    def _enqueue(self, tx: Transaction, info: StudyInfo, fp: StudyFingerprint) -> list[JobRecord]:
+    def _enqueue(
+        self, tx: Transaction, info: StudyInfo, fp: StudyFingerprint, sender: str
+    ) -> list[JobRecord]:
         if fp.instances == 0:
             return []  # only PreRead's own series: nothing to read
+        tx.record_study(study_facts(info, sender, self.tenant_of(sender)))
         out = []
         for model in self.models:
             res = tx.enqueue(info.study_instance_uid, info.orthanc_id, model, fp)

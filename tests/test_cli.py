@@ -74,3 +74,38 @@ def test_train_refuses_a_broken_config_with_its_path(tmp_path: Path) -> None:
     run = preread("train", str(cfg), data=tmp_path)
     assert run.returncode == 2
     assert str(cfg) in run.stderr and "invalid training config" in run.stderr
+
+
+def test_clients_and_keys_commands(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    made = preread(
+        "clients", "create", "--tenant", "hosp-a", "--scopes", "reports:read,models:read",
+        "--name", "RIS A", data=data,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    fields = dict(
+        line.split(":", 1) for line in made.stdout.splitlines() if line.startswith("client_")
+    )
+    client_id, secret = fields["client_id"].strip(), fields["client_secret"].strip()
+    assert client_id.startswith("prc_") and len(secret) >= 40
+    listed = preread("clients", "list", data=data)
+    assert listed.returncode == 0 and client_id in listed.stdout
+    assert secret not in listed.stdout  # shown once, stored hashed
+    assert secret not in (data / "preread.db").read_bytes().decode("latin-1")
+    bad = preread("clients", "create", "--tenant", "Hosp A", data=data)
+    assert bad.returncode == 2 and "tenant" in bad.stderr and "Traceback" not in bad.stderr
+    scope = preread("clients", "create", "--tenant", "hosp-a", "--scopes", "root", data=data)
+    assert scope.returncode == 2 and "unknown scope" in scope.stderr
+    revoked = preread("clients", "revoke", client_id, data=data)
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    first = preread("keys", "rotate", data=data)
+    second = preread("keys", "rotate", data=data)
+    assert first.returncode == 0 and second.returncode == 0
+    keys = preread("keys", "list", data=data).stdout.split()
+    older = keys[0]
+    assert "(signs)" in keys and older.startswith("k")
+    assert preread("keys", "retire", older, data=data).returncode == 0
+    newest = [k for k in preread("keys", "list", data=data).stdout.split() if k.startswith("k")]
+    assert len(newest) == 1
+    refused = preread("keys", "retire", newest[0], data=data)
+    assert refused.returncode == 2 and "rotate first" in refused.stderr

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from preread.reports.json import PreReadOut
-from preread.store import JobRecord
+from preread.store import JobRecord, StudySummary
 
 
 class StoredOut(BaseModel):
@@ -70,9 +71,63 @@ class JobOut(BaseModel):
 
 
 class StudyOut(BaseModel):
+    """A study of the caller's tenant with its current jobs (one per model version)."""
+
     study_instance_uid: str
+    patient_id: str | None = Field(description="as the modality sent it; null if not recorded")
+    accession_number: str | None
+    study_date: str | None = Field(description="DICOM DA, YYYYMMDD")
+    study_description: str | None
     updated_at: datetime
+    has_findings: bool | None = Field(
+        description="whether a current done job found something (null: none done yet)"
+    )
     jobs: list[JobOut]
+
+    @classmethod
+    def of(cls, summary: StudySummary) -> StudyOut:
+        facts = summary.study.facts if summary.study else None
+        counts = [j.findings_count for j in summary.jobs if j.findings_count is not None]
+        return cls(
+            study_instance_uid=summary.study_instance_uid,
+            patient_id=facts.patient_id if facts else None,
+            accession_number=facts.accession_number if facts else None,
+            study_date=facts.study_date if facts else None,
+            study_description=facts.study_description if facts else None,
+            updated_at=summary.updated_at,
+            has_findings=any(c > 0 for c in counts) if counts else None,
+            jobs=[JobOut.of(j) for j in summary.jobs],
+        )
+
+
+class StudyDetailOut(StudyOut):
+    """One study: its current jobs and every earlier reading (superseded jobs)."""
+
+    history: list[JobOut]
+
+
+class AnalyzeOut(BaseModel):
+    """The jobs of a study after an analysis request (queued, running or already done)."""
+
+    study_instance_uid: str
+    jobs: list[JobOut]
+
+
+class ModelVersionOut(BaseModel):
+    id: str
+    version: str
+    name: str
+    sha256: str
+
+
+class ModelDetailOut(ModelVersionOut):
+    card: dict[str, Any] = Field(description="the model card (model.yaml)")
+    evaluation: dict[str, Any] = Field(description="held-out evaluation (evaluation.json)")
+
+
+class ReadyOut(BaseModel):
+    status: str
+    checks: dict[str, str]
 
 
 class StudyPageOut(BaseModel):
@@ -86,4 +141,16 @@ class HealthOut(BaseModel):
     status: str
 
 
-__all__ = ["HealthOut", "JobOut", "PreReadOut", "StoredOut", "StudyOut", "StudyPageOut"]
+__all__ = [
+    "AnalyzeOut",
+    "HealthOut",
+    "JobOut",
+    "ModelDetailOut",
+    "ModelVersionOut",
+    "PreReadOut",
+    "ReadyOut",
+    "StoredOut",
+    "StudyDetailOut",
+    "StudyOut",
+    "StudyPageOut",
+]

@@ -13,7 +13,7 @@ Typical use::
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from preread.store import queries
+from preread.store import changes, queries
 from preread.store.database import READ_ONLY, make_engine
 from preread.store.errors import StoreError
 from preread.store.migrate import upgrade
@@ -36,8 +36,11 @@ from preread.store.records import (
     ModelKey,
     SeriesDecision,
     SeriesVerdict,
+    StudyFacts,
+    StudyFilter,
     StudyFingerprint,
     StudyPage,
+    StudyRecord,
     Sweep,
 )
 from preread.store.states import JobState
@@ -70,9 +73,19 @@ class JobStore:
         self._clock = clock
         self._owns_engine = owns_engine
         self._writer = sessionmaker(engine, expire_on_commit=False)
+        self._subscribers: list[changes.Subscriber] = []
+        changes.install(self._writer, self._subscribers)
         self._reader = sessionmaker(
             engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
+        # single-statement reads: autocommit on PostgreSQL (no BEGIN/COMMIT round trips);
+        # SQLite's transactions are local calls, and its BEGIN is ours (database.py)
+        quick = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine.execution_options(**{READ_ONLY: True})
+        )
+        self._quick_sessions = sessionmaker(quick, expire_on_commit=False)
 
     @classmethod
     def create(
@@ -93,6 +106,20 @@ class JobStore:
     ) -> JobStore:
         """A store on an engine the caller made (and disposes of)."""
         return cls(engine, max_attempts=max_attempts, clock=clock)
+
+    def subscribe(self, callback: changes.Subscriber) -> None:
+        """Call ``callback(study_uid)`` after every commit of this store that changed a job or
+        the record of that study (see :mod:`preread.store.changes`)."""
+        self._subscribers.append(callback)
+
+    def change_listener(
+        self, on_change: changes.Subscriber, on_reset: Callable[[], None]
+    ) -> changes.ChangeListener | None:
+        """A listener for other processes' changes (PostgreSQL); None on SQLite, where this
+        process's own commits (:meth:`subscribe`) are all there is."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        return changes.ChangeListener(self.engine.url, on_change, on_reset)
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (safe at every start)."""
@@ -121,6 +148,11 @@ class JobStore:
                 yield Transaction(session, clock=self._clock, max_attempts=self.max_attempts)
         except SQLAlchemyError as exc:
             raise StoreError(f"job store transaction failed: {exc}") from exc
+
+    @contextmanager
+    def _quick(self) -> Iterator[Session]:
+        with self._quick_sessions() as session:
+            yield session
 
     @contextmanager
     def _reading(self) -> Iterator[Session]:
@@ -219,6 +251,17 @@ class JobStore:
         with self._reading() as session:
             return queries.get_job(session, job_id)
 
+    def study_view(
+        self, study_instance_uid: str, model_id: str | None = None
+    ) -> tuple[StudyRecord | None, tuple[JobRecord, ...]]:
+        """The study record and its current jobs, read with one statement (on PostgreSQL
+        outside an explicit transaction: one round trip, for the report API's hot path)."""
+        try:
+            with self._quick() as session:
+                return queries.study_view(session, study_instance_uid, model_id)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"reading the job store failed: {exc}") from exc
+
     def current_for_study(
         self, study_instance_uid: str, model_id: str | None = None
     ) -> tuple[JobRecord, ...]:
@@ -238,11 +281,23 @@ class JobStore:
         model_id: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        where: StudyFilter | None = None,
     ) -> StudyPage:
+        """Studies by newest change; ``where`` filters (``states``/``model_id`` are shortcuts
+        for a filter with only those)."""
+        if where is None:
+            where = StudyFilter(states=tuple(states or ()), model_id=model_id)
         with self._reading() as session:
-            return queries.list_studies(
-                session, states=states, model_id=model_id, limit=limit, offset=offset
-            )
+            return queries.list_studies(session, where, limit=limit, offset=offset)
+
+    def study(self, study_instance_uid: str) -> StudyRecord | None:
+        """The study as the watcher recorded it (None: never recorded)."""
+        with self._reading() as session:
+            return queries.get_study(session, study_instance_uid)
+
+    def record_study(self, facts: StudyFacts) -> StudyRecord:
+        with self.transaction() as tx:
+            return tx.record_study(facts)
 
     def counts_by_state(self, model_id: str | None = None) -> dict[JobState, int]:
         with self._reading() as session:

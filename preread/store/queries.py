@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from preread.store.errors import JobNotFoundError
@@ -14,11 +13,14 @@ from preread.store.records import (
     JobRecord,
     SeriesDecision,
     StoredObject,
+    StudyFacts,
+    StudyFilter,
     StudyFingerprint,
     StudyPage,
+    StudyRecord,
     StudySummary,
 )
-from preread.store.schema import JobRow, SeriesDecisionRow, WatcherStateRow
+from preread.store.schema import JobRow, SeriesDecisionRow, StudyRow, WatcherStateRow
 from preread.store.states import JobState
 
 
@@ -53,6 +55,7 @@ def job_record(row: JobRow) -> JobRecord:
         provider_warning=row.provider_warning,
         timings={str(k): float(v) for k, v in timings.items()},
         result=None if row.result is None else dict(row.result),
+        findings_count=row.findings_count,
         outputs=JobOutputs(
             sr=_stored(row.sr_series_uid, row.sr_sop_uid, row.orthanc_sr_series_id),
             seg=_stored(row.seg_series_uid, row.seg_sop_uid, row.orthanc_seg_series_id),
@@ -110,26 +113,37 @@ def history(
 
 def list_studies(
     session: Session,
+    where: StudyFilter,
     *,
-    states: Collection[JobState] | None = None,
-    model_id: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> StudyPage:
-    """Studies with a current job in one of ``states`` (any state when ``None``), newest change
-    first, each with all its current jobs (of ``model_id`` only, when given)."""
+    """Studies matching ``where``, newest change first, each with all its current jobs (of
+    ``where.model_id`` only, when given) and its study record (None for a study known only by
+    its jobs)."""
     if limit < 1 or offset < 0:
         raise ValueError(f"limit must be >= 1 and offset >= 0, got {limit}, {offset}")
     scope = [JobRow.state != JobState.SUPERSEDED.value]
-    if model_id is not None:
-        scope.append(JobRow.model_id == model_id)
-    match = [*scope, JobRow.state.in_([JobState(s).value for s in states])] if states else scope
-    studies = (
-        select(JobRow.study_instance_uid, func.max(JobRow.updated_at).label("last"))
-        .where(*match)
-        .group_by(JobRow.study_instance_uid)
-        .subquery()
-    )
+    if where.model_id is not None:
+        scope.append(JobRow.model_id == where.model_id)
+    match = list(scope)
+    if where.states:
+        match.append(JobRow.state.in_([JobState(s).value for s in where.states]))
+    if where.has_findings is not None:
+        match.append(JobRow.state == JobState.DONE.value)
+        match.append(
+            JobRow.findings_count > 0 if where.has_findings else JobRow.findings_count == 0
+        )
+    stmt = select(JobRow.study_instance_uid, func.max(JobRow.updated_at).label("last"))
+    if where.tenant is not None or where.study_date_from or where.study_date_to:
+        stmt = stmt.join(StudyRow, StudyRow.study_instance_uid == JobRow.study_instance_uid)
+        if where.tenant is not None:
+            match.append(StudyRow.tenant == where.tenant)
+        if where.study_date_from:
+            match.append(StudyRow.study_date >= where.study_date_from)
+        if where.study_date_to:
+            match.append(StudyRow.study_date <= where.study_date_to)
+    studies = stmt.where(*match).group_by(JobRow.study_instance_uid).subquery()
     total = session.scalar(select(func.count()).select_from(studies)) or 0
     uids = session.scalars(
         select(studies.c.study_instance_uid)
@@ -142,6 +156,10 @@ def list_studies(
         .where(*scope, JobRow.study_instance_uid.in_(uids))
         .order_by(JobRow.model_id, JobRow.model_version)
     ).all()
+    records = {
+        r.study_instance_uid: study_record(r)
+        for r in session.scalars(select(StudyRow).where(StudyRow.study_instance_uid.in_(uids)))
+    }
     jobs: dict[str, list[JobRecord]] = {uid: [] for uid in uids}
     for row in rows:
         jobs[row.study_instance_uid].append(job_record(row))
@@ -151,11 +169,70 @@ def list_studies(
             orthanc_study_id=max(js, key=lambda j: j.updated_at).orthanc_study_id,
             updated_at=max(j.updated_at for j in js),
             jobs=tuple(js),
+            study=records.get(uid),
         )
         for uid, js in jobs.items()
         if js
     )
     return StudyPage(items=items, total=total, limit=limit, offset=offset)
+
+
+def study_record(row: StudyRow) -> StudyRecord:
+    return StudyRecord(
+        facts=StudyFacts(
+            study_instance_uid=row.study_instance_uid,
+            orthanc_study_id=row.orthanc_study_id,
+            tenant=row.tenant,
+            sender_aet=row.sender_aet,
+            patient_id=row.patient_id,
+            issuer_of_patient_id=row.issuer_of_patient_id,
+            patient_name=row.patient_name,
+            patient_birth_date=row.patient_birth_date,
+            patient_sex=row.patient_sex,
+            accession_number=row.accession_number,
+            study_date=row.study_date,
+            study_time=row.study_time,
+            study_description=row.study_description,
+        ),
+        first_seen_at=row.first_seen_at,
+        updated_at=row.updated_at,
+    )
+
+
+def get_study(session: Session, study_instance_uid: str) -> StudyRecord | None:
+    """The study record, or None when the watcher never recorded the study."""
+    row = session.get(StudyRow, study_instance_uid)
+    return None if row is None else study_record(row)
+
+
+def study_view(
+    session: Session, study_instance_uid: str, model_id: str | None = None
+) -> tuple[StudyRecord | None, tuple[JobRecord, ...]]:
+    """The study record and its current jobs (of ``model_id`` when given), in one statement
+    (what every report request needs: the tenant and the current result)."""
+    on = [
+        JobRow.study_instance_uid == StudyRow.study_instance_uid,
+        JobRow.state != JobState.SUPERSEDED.value,
+    ]
+    if model_id is not None:
+        on.append(JobRow.model_id == model_id)
+    rows = session.execute(
+        select(StudyRow, JobRow)
+        .outerjoin(JobRow, and_(*on))
+        .where(StudyRow.study_instance_uid == study_instance_uid)
+        .order_by(JobRow.model_id, JobRow.model_version)
+    ).all()
+    if not rows:
+        return None, ()
+    study = study_record(rows[0][0])
+    return study, tuple(job_record(job) for _, job in rows if job is not None)
+
+
+def study_tenant(session: Session, study_instance_uid: str) -> str | None:
+    """The tenant the study belongs to (None: unknown study, or a sender of no tenant)."""
+    return session.scalar(
+        select(StudyRow.tenant).where(StudyRow.study_instance_uid == study_instance_uid)
+    )
 
 
 def counts_by_state(session: Session, model_id: str | None = None) -> dict[JobState, int]:

@@ -141,6 +141,7 @@ class JobRecord:
     provider_warning: str | None
     timings: Mapping[str, float]
     result: JsonObject | None
+    findings_count: int | None
     outputs: JobOutputs
     outputs_removed_at: datetime | None
     created_at: datetime
@@ -212,6 +213,56 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class StudyFacts:
+    """What the watcher learnt of a study: where it came from and its identifying tags (DICOM
+    string forms, ``""`` when absent). ``tenant`` is None when its sender belongs to no tenant."""
+
+    study_instance_uid: str
+    orthanc_study_id: str
+    tenant: str | None
+    sender_aet: str
+    patient_id: str
+    issuer_of_patient_id: str
+    patient_name: str
+    patient_birth_date: str
+    patient_sex: str
+    accession_number: str
+    study_date: str
+    study_time: str
+    study_description: str
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study as the store knows it: its facts and when the watcher first and last saw it."""
+
+    facts: StudyFacts
+    first_seen_at: datetime
+    updated_at: datetime
+
+    @property
+    def tenant(self) -> str | None:
+        return self.facts.tenant
+
+
+@dataclass(frozen=True)
+class StudyFilter:
+    """Which studies :meth:`JobStore.list_studies` returns (every given condition must hold).
+
+    ``tenant``: only that tenant's studies (None: all, for operators); ``study_date_from`` /
+    ``study_date_to``: DICOM dates ``YYYYMMDD``, inclusive; ``states``: a current job in one of
+    them; ``has_findings``: a current done job with (True) or without (False) findings.
+    """
+
+    tenant: str | None = None
+    states: tuple[JobState, ...] = ()
+    model_id: str | None = None
+    study_date_from: str | None = None
+    study_date_to: str | None = None
+    has_findings: bool | None = None
+
+
+@dataclass(frozen=True)
 class StudySummary:
     """One study in a listing, with its current jobs (one per model version)."""
 
@@ -219,6 +270,7 @@ class StudySummary:
     orthanc_study_id: str
     updated_at: datetime
     jobs: tuple[JobRecord, ...]
+    study: StudyRecord | None = None
 
 
 @dataclass(frozen=True)

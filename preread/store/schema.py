@@ -98,6 +98,7 @@ class JobRow(Base):
     provider_warning: Mapped[str | None] = mapped_column(Text)
     timings: Mapped[dict[str, Any]]
     result: Mapped[dict[str, Any] | None]
+    findings_count: Mapped[int | None] = mapped_column(Integer)
     sr_series_uid: Mapped[str | None] = mapped_column(UID)
     sr_sop_uid: Mapped[str | None] = mapped_column(UID)
     orthanc_sr_series_id: Mapped[str | None] = mapped_column(ORTHANC_ID)
@@ -153,3 +154,102 @@ class WatcherStateRow(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime]
+
+
+class StudyRow(Base):
+    """A study the watcher saw: its tenant and the identifying tags the reports need.
+
+    ``tenant`` is None when the study's sender belongs to no tenant (its jobs end
+    ``not_applicable``; no client sees it). DICOM values are kept in their string forms.
+    """
+
+    __tablename__ = "studies"
+
+    study_instance_uid: Mapped[str] = mapped_column(UID, primary_key=True)
+    tenant: Mapped[str | None] = mapped_column(String(64))
+    orthanc_study_id: Mapped[str] = mapped_column(ORTHANC_ID)
+    sender_aet: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(Text)
+    issuer_of_patient_id: Mapped[str] = mapped_column(Text)
+    patient_name: Mapped[str] = mapped_column(Text)
+    patient_birth_date: Mapped[str] = mapped_column(String(16))
+    patient_sex: Mapped[str] = mapped_column(String(16))
+    accession_number: Mapped[str] = mapped_column(Text)
+    study_date: Mapped[str] = mapped_column(String(16))
+    study_time: Mapped[str] = mapped_column(String(32))
+    study_description: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_studies_tenant_study_date", "tenant", "study_date"),)
+
+
+class ApiClientRow(Base):
+    """An OAuth2 client (client-credentials grant) of one tenant; the secret is stored hashed."""
+
+    __tablename__ = "api_clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    secret_hash: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[str] = mapped_column(Text)  # space-separated, as in OAuth2
+    rate_limit_per_minute: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class IdempotencyRow(Base):
+    """The answer given to one Idempotency-Key of one client (replayed for a repeated request)."""
+
+    __tablename__ = "idempotency_keys"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class WebhookRow(Base):
+    """A URL a tenant registered to be told of finished reads (Standard Webhooks signing)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(Text)  # needed in clear to sign; never returned again
+    events: Mapped[str] = mapped_column(Text)  # space-separated event types
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class WebhookDeliveryRow(Base):
+    """One message to one webhook: the persisted outbox, written with the job's final state."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the webhook-id header
+    webhook_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
+    )
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+        CheckConstraint(
+            "state IN ('pending', 'delivered', 'failed')", name="ck_webhook_deliveries_state"
+        ),
+    )

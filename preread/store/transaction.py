@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,16 +29,24 @@ from preread.store.records import (
     JobUpdate,
     ModelKey,
     SeriesVerdict,
+    StudyFacts,
     StudyFingerprint,
+    StudyRecord,
     Sweep,
 )
-from preread.store.schema import JobRow, SeriesDecisionRow, WatcherStateRow
+from preread.store.schema import JobRow, SeriesDecisionRow, StudyRow, WatcherStateRow
 from preread.store.states import IN_PROGRESS, JobState, check_transition
+from preread.store.webhooks import enqueue_event, event_payload
 
 Clock = Callable[[], datetime]
 log = logging.getLogger(__name__)
 
 _ENQUEUE_TRIES = 5
+_EVENTS = {  # the webhook event of each final state
+    JobState.DONE: "preread.completed",
+    JobState.FAILED: "preread.failed",
+    JobState.NOT_APPLICABLE: "preread.not_applicable",
+}
 _IN_PROGRESS = [s.value for s in IN_PROGRESS]
 
 
@@ -342,13 +351,54 @@ class Transaction:
         row.finished_at = now
         row.updated_at = now
         row.lease_expires_at = None
+        if state is JobState.DONE:
+            findings = (row.result or {}).get("findings")
+            row.findings_count = len(findings) if isinstance(findings, list) else None
         self.session.flush()
         if row.rerun_fingerprint is None:
+            self._announce(row, state, now)
             return FinishResult(queries.job_record(row))
         follow_up = lineage.supersede(
             self.session, row, row.rerun_fingerprint, row.orthanc_study_id, now
         )
         return FinishResult(queries.job_record(row), queries.job_record(follow_up))
+
+    def _announce(self, row: JobRow, state: JobState, now: datetime) -> None:
+        """Queue the webhook messages of a job that reached a final state, in this transaction
+        (the persisted outbox: the message exists if and only if the state change does)."""
+        tenant = queries.study_tenant(self.session, row.study_instance_uid)
+        if tenant is None:
+            return
+        event = _EVENTS[state]
+        payload = event_payload(queries.job_record(row), event, now)
+        enqueue_event(self.session, tenant=tenant, event_type=event, payload=payload, now=now)
+
+    # --- studies ----------------------------------------------------------------------------
+
+    def record_study(self, facts: StudyFacts) -> StudyRecord:
+        """Insert or refresh what is known of a study. A study keeps the tenant it was first
+        recorded with (a StudyInstanceUID sent later by another tenant's sender does not move
+        it; that is logged)."""
+        now = self._now()
+        stmt = select(StudyRow).where(StudyRow.study_instance_uid == facts.study_instance_uid)
+        row = self.session.scalars(stmt.with_for_update()).one_or_none()
+        values = {f.name: getattr(facts, f.name) for f in fields(facts)}
+        if row is None:
+            row = StudyRow(**values, first_seen_at=now, updated_at=now)
+            self.session.add(row)
+        else:
+            tenant = row.tenant if row.tenant is not None else facts.tenant
+            if row.tenant is not None and facts.tenant not in (None, row.tenant):
+                log.warning(
+                    "study %s was first recorded for another tenant; it stays there",
+                    row.orthanc_study_id,
+                )
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.tenant = tenant
+            row.updated_at = now
+        self.session.flush()
+        return queries.study_record(row)
 
     def retry(self, job_id: str) -> JobRecord:
         """``failed`` → ``queued`` with its attempts reset (an operator's "try again")."""

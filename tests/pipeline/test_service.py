@@ -7,6 +7,7 @@ them at its own 1 mm grid like any scan.
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
 import subprocess
@@ -26,12 +27,13 @@ from dicom_gateway.orthanc_server import (
     OrthancServer,
     free_port,
 )
-from preread.api.app import create_app
 from preread.service import Service
 from preread.settings import Settings
 from preread.store import JobRecord, JobState
+from preread.webhooks.signing import verify
 from tests.orthanc_support import HOSPITAL_AET, storescu
 from tests.pipeline.conftest import EASY, MODELS_DIR, StudyOnDisk, easy_phantom_study
+from tests.webhooks.conftest import Receiver
 
 FINAL = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE}
 
@@ -46,6 +48,7 @@ def settings_for(tmp: Path, orthanc: OrthancServer, database_url: str | None) ->
         database_url=database_url,
         poll_interval_s=0.2,
         reconcile_interval_s=3600,
+        webhook_interval_s=0.2,
     )
 
 
@@ -88,7 +91,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
     tmp_path: Path, orthanc: OrthancServer, database_url: str | None, easy_study: StudyOnDisk
 ) -> None:
+    receiver = Receiver()
+    receiver.start()
     with Service(settings_for(tmp_path, orthanc, database_url)) as service:
+        _, hook_secret = service.webhooks.create("default", receiver.url)
         service.start_loop()
         result = storescu(orthanc, [easy_study.ct_dir])
         assert result.returncode == 0, result.stderr
@@ -98,7 +104,8 @@ def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
         assert set(job.timings) >= {"fetch", "decode", "volume", "infer", "encode", "store"}
         assert [m for m, _ in ai_series(orthanc, easy_study.study_uid)] == ["SEG", "SR"]
         assert job.outputs.sr is not None and job.outputs.seg is not None
-        check_api(service, job)
+        check_api(service, job, hook_secret, receiver)
+        receiver.stop()
         client = orthanc.client()
         sr = client.series_datasets(easy_study.study_uid, job.outputs.sr.series_instance_uid)
         seg = client.series_datasets(easy_study.study_uid, job.outputs.seg.series_instance_uid)
@@ -127,25 +134,63 @@ def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
     assert pydicom.dcmread(sr_path).PatientID == easy_study.patient_id
 
 
-def check_api(service: Service, job: JobRecord) -> None:
-    """The API serves what the store holds: studies, the pre-read JSON, the job."""
-    api = TestClient(create_app(service.store))
+def check_api(service: Service, job: JobRecord, hook_secret: str, receiver: Receiver) -> None:
+    """The authenticated API serves what the store and Orthanc hold, in every format; the
+    tenant's webhook receives one signed message."""
+    api = TestClient(service.app())
     assert api.get("/healthz").json() == {"status": "ok"}
-    studies = api.get("/api/v1/studies").json()
+    ready = api.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert set(ready.json()["checks"]) == {"database", "orthanc", "models", "signing_key"}
+    assert api.get("/api/v1/studies").status_code == 401
+    client, secret = service.clients.create("default", "test RIS", ["reports:read"], 1000)
+    token = api.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client.client_id,
+            "client_secret": secret,
+        },
+    ).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    studies = api.get("/api/v1/studies", headers=auth).json()
     assert job.study_instance_uid in [s["study_instance_uid"] for s in studies["items"]]
-    pre = api.get(f"/api/v1/studies/{job.study_instance_uid}/preread")
+    base = f"/api/v1/studies/{job.study_instance_uid}"
+    pre = api.get(f"{base}/preread", headers=auth)
     assert pre.status_code == 200, pre.text
     body = pre.json()
     assert body["ai_generated"] is True and body["model"]["id"] == "lung-nodule"
     assert body["provider"] == "CPUExecutionProvider"
     assert len(body["findings"]) == len(job.result["findings"])  # type: ignore[index]
-    got = api.get(f"/api/v1/jobs/{job.id}").json()
-    assert job.outputs.sr is not None
+    got = api.get(f"/api/v1/jobs/{job.id}", headers=auth).json()
+    assert job.outputs.sr is not None and job.outputs.seg is not None
     assert got["state"] == "done"
     assert got["sr"]["sop_instance_uid"] == job.outputs.sr.sop_instance_uid
-    assert api.get("/api/v1/jobs/no-such-job").status_code == 404
-    missing = api.get("/api/v1/studies/1.2.3.4/preread")
-    assert missing.status_code == 404 and "unknown study" in missing.text
+    # the DICOM objects themselves, from Orthanc
+    for fmt, stored in (("sr", job.outputs.sr), ("seg", job.outputs.seg)):
+        answer = api.get(f"{base}/report/{fmt}", headers=auth)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == "application/dicom"
+        ds = pydicom.dcmread(io.BytesIO(answer.content))
+        assert ds.SOPInstanceUID == stored.sop_instance_uid
+        assert ds.StudyInstanceUID == job.study_instance_uid
+    fhir = api.get(f"{base}/report/fhir", headers=auth)
+    assert fhir.status_code == 200 and b'"preliminary"' in fhir.content
+    hl7 = api.get(f"{base}/report/hl7", headers=auth)
+    assert hl7.status_code == 200 and hl7.text.startswith("MSH|")
+    assert api.get("/api/v1/jobs/no-such-job", headers=auth).status_code == 404
+    missing = api.get("/api/v1/studies/1.2.3.4/preread", headers=auth)
+    assert missing.status_code == 404 and "no study" in missing.text
+    # the webhook: one message, signed, about this job, with no patient identifier
+    deadline = time.monotonic() + 30
+    while not receiver.received and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(receiver.received) == 1
+    message = receiver.received[0]
+    verify(hook_secret, message.headers, message.body)
+    event = json.loads(message.body)
+    assert event["type"] == "preread.completed" and event["data"]["job_id"] == job.id
+    assert service.store.study(job.study_instance_uid).facts.patient_id not in message.body.decode()  # type: ignore[union-attr]
 
 
 def test_study_sent_twice_has_one_current_result(

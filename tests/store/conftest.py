@@ -108,7 +108,12 @@ def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
     url = str(request.getfixturevalue("postgres_url"))
     yield url
     with JobStore.create(url) as store, store.engine.begin() as conn:
-        conn.execute(text("TRUNCATE series_decisions, watcher_state, jobs"))
+        conn.execute(
+            text(
+                "TRUNCATE webhook_deliveries, webhooks, idempotency_keys, api_clients, studies,"
+                " series_decisions, watcher_state, jobs"
+            )
+        )
 
 
 @pytest.fixture

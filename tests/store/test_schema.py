@@ -20,7 +20,17 @@ from preread.store.migrate import current_revision, downgrade, head_revision
 from preread.store.schema import Base
 from preread.store.states import FINISHED, IN_PROGRESS, TRANSITIONS, can_transition
 
-TABLES = {"jobs", "series_decisions", "watcher_state", "alembic_version"}
+TABLES = {
+    "jobs",
+    "series_decisions",
+    "watcher_state",
+    "studies",
+    "api_clients",
+    "idempotency_keys",
+    "webhooks",
+    "webhook_deliveries",
+    "alembic_version",
+}
 
 
 def test_migrate_from_empty(empty_url: str) -> None:
@@ -132,3 +142,36 @@ def test_state_machine_table() -> None:
         assert not can_transition(state, JobState.SUPERSEDED)
     assert not can_transition(JobState.QUEUED, JobState.DONE)
     assert not can_transition(JobState.FETCHING, JobState.DONE)
+
+
+def test_upgrade_from_the_previous_revision_keeps_the_jobs(empty_url: str) -> None:
+    """0001 (the pipeline's schema) with a finished job → head: the job and its result stay,
+    the new tables are empty, and the downgrade goes back without loss of the jobs."""
+    engine = make_engine(empty_url)
+    try:
+        upgrade(engine, "0001")
+        assert current_revision(engine) == "0001"
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, study_instance_uid, orthanc_study_id, model_id,"
+                    " model_version, state, attempts, study_fingerprint, timings, result,"
+                    " created_at, updated_at) VALUES ('j1', '1.2.3', 'o1', 'm', '1.0.0', 'done',"
+                    " 1, '3@x', '{}', '{\"findings\": []}', :t, :t)"
+                ),
+                {"t": "2025-01-01 00:00:00"},
+            )
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        assert set(inspect(engine).get_table_names()) == TABLES
+        with JobStore.from_engine(engine) as store:
+            job = store.get("j1")
+            assert job.state is JobState.DONE and job.result == {"findings": []}
+            assert job.findings_count is None  # unknown until read again
+            assert store.study("1.2.3") is None  # no tenant yet: the reconcile sweep records it
+        downgrade(engine, "0001")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM jobs")).scalar() == 1
+        assert "studies" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()

@@ -1,0 +1,143 @@
+"""What the routes depend on, in one place: the services (built by the caller and passed to
+:func:`preread.api.app.create_app`), the authenticated principal, scope checks, rate limits.
+
+A route asks for ``Principal`` with the scope it needs::
+
+    @router.get("/studies")
+    def list_studies(api: ApiDep, who: Annotated[Principal, Depends(require(Scope.REPORTS_READ))]):
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import OAuth2
+
+from dicom_gateway.source import StudySource
+from inference.registry import Registry
+from preread.api.metrics import ApiMetrics
+from preread.caches import RenderCache, ViewCache
+from preread.security import AuthError, ClientStore, Principal, RateLimiter, Scope, TokenService
+from preread.settings import Settings
+from preread.store import JobRecord, JobStore
+from preread.store.webhooks import WebhookStore
+
+AnalyzeFn = Callable[[str], Sequence[JobRecord]]  # StudyInstanceUID -> its current jobs
+
+
+@dataclass
+class Services:
+    """Everything the API uses; nothing is built at import time."""
+
+    settings: Settings
+    store: JobStore
+    clients: ClientStore
+    tokens: TokenService
+    webhooks: WebhookStore
+    registry: Registry
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    metrics: ApiMetrics = field(default_factory=ApiMetrics)
+    source: StudySource | None = None
+    analyze: AnalyzeFn | None = None
+    ready_checks: Mapping[str, Callable[[], object]] = field(default_factory=dict)
+    renders: RenderCache | None = None
+    views: ViewCache | None = None
+
+    def __post_init__(self) -> None:
+        if self.renders is None:
+            self.renders = RenderCache(self.settings.report_cache_size)
+
+
+async def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+oauth2 = OAuth2(
+    flows=OAuthFlows(
+        clientCredentials=OAuthFlowClientCredentials(
+            tokenUrl="/oauth/token",
+            scopes={
+                Scope.REPORTS_READ.value: "read studies, jobs and reports of the tenant",
+                Scope.STUDIES_ANALYZE.value: "request the (re)analysis of a study",
+                Scope.MODELS_READ.value: "read model cards and evaluations",
+                Scope.WEBHOOKS_MANAGE.value: "register and manage webhooks",
+                Scope.ADMIN.value: "every scope, within the tenant",
+            },
+        )
+    ),
+    scheme_name="OAuth2ClientCredentials",
+    auto_error=False,
+)
+
+
+def _unauthorized(detail: str, error: str = "invalid_token") -> HTTPException:
+    return HTTPException(
+        401,
+        detail,
+        headers={"WWW-Authenticate": f'Bearer realm="preread", error="{error}"'},
+    )
+
+
+async def principal(
+    request: Request,
+    services: ServicesDep,
+    authorization: Annotated[str | None, Depends(oauth2)],
+) -> Principal:
+    """The caller, from ``Authorization: Bearer <JWT>``: verified, active, within its rate.
+
+    ``async``: it runs on the event loop (no thread hop per request); its work is in memory
+    (verified tokens and client states are cached) except a client-state query every 30 s.
+    """
+    if not authorization:
+        raise HTTPException(
+            401, "authentication required", headers={"WWW-Authenticate": 'Bearer realm="preread"'}
+        )
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("use Authorization: Bearer <access token>", "invalid_request")
+    try:
+        who = services.tokens.verify(token.strip())
+    except AuthError as exc:
+        raise _unauthorized(str(exc)) from None
+    if not services.clients.is_active(who.client_id):  # cached: a query every 30 s at most
+        raise _unauthorized("the client of this token is revoked")
+    wait = services.limiter.take(who.client_id, who.rate_limit_per_minute)
+    if wait > 0:
+        raise HTTPException(
+            429,
+            f"rate limit of {who.rate_limit_per_minute} requests per minute exceeded",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    request.state.client_id = who.client_id
+    return who
+
+
+def require(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency: the principal, if its token carries ``scope`` (or ``admin``)."""
+
+    async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not who.can(scope):
+            raise HTTPException(
+                403,
+                f"this token lacks the scope {scope.value}",
+                headers={
+                    "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope.value}"'
+                },
+            )
+        return who
+
+    return check
+
+
+ReportsReader = Annotated[Principal, Depends(require(Scope.REPORTS_READ))]
+Analyzer = Annotated[Principal, Depends(require(Scope.STUDIES_ANALYZE))]
+ModelsReader = Annotated[Principal, Depends(require(Scope.MODELS_READ))]
+WebhooksManager = Annotated[Principal, Depends(require(Scope.WEBHOOKS_MANAGE))]

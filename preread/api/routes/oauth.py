@@ -1,0 +1,100 @@
+"""OAuth2 token endpoint (client-credentials grant, RFC 6749 4.4) and the public keys.
+
+Errors follow RFC 6749 5.2: ``{"error": ..., "error_description": ...}``, 400 for a bad
+request, 401 with ``WWW-Authenticate: Basic`` for failed client authentication.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from preread.api.deps import ServicesDep
+from preread.security import AuthError, InvalidClientError
+
+router = APIRouter(tags=["oauth"])
+TOKEN_REQUESTS_PER_MINUTE = 60  # per client id: bounds secret guessing
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    scope: str
+
+
+def _error(status: int, error: str, description: str) -> JSONResponse:
+    headers = {"Cache-Control": "no-store"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="preread"'
+    return JSONResponse(
+        {"error": error, "error_description": description}, status_code=status, headers=headers
+    )
+
+
+def _basic(authorization: str | None) -> tuple[str, str] | None:
+    if not authorization or not authorization.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    return (client_id, secret) if sep else None
+
+
+@router.post(
+    "/oauth/token",
+    response_model=TokenOut,
+    responses={400: {"description": "invalid request"}, 401: {"description": "invalid client"}},
+)
+def token(
+    services: ServicesDep,
+    grant_type: Annotated[str, Form()],
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form()] = None,
+    scope: Annotated[str | None, Form()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Any:
+    """Exchange client credentials (HTTP Basic or form fields) for a short-lived access token."""
+    if grant_type != "client_credentials":
+        return _error(400, "unsupported_grant_type", "only client_credentials is supported")
+    basic = _basic(authorization)
+    if basic is not None:
+        client_id, client_secret = basic
+    if not client_id or not client_secret:
+        return _error(401, "invalid_client", "client_id and client_secret are required")
+    if len(client_id) > 64 or len(client_secret) > 256:
+        return _error(401, "invalid_client", "client authentication failed")
+    wait = services.limiter.take(f"token:{client_id}", TOKEN_REQUESTS_PER_MINUTE)
+    if wait > 0:
+        return JSONResponse(
+            {"error": "slow_down", "error_description": "too many token requests"},
+            status_code=429,
+            headers={"Retry-After": str(max(1, int(wait) + 1))},
+        )
+    try:
+        client = services.clients.authenticate(client_id, client_secret)
+    except InvalidClientError:
+        return _error(401, "invalid_client", "client authentication failed")
+    try:
+        issued = services.tokens.issue(client, scope.split() if scope else None)
+    except AuthError as exc:
+        return _error(400, "invalid_scope", str(exc))
+    return JSONResponse(
+        TokenOut(
+            access_token=issued.access_token, expires_in=issued.expires_in, scope=issued.scope
+        ).model_dump(),
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+@router.get("/oauth/jwks.json")
+def jwks(services: ServicesDep) -> dict[str, Any]:
+    """The public keys that verify PreRead's access tokens (JSON Web Key Set)."""
+    return services.tokens.keys.jwks()

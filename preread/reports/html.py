@@ -1,0 +1,94 @@
+"""A printable HTML page of one pre-read: what a clinician prints or attaches to a record.
+
+Self-contained (inline CSS, no scripts, no external resources), every value escaped, and the
+page says on top and at the bottom that the content is AI-generated and preliminary.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from preread.reports.context import ReportInput
+from preread.reports.series import AI_NOTICE
+
+__all__ = ["HTML_MEDIA_TYPE", "to_html"]
+
+HTML_MEDIA_TYPE = "text/html; charset=utf-8"
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#111;max-width:60em}
+h1{font-size:1.4em;margin-bottom:.2em} .notice{border:2px solid #b45309;background:#fffbeb;
+padding:.6em 1em;font-weight:600} table{border-collapse:collapse;margin:1em 0;width:100%}
+th,td{border:1px solid #999;padding:.3em .6em;text-align:left} th{background:#eee}
+td.n{text-align:right} dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
+dt{font-weight:600} footer{margin-top:2em;font-size:.85em;color:#444}
+@media print{.notice{border-color:#000;background:none}}
+"""
+
+
+def _pn(name: str) -> str:
+    """DICOM PN ``Family^Given^Middle^Prefix^Suffix`` as ``Family, Given Middle``."""
+    parts = name.split("=")[0].split("^")
+    family = parts[0].strip()
+    given = " ".join(p.strip() for p in parts[1:3] if p.strip())
+    return f"{family}, {given}" if family and given else family or given
+
+
+def _da(value: str) -> str:
+    return (
+        f"{value[:4]}-{value[4:6]}-{value[6:8]}" if len(value) == 8 and value.isdigit() else value
+    )
+
+
+def to_html(report: ReportInput) -> str:
+    """The page (UTF-8 text) of ``report``."""
+    pre, study = report.preread, report.study
+    model = f"{pre.model.name} {pre.model.version}"
+    rows = "".join(
+        "<tr>"
+        f"<td>{escape(f.tracking_id)}</td>"
+        f"<td>{escape(f'{f.lung_side} lung' if f.lung_side else 'lung')}</td>"
+        f'<td class="n">{f.long_axis_mm:.1f}</td>'
+        f'<td class="n">{f.volume_mm3:.0f}</td>'
+        f'<td class="n">{f.mean_hu:.0f}</td>'
+        f'<td class="n">{100 * f.probability:.0f} %</td>'
+        f"<td>{', '.join(f'{c:.1f}' for c in f.center_lps_mm)}</td>"
+        "</tr>"
+        for f in pre.findings
+    )
+    if pre.findings:
+        body = (
+            f"<p>{len(pre.findings)} lung nodule(s) found by {escape(model)}.</p>"
+            "<table><thead><tr><th>Finding</th><th>Site</th><th>Long axis (mm)</th>"
+            "<th>Volume (mm³)</th><th>Mean (HU)</th><th>AI probability</th>"
+            "<th>Centre (LPS, mm)</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
+    else:
+        body = f"<p>No lung nodule was found by {escape(model)}.</p>"
+    facts = [
+        ("Patient", _pn(study.patient_name)),
+        ("Patient ID", study.patient_id),
+        ("Birth date", _da(study.patient_birth_date)),
+        ("Accession number", study.accession_number),
+        ("Study date", _da(study.study_date)),
+        ("Study", study.study_description),
+        ("Study Instance UID", study.study_instance_uid),
+        ("Series read", pre.series_instance_uid),
+        ("Model", f"{model} ({pre.model.id}, sha256 {pre.model.sha256[:12]}…)"),
+        ("Ran on", pre.provider),
+        ("Reported", report.finished_at.strftime("%Y-%m-%d %H:%M UTC")),
+        ("Reading id", report.job_id),
+    ]
+    dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v) or '—'}</dd>" for k, v in facts)
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>AI pre-read (preliminary) — {escape(_da(study.study_date))}</title>"
+        f"<style>{_STYLE}</style></head><body>"
+        f'<p class="notice">{escape(AI_NOTICE)}</p>'
+        "<h1>AI pre-read: lung nodules (preliminary)</h1>"
+        f"<dl>{dl}</dl>{body}"
+        f"<footer>{escape(AI_NOTICE)} Measurements are automatic; the DICOM SR and SEG of this "
+        "reading are stored in the study for review in the viewer.</footer>"
+        "</body></html>"
+    )

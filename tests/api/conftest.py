@@ -1,0 +1,171 @@
+"""Fixtures of the API tests: the real app on a real job store (SQLite and PostgreSQL), real
+clients, keys and tokens; studies of two tenants with finished pre-reads written through the
+store's own state machine. Only the Orthanc side is a folder (``FolderStudySource``) holding
+each study's SR and SEG files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydicom.uid import generate_uid
+
+from dicom_gateway.folder import FolderStudySource
+from dicom_gateway.source import orthanc_id
+from inference.registry import Registry
+from preread.api.app import create_app
+from preread.api.deps import Services
+from preread.caches import watch_views
+from preread.domain import Finding, ModelRef, PreReadResult
+from preread.reports import to_json
+from preread.security import ClientStore, KeyRing, TokenService
+from preread.settings import Settings
+from preread.store import (
+    JobOutputs,
+    JobRecord,
+    JobState,
+    JobStore,
+    JobUpdate,
+    StoredObject,
+    StudyFacts,
+    StudyFingerprint,
+)
+from preread.store.webhooks import WebhookStore
+from tests.store.conftest import BACKENDS, fresh_postgres_database
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = ModelRef("lung-nodule", "1.0.0", "PreRead Lung Nodule UNet", "ab" * 32)
+
+
+def finding(label: int, side: str, diameter: float) -> Finding:
+    return Finding(
+        label=label,
+        center_lps_mm=(50.0 if side == "left" else -50.0, 10.0, -120.0 + label),
+        long_axis_mm=diameter,
+        volume_mm3=0.5 * diameter**3,
+        probability=0.9,
+        mean_hu=-20.0,
+        voxel_count=100,
+        lung_side=side,  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class Api:
+    """The app under test and what a test needs to set the scene."""
+
+    client: TestClient
+    store: JobStore
+    clients: ClientStore
+    tokens: TokenService
+    services: Services
+    folder: Path
+    created: list[str] = field(default_factory=list)
+
+    def token(
+        self, tenant: str, scopes: str = "reports:read", rate_limit: int = 100_000
+    ) -> dict[str, str]:
+        """The Authorization header of a new client of ``tenant`` with ``scopes``."""
+        client, secret = self.clients.create(tenant, "test", scopes.split(), rate_limit)
+        answer = self.client.post(
+            "/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client.client_id,
+                "client_secret": secret,
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+    def study(
+        self, tenant: str | None, findings: tuple[Finding, ...] = (), *, done: bool = True
+    ) -> tuple[StudyFacts, JobRecord]:
+        """A study of ``tenant`` with one job, finished with ``findings`` when ``done``."""
+        uid = str(generate_uid())
+        patient = f"PAT-{len(self.created)}"
+        facts = StudyFacts(
+            study_instance_uid=uid,
+            orthanc_study_id=orthanc_id(patient, uid),
+            tenant=tenant,
+            sender_aet="HOSPITAL",
+            patient_id=patient,
+            issuer_of_patient_id="",
+            patient_name="DOE^JANE",
+            patient_birth_date="19600101",
+            patient_sex="F",
+            accession_number=f"ACC{len(self.created)}",
+            study_date=f"202501{10 + len(self.created) % 20:02d}",
+            study_time="101500",
+            study_description="CT CHEST",
+        )
+        self.created.append(uid)
+        self.store.record_study(facts)
+        job = self.store.enqueue(uid, facts.orthanc_study_id, MODEL, StudyFingerprint(10, "x")).job
+        if not done:
+            return facts, job
+        owner = "test-worker"
+        claimed = self.store.claim(job.id, owner, 60)
+        assert claimed is not None
+        series = str(generate_uid())
+        self.store.advance(job.id, owner, JobState.INFERRING, JobUpdate(series_instance_uid=series))
+        sr = StoredObject(str(generate_uid()), str(generate_uid()))
+        seg = StoredObject(str(generate_uid()), str(generate_uid())) if findings else None
+        self.store.advance(
+            job.id, owner, JobState.WRITING, JobUpdate(outputs=JobOutputs(sr=sr, seg=seg))
+        )
+        result = PreReadResult(
+            study_instance_uid=uid,
+            series_instance_uid=series,
+            frame_of_reference_uid=str(generate_uid()),
+            model=MODEL,
+            provider="CPUExecutionProvider",
+            findings=findings,
+            created=datetime(2025, 1, 10, 12, 0, tzinfo=UTC),
+        )
+        done_job = self.store.finish_done(job.id, owner, to_json(result)).job
+        return facts, done_job
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'api.db'}"
+    else:
+        with fresh_postgres_database() as url:
+            yield url
+
+
+@pytest.fixture
+def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
+    settings = Settings(data_dir=tmp_path / "data", models_dir=REPO / "models")
+    with JobStore.create(db_url) as store:
+        store.migrate()
+        keys = KeyRing(tmp_path / "keys")
+        keys.ensure()
+        tokens = TokenService(keys, issuer="preread", audience="preread-api", ttl_s=300)
+        clients = ClientStore(store.engine)
+        folder = tmp_path / "orthanc"
+        folder.mkdir()
+        views, listener = watch_views(store, 64)
+        services = Services(
+            settings=settings,
+            store=store,
+            clients=clients,
+            tokens=tokens,
+            webhooks=WebhookStore(store.engine),
+            registry=Registry(settings.models_dir),
+            source=FolderStudySource(folder),
+            ready_checks={"database": store.counts_by_state},
+            views=views,
+        )
+        try:
+            with TestClient(create_app(services)) as client:
+                yield Api(client, store, clients, tokens, services, folder)
+        finally:
+            if listener is not None:
+                listener.stop()
