@@ -122,6 +122,21 @@ def populate(url: str, keys_dir: Path, studies: int) -> dict[str, Any]:
             store.finish_done(job.id, "bench", to_json(result))
             if n == 0:
                 target = uid
+        from datetime import timedelta
+
+        from preread.grants import GrantSpec, GrantStore, Purpose
+
+        now = datetime.now(UTC)
+        GrantStore(store.engine).create(
+            GrantSpec(
+                tenant="hosp-a",
+                purpose=Purpose.CLINICAL_PREREAD,
+                valid_from=now - timedelta(hours=1),
+                valid_to=now + timedelta(days=1),
+                legal_basis="benchmark",
+                issued_by="bench",
+            )
+        )
         KeyRing(keys_dir).ensure()
         client, secret = ClientStore(store.engine).create(
             "hosp-a", "bench", ["reports:read"], 10_000_000
@@ -138,7 +153,8 @@ def serve(config: dict[str, Any]) -> None:
     from inference.registry import Registry
     from preread.api.app import create_app
     from preread.api.deps import Services
-    from preread.caches import watch_views
+    from preread.caches import watch
+    from preread.grants import GrantStore
     from preread.security import ClientStore, KeyRing, TokenService
     from preread.settings import Settings
     from preread.store import JobStore
@@ -152,7 +168,8 @@ def serve(config: dict[str, Any]) -> None:
     )
     store = JobStore.create(config["url"])
     keys = KeyRing(Path(config["keys"]))
-    views, _listener = watch_views(store, settings.report_cache_size)
+    grants = GrantStore(store.engine)
+    watched = watch(store, grants, settings.report_cache_size)
     services = Services(
         settings=settings,
         store=store,
@@ -160,7 +177,9 @@ def serve(config: dict[str, Any]) -> None:
         tokens=TokenService(keys, issuer="preread", audience="preread-api", ttl_s=3600),
         webhooks=WebhookStore(store.engine),
         registry=Registry(settings.models_dir),
-        views=views,
+        views=watched.views,
+        grant_store=grants,
+        grants=watched.grants,
     )
     uvicorn.run(
         create_app(services),

@@ -148,6 +148,10 @@ class TrainingInfo(_Strict):
     test_seeds: list[int] | None = None
     annotation_source: str | None = None
     data_authorization: str | None = None
+    grants: list[str] = Field(
+        default_factory=list,
+        description="ids of the model-training grants its data came from (none: synthetic)",
+    )
     epochs: PositiveInt | None = None
     iterations: PositiveInt | None = None
     patch_size: tuple[PositiveInt, PositiveInt, PositiveInt] | None = None

@@ -18,9 +18,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from preread.grants import Grant, GrantStore, Purpose, StudyScope
+from preread.grants.matching import first_covering
 from preread.store import JobStore
-from preread.store.changes import ChangeListener
+from preread.store.changes import GRANTS, ChangeListener
 
 
 class RenderCache:
@@ -114,16 +118,82 @@ class ViewCache:
             self._by_study.clear()
 
 
-def watch_views(store: JobStore, size: int) -> tuple[ViewCache, ChangeListener | None]:
-    """A :class:`ViewCache` kept true by ``store``'s change announcements: this process's own
-    commits at once, and every process's through PostgreSQL's NOTIFY (a started
-    :class:`ChangeListener`, which the caller stops; the cache is bypassed while it is not
-    listening). On SQLite the cache is off: another process's commits could not be heard, and
-    its reads are local calls anyway."""
-    listener = store.change_listener(lambda uid: views.evict(uid), lambda: views.clear())
-    views = ViewCache(size if listener is not None else 0)
-    store.subscribe(views.evict)
+class GrantCache:
+    """The grants in force, by (tenant, purpose), kept until a grant changes anywhere (the
+    store announces ``grants``); coverage is decided afresh on every call (validity windows
+    open and close by time alone). Bypassed while ``active()`` is False."""
+
+    def __init__(self, grants: GrantStore, active: Callable[[], bool] = lambda: True) -> None:
+        self.grants = grants
+        self.active = active
+        self._by_key: dict[tuple[str, Purpose], list[Grant]] = {}
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def covering(
+        self, study: StudyScope, purpose: Purpose, at: datetime | None = None
+    ) -> tuple[Grant | None, str]:
+        if not self.active():
+            return self.grants.covering(study, purpose, at)
+        moment = at or datetime.now(UTC)
+        key = (study.tenant, purpose)
+        with self._lock:
+            found = self._by_key.get(key)
+            generation = self.generation
+        if found is None:
+            found = [
+                g
+                for g in self.grants.list(tenant=study.tenant, purpose=purpose)
+                if g.revoked_at is None
+            ]
+            with self._lock:
+                if generation == self.generation:
+                    self._by_key[key] = found
+        return first_covering(found, study, purpose, moment)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._by_key.clear()
+
+
+@dataclass
+class Watched:
+    """The caches of one API process and the listener that keeps them true (stop it)."""
+
+    views: ViewCache
+    grants: GrantCache
+    listener: ChangeListener | None
+
+    def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
+
+
+def watch(store: JobStore, grants: GrantStore, size: int) -> Watched:
+    """Caches kept true by the stores' change announcements: this process's own commits at
+    once, and every process's through PostgreSQL's NOTIFY (a started :class:`ChangeListener`;
+    the caches are bypassed while it is not listening). On SQLite both are off: another
+    process's commits could not be heard, and its reads are local calls anyway."""
+
+    def changed(uid: str) -> None:
+        if uid == GRANTS:
+            grant_cache.clear()
+        else:
+            views.evict(uid)
+
+    def reset() -> None:
+        views.clear()
+        grant_cache.clear()
+
+    listener = store.change_listener(changed, reset)
+    active: Callable[[], bool] = (
+        (lambda: listener.listening) if listener is not None else (lambda: False)
+    )
+    views = ViewCache(size if listener is not None else 0, active)
+    grant_cache = GrantCache(grants, active)
+    store.subscribe(changed)
+    grants.subscribe(changed)
     if listener is not None:
-        views.active = lambda: listener.listening
         listener.start()
-    return views, listener
+    return Watched(views, grant_cache, listener)

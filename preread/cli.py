@@ -11,6 +11,7 @@ import functools
 import json
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -110,31 +111,68 @@ def train(
     workers: Annotated[int, typer.Option(min=1, help="processes preparing cases")] = 2,
 ) -> None:
     """Train a model from a config: phantoms or a folder of (CT series + SEG) pairs."""
+    from preread.training_access import DEID_METHOD
     from training.config import load_config
     from training.data import training_cases
+    from training.orthanc_data import PullResult
+    from training.provenance import DatasetProvenance
     from training.train import train as run_training
 
     cfg = load_config(config)
     settings = Settings()
     if device not in {"auto", "cpu", "cuda"}:
         raise typer.BadParameter("--device must be auto, cpu or cuda")
-    with _progress() as bar:
-        n = cfg.data.phantoms.count if cfg.data.phantoms else 0
-        prep = bar.add_task("preparing cases", total=n or None, info="")
-        cases = training_cases(
-            cfg.data,
-            cfg.input,
-            settings.data_dir / "cache" / "cases",
-            orthanc=_orthanc_client(settings) if cfg.data.source == "orthanc" else None,
-            workers=workers,
-            progress=lambda k: bar.advance(prep, k),
+    with ExitStack() as stack:
+        access = None
+        if cfg.data.source == "orthanc":  # patient data: grants, de-identification, audit
+            from preread.store import JobStore, default_url
+            from preread.training_access import TrainingAccess
+
+            store = JobStore.create(settings.database_url or default_url(settings.data_dir))
+            stack.callback(store.close)
+            store.migrate()
+            access = TrainingAccess.open(settings, store)
+            stack.callback(access.close)
+        pulled: list[PullResult] = []
+        with _progress() as bar:
+            n = cfg.data.phantoms.count if cfg.data.phantoms else 0
+            prep = bar.add_task("preparing cases", total=n or None, info="")
+            cases = training_cases(
+                cfg.data,
+                cfg.input,
+                settings.data_dir / "cache" / "cases",
+                orthanc=_orthanc_client(settings) if access is not None else None,
+                admit=access.admit if access is not None else None,
+                deidentify=access.deidentify if access is not None else None,
+                pulled=pulled,
+                workers=workers,
+                progress=lambda k: bar.advance(prep, k),
+            )
+            if pulled:
+                got = pulled[0]
+                out.print(
+                    f"data: {len(got.cases)} annotated studies under model-training grants "
+                    f"{', '.join(got.grants) or '(none)'}, de-identified; "
+                    f"{len(got.refused)} left out (no valid grant)"
+                )
+            task = bar.add_task("training", total=cfg.optim.iterations, info="")
+
+            def on_step(it: int, loss: float, rate: float) -> None:
+                bar.update(task, completed=it, info=f"loss {loss:.4f}  {rate:.1f} patches/s")
+
+            result = run_training(cfg, cases, device=device, resume=resume, on_step=on_step)
+        provenance = (
+            DatasetProvenance(
+                "orthanc",
+                pulled[0].grants,
+                len(pulled[0].cases),
+                len(pulled[0].refused),
+                DEID_METHOD,
+            )
+            if pulled
+            else DatasetProvenance(cfg.data.source)
         )
-        task = bar.add_task("training", total=cfg.optim.iterations, info="")
-
-        def on_step(it: int, loss: float, rate: float) -> None:
-            bar.update(task, completed=it, info=f"loss {loss:.4f}  {rate:.1f} patches/s")
-
-        result = run_training(cfg, cases, device=device, resume=resume, on_step=on_step)
+        provenance.write(result.output_dir)
     out.print(
         f"trained {result.iterations} iterations on {result.device}: final loss "
         f"{result.final_loss:.4f}, {result.patches_per_second:.1f} patches/s -> {result.output_dir}"
@@ -300,11 +338,17 @@ def demo(
     port: Annotated[int, typer.Option(help="API port")] = 8000,
 ) -> None:
     """Send phantom chest CTs to a private Orthanc by C-STORE; print found vs truth per study."""
-    from preread.demo import run_demo
+    from preread.demo import demo_grant, run_demo
     from preread.service import Service
 
     settings = Settings()
     with Service(settings) as service:
+        grant = demo_grant(service)
+        out.print(
+            f"grant {grant.id}: {grant.purpose.value} of the demo's own source "
+            f"(AE {' '.join(grant.spec.sender_aets)} -> tenant {grant.tenant}; "
+            f"{grant.spec.legal_basis})"
+        )
         service.start_loop()
         server = _api_thread(service, host, port)
         _print_endpoints(service, host, port)
@@ -495,6 +539,10 @@ def _register_access_commands() -> None:
 
     app.add_typer(access.clients_app, name="clients")
     app.add_typer(access.keys_app, name="keys")
+    app.add_typer(access.grants_app, name="grants")
+    from preread.audit.cli import audit_app
+
+    app.add_typer(audit_app, name="audit")
     for group, name, fn in (
         (access.clients_app, "create", access.create_client),
         (access.clients_app, "list", access.list_clients),
@@ -502,6 +550,9 @@ def _register_access_commands() -> None:
         (access.keys_app, "list", access.list_keys),
         (access.keys_app, "rotate", access.rotate_keys),
         (access.keys_app, "retire", access.retire_key),
+        (access.grants_app, "create", access.create_grant),
+        (access.grants_app, "list", access.list_grants),
+        (access.grants_app, "revoke", access.revoke_grant),
     ):
         group.command(name)(_friendly(fn))
 

@@ -18,14 +18,16 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
+from preread.grants import Grant, GrantSpec, Purpose
 from preread.service import Service
 from preread.store import JobRecord, JobState
 
-FINAL = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE}
+FINAL = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE, JobState.NOT_AUTHORIZED}
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,32 @@ def row_for(job: JobRecord, truth: list[TruthNodule], slices: int) -> DemoRow:
     )
 
 
+DEMO_SENDER = "HOSPITAL"
+
+
+def demo_grant(service: Service) -> Grant:
+    """The clinical-preread grant of the demo's own source (its phantoms, sent as AE HOSPITAL):
+    the one already in force, else a new one for a year."""
+    tenant = service.settings.tenant_of(DEMO_SENDER) or "default"
+    now = datetime.now(UTC)
+    for grant in service.grants.list(
+        tenant=tenant, purpose=Purpose.CLINICAL_PREREAD, active_at=now
+    ):
+        if DEMO_SENDER in grant.spec.sender_aets and grant.spec.study_uids is None:
+            return grant
+    return service.grants.create(
+        GrantSpec(
+            tenant=tenant,
+            purpose=Purpose.CLINICAL_PREREAD,
+            valid_from=now,
+            valid_to=now + timedelta(days=365),
+            legal_basis="PreRead demo: synthetic phantom studies, no patient data",
+            issued_by="preread demo",
+            sender_aets=(DEMO_SENDER,),
+        )
+    )
+
+
 def run_demo(
     service: Service,
     *,
@@ -149,7 +177,7 @@ def run_demo(
     say("sending them with storescu (C-STORE, AE HOSPITAL)")
     for st in studies:
         send_with_storescu(
-            st.ct_dir, aet_calling="HOSPITAL", aet_called=orthanc.aet, port=orthanc.dicom_port
+            st.ct_dir, aet_calling=DEMO_SENDER, aet_called=orthanc.aet, port=orthanc.dicom_port
         )
     wanted = {st.study_instance_uid: st for st in studies}
     say("waiting for the pre-reads")

@@ -33,6 +33,9 @@ from dicom_gateway.selection import is_preread_series, select_series
 from dicom_gateway.source import StudySource, orthanc_id
 from inference.errors import InferenceError
 from inference.predict import Predictor
+from preread.audit import AuditAction, AuditError, AuditEvent, AuditLog, Outcome
+from preread.audit.chain import Json
+from preread.grants import GrantStore, Purpose, StudyScope
 from preread.pipeline import analyze, candidate, encode
 from preread.reports import InstanceRef, ReportError, to_json
 from preread.store import (
@@ -63,6 +66,8 @@ class JobContext:
     source: StudySource
     predictor_for: Callable[[str, str], Predictor]  # (model id, version) -> Predictor
     owner: str
+    grants: GrantStore
+    audit: AuditLog
     lease_s: float = 600.0
     tenant_of: Callable[[str], str | None] = lambda _sender: None  # settings.tenant_of
 
@@ -86,8 +91,9 @@ def run_job(job_id: str, ctx: JobContext) -> FinishResult | None:
         return ctx.store.finish_failed(job.id, ctx.owner, str(exc), "inference")
     except ResourceNotFoundError as exc:
         return ctx.store.finish_failed(job.id, ctx.owner, str(exc), "study_gone")
-    except GatewayError as exc:
-        log.warning("job %s: Orthanc error, will retry: %s", job.id, type(exc).__name__)
+    except (GatewayError, AuditError) as exc:
+        # Orthanc unreachable, or the audit trail: no unaudited access, so try again later
+        log.warning("job %s: will retry: %s", job.id, type(exc).__name__)
         ctx.store.renew_lease(job.id, ctx.owner, 0.001)  # the retry may claim it at once
         raise TransientError(str(exc)) from exc
 
@@ -100,9 +106,9 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
     store, source, owner = ctx.store, ctx.source, ctx.owner
     recorded = store.study(job.study_instance_uid)
     if recorded is None:  # a job queued before studies were recorded (schema 0001)
-        seen = source.study(job.orthanc_study_id)
-        _, sender = survey(source, seen)
-        recorded = store.record_study(study_facts(seen, sender, ctx.tenant_of(sender)))
+        found = source.study(job.orthanc_study_id)
+        seen = survey(source, found)
+        recorded = store.record_study(study_facts(found, seen, ctx.tenant_of(seen.sender)))
     if recorded.tenant is None:
         sender = recorded.facts.sender_aet
         return store.finish_not_applicable(
@@ -113,20 +119,34 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
             (),
             reason_code="no_tenant",
         )
-    predictor = ctx.predictor_for(job.model_id, job.model_version)
-    timings: dict[str, float] = {}
     study = source.study(job.orthanc_study_id)
     series = [source.series(sid) for sid in study.series_ids]
-    selection = select_series(
-        [candidate(s) for s in series if not is_preread_series(s.modality, s.series_description)],
-        predictor.package.card.series_rules,
+    own = [s for s in series if not is_preread_series(s.modality, s.series_description)]
+    # the authorization, before any pixel is read
+    scope = StudyScope(
+        tenant=recorded.tenant,
+        study_instance_uid=job.study_instance_uid,
+        sender_aet=recorded.facts.sender_aet,
+        modalities=tuple(sorted({s.modality for s in own if s.modality})),
+        study_date=study.study_date,
     )
+    grant, why = ctx.grants.covering(scope, Purpose.CLINICAL_PREREAD)
+    audit = _Auditor(ctx.audit, job, recorded.tenant)
+    if grant is None:
+        log.info("job %s: not authorized (%s)", job.id, why)
+        reason = f"no valid clinical-preread grant covers this study: {why}"
+        audit(AuditAction.ACCESS_REFUSED, Outcome.REFUSED, reason=reason)
+        return store.finish_not_authorized(job.id, owner, reason)
+    predictor = ctx.predictor_for(job.model_id, job.model_version)
+    timings: dict[str, float] = {}
+    selection = select_series([candidate(s) for s in own], predictor.package.card.series_rules)
     store.record_decisions(job.id, selection.decisions)
     if selection.chosen is None:
         return store.finish_not_applicable(job.id, owner, selection.reason, selection.decisions)
     series_uid = selection.chosen.series_instance_uid
     store.record(job.id, owner, JobUpdate(series_instance_uid=series_uid))
 
+    audit(AuditAction.PIXELS_FETCH, Outcome.SUCCESS, grant_id=grant.id, series=series_uid)
     t0 = time.perf_counter()
     datasets = source.series_datasets(study.study_instance_uid, series_uid)
     timings["fetch"] = time.perf_counter() - t0
@@ -134,6 +154,14 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
 
     analysis = analyze(datasets, predictor, created=job.created_at)
     info = analysis.prediction.session_info
+    audit(
+        AuditAction.INFERENCE_RUN,
+        Outcome.SUCCESS,
+        grant_id=grant.id,
+        model=f"{job.model_id} {job.model_version}",
+        provider=info.provider,
+        findings=len(analysis.result.findings),
+    )
     if info.warning:
         log.warning("job %s: %s", job.id, info.warning)
     older = store.outputs_to_remove(job.id)
@@ -169,6 +197,13 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
             outputs=outputs,  # recorded before storing: a re-run replaces, never doubles
         ),
     )
+    audit(
+        AuditAction.RESULTS_STORE,
+        Outcome.SUCCESS,
+        grant_id=grant.id,
+        sr=encoded.sr.sop_instance_uid,
+        seg=encoded.seg.sop_instance_uid if encoded.seg else None,
+    )
     t0 = time.perf_counter()
     source.store(encoded.datasets)
     timings["store"] = time.perf_counter() - t0
@@ -180,6 +215,26 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
     return store.finish_done(
         job.id, owner, to_json(analysis.result, uid_seed=seed), JobUpdate(timings=timings)
     )
+
+
+class _Auditor:
+    """Records one job's accesses: actor ``worker:<owner>``, purpose clinical-preread."""
+
+    def __init__(self, log_: AuditLog, job: JobRecord, tenant: str) -> None:
+        self._log, self._job, self._tenant = log_, job, tenant
+
+    def __call__(self, action: AuditAction, outcome: Outcome, **detail: Json) -> None:
+        self._log.record(
+            AuditEvent(
+                actor=f"worker:{self._job.lease_owner or 'unknown'}",
+                action=action,
+                outcome=outcome,
+                tenant=self._tenant,
+                purpose=Purpose.CLINICAL_PREREAD.value,
+                study_instance_uid=self._job.study_instance_uid,
+                detail={"job_id": self._job.id, **detail},
+            )
+        )
 
 
 def uid_seed(job: JobRecord) -> str:

@@ -6,8 +6,12 @@ error a missing one does (same type, same message), so that an id cannot be prob
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Protocol
+
 from preread.caches import ViewCache
 from preread.errors import PrereadError
+from preread.grants import Grant, GrantStore, Purpose, StudyScope
 from preread.reports import PreReadOut
 from preread.reports.context import ReportInput, ReportStudy
 from preread.store import JobNotFoundError, JobRecord, JobState, JobStore, StudyRecord
@@ -19,6 +23,52 @@ class StudyNotFoundError(PrereadError):
 
 class ReportNotReadyError(PrereadError):
     """The study is known but has no finished pre-read (yet)."""
+
+
+class NotAuthorizedError(PrereadError):
+    """No valid grant covers this use of the study for the caller's purpose of use."""
+
+
+class GrantLookup(Protocol):
+    """A :class:`~preread.grants.GrantStore` or a :class:`~preread.caches.GrantCache`."""
+
+    def covering(
+        self, study: StudyScope, purpose: Purpose, at: datetime | None = None
+    ) -> tuple[Grant | None, str]: ...
+
+
+def study_scope(study: StudyRecord) -> StudyScope:
+    """What a grant's scope is compared with, from the study as the watcher recorded it."""
+    return StudyScope.of(study.facts)
+
+
+def authorize(grants: GrantLookup, study: StudyRecord, purpose_of_use: str) -> Grant:
+    """The grant under which ``purpose_of_use`` may use ``study`` now, else
+    :class:`NotAuthorizedError` saying why not."""
+    uid = study.facts.study_instance_uid
+    try:
+        wanted = Purpose(purpose_of_use)
+    except ValueError:
+        raise NotAuthorizedError(f"unknown purpose of use {purpose_of_use!r}") from None
+    grant, why = grants.covering(study_scope(study), wanted)
+    if grant is None:
+        raise NotAuthorizedError(
+            f"the purpose of use {wanted.value} is not authorized for study {uid}: {why}"
+        )
+    return grant
+
+
+def authorize_listing(grants: GrantStore, tenant: str, purpose_of_use: str) -> None:
+    """Refuse a listing of the tenant's studies unless some grant for the purpose is in force
+    (each study shown still needs its own grant to be read)."""
+    try:
+        wanted = Purpose(purpose_of_use)
+    except ValueError:
+        raise NotAuthorizedError(f"unknown purpose of use {purpose_of_use!r}") from None
+    if not grants.list(tenant=tenant, purpose=wanted, active_at=datetime.now(UTC)):
+        raise NotAuthorizedError(
+            f"no valid {wanted.value} grant for this source: its studies cannot be listed"
+        )
 
 
 def tenant_study(store: JobStore, tenant: str, study_uid: str) -> StudyRecord:

@@ -27,15 +27,18 @@ from inference.registry import Registry
 from preread.api.app import create_app
 from preread.api.deps import Services
 from preread.api.metrics import ApiMetrics
-from preread.caches import watch_views
+from preread.audit import AuditLog
+from preread.audit.batch import AuditWriter
+from preread.caches import Watched, watch
 from preread.domain import ModelRef
+from preread.grants import Grant, GrantStore
+from preread.grants.requeue import queue_newly_covered
 from preread.jobs import JobContext
 from preread.models import predictor_for
 from preread.runner import InProcessRunner
 from preread.security import ClientStore, KeyRing, TokenService
 from preread.settings import Settings
 from preread.store import JobState, JobStore, default_url
-from preread.store.changes import ChangeListener
 from preread.store.webhooks import WebhookStore
 from preread.watcher import Watcher
 from preread.webhooks.delivery import Deliverer
@@ -57,7 +60,8 @@ class Service:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.loop_error: BaseException | None = None
-        self._listeners: list[ChangeListener] = []
+        self._watched: list[Watched] = []
+        self._writers: list[AuditWriter] = []
 
     # -- assembly ------------------------------------------------------------------------------
 
@@ -78,11 +82,15 @@ class Service:
                 predictor = self._predictor(package.id, package.version, registry)
                 card = predictor.package.card
                 self.models.append(ModelRef(card.id, card.version, card.name, card.onnx.sha256))
+            self.audit = AuditLog(self.store.engine)
+            self.grants = GrantStore(self.store.engine, audit=self.audit)
             ctx = JobContext(
                 store=self.store,
                 source=self.source,
                 predictor_for=lambda mid, ver: self._predictor(mid, ver, registry),
                 owner=f"{os.uname().nodename}:{os.getpid()}",
+                grants=self.grants,
+                audit=self.audit,
                 lease_s=s.lease_s,
                 tenant_of=s.tenant_of,
             )
@@ -98,6 +106,7 @@ class Service:
                 self.models,
                 self.runner.dispatch,
                 tenant_of=s.tenant_of,
+                audit=self.audit,
             )
             self.registry = registry
             self.clients = ClientStore(self.store.engine)
@@ -175,6 +184,7 @@ class Service:
             self.runner.dispatch(job.id)
         if reconcile:
             self.watcher.reconcile()
+            self.recover()  # e.g. jobs a grant made elsewhere (preread grants create) re-queued
 
     def start_loop(self, on_error: Callable[[BaseException], None] | None = None) -> None:
         """Run :meth:`tick` every poll interval in a background thread."""
@@ -184,6 +194,7 @@ class Service:
             import time
 
             last_reconcile = time.monotonic()
+            last_purge = -float("inf")
             self.watcher.reconcile()
             while not self._stop.is_set():
                 try:
@@ -191,6 +202,11 @@ class Service:
                     self.tick(reconcile=due)
                     if due:
                         last_reconcile = time.monotonic()
+                    if time.monotonic() - last_purge >= 86_400:  # audit retention, daily
+                        last_purge = time.monotonic()
+                        removed = self.audit.purge(self.settings.audit_retention_days)
+                        if removed:
+                            log.info("audit retention removed %d old records", removed)
                 except Exception as exc:  # keep watching: Orthanc may come back
                     log.warning("watcher round failed: %s: %s", type(exc).__name__, exc)
                     if on_error:
@@ -203,9 +219,8 @@ class Service:
 
     def api_services(self) -> Services:
         """What the API of this process uses (see :func:`preread.api.app.create_app`)."""
-        views, listener = watch_views(self.store, self.settings.report_cache_size)
-        if listener is not None:
-            self._listeners.append(listener)
+        watched = watch(self.store, self.grants, self.settings.report_cache_size)
+        self._watched.append(watched)
         return Services(
             settings=self.settings,
             store=self.store,
@@ -216,7 +231,11 @@ class Service:
             metrics=self.metrics,
             source=self.source,
             analyze=self.watcher.analyze,
-            views=views,
+            views=watched.views,
+            grant_store=self.grants,
+            grants=watched.grants,
+            on_grant_created=self.grant_created,
+            audit=self._audit_writer(),
             ready_checks={
                 "database": lambda: self.store.counts_by_state(),
                 "orthanc": lambda: self.source.system(),
@@ -224,6 +243,18 @@ class Service:
                 "signing_key": lambda: self.keys.current(),
             },
         )
+
+    def _audit_writer(self) -> AuditWriter:
+        writer = AuditWriter(self.audit)
+        self._writers.append(writer)
+        return writer
+
+    def grant_created(self, grant: Grant) -> int:
+        """Read the studies that waited for ``grant``: re-queue and dispatch them."""
+        jobs = queue_newly_covered(self.store, grant)
+        for job in jobs:
+            self.runner.dispatch(job.id)
+        return len(jobs)
 
     def app(self) -> FastAPI:
         """The API app of this process."""
@@ -237,8 +268,10 @@ class Service:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        for listener in self._listeners:
-            listener.stop()
+        for watched in self._watched:
+            watched.stop()
+        for writer in self._writers:
+            writer.close()
         deliverer = getattr(self, "deliverer", None)
         if deliverer is not None:
             deliverer.stop()

@@ -105,6 +105,22 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_interval_s: float = Field(default=2.0, gt=0, description="outbox poll interval")
 
+    # --- authorized data use: audit retention, de-identification secrets ------------------------
+    audit_retention_days: int = Field(
+        default=180,
+        ge=180,
+        description="audit records kept at least this long (PRC Cybersecurity Law: >= 6 months)",
+    )
+    deid_key_file: Path | None = Field(
+        default=None, description="de-identification secret (32 bytes); unset = <data_dir>/secrets"
+    )
+    reid_vault: Path | None = Field(
+        default=None, description="encrypted re-identification map; unset = <data_dir>/secrets"
+    )
+    reid_vault_key_file: Path | None = Field(
+        default=None, description="the vault's key (keep it apart from the vault)"
+    )
+
     @field_validator("default_tenant", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -113,6 +129,18 @@ class Settings(BaseSettings):
     @property
     def signing_keys_dir(self) -> Path:
         return self.keys_dir if self.keys_dir is not None else self.data_dir / "keys"
+
+    @property
+    def deid_key_path(self) -> Path:
+        return self.deid_key_file or self.data_dir / "secrets" / "deid.key"
+
+    @property
+    def reid_vault_path(self) -> Path:
+        return self.reid_vault or self.data_dir / "secrets" / "reid-vault.sqlite"
+
+    @property
+    def reid_vault_key_path(self) -> Path:
+        return self.reid_vault_key_file or self.data_dir / "secrets" / "reid-vault.key"
 
     def tenant_of(self, sender_aet: str) -> str | None:
         """The tenant a study sent by ``sender_aet`` belongs to (None: no tenant)."""

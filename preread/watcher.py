@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from dicom_gateway.errors import ResourceNotFoundError
 from dicom_gateway.selection import is_preread_series
 from dicom_gateway.source import StudyInfo, StudySource
+from preread.audit import AuditAction, AuditEvent, AuditLog, Outcome
 from preread.domain import ModelRef
 from preread.store import (
     JobRecord,
@@ -39,16 +40,27 @@ log = logging.getLogger(__name__)
 CURSOR = "orthanc-changes"
 
 
+@dataclass(frozen=True)
+class Survey:
+    """What the watcher learns of a study from its series (PreRead's own excluded): the
+    fingerprint, the sender — the calling AE title that sent the first of its own series by
+    C-STORE (``""`` when none came by DICOM: STOW-RS, REST, a folder) — and the modalities."""
+
+    fingerprint: StudyFingerprint
+    sender: str
+    modalities: tuple[str, ...]
+
+
 def fingerprint(source: StudySource, study: StudyInfo) -> StudyFingerprint:
     """Instances of the study's own series (PreRead's excluded) and a digest of them."""
-    return survey(source, study)[0]
+    return survey(source, study).fingerprint
 
 
-def survey(source: StudySource, study: StudyInfo) -> tuple[StudyFingerprint, str]:
-    """The study's fingerprint and its sender: the calling AE title that sent the first of its
-    own series by C-STORE (``""`` when none came by DICOM: STOW-RS, REST, a folder)."""
+def survey(source: StudySource, study: StudyInfo) -> Survey:
+    """The study's :class:`Survey` (one request per series, no pixel data)."""
     parts: list[str] = []
     senders: list[tuple[str, str]] = []
+    modalities: set[str] = set()
     instances = 0
     for sid in study.series_ids:
         s = source.series(sid)
@@ -56,20 +68,25 @@ def survey(source: StudySource, study: StudyInfo) -> tuple[StudyFingerprint, str
             continue
         instances += s.instance_count
         parts.append(f"{s.series_instance_uid}:{s.instance_count}")
+        if s.modality:
+            modalities.add(s.modality)
         if s.remote_aet:
             senders.append((s.series_instance_uid, s.remote_aet.strip()))
     digest = hashlib.sha256("|".join(sorted(parts)).encode()).hexdigest()[:16]
-    sender = min(senders)[1] if senders else ""
-    return StudyFingerprint(instances=instances, last_update=digest), sender
+    return Survey(
+        fingerprint=StudyFingerprint(instances=instances, last_update=digest),
+        sender=min(senders)[1] if senders else "",
+        modalities=tuple(sorted(modalities)),
+    )
 
 
-def study_facts(info: StudyInfo, sender: str, tenant: str | None) -> StudyFacts:
+def study_facts(info: StudyInfo, seen: Survey, tenant: str | None) -> StudyFacts:
     """What the store keeps of a study (for the tenant checks and the reports)."""
     return StudyFacts(
         study_instance_uid=info.study_instance_uid,
         orthanc_study_id=info.orthanc_id,
         tenant=tenant,
-        sender_aet=sender,
+        sender_aet=seen.sender,
         patient_id=info.patient_id,
         issuer_of_patient_id="",  # not among Orthanc's main tags; the reports fall back
         patient_name=info.patient_name,
@@ -79,6 +96,7 @@ def study_facts(info: StudyInfo, sender: str, tenant: str | None) -> StudyFacts:
         study_date=info.study_date,
         study_time=info.study_time,
         study_description=info.study_description,
+        modalities=" ".join(seen.modalities),
     )
 
 
@@ -100,6 +118,7 @@ class Watcher:
         dispatch: Callable[[str], None],
         *,
         tenant_of: Callable[[str], str | None],
+        audit: AuditLog,
         page_size: int = 100,
     ) -> None:
         self.source = source
@@ -107,6 +126,7 @@ class Watcher:
         self.models = list(models)
         self.dispatch = dispatch
         self.tenant_of = tenant_of
+        self.audit = audit
         self.page_size = page_size
 
     def poll(self) -> WatchStats:
@@ -119,8 +139,8 @@ class Watcher:
             studies = sorted({c.orthanc_id for c in page.changes if c.is_stable_study})
             seen = [s for s in (self._look(oid) for oid in studies) if s is not None]
             with self.store.transaction() as tx:  # the jobs and the cursor, together
-                for info, fp, sender in seen:
-                    new_jobs += self._enqueue(tx, info, fp, sender)
+                for info, surveyed in seen:
+                    new_jobs += self._enqueue(tx, info, surveyed)
                 tx.set_cursor(CURSOR, page.last)
             stats.pages += 1
             stats.stable_studies += len(studies)
@@ -136,9 +156,9 @@ class Watcher:
         for info in self.source.studies():
             if not info.is_stable:
                 continue
-            fp, sender = survey(self.source, info)
+            surveyed = survey(self.source, info)
             with self.store.transaction() as tx:
-                created += self._enqueue(tx, info, fp, sender)
+                created += self._enqueue(tx, info, surveyed)
         for job in created:
             self.dispatch(job.id)
         return len(created)
@@ -155,9 +175,8 @@ class Watcher:
         if orthanc_study is None:
             raise ResourceNotFoundError("study", study_instance_uid)
         info = self.source.study(orthanc_study)
-        fp, sender = survey(self.source, info)
         with self.store.transaction() as tx:
-            created = self._enqueue(tx, info, fp, sender)
+            created = self._enqueue(tx, info, survey(self.source, info))
         retried = [
             self.store.retry(job.id)
             for job in self.store.current_for_study(study_instance_uid)
@@ -167,21 +186,31 @@ class Watcher:
             self.dispatch(job.id)
         return self.store.current_for_study(study_instance_uid)
 
-    def _look(self, study_id: str) -> tuple[StudyInfo, StudyFingerprint, str] | None:
+    def _look(self, study_id: str) -> tuple[StudyInfo, Survey] | None:
         try:
             info = self.source.study(study_id)
-            fp, sender = survey(self.source, info)
-            return info, fp, sender
+            return info, survey(self.source, info)
         except ResourceNotFoundError:
             log.info("study %s was deleted before it could be read", study_id)
             return None
 
-    def _enqueue(
-        self, tx: Transaction, info: StudyInfo, fp: StudyFingerprint, sender: str
-    ) -> list[JobRecord]:
+    def _enqueue(self, tx: Transaction, info: StudyInfo, seen: Survey) -> list[JobRecord]:
+        fp = seen.fingerprint
         if fp.instances == 0:
             return []  # only PreRead's own series: nothing to read
-        tx.record_study(study_facts(info, sender, self.tenant_of(sender)))
+        recorded = tx.record_study(study_facts(info, seen, self.tenant_of(seen.sender)))
+        if recorded.first_seen_at == recorded.updated_at:  # new: received, audited with it
+            self.audit.record(
+                AuditEvent(
+                    actor="system:watcher",
+                    action=AuditAction.STUDY_RECEIVED,
+                    outcome=Outcome.SUCCESS,
+                    tenant=recorded.tenant,
+                    study_instance_uid=info.study_instance_uid,
+                    detail={"sender_aet": seen.sender, "instances": fp.instances},
+                ),
+                session=tx.session,
+            )
         out = []
         for model in self.models:
             res = tx.enqueue(info.study_instance_uid, info.orthanc_id, model, fp)

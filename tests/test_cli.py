@@ -109,3 +109,47 @@ def test_clients_and_keys_commands(tmp_path: Path) -> None:
     assert len(newest) == 1
     refused = preread("keys", "retire", newest[0], data=data)
     assert refused.returncode == 2 and "rotate first" in refused.stderr
+
+
+def test_grants_commands_and_the_models_a_revoked_grant_trained(tmp_path: Path) -> None:
+    import yaml
+
+    data = tmp_path / "data"
+    bad = preread(
+        "grants", "create", "--tenant", "hosp-a", "--purpose", "model-training",
+        "--legal-basis", "IRB 7", "--issued-by", "platform",
+        "--valid-from", "2026-01-01", "--valid-to", "2025-01-01", data=data,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "before it starts" in bad.stderr
+    unknown = preread(
+        "grants", "create", "--tenant", "hosp-a", "--purpose", "marketing",
+        "--legal-basis", "x", "--issued-by", "y", data=data,
+    )  # fmt: skip
+    assert unknown.returncode == 2 and "unknown purpose" in unknown.stderr
+    made = preread(
+        "grants", "create", "--tenant", "hosp-a", "--purpose", "model-training",
+        "--legal-basis", "IRB 7", "--issued-by", "platform", "--modality", "CT", data=data,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    grant_id = made.stdout.split()[1].rstrip(":")
+    listed = preread("grants", "list", data=data)
+    assert grant_id in listed.stdout and "model-training" in listed.stdout
+    # a model whose card says it was trained on this grant's studies
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "models" / "lung-nodule", models / "lung-nodule")
+    (package,) = (models / "lung-nodule").iterdir()
+    card = yaml.safe_load((package / "model.yaml").read_text())
+    card["training"]["grants"] = [grant_id]
+    (package / "model.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    revoked = preread(
+        "grants", "revoke", grant_id, "--reason", "consent withdrawn", "--by", "platform",
+        models=models, data=data,
+    )  # fmt: skip
+    assert revoked.returncode == 0, revoked.stderr
+    assert f"lung-nodule {package.name}" in revoked.stdout
+    again = preread(
+        "grants", "revoke", grant_id, "--reason", "x", "--by", "y", models=models, data=data
+    )
+    assert again.returncode == 2 and "already revoked" in again.stderr
+    audit = preread("audit", "verify", data=data)
+    assert audit.returncode == 0 and "intact" in audit.stdout

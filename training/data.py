@@ -27,6 +27,7 @@ from inference.preprocess import labels_to_model_grid, to_model_grid
 from preread.domain import Geometry, Volume
 from training.config import DataConfig, InputConfig, PhantomSource
 from training.errors import TrainingError
+from training.orthanc_data import Admit, Deidentify, PullResult
 
 #: Sampling classes: where a training patch may be centred.
 OUTSIDE_LUNG, LUNG, NODULE = 0, 1, 2
@@ -259,8 +260,16 @@ def training_cases(
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
     orthanc: StudySource | None = None,
+    admit: Admit | None = None,
+    deidentify: Deidentify | None = None,
+    pulled: list[PullResult] | None = None,
 ) -> list[Case]:
-    """All training cases named by a config's ``data`` section (``orthanc``: where to pull)."""
+    """All training cases named by a config's ``data`` section.
+
+    ``orthanc``: where to pull annotated studies from, with ``admit`` (the model-training grant
+    check) and ``deidentify`` — both required for it; ``pulled`` receives the pull's result
+    (its grants go into the model card).
+    """
     if data.source == "phantoms":
         assert data.phantoms is not None  # checked by DataConfig
         return phantom_cases(data.phantoms, inp, cache_dir, workers=workers, progress=progress)
@@ -269,8 +278,21 @@ def training_cases(
 
         if orthanc is None:
             raise TrainingError("data.source is 'orthanc' but no Orthanc was given")
+        if admit is None or deidentify is None:
+            raise TrainingError(
+                "training data from Orthanc need a model-training grant check and "
+                "de-identification (preread train supplies both)"
+            )
         folder = cache_dir / "orthanc-pairs"
-        pull_annotated_studies(orthanc, folder)
+        result = pull_annotated_studies(orthanc, folder, admit=admit, deidentify=deidentify)
+        if pulled is not None:
+            pulled.append(result)
+        if not result.cases:
+            why = "; ".join(sorted({reason for _, reason in result.refused})[:3])
+            raise TrainingError(
+                f"no annotated study in Orthanc may be used for training: {len(result.refused)} "
+                f"left out ({why or 'no annotated study at all'})"
+            )
     else:
         assert data.folder is not None
         folder = data.folder

@@ -43,6 +43,7 @@ from training.data import input_spec
 from training.errors import TrainingError
 from training.evaluate import evaluate, phantom_scans
 from training.export import OPSET, check_parity, export_onnx
+from training.provenance import DatasetProvenance
 from training.report import write_report
 from training.train import METRICS, load_weights
 
@@ -74,6 +75,7 @@ def build_card(
     metrics: dict[str, float],
     eval_seeds: tuple[int, int],
     extra: dict[str, Any],
+    provenance: DatasetProvenance | None = None,
 ) -> ModelCard:
     """The model card for a trained config (preprocessing numbers come from the config, once)."""
     train_seeds = (
@@ -120,9 +122,8 @@ def build_card(
                 if cfg.data.source == "phantoms"
                 else f"DICOM SEG annotations in {cfg.data.folder}"
             ),
-            data_authorization="synthetic data, no patient data"
-            if cfg.data.source == "phantoms"
-            else None,
+            data_authorization=provenance.authorization() if provenance else None,
+            grants=list(provenance.grants) if provenance else [],
             iterations=cfg.optim.iterations,
             patch_size=cfg.optim.patch_size,
             batch_size=cfg.optim.batch_size,
@@ -198,8 +199,17 @@ def publish(
             "network_config": cfg.network.model_dump(mode="json"),
             "training_log": _training_summary(run_dir),
         }
+        provenance = DatasetProvenance.read(run_dir) or (
+            DatasetProvenance("phantoms") if cfg.data.source == "phantoms" else None
+        )
         card = build_card(
-            cfg, sha256_file(onnx_path), parity.max_abs_diff, {}, (eval_seed, eval_count), extra
+            cfg,
+            sha256_file(onnx_path),
+            parity.max_abs_diff,
+            {},
+            (eval_seed, eval_count),
+            extra,
+            provenance,
         )
         card.to_yaml(staging / "model.yaml")
         (staging / "evaluation.json").write_text("{}")

@@ -25,9 +25,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dicom_gateway.errors import GatewayError, ResourceNotFoundError
 from preread.api.deps import Services
 from preread.api.idempotency import IdempotencyConflictError
-from preread.api.routes import models, oauth, ops, reports, studies, webhooks
+from preread.api.routes import grants, models, oauth, ops, reports, studies, webhooks
+from preread.audit import AuditError
+from preread.grants import GrantError, GrantNotFoundError
 from preread.reports import ReportError
-from preread.results import ReportNotReadyError, StudyNotFoundError
+from preread.results import NotAuthorizedError, ReportNotReadyError, StudyNotFoundError
 from preread.store import JobNotFoundError, StoreError
 from preread.store.webhooks import (
     DeliveryNotFoundError,
@@ -65,7 +67,7 @@ def create_app(services: Services, *, title: str = "PreRead") -> FastAPI:
     )
     app.state.services = services
     services.metrics.watch_store(services.store.counts_by_state)
-    for module in (oauth, studies, reports, models, webhooks, ops):
+    for module in (oauth, studies, reports, models, webhooks, grants, ops):
         app.include_router(module.router)
     _errors(app)
     app.add_middleware(AccessLog, services=services)
@@ -83,6 +85,7 @@ def _errors(app: FastAPI) -> None:
         ReportNotReadyError,
         WebhookNotFoundError,
         DeliveryNotFoundError,
+        GrantNotFoundError,
     )
 
     @app.exception_handler(JobNotFoundError)
@@ -92,6 +95,19 @@ def _errors(app: FastAPI) -> None:
     for kind in not_found:
         app.add_exception_handler(kind, _not_found)
     app.add_exception_handler(ResourceNotFoundError, _not_found)
+
+    @app.exception_handler(AuditError)
+    async def unaudited(_: Request, exc: AuditError) -> JSONResponse:
+        log.error("audit trail unavailable: %s", type(exc).__name__)
+        return _json_error(503, "the audit trail is unavailable: nothing was accessed")
+
+    @app.exception_handler(GrantError)
+    async def bad_grant(_: Request, exc: GrantError) -> JSONResponse:
+        return _json_error(422, str(exc))
+
+    @app.exception_handler(NotAuthorizedError)
+    async def not_authorized(_: Request, exc: NotAuthorizedError) -> JSONResponse:
+        return _json_error(403, str(exc))
 
     @app.exception_handler(IdempotencyConflictError)
     async def conflict(_: Request, exc: IdempotencyConflictError) -> JSONResponse:

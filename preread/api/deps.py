@@ -9,6 +9,7 @@ A route asks for ``Principal`` with the scope it needs::
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,13 +21,19 @@ from fastapi.security import OAuth2
 
 from dicom_gateway.source import StudySource
 from inference.registry import Registry
+from preread.api import auditing
 from preread.api.metrics import ApiMetrics
+from preread.audit import AuditError, AuditLog
+from preread.audit.batch import AuditWriter
 from preread.caches import RenderCache, ViewCache
+from preread.grants import Grant, GrantStore
+from preread.results import GrantLookup
 from preread.security import AuthError, ClientStore, Principal, RateLimiter, Scope, TokenService
 from preread.settings import Settings
 from preread.store import JobRecord, JobStore
 from preread.store.webhooks import WebhookStore
 
+log = logging.getLogger(__name__)
 AnalyzeFn = Callable[[str], Sequence[JobRecord]]  # StudyInstanceUID -> its current jobs
 
 
@@ -45,12 +52,27 @@ class Services:
     source: StudySource | None = None
     analyze: AnalyzeFn | None = None
     ready_checks: Mapping[str, Callable[[], object]] = field(default_factory=dict)
+    grant_store: GrantStore | None = None
+    grants: GrantLookup | None = None  # a GrantCache in a served process; else the store
+    on_grant_created: Callable[[Grant], int] | None = None  # re-queue and dispatch
     renders: RenderCache | None = None
     views: ViewCache | None = None
+    audit: AuditWriter | None = None
 
     def __post_init__(self) -> None:
         if self.renders is None:
             self.renders = RenderCache(self.settings.report_cache_size)
+        if self.grant_store is None:
+            self.grant_store = GrantStore(self.store.engine)
+        if self.grants is None:
+            self.grants = self.grant_store
+        if self.audit is None:
+            self.audit = AuditWriter(AuditLog(self.store.engine))
+
+    @property
+    def auditor(self) -> AuditWriter:
+        assert self.audit is not None
+        return self.audit
 
 
 async def get_services(request: Request) -> Services:
@@ -69,7 +91,8 @@ oauth2 = OAuth2(
                 Scope.STUDIES_ANALYZE.value: "request the (re)analysis of a study",
                 Scope.MODELS_READ.value: "read model cards and evaluations",
                 Scope.WEBHOOKS_MANAGE.value: "register and manage webhooks",
-                Scope.ADMIN.value: "every scope, within the tenant",
+                Scope.ADMIN.value: "every scope, within the tenant (not grants:manage)",
+                Scope.GRANTS_MANAGE.value: "the authorization platform: issue and revoke grants",
             },
         )
     ),
@@ -106,8 +129,10 @@ async def principal(
     try:
         who = services.tokens.verify(token.strip())
     except AuthError as exc:
+        await _audit_failure(services, None, str(exc))
         raise _unauthorized(str(exc)) from None
     if not services.clients.is_active(who.client_id):  # cached: a query every 30 s at most
+        await _audit_failure(services, who.client_id, "revoked client")
         raise _unauthorized("the client of this token is revoked")
     wait = services.limiter.take(who.client_id, who.rate_limit_per_minute)
     if wait > 0:
@@ -118,6 +143,15 @@ async def principal(
         )
     request.state.client_id = who.client_id
     return who
+
+
+async def _audit_failure(services: Services, client: str | None, reason: str) -> None:
+    """A failed authentication is audited; if that fails, it is logged (the request is refused
+    either way: nothing is accessed)."""
+    try:
+        await services.auditor.arecord(auditing.auth_failed(client, reason))
+    except AuditError as exc:
+        log.error("could not audit a failed authentication: %s", exc)
 
 
 def require(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
@@ -138,6 +172,7 @@ def require(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
 
 
 ReportsReader = Annotated[Principal, Depends(require(Scope.REPORTS_READ))]
+GrantsManager = Annotated[Principal, Depends(require(Scope.GRANTS_MANAGE))]
 Analyzer = Annotated[Principal, Depends(require(Scope.STUDIES_ANALYZE))]
 ModelsReader = Annotated[Principal, Depends(require(Scope.MODELS_READ))]
 WebhooksManager = Annotated[Principal, Depends(require(Scope.WEBHOOKS_MANAGE))]

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from preread.grants.purposes import Purpose, purpose
 from preread.security.errors import ClientNotFoundError, InvalidClientError
 from preread.security.passwords import hash_secret, new_secret, verify_secret
 from preread.security.principal import SCOPES
@@ -32,6 +33,7 @@ class ApiClient:
     tenant: str
     name: str
     scopes: frozenset[str]
+    purposes: tuple[str, ...]  # purposes of use its tokens may declare; the first is the default
     rate_limit_per_minute: int
     created_at: datetime
     revoked_at: datetime | None
@@ -47,6 +49,7 @@ def _record(row: ApiClientRow) -> ApiClient:
         tenant=row.tenant,
         name=row.name,
         scopes=frozenset(row.scopes.split()),
+        purposes=tuple(row.purposes.split()),
         rate_limit_per_minute=row.rate_limit_per_minute,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
@@ -77,9 +80,20 @@ class ClientStore:
         self._lock = threading.Lock()
 
     def create(
-        self, tenant: str, name: str, scopes: Iterable[str], rate_limit_per_minute: int
+        self,
+        tenant: str,
+        name: str,
+        scopes: Iterable[str],
+        rate_limit_per_minute: int,
+        purposes: Iterable[str] = (Purpose.CLINICAL_PREREAD.value,),
     ) -> tuple[ApiClient, str]:
-        """A new client and its secret (shown once; not recoverable)."""
+        """A new client and its secret (shown once; not recoverable). ``purposes``: the
+        purposes of use its tokens may declare (the first is the default)."""
+        allowed = list(dict.fromkeys(purposes))
+        if not allowed:
+            raise ValueError("a client needs at least one purpose of use")
+        for value in allowed:
+            purpose(value)  # ValueError naming the known ones
         wanted = sorted(set(scopes))
         unknown = [s for s in wanted if s not in SCOPES]
         if unknown or not wanted:
@@ -97,6 +111,7 @@ class ClientStore:
             name=name,
             secret_hash=hash_secret(secret),
             scopes=" ".join(wanted),
+            purposes=" ".join(allowed),
             rate_limit_per_minute=rate_limit_per_minute,
             created_at=self._clock(),
             revoked_at=None,

@@ -14,6 +14,8 @@ class Scope(StrEnum):
     MODELS_READ = "models:read"
     WEBHOOKS_MANAGE = "webhooks:manage"
     ADMIN = "admin"
+    GRANTS_MANAGE = "grants:manage"
+    """The authorization platform's: issue and revoke grants of any tenant (not in ``admin``)."""
 
 
 SCOPES: tuple[str, ...] = tuple(s.value for s in Scope)
@@ -28,7 +30,11 @@ class Principal:
     scopes: frozenset[str]
     token_id: str
     rate_limit_per_minute: int
+    purpose: str
 
     def can(self, scope: Scope) -> bool:
-        """``admin`` grants every scope, within the tenant."""
-        return scope.value in self.scopes or Scope.ADMIN.value in self.scopes
+        """``admin`` grants every scope within the tenant — not ``grants:manage``: a hospital
+        does not authorize the use of its own data; the platform does."""
+        if scope.value in self.scopes:
+            return True
+        return scope is not Scope.GRANTS_MANAGE and Scope.ADMIN.value in self.scopes

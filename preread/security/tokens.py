@@ -1,9 +1,9 @@
 """Short-lived JWT access tokens (RFC 9068 style): ES256, ``kid`` in the header.
 
 Claims: ``iss``, ``aud``, ``sub`` (client id), ``tenant``, ``scope`` (space-separated),
-``rl`` (the client's requests per minute), ``iat``, ``exp``, ``jti``. Verification checks the
-signature with the key named by ``kid``, the issuer, the audience and the expiry (30 s of
-leeway for clock skew).
+``rl`` (the client's requests per minute), ``purpose`` (of use), ``iat``, ``exp``, ``jti``.
+Verification checks the signature with the key named by ``kid``, the issuer, the audience and
+the expiry (30 s of leeway for clock skew).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class IssuedToken:
     access_token: str
     expires_in: int
     scope: str
+    purpose: str
 
 
 class TokenService:
@@ -48,11 +49,23 @@ class TokenService:
         self._clock = clock
         self._verified: dict[str, tuple[Principal, float, str]] = {}
 
-    def issue(self, client: ApiClient, requested: Iterable[str] | None = None) -> IssuedToken:
-        """A token for ``client`` with the requested scopes (all of the client's when None).
+    def issue(
+        self,
+        client: ApiClient,
+        requested: Iterable[str] | None = None,
+        purpose: str | None = None,
+    ) -> IssuedToken:
+        """A token for ``client`` with the requested scopes (all of the client's when None) and
+        purpose of use (the client's first when None).
 
-        Raises :class:`AuthError` naming the scopes the client does not have.
+        Raises :class:`AuthError` naming the scopes or purpose the client does not have.
         """
+        declared = purpose or client.purposes[0]
+        if declared not in client.purposes:
+            raise AuthError(
+                f"purpose of use {declared!r} not allowed for this client "
+                f"(allowed: {' '.join(client.purposes)})"
+            )
         granted = set(client.scopes)
         scopes = granted if requested is None else set(requested)
         missing = scopes - granted
@@ -68,12 +81,13 @@ class TokenService:
             "tenant": client.tenant,
             "scope": scope,
             "rl": client.rate_limit_per_minute,
+            "purpose": declared,
             "iat": now,
             "exp": now + self.ttl_s,
             "jti": secrets.token_hex(12),
         }
         token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
-        return IssuedToken(access_token=token, expires_in=self.ttl_s, scope=scope)
+        return IssuedToken(access_token=token, expires_in=self.ttl_s, scope=scope, purpose=declared)
 
     def verify(self, token: str) -> Principal:
         """The principal of a valid token; :class:`AuthError` saying what is wrong otherwise.
@@ -122,11 +136,15 @@ class TokenService:
             raise AuthError("the access token has no tenant or scope")
         if not isinstance(limit, int) or limit < 1:
             raise AuthError("the access token has no rate limit")
+        declared = claims.get("purpose")
+        if not isinstance(declared, str) or not declared:
+            raise AuthError("the access token declares no purpose of use")
         principal = Principal(
             client_id=str(claims["sub"]),
             tenant=tenant,
             scopes=frozenset(scope.split()),
             token_id=str(claims.get("jti", "")),
             rate_limit_per_minute=limit,
+            purpose=declared,
         )
         return principal, float(claims["exp"]), key.kid

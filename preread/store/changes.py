@@ -1,7 +1,8 @@
 """Telling readers that a study's jobs or record changed, so that they may cache what they read.
 
-Every job store transaction that adds or changes a job or study row (through the ORM: new jobs,
-supersession, finishing, study records) names the study:
+Every transaction that adds or changes a job or study row (through the ORM: new jobs,
+supersession, finishing, study records) names the study, and one that changes a grant says
+``grants``:
 
 * on PostgreSQL with ``NOTIFY preread_study, '<StudyInstanceUID>'`` inside the transaction, so
   that every process listening (:class:`ChangeListener`) hears it exactly when it commits;
@@ -23,9 +24,11 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from preread.store.schema import JobRow, StudyRow
+from preread.store.schema import GrantRow, JobRow, StudyRow
 
 CHANNEL = "preread_study"
+GRANTS = "grants"
+"""The payload announcing that some grant was created, changed or revoked."""
 _PENDING = "preread_changed_studies"
 log = logging.getLogger(__name__)
 
@@ -37,11 +40,10 @@ def install(sessions: sessionmaker[Session], subscribers: list[Subscriber]) -> N
 
     @event.listens_for(sessions, "after_flush")
     def collect(session: Session, _context: object) -> None:
-        uids = {
-            obj.study_instance_uid
-            for obj in (*session.new, *session.dirty, *session.deleted)
-            if isinstance(obj, JobRow | StudyRow)
-        }
+        changed = (*session.new, *session.dirty, *session.deleted)
+        uids = {obj.study_instance_uid for obj in changed if isinstance(obj, JobRow | StudyRow)}
+        if any(isinstance(obj, GrantRow) for obj in changed):
+            uids.add(GRANTS)
         fresh = uids - session.info.setdefault(_PENDING, set())
         if not fresh:
             return

@@ -228,6 +228,10 @@ class JobStore:
         with self.transaction() as tx:
             return tx.finish_not_applicable(job_id, owner, reason, decisions, reason_code)
 
+    def finish_not_authorized(self, job_id: str, owner: str, reason: str) -> FinishResult:
+        with self.transaction() as tx:
+            return tx.finish_not_authorized(job_id, owner, reason)
+
     def retry(self, job_id: str) -> JobRecord:
         with self.transaction() as tx:
             return tx.retry(job_id)

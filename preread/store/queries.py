@@ -193,6 +193,7 @@ def study_record(row: StudyRow) -> StudyRecord:
             study_date=row.study_date,
             study_time=row.study_time,
             study_description=row.study_description,
+            modalities=row.modalities,
         ),
         first_seen_at=row.first_seen_at,
         updated_at=row.updated_at,

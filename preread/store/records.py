@@ -230,6 +230,7 @@ class StudyFacts:
     study_date: str
     study_time: str
     study_description: str
+    modalities: str = ""  # of the study's own series, space-separated, sorted
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -178,6 +179,7 @@ class StudyRow(Base):
     study_date: Mapped[str] = mapped_column(String(16))
     study_time: Mapped[str] = mapped_column(String(32))
     study_description: Mapped[str] = mapped_column(Text)
+    modalities: Mapped[str] = mapped_column(Text)
     first_seen_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -194,6 +196,7 @@ class ApiClientRow(Base):
     name: Mapped[str] = mapped_column(Text)
     secret_hash: Mapped[str] = mapped_column(Text)
     scopes: Mapped[str] = mapped_column(Text)  # space-separated, as in OAuth2
+    purposes: Mapped[str] = mapped_column(Text)  # purposes of use it may ask tokens for
     rate_limit_per_minute: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
@@ -253,3 +256,63 @@ class WebhookDeliveryRow(Base):
             "state IN ('pending', 'delivered', 'failed')", name="ck_webhook_deliveries_state"
         ),
     )
+
+
+class GrantRow(Base):
+    """An authorization of the data of one source for one purpose (see :mod:`preread.grants`)."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    sender_aets: Mapped[str] = mapped_column(Text)  # space-separated; empty: any sender
+    purpose: Mapped[str] = mapped_column(String(32))
+    modalities: Mapped[str] = mapped_column(Text)  # space-separated; empty: any
+    study_date_from: Mapped[str | None] = mapped_column(String(8))
+    study_date_to: Mapped[str | None] = mapped_column(String(8))
+    study_uids: Mapped[list[str] | None] = mapped_column(JSON_TYPE)  # None: all studies
+    valid_from: Mapped[datetime]
+    valid_to: Mapped[datetime]
+    legal_basis: Mapped[str] = mapped_column(Text)
+    issued_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(Text)
+    revoke_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(
+            "purpose IN ('clinical-preread', 'quality-review', 'model-training', 'research')",
+            name="ck_grants_purpose",
+        ),
+        CheckConstraint("valid_to > valid_from", name="ck_grants_validity"),
+    )
+
+
+class AuditEventRow(Base):
+    """One access to patient data, hash-chained to the one before (see :mod:`preread.audit`)."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    tenant: Mapped[str | None] = mapped_column(String(64))
+    purpose: Mapped[str | None] = mapped_column(String(32))
+    study_instance_uid: Mapped[str | None] = mapped_column(UID, index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditAnchorRow(Base):
+    """Where the chain starts after retention removed its oldest records (one row, id 1)."""
+
+    __tablename__ = "audit_anchor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    after_seq: Mapped[int] = mapped_column(BigInteger)
+    after_hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]

@@ -5,10 +5,11 @@
     queued ──claim──> fetching ──> inferring ──> writing ──> done
        ^                 │  │          │  │          │
        │                 │  └──────────┴──┴──────────┴──> failed ──retry──> queued
-       │                 └───────────────> not_applicable
+       │                 ├───────────────> not_applicable
+       │                 └───────────────> not_authorized ──a grant now covers it──> queued
        └──── lease expired / released (from fetching, inferring, writing)
 
-    done, failed, not_applicable ──(the study grew)──> superseded   (final)
+    done, failed, not_applicable, not_authorized ──(the study grew)──> superseded   (final)
 
 A job whose lease expired may also be claimed again directly (fetching, inferring or
 writing → fetching). Only ``superseded`` is not *current*: at most one current job exists per
@@ -33,6 +34,7 @@ class JobState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     NOT_APPLICABLE = "not_applicable"
+    NOT_AUTHORIZED = "not_authorized"
     SUPERSEDED = "superseded"
 
 
@@ -41,15 +43,19 @@ IN_PROGRESS: frozenset[JobState] = frozenset(
 )
 """States in which a worker holds a lease on the job."""
 
-FINISHED: frozenset[JobState] = frozenset({JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE})
-"""Current states no worker will change again (only a grown study or a retry does)."""
+FINISHED: frozenset[JobState] = frozenset(
+    {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE, JobState.NOT_AUTHORIZED}
+)
+"""Current states no worker will change again (only a grown study, a retry or a new grant
+does)."""
 
 _BACK: frozenset[JobState] = frozenset({JobState.QUEUED, JobState.FETCHING})  # lease expired
 
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.FETCHING}),
     JobState.FETCHING: frozenset(
-        {JobState.INFERRING, JobState.NOT_APPLICABLE, JobState.FAILED} | _BACK
+        {JobState.INFERRING, JobState.NOT_APPLICABLE, JobState.NOT_AUTHORIZED, JobState.FAILED}
+        | _BACK
     ),
     JobState.INFERRING: frozenset(
         {JobState.WRITING, JobState.NOT_APPLICABLE, JobState.FAILED} | _BACK
@@ -58,6 +64,7 @@ TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
     JobState.DONE: frozenset({JobState.SUPERSEDED}),
     JobState.FAILED: frozenset({JobState.SUPERSEDED, JobState.QUEUED}),
     JobState.NOT_APPLICABLE: frozenset({JobState.SUPERSEDED}),
+    JobState.NOT_AUTHORIZED: frozenset({JobState.SUPERSEDED, JobState.QUEUED}),
     JobState.SUPERSEDED: frozenset(),
 }
 

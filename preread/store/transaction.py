@@ -46,6 +46,7 @@ _EVENTS = {  # the webhook event of each final state
     JobState.DONE: "preread.completed",
     JobState.FAILED: "preread.failed",
     JobState.NOT_APPLICABLE: "preread.not_applicable",
+    JobState.NOT_AUTHORIZED: "preread.not_authorized",
 }
 _IN_PROGRESS = [s.value for s in IN_PROGRESS]
 
@@ -337,6 +338,11 @@ class Transaction:
         self.record_decisions(job_id, decisions)
         return self._finish(row, JobState.NOT_APPLICABLE, self._now(), reason, reason_code)
 
+    def finish_not_authorized(self, job_id: str, owner: str, reason: str) -> FinishResult:
+        """→ ``not_authorized``: no valid grant covers reading this study (nothing was fetched)."""
+        row = self._held(job_id, owner, JobState.NOT_AUTHORIZED)
+        return self._finish(row, JobState.NOT_AUTHORIZED, self._now(), reason, "not_authorized")
+
     def _finish(
         self,
         row: JobRow,
@@ -401,7 +407,8 @@ class Transaction:
         return queries.study_record(row)
 
     def retry(self, job_id: str) -> JobRecord:
-        """``failed`` → ``queued`` with its attempts reset (an operator's "try again")."""
+        """``failed`` or ``not_authorized`` → ``queued`` with its attempts reset (an
+        operator's "try again", or a grant that now covers the study)."""
         row = queries.job_row(self.session, job_id, lock=True)
         check_transition(job_id, JobState(row.state), JobState.QUEUED)
         row.state = JobState.QUEUED.value

@@ -49,9 +49,14 @@ from preread.store.schema import WebhookDeliveryRow, WebhookRow
 
 Clock = Callable[[], datetime]
 
-EVENT_TYPES = ("preread.completed", "preread.failed", "preread.not_applicable")
+EVENT_TYPES = (
+    "preread.completed",
+    "preread.failed",
+    "preread.not_applicable",
+    "preread.not_authorized",
+)
 """The events a webhook can subscribe to: a job finished ``done``, ``failed``,
-``not_applicable``."""
+``not_applicable``, ``not_authorized`` (no grant covers the study)."""
 
 MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 500

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,8 +20,9 @@ from dicom_gateway.source import orthanc_id
 from inference.registry import Registry
 from preread.api.app import create_app
 from preread.api.deps import Services
-from preread.caches import watch_views
+from preread.caches import watch
 from preread.domain import Finding, ModelRef, PreReadResult
+from preread.grants import Grant, GrantSpec, GrantStore, Purpose
 from preread.reports import to_json
 from preread.security import ClientStore, KeyRing, TokenService
 from preread.settings import Settings
@@ -64,13 +66,21 @@ class Api:
     tokens: TokenService
     services: Services
     folder: Path
+    grants: GrantStore
     created: list[str] = field(default_factory=list)
 
     def token(
-        self, tenant: str, scopes: str = "reports:read", rate_limit: int = 100_000
+        self,
+        tenant: str,
+        scopes: str = "reports:read",
+        rate_limit: int = 100_000,
+        purpose: str = "clinical-preread",
     ) -> dict[str, str]:
-        """The Authorization header of a new client of ``tenant`` with ``scopes``."""
-        client, secret = self.clients.create(tenant, "test", scopes.split(), rate_limit)
+        """The Authorization header of a new client of ``tenant`` with ``scopes``, whose
+        token declares ``purpose``."""
+        client, secret = self.clients.create(
+            tenant, "test", scopes.split(), rate_limit, purposes=(purpose,)
+        )
         answer = self.client.post(
             "/oauth/token",
             data={
@@ -131,6 +141,27 @@ class Api:
         return facts, done_job
 
 
+GRANTED = ("hosp-a", "hosp-b", "default")
+"""Tenants with a clinical-preread grant in every test (others have none)."""
+
+
+def grant(
+    grants: GrantStore, tenant: str, purpose: Purpose = Purpose.CLINICAL_PREREAD, **scope: Any
+) -> Grant:
+    now = datetime.now(UTC)
+    return grants.create(
+        GrantSpec(
+            tenant=tenant,
+            purpose=purpose,
+            valid_from=now - timedelta(hours=1),
+            valid_to=now + timedelta(days=30),
+            legal_basis="test contract",
+            issued_by="tests",
+            **scope,
+        )
+    )
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
@@ -151,7 +182,10 @@ def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
         clients = ClientStore(store.engine)
         folder = tmp_path / "orthanc"
         folder.mkdir()
-        views, listener = watch_views(store, 64)
+        grants = GrantStore(store.engine)
+        for tenant in GRANTED:
+            grant(grants, tenant)
+        watched = watch(store, grants, 64)
         services = Services(
             settings=settings,
             store=store,
@@ -161,11 +195,13 @@ def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
             registry=Registry(settings.models_dir),
             source=FolderStudySource(folder),
             ready_checks={"database": store.counts_by_state},
-            views=views,
+            views=watched.views,
+            grant_store=grants,
+            grants=watched.grants,
         )
         try:
             with TestClient(create_app(services)) as client:
-                yield Api(client, store, clients, tokens, services, folder)
+                yield Api(client, store, clients, tokens, services, folder, grants)
         finally:
-            if listener is not None:
-                listener.stop()
+            watched.stop()
+            services.auditor.close()

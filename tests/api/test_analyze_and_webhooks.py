@@ -23,6 +23,7 @@ def _watcher(api: Api, dispatched: list[str]) -> Watcher:
         [MODEL],
         dispatched.append,
         tenant_of=lambda _aet: "hosp-a",  # a folder has no sender: one tenant
+        audit=api.grants.audit,
     )
 
 

@@ -34,6 +34,8 @@ def test_unrecorded_study_is_recorded_and_a_sender_of_no_tenant_is_not_read(api:
         source=source,
         predictor_for=_never,  # type: ignore[arg-type]
         owner="test",
+        grants=api.grants,
+        audit=api.grants.audit,
         tenant_of=lambda _sender: None,  # e.g. PREREAD_DEFAULT_TENANT="" and no mapping
     )
     finished = run_job(job.id, ctx)

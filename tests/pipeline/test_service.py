@@ -13,6 +13,7 @@ import secrets
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import highdicom as hd
@@ -27,15 +28,17 @@ from dicom_gateway.orthanc_server import (
     OrthancServer,
     free_port,
 )
+from preread.grants import GrantSpec, Purpose
 from preread.service import Service
 from preread.settings import Settings
 from preread.store import JobRecord, JobState
 from preread.webhooks.signing import verify
 from tests.orthanc_support import HOSPITAL_AET, storescu
 from tests.pipeline.conftest import EASY, MODELS_DIR, StudyOnDisk, easy_phantom_study
+from tests.pipeline.counting_proxy import counting_proxy
 from tests.webhooks.conftest import Receiver
 
-FINAL = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE}
+FINAL = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE, JobState.NOT_AUTHORIZED}
 
 
 def settings_for(tmp: Path, orthanc: OrthancServer, database_url: str | None) -> Settings:
@@ -49,6 +52,21 @@ def settings_for(tmp: Path, orthanc: OrthancServer, database_url: str | None) ->
         poll_interval_s=0.2,
         reconcile_interval_s=3600,
         webhook_interval_s=0.2,
+    )
+
+
+def authorize(service: Service) -> None:
+    """The clinical-preread grant these studies need (the tests' sender, tenant default)."""
+    now = datetime.now(UTC)
+    service.grants.create(
+        GrantSpec(
+            tenant="default",
+            purpose=Purpose.CLINICAL_PREREAD,
+            valid_from=now - timedelta(minutes=1),
+            valid_to=now + timedelta(days=1),
+            legal_basis="test",
+            issued_by="tests",
+        )
     )
 
 
@@ -95,6 +113,7 @@ def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
     receiver.start()
     with Service(settings_for(tmp_path, orthanc, database_url)) as service:
         _, hook_secret = service.webhooks.create("default", receiver.url)
+        authorize(service)
         service.start_loop()
         result = storescu(orthanc, [easy_study.ct_dir])
         assert result.returncode == 0, result.stderr
@@ -191,12 +210,22 @@ def check_api(service: Service, job: JobRecord, hook_secret: str, receiver: Rece
     event = json.loads(message.body)
     assert event["type"] == "preread.completed" and event["data"]["job_id"] == job.id
     assert service.store.study(job.study_instance_uid).facts.patient_id not in message.body.decode()  # type: ignore[union-attr]
+    # every access to the study's data is in the audit trail, in order, and the chain holds
+    actions = [
+        r.event.action.value for r in service.audit.records(study_uid=job.study_instance_uid)
+    ]
+    for expected in ("study.received", "pixels.fetch", "inference.run", "results.store"):
+        assert expected in actions, actions
+    assert actions.index("pixels.fetch") < actions.index("results.store")
+    assert "report.read" in actions
+    assert service.audit.verify().ok
 
 
 def test_study_sent_twice_has_one_current_result(
     tmp_path: Path, orthanc: OrthancServer, second_study: StudyOnDisk
 ) -> None:
     with Service(settings_for(tmp_path, orthanc, None)) as service:
+        authorize(service)
         service.start_loop()
         assert storescu(orthanc, [second_study.ct_dir]).returncode == 0
         first = wait_final(service, second_study.study_uid)
@@ -215,6 +244,7 @@ def test_study_that_grows_is_read_again_and_the_old_result_removed(
     files = sorted(growing_study.ct_dir.iterdir())
     first_part, rest = files[:55], files[55:]
     with Service(settings_for(tmp_path, orthanc, None)) as service:
+        authorize(service)
         service.start_loop()
         assert storescu(orthanc, first_part).returncode == 0
         first = wait_final(service, growing_study.study_uid)
@@ -237,6 +267,7 @@ def test_watcher_restarted_mid_stream_misses_and_doubles_nothing(
     a, b = two_studies
     settings = settings_for(tmp_path, orthanc, None)
     with Service(settings) as service:
+        authorize(service)
         service.start_loop()
         assert storescu(orthanc, [a.ct_dir]).returncode == 0
         wait_final(service, a.study_uid)
@@ -244,6 +275,7 @@ def test_watcher_restarted_mid_stream_misses_and_doubles_nothing(
     assert storescu(orthanc, [b.ct_dir]).returncode == 0
     time.sleep(2.5)
     with Service(settings) as service:
+        authorize(service)
         service.start_loop()
         job_b = wait_final(service, b.study_uid)
         time.sleep(1)
@@ -258,6 +290,7 @@ def test_non_ct_study_is_not_applicable_and_nothing_is_written(
     mr = sorted((corpus / "Brainix" / "Epi").iterdir())
     uid = str(pydicom.dcmread(mr[0], stop_before_pixels=True).StudyInstanceUID)
     with Service(settings_for(tmp_path, orthanc, None)) as service:
+        authorize(service)
         service.start_loop()
         assert storescu(orthanc, mr, calling_aet=HOSPITAL_AET).returncode == 0
         job = wait_final(service, uid)
@@ -283,6 +316,7 @@ def test_orthanc_restarting_loses_nothing(
     server.start()
     try:
         with Service(settings_for(tmp_path, server, None)) as service:
+            authorize(service)
             service.start_loop()
             assert storescu(server, [a.ct_dir]).returncode == 0
             wait_final(service, a.study_uid)
@@ -308,9 +342,58 @@ def test_series_with_a_missing_slice_fails_with_its_reason_and_nothing_is_writte
     files[len(files) // 2].unlink()  # a slice lost on the way
     series_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
     with Service(settings_for(tmp_path, orthanc, None)) as service:
+        authorize(service)
         service.start_loop()
         assert storescu(orthanc, [broken.ct_dir]).returncode == 0
         job = wait_final(service, broken.study_uid)
         assert job.state is JobState.FAILED
         assert job.reason is not None and series_uid in job.reason and "missing" in job.reason
         assert ai_series(orthanc, broken.study_uid) == []
+
+
+def test_a_study_without_a_grant_is_never_fetched_until_a_grant_comes(
+    tmp_path: Path, orthanc: OrthancServer
+) -> None:
+    """No clinical-preread grant: the job ends not_authorized and Orthanc never receives a
+    request for pixel data (counted at a proxy in front of it); the grant issued later has the
+    study read."""
+    easy_study = easy_phantom_study(37, tmp_path / "study", "PHANTOM-NOGRANT-37")
+    with counting_proxy(orthanc.url) as (url, requests):
+        settings = settings_for(tmp_path, orthanc, None).model_copy(update={"orthanc_url": url})
+        with Service(settings) as service:
+            service.start_loop()
+            assert storescu(orthanc, [easy_study.ct_dir]).returncode == 0
+            job = wait_final(service, easy_study.study_uid)
+            assert job.state is JobState.NOT_AUTHORIZED, job.reason
+            assert "no valid clinical-preread grant" in (job.reason or "")
+            pixel_routes = [
+                (m, p) for m, p in requests
+                if ("/dicom-web/" in p and "/series/" in p and "metadata" not in p)
+                or (p.startswith("/instances/") and ("/file" in p or "/frames" in p))
+                or "/archive" in p or "/media" in p
+            ]  # fmt: skip
+            assert pixel_routes == [], pixel_routes
+            assert ai_series(orthanc, easy_study.study_uid) == []
+            audited = [r.event for r in service.audit.records(study_uid=easy_study.study_uid)]
+            assert [e.action.value for e in audited] == ["study.received", "access.refused"]
+            before = len(requests)
+            now = datetime.now(UTC)
+            granted = service.grants.create(
+                GrantSpec(
+                    tenant="default",
+                    purpose=Purpose.CLINICAL_PREREAD,
+                    valid_from=now - timedelta(minutes=1),
+                    valid_to=now + timedelta(days=1),
+                    legal_basis="test",
+                    issued_by="tests",
+                    modalities=("CT",),
+                )
+            )
+            assert service.grant_created(granted) >= 1  # the shared Orthanc holds others too
+            done = wait_final(service, easy_study.study_uid, previous=None)
+            deadline = time.monotonic() + 120
+            while done.state is not JobState.DONE and time.monotonic() < deadline:
+                time.sleep(0.2)
+                done = service.store.current_for_study(easy_study.study_uid)[0]
+            assert done.state is JobState.DONE, done.reason
+            assert any("/dicom-web/" in p for _, p in requests[before:])  # now it was fetched

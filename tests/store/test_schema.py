@@ -29,6 +29,9 @@ TABLES = {
     "idempotency_keys",
     "webhooks",
     "webhook_deliveries",
+    "grants",
+    "audit_events",
+    "audit_anchor",
     "alembic_version",
 }
 

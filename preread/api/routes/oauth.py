@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from preread.api import auditing
 from preread.api.deps import ServicesDep
+from preread.audit import AuditError
 from preread.security import AuthError, InvalidClientError
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["oauth"])
 TOKEN_REQUESTS_PER_MINUTE = 60  # per client id: bounds secret guessing
 
@@ -26,6 +30,7 @@ class TokenOut(BaseModel):
     token_type: str = "Bearer"
     expires_in: int
     scope: str
+    purpose: str
 
 
 def _error(status: int, error: str, description: str) -> JSONResponse:
@@ -59,6 +64,9 @@ def token(
     client_id: Annotated[str | None, Form()] = None,
     client_secret: Annotated[str | None, Form()] = None,
     scope: Annotated[str | None, Form()] = None,
+    purpose: Annotated[
+        str | None, Form(description="purpose of use (default: the client's first)")
+    ] = None,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Exchange client credentials (HTTP Basic or form fields) for a short-lived access token."""
@@ -81,14 +89,21 @@ def token(
     try:
         client = services.clients.authenticate(client_id, client_secret)
     except InvalidClientError:
+        try:
+            services.auditor.record(auditing.auth_failed(client_id, "invalid_client"))
+        except AuditError as exc:
+            log.error("could not audit a failed authentication: %s", exc)
         return _error(401, "invalid_client", "client authentication failed")
     try:
-        issued = services.tokens.issue(client, scope.split() if scope else None)
+        issued = services.tokens.issue(client, scope.split() if scope else None, purpose)
     except AuthError as exc:
         return _error(400, "invalid_scope", str(exc))
     return JSONResponse(
         TokenOut(
-            access_token=issued.access_token, expires_in=issued.expires_in, scope=issued.scope
+            access_token=issued.access_token,
+            expires_in=issued.expires_in,
+            scope=issued.scope,
+            purpose=issued.purpose,
         ).model_dump(),
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
     )

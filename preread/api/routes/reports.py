@@ -7,7 +7,6 @@ have paths of their own: ``/report/json``, ``/report/fhir``, ``/report/hl7``, ``
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Hashable
 from enum import StrEnum
 from typing import Annotated, Any
@@ -16,13 +15,16 @@ from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from preread.api.auditing import aauthorize_read, authorize_read
 from preread.api.deps import ReportsReader, Services, ServicesDep
+from preread.caches import GrantCache
 from preread.reports import PreReadOut
 from preread.reports.context import ReportInput
 from preread.reports.fhir import FHIR_JSON, fhir_json
 from preread.reports.hl7 import HL7_MEDIA_TYPE, Hl7Options, to_oru
 from preread.reports.html import HTML_MEDIA_TYPE, to_html
 from preread.results import current_report, report_input
+from preread.security import Principal
 from preread.store import JobRecord, StudyRecord
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
@@ -92,9 +94,11 @@ def negotiate(accept: str | None) -> Format:
 
 
 def _render(
-    services: Services, tenant: str, study_uid: str, fmt: Format, model_id: str | None
+    services: Services, who: Principal, study_uid: str, fmt: Format, model_id: str | None
 ) -> Response:
+    tenant = who.tenant
     study, job = current_report(services.store, tenant, study_uid, model_id, views=services.views)
+    authorize_read(services, who, study, format=fmt.value, job_id=job.id)
     if fmt in (Format.SR, Format.SEG):
         stored = job.outputs.sr if fmt is Format.SR else job.outputs.seg
         if stored is None:
@@ -130,18 +134,20 @@ def _render_key(study: StudyRecord, job: JobRecord, tenant: str, fmt: Format) ->
 
 
 async def _respond(
-    services: Services, tenant: str, study_uid: str, fmt: Format, model_id: str | None
+    services: Services, who: Principal, study_uid: str, fmt: Format, model_id: str | None
 ) -> Response:
-    """From memory on the event loop when both the study's finished read and its rendering
-    are cached (the common case of a report polled again); else in a worker thread."""
-    views, renders = services.views, services.renders
-    if views is not None and renders is not None and fmt in _MEDIA:
+    """From memory on the event loop when the study's finished read, its grants and its
+    rendering are cached (the common case of a report polled again); else in a thread."""
+    views, renders, grants = services.views, services.renders, services.grants
+    tenant = who.tenant
+    if views is not None and renders is not None and isinstance(grants, GrantCache):
         hit = views.get((study_uid, model_id))
-        if isinstance(hit, tuple) and hit[0].tenant == tenant:
+        if fmt in _MEDIA and isinstance(hit, tuple) and hit[0].tenant == tenant:
             body = renders.peek(_render_key(hit[0], hit[1], tenant, fmt))
-            if body is not None:
+            if body is not None and grants.active():
+                await aauthorize_read(services, who, hit[0], format=fmt.value, job_id=hit[1].id)
                 return Response(body, media_type=_MEDIA[fmt])
-    return await run_in_threadpool(_render, services, tenant, study_uid, fmt, model_id)
+    return await run_in_threadpool(_render, services, who, study_uid, fmt, model_id)
 
 
 def _bytes(report: ReportInput, fmt: Format, tenant: str) -> bytes:
@@ -168,7 +174,7 @@ async def report(
 ) -> Response:
     """The current pre-read of a study, in the format asked for by ``Accept`` or ``format``."""
     fmt = format or negotiate(accept)
-    return await _respond(services, who.tenant, study_uid, fmt, model_id)
+    return await _respond(services, who, study_uid, fmt, model_id)
 
 
 @router.get("/studies/{study_uid}/report/{fmt}", responses=_DOC, response_class=Response)
@@ -181,7 +187,7 @@ async def report_as(
 ) -> Response:
     """The current pre-read of a study in one format (``json``, ``fhir``, ``hl7``, ``html``,
     ``sr``, ``seg``)."""
-    return await _respond(services, who.tenant, study_uid, fmt, model_id)
+    return await _respond(services, who, study_uid, fmt, model_id)
 
 
 @router.get("/studies/{study_uid}/preread", response_model=PreReadOut)
@@ -189,9 +195,13 @@ async def preread_json(
     services: ServicesDep, who: ReportsReader, study_uid: str, model_id: ModelQuery = None
 ) -> PreReadOut:
     """The current pre-read as PreRead JSON (the same as ``/report/json``)."""
-    _, job = await run_in_threadpool(
-        functools.partial(
-            current_report, services.store, who.tenant, study_uid, model_id, views=services.views
+
+    def lookup() -> JobRecord:
+        study, job = current_report(
+            services.store, who.tenant, study_uid, model_id, views=services.views
         )
-    )
+        authorize_read(services, who, study, format="json", job_id=job.id)
+        return job
+
+    job = await run_in_threadpool(lookup)
     return PreReadOut.model_validate(job.result)

@@ -10,10 +10,12 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from preread.api import auditing
+from preread.api.auditing import authorize_read
 from preread.api.deps import Analyzer, ReportsReader, ServicesDep
 from preread.api.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, request_hash
 from preread.api.schemas import AnalyzeOut, JobOut, StudyDetailOut, StudyOut, StudyPageOut
-from preread.results import tenant_job, tenant_study
+from preread.results import authorize_listing, tenant_job, tenant_study
 from preread.store import JobState, StudyFilter
 
 router = APIRouter(prefix="/api/v1", tags=["studies"])
@@ -42,7 +44,10 @@ def list_studies(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> StudyPageOut:
-    """The tenant's studies, most recently changed first, filtered."""
+    """The tenant's studies, most recently changed first, filtered (403 unless a grant for
+    the token's purpose of use is in force for the tenant)."""
+    assert services.grant_store is not None
+    authorize_listing(services.grant_store, who.tenant, who.purpose)
     where = StudyFilter(
         tenant=who.tenant,
         states=tuple(state or ()),
@@ -52,6 +57,9 @@ def list_studies(
         has_findings=has_findings,
     )
     page = services.store.list_studies(where=where, limit=limit, offset=offset)
+    services.auditor.record(  # a listing shows patient ids: it is an access too
+        auditing.read(who, None, route="studies", returned=len(page.items), offset=offset)
+    )
     return StudyPageOut(
         items=[StudyOut.of(s) for s in page.items],
         total=page.total,
@@ -64,6 +72,7 @@ def list_studies(
 def get_study(services: ServicesDep, who: ReportsReader, study_uid: StudyUid) -> StudyDetailOut:
     """One study with its current jobs and its earlier readings."""
     study = tenant_study(services.store, who.tenant, study_uid)
+    authorize_read(services, who, study, route="study")
     history = services.store.history(study_uid)
     current = [j for j in history if j.is_current]
     counts = [j.findings_count for j in current if j.findings_count is not None]
@@ -124,4 +133,7 @@ async def analyze_study(
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
 def get_job(services: ServicesDep, who: ReportsReader, job_id: str) -> JobOut:
-    return JobOut.of(tenant_job(services.store, who.tenant, job_id))
+    job = tenant_job(services.store, who.tenant, job_id)
+    study = tenant_study(services.store, who.tenant, job.study_instance_uid)
+    authorize_read(services, who, study, route="job", job_id=job.id)
+    return JobOut.of(job)

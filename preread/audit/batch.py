@@ -1,0 +1,82 @@
+"""Group commit for the audit trail: many requests' records in one transaction.
+
+Every report read is audited before its data leave (no unaudited access), so the audit append
+is on the report API's hot path. One transaction per record would cost each request a lock,
+a head read, an insert and a commit; :class:`AuditWriter` instead collects the records that
+arrive while the previous batch commits and appends them together
+(:meth:`~preread.audit.log.AuditLog.record_many`). Each caller still waits until its own record
+is committed — or gets the :class:`~preread.audit.log.AuditError` of its batch — so the rule
+holds: a failed audit write stops the action it describes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Future
+
+from preread.audit.log import AuditError, AuditEvent, AuditLog, AuditRecord
+
+log = logging.getLogger(__name__)
+
+
+class AuditWriter:
+    """A daemon thread appending queued events in batches (up to ``max_batch``)."""
+
+    def __init__(self, audit: AuditLog, *, max_batch: int = 512) -> None:
+        self.audit = audit
+        self.max_batch = max_batch
+        self._pending: list[tuple[AuditEvent, Future[AuditRecord]]] = []
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="preread-audit", daemon=True)
+        self._thread.start()
+
+    def submit(self, event: AuditEvent) -> Future[AuditRecord]:
+        """Queue ``event``; the future holds its record once committed (or the AuditError)."""
+        future: Future[AuditRecord] = Future()
+        with self._wake:
+            if self._closed:
+                future.set_exception(AuditError("the audit writer is closed"))
+                return future
+            self._pending.append((event, future))
+            self._wake.notify()
+        return future
+
+    def record(self, event: AuditEvent, timeout_s: float = 30.0) -> AuditRecord:
+        """Append ``event`` and wait for its commit (from a worker thread)."""
+        try:
+            return self.submit(event).result(timeout=timeout_s)
+        except TimeoutError:
+            raise AuditError(f"audit record of {event.action} timed out") from None
+
+    async def arecord(self, event: AuditEvent) -> AuditRecord:
+        """Append ``event`` and wait for its commit (on the event loop, without a thread)."""
+        return await asyncio.wrap_future(self.submit(event))
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._closed:
+                    self._wake.wait()
+                if not self._pending and self._closed:
+                    return
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+            try:
+                records = self.audit.record_many([event for event, _ in batch])
+            except Exception as exc:  # AuditError (or anything): every waiter learns it
+                error = exc if isinstance(exc, AuditError) else AuditError(str(exc))
+                log.error("audit batch of %d failed: %s", len(batch), type(exc).__name__)
+                for _, future in batch:
+                    future.set_exception(error)
+                continue
+            for (_, future), record in zip(batch, records, strict=True):
+                future.set_result(record)
