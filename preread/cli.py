@@ -541,8 +541,11 @@ def _register_access_commands() -> None:
     app.add_typer(access.keys_app, name="keys")
     app.add_typer(access.grants_app, name="grants")
     from preread.audit.cli import audit_app
+    from preread.scale import cli as scale
 
     app.add_typer(audit_app, name="audit")
+    app.command("worker")(_friendly(scale.worker))
+    app.command("watch")(_friendly(scale.watch))
     for group, name, fn in (
         (access.clients_app, "create", access.create_client),
         (access.clients_app, "list", access.list_clients),

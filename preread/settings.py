@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=60.0, gt=0)
     lease_s: float = Field(default=900.0, gt=0, description="a job's lease; longer than any study")
     job_max_attempts: int = Field(default=3, ge=1)
+    broker_url: str = Field(
+        default="",
+        description="Celery broker for scale-out workers (redis://… or amqp://…); unset: "
+        "in-process workers only",
+    )
 
     # --- tenants: every study belongs to the tenant of the AE title that sent it ----------------
     tenants: dict[str, str] = Field(

@@ -1,0 +1,127 @@
+"""The Celery app of the scale-out workers, built from settings (nothing at import time).
+
+Delivery is *at least once*: a task is acknowledged after it ran (``task_acks_late``), so a
+worker that dies mid-job leaves the message to be delivered again; :func:`preread.jobs.run_job`
+is idempotent, so the second delivery finishes the job or finds it finished. Each worker takes
+one message at a time (``worker_prefetch_multiplier=1``): a long study never holds others back.
+
+Brokers:
+
+* Redis (``redis://host:6379/0``): an unacknowledged message comes back after the
+  *visibility timeout*; it is set to at least twice the job lease (and at least an hour), so a
+  study still running is not handed to a second worker.
+* RabbitMQ (``amqp://user:password@host:5672/vhost``): an unacknowledged message comes back
+  when the worker's connection closes. RabbitMQ's ``consumer_timeout`` (30 minutes by
+  default) must exceed the longest study.
+
+There is no result backend: the job store records every outcome.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery  # type: ignore[import-untyped]
+
+from preread.errors import PrereadError
+from preread.jobs import JobContext
+from preread.settings import Settings
+
+QUEUE = "preread.jobs"
+MIN_VISIBILITY_TIMEOUT_S = 3600.0
+
+
+class ScaleError(PrereadError):
+    """The scale-out configuration is incomplete (no broker, no Orthanc URL, …)."""
+
+
+class PrereadCelery(Celery):  # type: ignore[misc]  # celery is untyped
+    """A Celery app that knows how to build the :class:`JobContext` of its worker process.
+
+    ``job_context()`` builds it on first use (in the worker process, after any fork) and
+    keeps it for the life of the process.
+    """
+
+    def __init__(
+        self, *args: Any, context_factory: Callable[[], JobContext], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._context_factory = context_factory
+        self._context: JobContext | None = None
+        self._context_lock = threading.Lock()
+
+    def job_context(self) -> JobContext:
+        with self._context_lock:
+            if self._context is None:
+                self._context = self._context_factory()
+            return self._context
+
+
+def visibility_timeout_s(settings: Settings) -> float:
+    """Redis's visibility timeout: twice the job lease, at least an hour."""
+    return max(2.0 * settings.lease_s, MIN_VISIBILITY_TIMEOUT_S)
+
+
+def make_celery(
+    settings: Settings,
+    broker_url: str,
+    *,
+    context: Callable[[], JobContext] | None = None,
+) -> PrereadCelery:
+    """The Celery app for ``broker_url`` (``PREREAD_BROKER_URL``), with the task registered.
+
+    ``context`` builds the worker's :class:`JobContext`; by default
+    :func:`preread.scale.tasks.build_context` from ``settings`` (PostgreSQL store, Orthanc at
+    ``PREREAD_ORTHANC_URL``, the configured models).
+
+    Raises :class:`ScaleError` when ``broker_url`` is empty.
+    """
+    from preread.scale.tasks import WorkerContext, register
+
+    if not broker_url:
+        raise ScaleError(
+            "no message broker: set PREREAD_BROKER_URL (redis://… or amqp://…) to run "
+            "scale-out workers"
+        )
+    factory = context or WorkerContext(settings).build
+    app = PrereadCelery("preread", broker=broker_url, context_factory=factory)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_backend=None,
+        task_ignore_result=True,
+        task_default_queue=QUEUE,
+        broker_transport_options={"visibility_timeout": visibility_timeout_s(settings)},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    register(app)
+    return app
+
+
+_default: PrereadCelery | None = None
+
+
+def default_app() -> PrereadCelery:
+    """The app from the environment (``PREREAD_*`` and ``PREREAD_BROKER_URL``), built on
+    first call and kept."""
+    global _default
+    if _default is None:
+        settings = Settings()
+        _default = make_celery(settings, settings.broker_url)
+    return _default
+
+
+def __getattr__(name: str) -> PrereadCelery:
+    """``preread.scale.celery_app.app`` is :func:`default_app`, built when first looked up,
+    for ``celery -A preread.scale.celery_app:app worker --pool solo``."""
+    if name == "app":
+        return default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

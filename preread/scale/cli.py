@@ -1,0 +1,189 @@
+"""The scale-out commands, as typer functions (registered on ``preread`` by the CLI module):
+
+* ``worker`` — one Celery worker in this process, pool ``solo`` (one job at a time, no fork).
+  Start one process per GPU, each with ``--gpu N``: ``CUDA_VISIBLE_DEVICES=N`` is set before
+  any ONNX Runtime session exists, so the process sees exactly that GPU. Prints the execution
+  provider each model actually uses.
+* ``watch`` — the watcher, run only by the leader (:class:`~preread.scale.leader.Leadership`);
+  other ``watch`` processes stand by and re-check every second.
+
+Both read ``PREREAD_*`` settings and the broker from ``PREREAD_BROKER_URL`` (``redis://…`` or
+``amqp://…``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+
+from preread.scale.celery_app import QUEUE, ScaleError, make_celery
+from preread.scale.leader import Leadership
+from preread.scale.tasks import CeleryDispatcher, WorkerContext
+from preread.settings import Settings
+from preread.store import JobState, JobStore
+from preread.watcher import Watcher
+
+log = logging.getLogger(__name__)
+LEADERSHIP = "watcher"
+
+
+def broker_url(settings: Settings | None = None) -> str:
+    """``PREREAD_BROKER_URL`` (``Settings.broker_url``); an error when unset."""
+    url = (settings or Settings()).broker_url
+    if not url:
+        raise ScaleError("set PREREAD_BROKER_URL (redis://host:6379/0 or amqp://…) to scale out")
+    return url
+
+
+def worker(
+    gpu: Annotated[
+        int | None, typer.Option(min=0, help="the GPU of this worker (CUDA_VISIBLE_DEVICES)")
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="jobs at once: 1 = pool solo; more = threads")
+    ] = 1,
+    queues: Annotated[str, typer.Option(help="queues to consume, comma-separated")] = QUEUE,
+) -> None:
+    """Run a Celery worker for PreRead jobs in this process (one process per GPU)."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before any ONNX Runtime session
+    settings = Settings()
+    context = WorkerContext(settings)
+    app = make_celery(settings, broker_url(settings), context=context.build)
+    try:
+        for predictor in context.load_models():
+            info = predictor.session_info
+            typer.echo(
+                f"model {info.model_id} {info.model_version}: provider {info.provider}"
+                + (f" (CUDA_VISIBLE_DEVICES={gpu})" if gpu is not None else "")
+                + (f" — {info.warning}" if info.warning else "")
+            )
+        name = f"preread-gpu{gpu}" if gpu is not None else "preread"
+        app.Worker(
+            pool="solo" if concurrency == 1 else "threads",
+            concurrency=concurrency,
+            queues=[q.strip() for q in queues.split(",") if q.strip()],
+            hostname=f"{name}@{os.uname().nodename}",
+        ).start()
+    finally:
+        context.close()
+
+
+def watch() -> None:
+    """Run the watcher while this process is the leader; stand by otherwise."""
+    from dicom_gateway.client import OrthancClient
+    from inference.registry import Registry
+    from preread.audit import AuditLog
+    from preread.domain import ModelRef
+    from preread.store import default_url
+
+    settings = Settings()
+    if not settings.orthanc_url:
+        raise ScaleError("the scale-out watcher follows a shared Orthanc: set PREREAD_ORTHANC_URL")
+    app = make_celery(settings, broker_url(settings))
+    registry = Registry(settings.models_dir)
+    models = []
+    for spec in settings.models:
+        model_id, _, version = spec.partition("@")
+        card = registry.find(model_id, version or None).card
+        models.append(ModelRef(card.id, card.version, card.name, card.onnx.sha256))
+    password = settings.orthanc_password.get_secret_value() if settings.orthanc_password else ""
+    with JobStore.create(
+        settings.database_url or default_url(settings.data_dir),
+        max_attempts=settings.job_max_attempts,
+    ) as store:
+        dispatch = CeleryDispatcher(app)
+        watcher = Watcher(
+            OrthancClient(settings.orthanc_url, settings.orthanc_username, password),
+            store,
+            models,
+            dispatch,
+            tenant_of=settings.tenant_of,
+            audit=AuditLog(store.engine),
+        )
+        leadership = Leadership(store.engine, LEADERSHIP)
+        typer.echo("watch: standing by until this process is the leader")
+        try:
+            watch_loop(
+                leadership,
+                watcher,
+                store,
+                dispatch,
+                poll_s=settings.poll_interval_s,
+                reconcile_s=settings.reconcile_interval_s,
+                stop=threading.Event(),
+            )
+        except KeyboardInterrupt:
+            pass
+        finally:
+            leadership.release()
+
+
+def watch_loop(
+    leadership: Leadership,
+    watcher: Watcher,
+    store: JobStore,
+    dispatch: Callable[[str], None],
+    *,
+    poll_s: float,
+    reconcile_s: float,
+    stop: threading.Event,
+    check_s: float = 1.0,
+) -> None:
+    """Until ``stop``: while leader, do what :meth:`preread.service.Service.tick` does (poll
+    the change feed, re-queue expired leases, reconcile every ``reconcile_s``); otherwise
+    stand by. Leadership is re-checked before every round and at least every ``check_s``.
+
+    On becoming leader: migrate the schema, reconcile, and dispatch every queued job (those a
+    former leader committed but may not have sent). Leadership is released when it ends.
+    """
+    leading = False
+    last_tick = last_reconcile = -float("inf")
+    try:
+        while not stop.is_set():
+            if leadership.acquire():
+                if not leading:
+                    log.info("watch: leader now")
+                    leading, last_tick, last_reconcile = True, -float("inf"), -float("inf")
+                    store.migrate()
+                now = time.monotonic()
+                if now - last_tick >= poll_s:
+                    last_tick = now
+                    due = now - last_reconcile >= reconcile_s
+                    try:
+                        watcher.poll()
+                        for job in store.requeue_expired().to_dispatch:
+                            dispatch(job.id)
+                        if due:
+                            watcher.reconcile()
+                            dispatch_queued(store, dispatch)
+                            last_reconcile = now
+                    except Exception as exc:  # keep watching: Orthanc may come back
+                        log.warning("watcher round failed: %s: %s", type(exc).__name__, exc)
+            elif leading:
+                log.warning("watch: leadership lost; standing by")
+                leading = False
+            stop.wait(min(check_s, poll_s))
+    finally:
+        leadership.release()  # a standby takes over at once
+
+
+def dispatch_queued(store: JobStore, dispatch: Callable[[str], None]) -> int:
+    """Send every queued job (a crash between commit and send leaves some unsent)."""
+    n = offset = 0
+    while True:
+        page = store.list_studies(states=[JobState.QUEUED], limit=200, offset=offset)
+        for study in page.items:
+            for job in study.jobs:
+                if job.state is JobState.QUEUED:
+                    dispatch(job.id)
+                    n += 1
+        offset += page.limit
+        if offset >= page.total:
+            return n

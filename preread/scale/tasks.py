@@ -1,0 +1,146 @@
+"""The task ``preread.run_job`` and the dispatcher that sends it.
+
+The task runs :func:`preread.jobs.run_job` with the worker process's :class:`JobContext`, built
+once on first use. It is safe to deliver twice (late acknowledgement redelivers after a crash):
+``run_job`` leaves a job that is already final, or leased by a live worker, alone.
+
+* :class:`~preread.jobs.TransientError` (Orthanc or the audit trail unreachable): retried after
+  :data:`RETRY_DELAYS_S`; after the last one the job's lease expires and the leader's watcher
+  re-queues it (the store's attempt limit bounds the whole).
+* A result with a ``follow_up`` job (the study grew while it was read): sent as a new task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from inference.predict import Predictor
+from inference.registry import Registry
+from preread.jobs import JobContext, TransientError, run_job
+from preread.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery  # type: ignore[import-untyped]
+
+    from preread.scale.celery_app import PrereadCelery
+
+log = logging.getLogger(__name__)
+TASK_NAME = "preread.run_job"
+RETRY_DELAYS_S = (2.0, 5.0, 15.0)
+
+
+class CeleryDispatcher:
+    """``dispatch(job_id)`` sends ``preread.run_job(job_id)`` to the broker: the watcher's
+    ``dispatch`` callable in scale-out (``Watcher(..., CeleryDispatcher(app), ...)``)."""
+
+    def __init__(self, app: Celery, *, queue: str | None = None) -> None:
+        self.app = app
+        self.queue = queue
+
+    def dispatch(self, job_id: str) -> None:
+        options: dict[str, Any] = {"queue": self.queue} if self.queue else {}
+        self.app.send_task(TASK_NAME, args=[job_id], **options)
+
+    def __call__(self, job_id: str) -> None:
+        self.dispatch(job_id)
+
+
+def register(app: PrereadCelery) -> None:
+    """Register ``preread.run_job`` on ``app`` (done by :func:`make_celery`)."""
+    app.task(name=TASK_NAME, bind=True, max_retries=len(RETRY_DELAYS_S))(_run_task)
+
+
+def _run_task(task: Any, job_id: str) -> dict[str, str] | None:
+    """The task body; returns ``{"job_id", "state"}`` of a finished job, None if left alone."""
+    app: PrereadCelery = task.app
+    try:
+        result = run_job(job_id, app.job_context())
+    except TransientError as exc:
+        retries: int = task.request.retries
+        if retries >= len(RETRY_DELAYS_S):
+            log.warning("job %s: giving up retrying for now (%s); its lease expires", job_id, exc)
+            return None
+        raise task.retry(countdown=RETRY_DELAYS_S[retries], exc=exc) from exc
+    if result is None:
+        return None
+    if result.follow_up is not None:
+        CeleryDispatcher(app).dispatch(result.follow_up.id)
+    return {"job_id": result.job.id, "state": result.job.state.value}
+
+
+class WorkerContext:
+    """Builds a worker process's :class:`JobContext` from settings (as
+    :class:`preread.service.Service` does), and closes what it opened.
+
+    Needs ``PREREAD_ORTHANC_URL`` (workers share an Orthanc; none starts its own) and, across
+    machines, ``PREREAD_DATABASE_URL`` (PostgreSQL). The schema is migrated by the leader
+    (``watch``), not by workers.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._predictors: dict[tuple[str, str], Predictor] = {}
+        self._lock = threading.Lock()
+        self._closers: list[Any] = []
+        self.registry = Registry(settings.models_dir)
+
+    def build(self) -> JobContext:
+        from dicom_gateway.client import OrthancClient
+        from preread.audit import AuditLog
+        from preread.grants import GrantStore
+        from preread.scale.celery_app import ScaleError
+        from preread.store import JobStore, default_url
+
+        s = self.settings
+        if not s.orthanc_url:
+            raise ScaleError(
+                "scale-out workers read from a shared Orthanc: set PREREAD_ORTHANC_URL"
+            )
+        if not s.database_url:
+            log.warning("no PREREAD_DATABASE_URL: workers on other machines will not see jobs")
+        store = JobStore.create(
+            s.database_url or default_url(s.data_dir), max_attempts=s.job_max_attempts
+        )
+        self._closers.append(store)
+        password = s.orthanc_password.get_secret_value() if s.orthanc_password else ""
+        audit = AuditLog(store.engine)
+        return JobContext(
+            store=store,
+            source=OrthancClient(s.orthanc_url, s.orthanc_username, password),
+            predictor_for=self.predictor,
+            owner=f"{os.uname().nodename}:{os.getpid()}",
+            grants=GrantStore(store.engine, audit=audit),
+            audit=audit,
+            lease_s=s.lease_s,
+            tenant_of=s.tenant_of,
+        )
+
+    def predictor(self, model_id: str, version: str) -> Predictor:
+        """The process's predictor of one model version (made once; thread-safe)."""
+        from preread.models import predictor_for
+
+        key = (model_id, version)
+        with self._lock:
+            if key not in self._predictors:
+                package = self.registry.find(model_id, version)
+                self._predictors[key] = predictor_for(package, self.settings)
+                info = self._predictors[key].session_info
+                log.info("model %s %s runs on %s", model_id, version, info.provider)
+            return self._predictors[key]
+
+    def load_models(self) -> list[Predictor]:
+        """Load every configured model now (``PREREAD_MODELS``: id or id@version)."""
+        loaded = []
+        for spec in self.settings.models:
+            model_id, _, version = spec.partition("@")
+            package = self.registry.find(model_id, version or None)
+            loaded.append(self.predictor(package.id, package.version))
+        return loaded
+
+    def close(self) -> None:
+        for closer in self._closers:
+            closer.close()
+        self._closers.clear()
