@@ -14,9 +14,9 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -39,6 +39,7 @@ from preread.store.webhooks import (
 )
 
 log = logging.getLogger("preread.api")
+_T = TypeVar("_T")
 VERSION = "1.0.0"
 
 
@@ -79,65 +80,53 @@ def _json_error(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+# PreRead's errors whose message is the answer, by HTTP status (most specific class wins).
+_PLAIN_ERRORS: dict[type[Exception], int] = {
+    JobNotFoundError: 404,
+    StudyNotFoundError: 404,
+    ReportNotReadyError: 404,
+    WebhookNotFoundError: 404,
+    DeliveryNotFoundError: 404,
+    GrantNotFoundError: 404,
+    ResourceNotFoundError: 404,
+    NotAuthorizedError: 403,
+    GrantError: 422,
+    IdempotencyConflictError: 422,
+    WebhookError: 422,
+    DeliveryStateError: 409,
+}
+# Errors answered with a fixed text (their message may name internals), logged by class.
+_HIDDEN_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    AuditError: (503, "the audit trail is unavailable: nothing was accessed"),
+    GatewayError: (502, "Orthanc did not answer as expected"),
+    StoreError: (503, "the job store is unavailable"),
+}
+
+
 def _errors(app: FastAPI) -> None:
-    not_found = (
-        StudyNotFoundError,
-        ReportNotReadyError,
-        WebhookNotFoundError,
-        DeliveryNotFoundError,
-        GrantNotFoundError,
-    )
-
-    @app.exception_handler(JobNotFoundError)
-    async def job_not_found(_: Request, exc: JobNotFoundError) -> JSONResponse:
-        return _json_error(404, str(exc))
-
-    for kind in not_found:
-        app.add_exception_handler(kind, _not_found)
-    app.add_exception_handler(ResourceNotFoundError, _not_found)
-
-    @app.exception_handler(AuditError)
-    async def unaudited(_: Request, exc: AuditError) -> JSONResponse:
-        log.error("audit trail unavailable: %s", type(exc).__name__)
-        return _json_error(503, "the audit trail is unavailable: nothing was accessed")
-
-    @app.exception_handler(GrantError)
-    async def bad_grant(_: Request, exc: GrantError) -> JSONResponse:
-        return _json_error(422, str(exc))
-
-    @app.exception_handler(NotAuthorizedError)
-    async def not_authorized(_: Request, exc: NotAuthorizedError) -> JSONResponse:
-        return _json_error(403, str(exc))
-
-    @app.exception_handler(IdempotencyConflictError)
-    async def conflict(_: Request, exc: IdempotencyConflictError) -> JSONResponse:
-        return _json_error(422, str(exc))
-
-    @app.exception_handler(DeliveryStateError)
-    async def delivery_state(_: Request, exc: DeliveryStateError) -> JSONResponse:
-        return _json_error(409, str(exc))
-
-    @app.exception_handler(WebhookError)
-    async def bad_webhook(_: Request, exc: WebhookError) -> JSONResponse:
-        return _json_error(422, str(exc))
+    for kind in _PLAIN_ERRORS:
+        app.add_exception_handler(kind, _plain)
+    for kind in _HIDDEN_ERRORS:
+        app.add_exception_handler(kind, _hidden)
 
     @app.exception_handler(ReportError)
     async def unrenderable(_: Request, exc: ReportError) -> JSONResponse:
         return _json_error(409, f"the stored pre-read cannot be rendered in this format: {exc}")
 
-    @app.exception_handler(GatewayError)
-    async def orthanc_down(_: Request, exc: GatewayError) -> JSONResponse:
-        log.warning("Orthanc request failed: %s", type(exc).__name__)
-        return _json_error(502, "Orthanc did not answer as expected")
 
-    @app.exception_handler(StoreError)
-    async def store_error(_: Request, exc: StoreError) -> JSONResponse:
-        log.error("job store error: %s", type(exc).__name__)
-        return _json_error(503, "the job store is unavailable")
+def _entry(table: Mapping[type[Exception], _T], exc: Exception) -> _T:
+    """The entry of the nearest class of ``exc`` in ``table``."""
+    return next(table[k] for k in type(exc).__mro__ if k in table)
 
 
-async def _not_found(_: Request, exc: Exception) -> JSONResponse:
-    return _json_error(404, str(exc))
+async def _plain(_: Request, exc: Exception) -> JSONResponse:
+    return _json_error(_entry(_PLAIN_ERRORS, exc), str(exc))
+
+
+async def _hidden(_: Request, exc: Exception) -> JSONResponse:
+    status, text = _entry(_HIDDEN_ERRORS, exc)
+    log.error("%s -> %d", type(exc).__name__, status)
+    return _json_error(status, text)
 
 
 class BodyLimit:
