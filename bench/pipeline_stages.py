@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -112,6 +112,7 @@ def child_main() -> int:
 
     from pydantic import SecretStr
 
+    from preread.grants import GrantSpec, Purpose
     from preread.service import Service
     from preread.settings import Settings
     from preread.store import JobState
@@ -123,7 +124,7 @@ def child_main() -> int:
     )
     cfg: dict[str, Any] = json.loads(sys.stdin.readline())
     parent = os.getppid()
-    final = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE}
+    final = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE, JobState.NOT_AUTHORIZED}
     sampler = RssSampler()
     sampler.start()
     loop_errors: list[str] = []
@@ -138,6 +139,17 @@ def child_main() -> int:
     )
     try:
         with Service(settings) as service:
+            now = datetime.now(UTC)
+            service.grants.create(  # the benchmark's own phantom source may be read
+                GrantSpec(
+                    tenant=settings.tenant_of(HOSPITAL_AET) or "default",
+                    purpose=Purpose.CLINICAL_PREREAD,
+                    valid_from=now - timedelta(minutes=1),
+                    valid_to=now + timedelta(days=1),
+                    legal_basis="benchmark: synthetic phantom, no patient data",
+                    issued_by="bench/pipeline_stages.py",
+                )
+            )
             service.start_loop(
                 on_error=lambda exc: loop_errors.append(f"{type(exc).__name__}: {exc}")
             )

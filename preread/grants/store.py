@@ -5,11 +5,10 @@ from __future__ import annotations
 import builtins
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from preread.audit import AuditAction, AuditEvent, AuditLog, Outcome
@@ -19,8 +18,8 @@ from preread.grants.purposes import Purpose
 from preread.grants.records import Grant, GrantError, GrantNotFoundError, GrantSpec
 from preread.store import changes
 from preread.store.database import READ_ONLY
-from preread.store.errors import StoreError
 from preread.store.schema import GrantRow
+from preread.store.sessions import transaction
 
 
 def _grant(row: GrantRow) -> Grant:
@@ -175,21 +174,13 @@ class GrantStore:
         grants = self.list(tenant=study.tenant, purpose=purpose, active_at=moment)
         return first_covering(grants, study, purpose, moment)
 
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        try:
-            with self._reader.begin() as session:
-                yield session
-        except SQLAlchemyError as exc:
-            raise StoreError(f"reading grants failed: {exc}") from exc
+    def _read(self) -> AbstractContextManager[Session]:
+        return transaction(self._reader, "reading grants")
 
     @contextmanager
     def _write(self, session: Session | None) -> Iterator[Session]:
         if session is not None:
             yield session
             return
-        try:
-            with self._writer.begin() as own:
-                yield own
-        except SQLAlchemyError as exc:
-            raise StoreError(f"writing grants failed: {exc}") from exc
+        with transaction(self._writer, "writing grants") as own:
+            yield own

@@ -6,13 +6,12 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from preread.grants.purposes import Purpose, purpose
@@ -20,8 +19,8 @@ from preread.security.errors import ClientNotFoundError, InvalidClientError
 from preread.security.passwords import hash_secret, new_secret, verify_secret
 from preread.security.principal import SCOPES
 from preread.store.database import READ_ONLY
-from preread.store.errors import StoreError
 from preread.store.schema import ApiClientRow
+from preread.store.sessions import transaction
 
 _TENANT_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 _ACTIVE_CACHE_S = 30.0
@@ -178,21 +177,11 @@ class ClientStore:
             row = session.get(ApiClientRow, client_id)
             return None if row is None else (_record(row), row.secret_hash)
 
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        try:
-            with self._readers.begin() as session:
-                yield session
-        except SQLAlchemyError as exc:
-            raise StoreError(f"the API client store failed: {exc}") from exc
+    def _read(self) -> AbstractContextManager[Session]:
+        return transaction(self._readers, "reading API clients")
 
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        try:
-            with self._sessions.begin() as session:
-                yield session
-        except SQLAlchemyError as exc:
-            raise StoreError(f"the API client store failed: {exc}") from exc
+    def _write(self) -> AbstractContextManager[Session]:
+        return transaction(self._sessions, "writing API clients")
 
 
 _DUMMY_HASH = hash_secret("no such client")  # hashed against when the id is unknown
