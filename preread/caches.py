@@ -10,7 +10,10 @@ what a fresh rendering would give.
 :class:`ViewCache` — which job is a study's finished read, forgotten as soon as the job store
 announces a change of the study (:mod:`preread.store.changes`).
 
-Least recently used entries go first; ``size=0`` turns either off.
+:class:`GrantCache` — the grants in force per (tenant, purpose), forgotten on any grant change.
+
+:func:`watch` wires the last two to the change announcements (on PostgreSQL; off on SQLite).
+Least recently used entries go first; ``size=0`` turns the render and view caches off.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from preread.store.changes import GRANTS, ChangeListener
 
 
 class RenderCache:
+    """Rendered reports by key (see the module docstring)."""
+
     def __init__(self, size: int) -> None:
         self.size = size
         self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
