@@ -37,8 +37,6 @@ class RenderCache:
         self.size = size
         self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def peek(self, key: Hashable) -> bytes | None:
         """The rendering under ``key`` if it is kept (never renders)."""
@@ -46,7 +44,6 @@ class RenderCache:
             found = self._entries.get(key)
             if found is not None:
                 self._entries.move_to_end(key)
-                self.hits += 1
             return found
 
     def get(self, key: Hashable, render: Callable[[], bytes]) -> bytes:
@@ -56,9 +53,7 @@ class RenderCache:
             found = self._entries.get(key)
             if found is not None:
                 self._entries.move_to_end(key)
-                self.hits += 1
                 return found
-            self.misses += 1
         value = render()  # outside the lock: two first requests may both render; same bytes
         with self._lock:
             self._entries[key] = value

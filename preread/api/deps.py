@@ -22,6 +22,7 @@ from fastapi.security import OAuth2
 from dicom_gateway.source import StudySource
 from inference.registry import Registry
 from preread.api import auditing
+from preread.api.idempotency import IdempotencyKeys
 from preread.api.metrics import ApiMetrics
 from preread.audit import AuditError, AuditLog
 from preread.audit.batch import AuditWriter
@@ -58,6 +59,7 @@ class Services:
     renders: RenderCache | None = None
     views: ViewCache | None = None
     audit: AuditWriter | None = None
+    idempotency: IdempotencyKeys | None = None
 
     def __post_init__(self) -> None:
         if self.renders is None:
@@ -68,6 +70,8 @@ class Services:
             self.grants = self.grant_store
         if self.audit is None:
             self.audit = AuditWriter(AuditLog(self.store.engine))
+        if self.idempotency is None:
+            self.idempotency = IdempotencyKeys(self.store.engine)
 
     @property
     def auditor(self) -> AuditWriter:

@@ -201,16 +201,7 @@ class AuditLog:
             return []
         try:
             with self._writer.begin() as session:
-                _lock(session)
-                head = _head(session)
-                records: list[AuditRecord] = []
-                for event in events:
-                    seq, at = head.seq + 1, _utc(self._clock())
-                    digest = link_hash(head.hash, seq, event.fields(at))
-                    records.append(AuditRecord(event, seq, at, head.hash, digest))
-                    head = Checkpoint(seq, digest)
-                session.execute(insert(AuditEventRow), [_row(r) for r in records])
-                return records
+                return self._append_all(session, events)
         except Exception as exc:
             actions = ", ".join(sorted({e.action.value for e in events}))
             raise AuditError(f"audit record of {actions} failed: {exc}") from exc
@@ -311,26 +302,20 @@ class AuditLog:
             return deleted
 
     def _append(self, session: Session, event: AuditEvent) -> AuditRecord:
+        return self._append_all(session, [event])[0]
+
+    def _append_all(self, session: Session, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+        """Chain ``events`` after the head, under the append lock, with one insert."""
         _lock(session)
         head = _head(session)
-        seq, at = head.seq + 1, _utc(self._clock())
-        digest = link_hash(head.hash, seq, event.fields(at))
-        session.execute(
-            insert(AuditEventRow).values(
-                seq=seq,
-                at=at,
-                actor=event.actor,
-                tenant=event.tenant,
-                purpose=event.purpose,
-                study_instance_uid=event.study_instance_uid,
-                action=event.action.value,
-                outcome=event.outcome.value,
-                detail=dict(event.detail),
-                prev_hash=head.hash,
-                hash=digest,
-            )
-        )
-        return AuditRecord(event, seq, at, head.hash, digest)
+        records: list[AuditRecord] = []
+        for event in events:
+            seq, at = head.seq + 1, _utc(self._clock())
+            digest = link_hash(head.hash, seq, event.fields(at))
+            records.append(AuditRecord(event, seq, at, head.hash, digest))
+            head = Checkpoint(seq, digest)
+        session.execute(insert(AuditEventRow), [_row(r) for r in records])
+        return records
 
 
 def _row(record: AuditRecord) -> dict[str, object]:

@@ -12,20 +12,12 @@ from sqlalchemy import Connection, Engine, text
 
 from preread.audit import AuditAction, AuditEvent, AuditLog, Outcome
 from preread.audit.chain import Json
-from preread.store import make_engine
-from tests.store.conftest import FakeClock, backend, clock, db_url, empty_url, postgres_url
+from tests.store.conftest import FakeClock, backend, clock, db_url, empty_url, engine, postgres_url
 
-__all__ = ["backend", "clock", "db_url", "empty_url", "postgres_url"]
+__all__ = ["backend", "clock", "db_url", "empty_url", "engine", "postgres_url"]
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 OTHER_STUDY = "1.2.826.0.1.3680043.8.498.2"
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

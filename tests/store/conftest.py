@@ -18,10 +18,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from preread.store import JobStore, upgrade
+from preread.store import JobStore, make_engine, upgrade
 
 ADMIN_URLS = (
     [os.environ["PREREAD_TEST_POSTGRES"]]
@@ -114,6 +114,14 @@ def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
                 " series_decisions, watcher_state, jobs, grants, audit_events, audit_anchor"
             )
         )
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine on :func:`db_url` (disposed after the test)."""
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

@@ -20,21 +20,14 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from preread.store import JobOutputs, JobRecord, JobState, StudyFingerprint, make_engine
+from preread.store import JobOutputs, JobRecord, JobState, StudyFingerprint
 from preread.store.webhooks import WebhookStore
-from tests.store.conftest import FakeClock, backend, clock, db_url, postgres_url
+from tests.store.conftest import FakeClock, backend, clock, db_url, engine, postgres_url
 
-__all__ = ["backend", "clock", "db_url", "postgres_url"]
+__all__ = ["backend", "clock", "db_url", "engine", "postgres_url"]
 
 TENANT = "tenant-a"
 OTHER_TENANT = "tenant-b"
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

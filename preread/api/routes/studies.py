@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from preread.api import auditing
 from preread.api.auditing import authorize_read
 from preread.api.deps import Analyzer, ReportsReader, ServicesDep
-from preread.api.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, request_hash
+from preread.api.idempotency import MAX_KEY_LENGTH, request_hash
 from preread.api.schemas import AnalyzeOut, JobOut, StudyDetailOut, StudyOut, StudyPageOut
 from preread.results import authorize_listing, tenant_job, tenant_study
 from preread.store import JobState, StudyFilter
@@ -122,7 +122,8 @@ async def analyze_study(
     if idempotency_key is None:
         status, answer = await run_in_threadpool(handler)
     else:
-        keys = IdempotencyKeys(services.store.engine)
+        keys = services.idempotency
+        assert keys is not None
         fingerprint = request_hash("POST", request.url.path, body)
         replay = await run_in_threadpool(
             keys.run, who.client_id, idempotency_key, fingerprint, handler
