@@ -12,6 +12,10 @@ Typical use::
     package = Registry("models").find("lung-nodule-seg")
     predictor = Predictor(package, ["CUDAExecutionProvider", "CPUExecutionProvider"])
     prediction = predictor.predict(volume)
+
+Providers with options (TensorRT fp16 and its engine cache, CUDA's device): ``ProviderConfig``
+(:mod:`inference.providers`). On a GPU the sliding window is blended and thresholded on the
+device (:mod:`inference.device_window`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
     from inference.card import ModelCard
     from inference.errors import (
         InferenceError,
+        OnnxRuntimeInstallError,
         PackageError,
         PackageNotFoundError,
         PreprocessError,
@@ -38,12 +43,14 @@ if TYPE_CHECKING:
         to_model_grid,
         to_source_grid,
     )
+    from inference.providers import ProviderConfig
     from inference.registry import PackageRef, Registry
     from inference.session import SessionCache, SessionInfo, open_session
 
 _EXPORTS = {
     "ModelCard": "inference.card",
     "InferenceError": "inference.errors",
+    "OnnxRuntimeInstallError": "inference.errors",
     "PackageError": "inference.errors",
     "PackageNotFoundError": "inference.errors",
     "PreprocessError": "inference.errors",
@@ -58,6 +65,7 @@ _EXPORTS = {
     "labels_to_source_grid": "inference.preprocess",
     "to_model_grid": "inference.preprocess",
     "to_source_grid": "inference.preprocess",
+    "ProviderConfig": "inference.providers",
     "Registry": "inference.registry",
     "PackageRef": "inference.registry",
     "SessionCache": "inference.session",
@@ -71,12 +79,14 @@ __all__ = [
     "ModelCard",
     "ModelInput",
     "ModelPackage",
+    "OnnxRuntimeInstallError",
     "PackageError",
     "PackageNotFoundError",
     "PackageRef",
     "Prediction",
     "Predictor",
     "PreprocessError",
+    "ProviderConfig",
     "ProviderError",
     "Registry",
     "SessionCache",

@@ -8,6 +8,7 @@ pipeline, the API's error mapping) can catch one type::
     ├── PackageError          a model package is missing, malformed or tampered with
     │   └── PackageNotFoundError   no installed package matches an id / version
     ├── ProviderError         ONNX Runtime cannot run on the execution provider that was asked for
+    │   └── OnnxRuntimeInstallError   onnxruntime and onnxruntime-gpu both installed, or neither
     └── PreprocessError       a volume cannot be brought onto the model's grid (e.g. oblique)
 """
 
@@ -33,6 +34,11 @@ class PackageNotFoundError(PackageError):
 
 class ProviderError(InferenceError):
     """The requested ONNX Runtime execution provider is not the one that would run the model."""
+
+
+class OnnxRuntimeInstallError(ProviderError):
+    """The environment holds both ``onnxruntime`` and ``onnxruntime-gpu`` (they overwrite each
+    other's files), or no ONNX Runtime at all. The message names the fix."""
 
 
 class PreprocessError(InferenceError):

@@ -7,22 +7,30 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 from scipy.special import expit
 
 from inference.body import box_from_lps, find_body, intersect
+from inference.device_window import DeviceWindow, decide, device_window_for
 from inference.errors import InferenceError
 from inference.grid import Region
 from inference.package import ModelPackage
 from inference.postprocess import find_nodules
 from inference.preprocess import to_model_grid
-from inference.session import CPU, ProviderPolicy, SessionCache, SessionInfo, shared_sessions
+from inference.providers import CPU, ProviderEntry
+from inference.session import ProviderPolicy, SessionCache, SessionInfo, shared_sessions
 from inference.sliding_window import sliding_window
 from preread.domain import Finding, Geometry, Vec3, Volume
 
 LpsBox = tuple[Vec3, Vec3]
+#: Where the sliding window is blended and thresholded: ``"auto"`` on the model's device when it
+#: runs on CUDA or TensorRT (numpy on the host otherwise), ``"on"`` always through the device
+#: graphs (also on the CPU provider), ``"off"`` always numpy on the host.
+DeviceWindowMode = Literal["auto", "on", "off"]
+BACKGROUND_LOGIT = 20.0  # outside the windows' region (see inference.sliding_window)
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,11 @@ class Prediction:
 
     ``probability`` is the foreground probability of the card's first label and ``labels`` the
     findings' voxels (``Finding.label``, 0 elsewhere), both on ``model_geometry`` (bring them to
-    the series with :func:`inference.preprocess.to_source_grid`). ``region`` is the model-grid box
+    the series with :func:`inference.preprocess.to_source_grid`). When the window ran on the
+    device (:attr:`Predictor.on_device`) without ``full_probability``, ``probability`` is exact
+    where it reaches the card's threshold and 0 below it (only those values leave the GPU):
+    everything the findings are made of, but not a map to interpolate across the threshold
+    (evaluation asks for ``full_probability``). ``region`` is the model-grid box
     the windows were asked to cover (before growing it to at least one window), None when no
     window ran (an all-air volume, or a hint outside it); ``timings`` holds seconds for
     ``preprocess``, ``infer``, ``postprocess`` and ``total``.
@@ -59,19 +71,27 @@ class Predictor:
     With ``crop_to_body`` (the default) windows run only inside the body's bounding box (HU >
     −500 on the model grid, grown by 10 mm; :func:`inference.body.find_body`): outside air is
     background by definition and costs nothing.
+
+    ``device_window`` (see :data:`DeviceWindowMode`) chooses where windows are blended and
+    thresholded: on a GPU, by default, on the device (:mod:`inference.device_window`), so that
+    only the mask and its probabilities come back to the host; ``full_probability`` copies the
+    whole probability map back too (for evaluation, which interpolates it).
     """
 
     def __init__(
         self,
         package: ModelPackage,
-        providers: Sequence[str] = (CPU,),
+        providers: Sequence[ProviderEntry] = (CPU,),
         policy: ProviderPolicy = "fail",
         *,
         intra_op_threads: int | None = None,
         crop_to_body: bool = True,
         sessions: SessionCache | None = None,
+        device_window: DeviceWindowMode = "auto",
+        full_probability: bool = False,
     ) -> None:
         self.package = package
+        self.full_probability = full_probability
         self.crop_to_body = crop_to_body
         cache = sessions if sessions is not None else shared_sessions()
         self.session = cache.get(package, providers, policy, intra_op_threads=intra_op_threads)
@@ -82,6 +102,15 @@ class Predictor:
                 f"{len(labels)}"
             )
         self._channel = labels[0].value
+        use_device = device_window == "on" or (
+            device_window == "auto" and self.session.device_type == "cuda"
+        )
+        self._window: DeviceWindow | None = device_window_for(self.session) if use_device else None
+
+    @property
+    def on_device(self) -> bool:
+        """Whether windows are blended and thresholded by the device graphs."""
+        return self._window is not None
 
     @property
     def session_info(self) -> SessionInfo:
@@ -112,10 +141,27 @@ class Predictor:
             hint = box_from_lps(region_hint[0], region_hint[1], geometry)
             region = None if hint is None else intersect(region, hint)
         t1 = time.perf_counter()
+        spec = card.inference
         if region is None:  # nothing to look at (all air, or a hint outside the volume)
             probability = np.zeros(geometry.shape, dtype=np.float32)
+        elif self._window is not None:
+            decision = decide(
+                self._window,
+                model_input.array,
+                self.session,
+                spec.roi_size_vox,
+                spec.overlap,
+                spec.batch_size,
+                spec.mode,
+                sigma_scale=spec.sigma_scale,
+                threshold=card.thresholds.probability,
+                channel=self._channel,
+                region=None if _is_whole(region, geometry.shape) else region,
+                background_probability=self._background_probability(),
+                full_probability=self.full_probability,
+            )
+            probability = decision.probability()
         else:
-            spec = card.inference
             logits = sliding_window(
                 model_input.array,
                 self.session,
@@ -125,6 +171,7 @@ class Predictor:
                 spec.mode,
                 sigma_scale=spec.sigma_scale,
                 region=None if _is_whole(region, geometry.shape) else region,
+                background_logit=BACKGROUND_LOGIT,
             )
             probability = foreground_probability(logits, self._channel)
             del logits
@@ -154,6 +201,12 @@ class Predictor:
             },
             region=region,
         )
+
+    def _background_probability(self) -> float:
+        """The foreground probability the numpy path gives voxels outside the region."""
+        logits = np.full((self.session.num_channels, 1, 1, 1), -BACKGROUND_LOGIT, np.float32)
+        logits[0] = BACKGROUND_LOGIT
+        return float(foreground_probability(logits, self._channel).item())
 
 
 def foreground_probability(

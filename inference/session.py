@@ -5,6 +5,10 @@ or its libraries are missing. PreRead never accepts that silently: after creatin
 compare ``session.get_providers()[0]`` with the first requested provider and, per ``policy``,
 either raise :class:`~inference.errors.ProviderError` (``"fail"``) or keep the session and record
 the downgrade in :attr:`SessionInfo.warning` (``"warn"``), which the caller stores with the job.
+
+Providers are names or ``(name, options)`` pairs (:mod:`inference.providers` builds them from the
+settings). Before the first session, the environment is checked to hold exactly one ONNX Runtime
+build (:mod:`inference.install`).
 """
 
 from __future__ import annotations
@@ -13,19 +17,47 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from inference.errors import InferenceError, PackageError, ProviderError
+from inference.install import onnxruntime_distribution
 from inference.package import ModelPackage
+from inference.providers import (
+    CPU as CPU,
+)
+from inference.providers import (
+    GPU_PROVIDERS,
+    ProviderEntry,
+    describe_device,
+    device_id_of,
+    split_entries,
+)
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 ProviderPolicy = Literal["fail", "warn"]
-CPU = "CPUExecutionProvider"
+DeviceType = Literal["cuda", "cpu"]
 
 _log = logging.getLogger(__name__)
+
+
+def onnxruntime_module() -> ModuleType:
+    """``onnxruntime``, imported after checking that exactly one build of it is installed.
+
+    Raises:
+        OnnxRuntimeInstallError: none, or several (``onnxruntime`` + ``onnxruntime-gpu``).
+    """
+    onnxruntime_distribution()
+    import onnxruntime
+
+    module: ModuleType = onnxruntime
+    return module
 
 
 @dataclass(frozen=True)
@@ -33,7 +65,8 @@ class SessionInfo:
     """What ran a model: record it with every result.
 
     ``intra_op_threads`` is the value given to ONNX Runtime; 0 means its default (one thread per
-    physical core).
+    physical core). ``device`` says where the provider in use runs: ``"cpu"`` or ``"cuda:N"``
+    (N among the GPUs this process sees), with ``CUDA_VISIBLE_DEVICES`` when set.
     """
 
     model_id: str
@@ -45,45 +78,86 @@ class SessionInfo:
     intra_op_threads: int
     policy: ProviderPolicy
     warning: str | None = None
+    device: str = "cpu"
 
 
 class ModelSession:
-    """A package's network as a callable ``[B, 1, d, h, w] → [B, C, d, h, w]`` float32."""
+    """A package's network as a callable ``[B, 1, d, h, w] → [B, C, d, h, w]`` float32.
 
-    def __init__(self, session: ort.InferenceSession, info: SessionInfo, package: ModelPackage):
+    :meth:`run_bound` runs it on tensors that stay on the session's device (ONNX Runtime I/O
+    binding), for :mod:`inference.device_window`.
+    """
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        info: SessionInfo,
+        package: ModelPackage,
+        *,
+        device_id: int = 0,
+    ):
         self._session = session
         self.info = info
         self._input = package.card.onnx.input_name
         self._output = package.card.onnx.output_name
         self._channels = package.card.num_channels
+        self.device_type: DeviceType = "cuda" if info.provider in GPU_PROVIDERS else "cpu"
+        self.device_id = device_id if self.device_type == "cuda" else 0
+
+    @property
+    def num_channels(self) -> int:
+        return self._channels
 
     def __call__(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         x = np.ascontiguousarray(batch, dtype=np.float32)
         (y,) = self._session.run([self._output], {self._input: x})
         out = np.asarray(y, dtype=np.float32)
-        expected = (x.shape[0], self._channels, *x.shape[2:])
-        if out.shape != expected:
+        self._check_shape(tuple(x.shape), tuple(out.shape))
+        return out
+
+    def run_bound(self, x: Any, y: Any) -> None:
+        """Run on device tensors: ``x`` ``[B, 1, d, h, w]`` in, ``y`` ``[B, C, d, h, w]`` out
+        (both ``onnxruntime.OrtValue`` on this session's device, ``y`` preallocated).
+
+        Nothing is copied to or from the host.
+        """
+        self._check_shape(tuple(x.shape()), tuple(y.shape()))
+        binding = self._session.io_binding()
+        binding.bind_ortvalue_input(self._input, x)
+        binding.bind_ortvalue_output(self._output, y)
+        self._session.run_with_iobinding(binding)
+
+    def _check_shape(self, x: tuple[int, ...], out: tuple[int, ...]) -> None:
+        expected = (x[0], self._channels, *x[2:])
+        if out != expected:
             raise InferenceError(
                 f"model {self.info.model_id} {self.info.model_version} returned shape "
-                f"{out.shape}, expected {expected}"
+                f"{out}, expected {expected}"
             )
-        return out
 
 
 def open_session(
     package: ModelPackage,
-    providers: Sequence[str] = (CPU,),
+    providers: Sequence[ProviderEntry] = (CPU,),
     policy: ProviderPolicy = "fail",
     *,
     intra_op_threads: int | None = None,
 ) -> ModelSession:
     """Create an ONNX Runtime session for ``package`` on ``providers`` (in priority order).
 
+    Args:
+        providers: names, or ``(name, options)`` pairs (see
+            :func:`inference.providers.provider_entries`); a ``trt_engine_cache_path`` or
+            ``trt_timing_cache_path`` folder is created if missing.
+
     Raises:
+        OnnxRuntimeInstallError: the environment holds no ONNX Runtime, or more than one build.
         ProviderError: ``policy == "fail"`` and the first requested provider is not available
             or not the one the session ended up using; or ``providers`` is empty.
     """
-    requested = tuple(providers)
+    ort = onnxruntime_module()
+    names, all_options = split_entries(providers)
+    requested = names
     if not requested:
         raise ProviderError("no execution provider requested")
     available = ort.get_available_providers()
@@ -93,18 +167,29 @@ def open_session(
             f"{first} was requested but this onnxruntime offers only {', '.join(available)} "
             "(policy 'fail': not falling back)"
         )
-    usable = [p for p in requested if p in available] or [CPU]
+    usable = [(n, o) for n, o in zip(names, all_options, strict=True) if n in available]
+    if not usable:
+        usable = [(CPU, {})]
+    for _, opts in usable:
+        for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
+            if opts.get(key):
+                Path(opts[key]).mkdir(parents=True, exist_ok=True)
     options = ort.SessionOptions()
     threads = 0 if intra_op_threads is None else int(intra_op_threads)
     options.intra_op_num_threads = threads
     try:
         session = ort.InferenceSession(
-            str(package.model_path), sess_options=options, providers=usable
+            str(package.model_path),
+            sess_options=options,
+            providers=[n for n, _ in usable],
+            provider_options=[o for _, o in usable],
         )
     except Exception as exc:  # onnxruntime raises its own, unexported exception types
         raise PackageError(f"{package.model_path}: ONNX Runtime cannot load it: {exc}") from exc
     _check_io(session, package)
     used = session.get_providers()[0]
+    used_options = dict(usable).get(used, {})
+    device_id = device_id_of(used_options)
     warning = None
     if used != first:
         message = (
@@ -125,8 +210,9 @@ def open_session(
         intra_op_threads=threads,
         policy=policy,
         warning=warning,
+        device=describe_device(used, device_id),
     )
-    return ModelSession(session, info, package)
+    return ModelSession(session, info, package, device_id=device_id)
 
 
 def _check_io(session: ort.InferenceSession, package: ModelPackage) -> None:
@@ -141,26 +227,29 @@ def _check_io(session: ort.InferenceSession, package: ModelPackage) -> None:
 
 
 class SessionCache:
-    """One session per (package file, providers, policy, threads); thread-safe."""
+    """One session per (package file, providers and their options, policy, threads);
+    thread-safe."""
 
     def __init__(self) -> None:
-        self._sessions: dict[tuple[str, str, tuple[str, ...], str, int], ModelSession] = {}
+        self._sessions: dict[tuple[object, ...], ModelSession] = {}
         self._lock = threading.Lock()
 
     def get(
         self,
         package: ModelPackage,
-        providers: Sequence[str] = (CPU,),
+        providers: Sequence[ProviderEntry] = (CPU,),
         policy: ProviderPolicy = "fail",
         *,
         intra_op_threads: int | None = None,
     ) -> ModelSession:
         """The cached session for these settings, created on first use (see
         :func:`open_session`)."""
+        names, options = split_entries(providers)
         key = (
             str(package.model_path.resolve()),
             package.card.onnx.sha256,
-            tuple(providers),
+            names,
+            tuple(tuple(sorted(o.items())) for o in options),
             policy,
             0 if intra_op_threads is None else int(intra_op_threads),
         )

@@ -215,7 +215,8 @@ def evaluate(
 
     settings = Settings()
     package = ModelPackage.load(_resolve_package(model, settings))
-    predictor = predictor_for(package, settings)
+    # the evaluation's Dice interpolates the whole probability map across the threshold
+    predictor = predictor_for(package, settings, full_probability=True)
     if data.startswith("phantoms:"):
         parts = data.split(":")
         if len(parts) not in (3, 4):
@@ -532,6 +533,52 @@ def models_publish(
             progress=lambda: bar.advance(task, 1),
         )
     out.print(f"published {path}")
+
+
+health_app = typer.Typer(
+    no_args_is_help=True, help="Container probes of preread worker / preread watch."
+)
+app.add_typer(health_app, name="health")
+
+
+@health_app.command("ready")
+@_friendly
+def health_ready(
+    role: Annotated[str, typer.Argument(help="worker or watch")],
+) -> None:
+    """Exit 0 when everything ROLE needs answers (database, broker, Orthanc, models); 1
+    naming what does not."""
+    from preread.health import ready
+
+    if role not in ("worker", "watch"):
+        raise PrereadError(f"unknown role {role!r}: worker or watch")
+    results = ready(Settings(), "worker" if role == "worker" else "watch")
+    for check in results:
+        typer.echo(check.line())
+    if not all(check.ok for check in results):
+        raise typer.Exit(1)
+
+
+@health_app.command("leader")
+@_friendly
+def health_leader() -> None:
+    """Liveness of the watchers: exit 1 when the database answers and no `preread watch`
+    holds the leadership; 0 when one does, or when the database cannot be asked (restarting a
+    watcher would not help; readiness reports that)."""
+    from preread.health import leader_held
+    from preread.scale.cli import LEADERSHIP
+
+    url = Settings().database_url
+    if not url or not url.startswith("postgresql"):
+        raise PrereadError("PREREAD_DATABASE_URL must name PostgreSQL (the watchers' lock)")
+    try:
+        held = leader_held(url, LEADERSHIP)
+    except Exception as exc:  # the database is unreachable: not this process's fault
+        typer.echo(f"leader: cannot ask the database ({type(exc).__name__}); not restarting for it")
+        return
+    typer.echo("leader: " + ("a watcher leads" if held else "no watcher holds the lock"))
+    if not held:
+        raise typer.Exit(1)
 
 
 def _register_access_commands() -> None:

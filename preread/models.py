@@ -4,14 +4,33 @@ from __future__ import annotations
 
 from inference.package import ModelPackage
 from inference.predict import Predictor
+from inference.providers import ProviderConfig
 from preread.settings import Settings
 
 
-def predictor_for(package: ModelPackage, settings: Settings) -> Predictor:
-    """A predictor with the configured providers, provider policy and thread count."""
+def provider_config(settings: Settings) -> ProviderConfig:
+    """The execution providers of ``settings`` with their options (TensorRT's caches in
+    ``<data_dir>/tensorrt`` unless ``PREREAD_TENSORRT_CACHE_DIR`` says otherwise)."""
+    return ProviderConfig(
+        names=tuple(settings.providers),
+        device_id=settings.gpu_device_id,
+        tensorrt_fp16=settings.tensorrt_fp16,
+        tensorrt_cache_dir=settings.tensorrt_cache_dir or settings.data_dir / "tensorrt",
+        cudnn_conv_algo_search=settings.cudnn_conv_algo_search,
+    )
+
+
+def predictor_for(
+    package: ModelPackage, settings: Settings, *, full_probability: bool = False
+) -> Predictor:
+    """A predictor with the configured providers (and their options), provider policy, thread
+    count and device-window mode; ``full_probability`` for evaluation (see
+    :class:`~inference.predict.Prediction`)."""
     return Predictor(
         package,
-        providers=settings.providers,
+        providers=provider_config(settings).entries(),
         policy=settings.provider_policy,
         intra_op_threads=settings.intra_op_threads or None,
+        device_window=settings.device_window,
+        full_probability=full_probability,
     )

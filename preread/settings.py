@@ -45,6 +45,27 @@ class Settings(BaseSettings):
         "'fail' refuses to run, 'warn' runs and records the provider actually used",
     )
     intra_op_threads: int = Field(default=0, ge=0, description="0 = ONNX Runtime's default")
+    # GPU: PREREAD_PROVIDERS='["TensorrtExecutionProvider","CUDAExecutionProvider",
+    # "CPUExecutionProvider"]' with `pip install preread[gpu]` (see inference.providers).
+    gpu_device_id: int = Field(
+        default=0,
+        ge=0,
+        description="the GPU (ONNX Runtime device_id) among those this process sees; "
+        "`preread worker --gpu N` sets CUDA_VISIBLE_DEVICES=N, so 0 is GPU N",
+    )
+    tensorrt_fp16: bool = Field(default=True, description="let TensorRT use fp16 kernels")
+    tensorrt_cache_dir: Path | None = Field(
+        default=None,
+        description="TensorRT engine and timing caches; unset = <data_dir>/tensorrt",
+    )
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = Field(
+        default="EXHAUSTIVE", description="the CUDA provider's cuDNN convolution algorithm search"
+    )
+    device_window: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="blend and threshold the sliding window on the model's device: auto = "
+        "when it runs on CUDA/TensorRT; on = also on the CPU; off = on the host (numpy)",
+    )
 
     # --- Orthanc: unset URL = PreRead starts its own private Orthanc (embedded default) ----
     orthanc_url: str | None = Field(default=None, description="an existing Orthanc's REST URL")
@@ -79,6 +100,12 @@ class Settings(BaseSettings):
         default="",
         description="Celery broker for scale-out workers (redis://… or amqp://…); unset: "
         "in-process workers only",
+    )
+    queue: str = Field(
+        default="preread.jobs",
+        min_length=1,
+        description="Celery queue the watcher sends jobs to and workers consume (one per "
+        "deployment sharing a broker)",
     )
 
     # --- tenants: every study belongs to the tenant of the AE title that sent it ----------------

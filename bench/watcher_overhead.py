@@ -1,0 +1,345 @@
+"""Benchmark the watcher's overhead on Orthanc: 300 instances sent with and without PreRead.
+
+Run: ``./run bench watcher`` (``.venv/bin/python bench/watcher_overhead.py``; ``--quick`` for a
+sanity run: 60 slices of 256×256, 2 rounds each; ``--help`` for the options). Prints a table;
+asserts nothing. Needs Orthanc with its DICOMweb plugin and DCMTK's ``storescu``.
+
+The series: one phantom chest CT (seed 990000, 512×512, capped at 300 slices of 0.625 mm:
+300 instances, ~150 MB), sent by ``storescu`` (C-STORE, ``TCP_NODELAY=1``, as the hospital
+``HOSPITAL``) to a fresh private Orthanc (StableAge 2 s) in every round; the rounds alternate
+*without* and *with* PreRead watching (default 6 of each, after one discarded warm-up send).
+
+"Watching" is the embedded PreRead as ``preread serve`` runs it against an existing Orthanc,
+in a process of its own: the change-feed watcher polling ``/changes`` at the default interval
+(``PREREAD_POLL_INTERVAL_S``, 1 s), the job store (SQLite), the in-process runner with the
+model loaded, and a grant for the sender. During the send the watcher follows the change feed
+(one ``NewInstance`` change per instance); when the study becomes stable (after the send) it
+reads the study (fetch, inference, SR + SEG stored). Each round waits for that read to end
+before the next round, so a read never overlaps a send: the send time shows what watching
+costs Orthanc while images arrive, and the read's seconds are printed beside it.
+
+Measured: ``storescu``'s wall time per round; the median of each mode; the ratio with/without
+(the issue's goal: ≤ 1.05, at most 5 % slower). Also printed: the load average over the rounds
+(the machine is shared; a disturbed round shows as an outlier beside its medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+HOSPITAL_AET = "HOSPITAL"
+EVENT = "BENCH-EVENT "
+GOAL_RATIO = 1.05
+
+
+class BenchError(Exception):
+    """The benchmark could not run to the end (the message says where and why)."""
+
+
+def _emit(kind: str, **data: Any) -> None:
+    print(EVENT + json.dumps({"event": kind, **data}), flush=True)
+
+
+def child_main() -> int:
+    """PreRead watching the Orthanc named on stdin; emits ``ready`` then ``job`` per final job."""
+    import logging
+
+    from pydantic import SecretStr
+
+    from preread.grants import GrantSpec, Purpose
+    from preread.service import Service
+    from preread.settings import Settings
+    from preread.store import JobState
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    cfg: dict[str, Any] = json.loads(sys.stdin.readline())
+    final = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE, JobState.NOT_AUTHORIZED}
+    settings = Settings(
+        data_dir=Path(cfg["data_dir"]),
+        models_dir=Path(cfg["models_dir"]),
+        orthanc_url=cfg["orthanc_url"],
+        orthanc_username=cfg["orthanc_username"],
+        orthanc_password=SecretStr(cfg["orthanc_password"]),
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with Service(settings) as service:
+        now = datetime.now(UTC)
+        service.grants.create(
+            GrantSpec(
+                tenant=settings.tenant_of(HOSPITAL_AET) or "default",
+                purpose=Purpose.CLINICAL_PREREAD,
+                valid_from=now - timedelta(minutes=1),
+                valid_to=now + timedelta(days=1),
+                legal_basis="benchmark: synthetic phantom, no patient data",
+                issued_by="bench/watcher_overhead.py",
+                sender_aets=(HOSPITAL_AET,),
+            )
+        )
+        service.start_loop()
+        _emit("ready", poll_interval_s=settings.poll_interval_s)
+        reported = False
+        while not stop.wait(0.1):
+            jobs = service.store.current_for_study(cfg["study_uid"])
+            if jobs and jobs[0].state in final and not reported:
+                job = jobs[0]
+                seconds = (
+                    (job.finished_at - job.created_at).total_seconds() if job.finished_at else None
+                )
+                _emit("job", state=job.state.value, seconds=seconds, reason=job.reason)
+                reported = True
+    return 0
+
+
+class Child:
+    """The watching PreRead process, read event by event."""
+
+    def __init__(self, config: dict[str, Any], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(config) + "\n")
+        self.process.stdin.close()
+        self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith(EVENT):
+                self._events.put(json.loads(line[len(EVENT) :]))
+        self._events.put(None)
+
+    def event(self, timeout_s: float, waiting_for: str) -> dict[str, Any]:
+        try:
+            event = self._events.get(timeout=timeout_s)
+        except queue.Empty:
+            raise BenchError(f"PreRead sent no {waiting_for} within {timeout_s:.0f} s") from None
+        if event is None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise BenchError(f"PreRead exited before {waiting_for}:\n{tail}")
+        return event
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def send(ct_dir: Path, aet: str, port: int) -> float:
+    """C-STORE the folder as the hospital (storescu, TCP_NODELAY=1); returns the seconds."""
+    command = ["storescu", "-aet", HOSPITAL_AET, "-aec", aet, "+sd", "+r", "127.0.0.1", str(port)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [*command, str(ct_dir)],
+        env={**os.environ, "TCP_NODELAY": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"storescu failed (status {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class Sent:
+    mode: str
+    seconds: float
+    read_s: float | None
+    load: float
+
+
+def one_round(
+    args: argparse.Namespace, mode: str, ct_dir: Path, study_uid: str, folder: Path
+) -> Sent:
+    from dicom_gateway.orthanc_server import DicomPeer, OrthancConfig, OrthancServer
+
+    folder.mkdir()
+    server = OrthancServer(
+        OrthancConfig(
+            storage_dir=folder / "orthanc",
+            stable_age_s=2,
+            dicom_modalities=(DicomPeer("hospital", HOSPITAL_AET, "127.0.0.1", 11112),),
+        )
+    )
+    server.start()
+    child: Child | None = None
+    try:
+        if mode == "with":
+            child = Child(
+                {
+                    "orthanc_url": server.url,
+                    "orthanc_username": server.username,
+                    "orthanc_password": server.password,
+                    "data_dir": str(folder / "preread"),
+                    "models_dir": str(args.models_dir),
+                    "study_uid": study_uid,
+                },
+                folder / "preread.log",
+            )
+            child.event(300, "ready")
+            time.sleep(1.0)  # let its start-up settle: the watcher is polling now
+        load = os.getloadavg()[0]
+        seconds = send(ct_dir, server.aet, server.dicom_port)
+        read_s = None
+        if child is not None:
+            job = child.event(args.read_timeout, "finished read")
+            if job["state"] != "done":
+                raise BenchError(f"PreRead's read ended {job['state']}: {job['reason']}")
+            read_s = job["seconds"]
+        return Sent(mode, seconds, read_s, load)
+    finally:
+        if child is not None:
+            child.stop()
+        server.stop()
+
+
+def report(args: argparse.Namespace, n_files: int, n_bytes: int, rounds: list[Sent]) -> int:
+    without = [r.seconds for r in rounds if r.mode == "without"]
+    with_ = [r.seconds for r in rounds if r.mode == "with"]
+    reads = [r.read_s for r in rounds if r.read_s is not None]
+    print()
+    print("Overhead of PreRead watching Orthanc while a series arrives (storescu, TCP_NODELAY=1)")
+    print(
+        f"series: {n_files} instances, {n_bytes / 1e6:.0f} MB, {args.matrix}x{args.matrix}; "
+        f"a fresh Orthanc (StableAge 2 s) per round; watcher poll 1 s (the default)"
+    )
+    print(f"machine: {os.cpu_count()} CPU core(s)")
+    print()
+    print(f"{'round':>5}  {'mode':<8}{'send s':>8}{'inst/s':>8}{'read s':>8}{'load 1m':>9}")
+    for i, r in enumerate(rounds, start=1):
+        read = f"{r.read_s:>8.1f}" if r.read_s is not None else f"{'-':>8}"
+        print(
+            f"{i:>5}  {r.mode:<8}{r.seconds:>8.2f}{n_files / r.seconds:>8.0f}{read}{r.load:>9.2f}"
+        )
+    m_without, m_with = statistics.median(without), statistics.median(with_)
+    ratio = m_with / m_without
+    print()
+    print(f"median send without PreRead: {m_without:.2f} s ({n_files / m_without:.0f} inst/s)")
+    print(f"median send with PreRead watching: {m_with:.2f} s ({n_files / m_with:.0f} inst/s)")
+    if reads:
+        print(
+            f"median read after stable (job created -> SR stored): {statistics.median(reads):.1f} s"
+        )
+    print(
+        f"ratio with / without: {ratio:.3f}  ({100 * (ratio - 1):+.1f} %; goal <= +5 %: "
+        f"{'met' if ratio <= GOAL_RATIO else 'NOT met'})"
+    )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.phantom_dicom import write_phantom_study
+    from training.phantoms import generate_phantom
+
+    work = Path(tempfile.mkdtemp(prefix="preread-bench-watcher-"))
+    try:
+        phantom = generate_phantom(args.seed, matrix=args.matrix, max_slices=args.slices)
+        files = write_phantom_study(phantom, work / "study")
+        ct = sorted(files.ct_dir.iterdir())
+        n_bytes = sum(p.stat().st_size for p in ct)
+        print(f"series: {len(ct)} instances, {n_bytes / 1e6:.0f} MB in {files.ct_dir}", flush=True)
+        if len(ct) != args.slices:
+            print(f"note: seed {args.seed} has {len(ct)} slices, not {args.slices}")
+        one_round(args, "without", files.ct_dir, files.study_instance_uid, work / "warm-up")
+        rounds = []
+        for i in range(args.rounds):
+            for mode in ("without", "with") if i % 2 == 0 else ("with", "without"):
+                r = one_round(
+                    args, mode, files.ct_dir, files.study_instance_uid, work / f"r{i}-{mode}"
+                )
+                read = f", read {r.read_s:.1f} s" if r.read_s is not None else ""
+                print(f"  round {i + 1} {mode}: sent in {r.seconds:.2f} s{read}", flush=True)
+                rounds.append(r)
+        return report(args, len(ct), n_bytes, rounds)
+    finally:
+        if args.keep:
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+@contextmanager
+def _terminate_on_sigterm() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description="Orthanc receiving 300 instances, with/without PreRead"
+    )
+    ap.add_argument("--seed", type=int, default=990_000, help="phantom seed (400 slices uncapped)")
+    ap.add_argument("--slices", type=int, default=300, help="slice cap: instances sent")
+    ap.add_argument("--matrix", type=int, default=512, help="rows = columns")
+    ap.add_argument("--rounds", type=int, default=6, help="sends in each mode")
+    ap.add_argument("--quick", action="store_true", help="60 slices of 256x256, 2 rounds each")
+    ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    ap.add_argument("--read-timeout", type=float, default=900.0, help="stable -> SR (s)")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child_main()
+    if args.quick:
+        args.slices, args.matrix, args.rounds = 60, 256, 2
+    for tool in ("storescu", "Orthanc"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed (./run setup)", file=sys.stderr)
+            return 2
+    try:
+        with _terminate_on_sigterm():
+            return run(args)
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "benchmark interrupted; Orthanc, PreRead and the folders were cleaned up",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
