@@ -6,11 +6,25 @@ environment at import time.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from preread.errors import PrereadError
+
+#: credentials that may come from a file: ``PREREAD_<NAME>_FILE=/run/secrets/…`` (the postgres
+#: image's convention; Docker/Kubernetes secrets are files). Not for the path settings that end
+#: in ``_file`` themselves (``deid_key_file``…): PreRead reads those files on its own.
+FILE_SETTINGS = ("database_url", "broker_url", "orthanc_password")
 
 _REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -23,6 +37,43 @@ def _default_models_dir() -> Path:
     # A source checkout ships its model packages in models/; an installed wheel has none,
     # so it looks in the data folder (override with PREREAD_MODELS_DIR either way).
     return _REPO_MODELS if _REPO_MODELS.is_dir() else _default_data_dir() / "models"
+
+
+class SettingsFileError(PrereadError):
+    """A ``PREREAD_<NAME>_FILE`` variable that cannot be used (unreadable, or beside
+    ``PREREAD_<NAME>``)."""
+
+
+class FileVariables(PydanticBaseSettingsSource):
+    """``PREREAD_<NAME>_FILE`` → the file's content (trailing newlines removed) for each name
+    of :data:`FILE_SETTINGS`; setting both ``PREREAD_<NAME>`` and ``…_FILE`` is an error."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(settings_cls)
+        self.environ = os.environ if environ is None else environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # the whole work is in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = str(self.config.get("env_prefix", "")).upper()
+        values: dict[str, Any] = {}
+        for name in FILE_SETTINGS:
+            variable = f"{prefix}{name.upper()}"
+            path = self.environ.get(f"{variable}_FILE")
+            if not path:
+                continue
+            if self.environ.get(variable):
+                raise SettingsFileError(f"set {variable} or {variable}_FILE, not both")
+            try:
+                values[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise SettingsFileError(
+                    f"{variable}_FILE={path}: cannot read it ({exc.strerror or exc})"
+                ) from None
+        return values
 
 
 class Settings(BaseSettings):
@@ -152,6 +203,24 @@ class Settings(BaseSettings):
     reid_vault_key_file: Path | None = Field(
         default=None, description="the vault's key (keep it apart from the vault)"
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then ``PREREAD_*`` variables, then ``PREREAD_<NAME>_FILE``."""
+        return (
+            init_settings,
+            env_settings,
+            FileVariables(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
 
     @field_validator("default_tenant", mode="before")
     @classmethod

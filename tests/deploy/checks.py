@@ -2,8 +2,8 @@
 small bad document as well as to pass on the real files.
 
 * :func:`unknown_settings` — every ``PREREAD_*`` name is a field of
-  :class:`preread.settings.Settings` (or ``<field>_FILE`` for the credentials that the image's
-  entry point reads from files).
+  :class:`preread.settings.Settings` (or ``<field>_FILE`` for the credentials that the settings
+  read from files, :data:`preread.settings.FILE_SETTINGS`).
 * :func:`image_problems` — every image is PreRead's own (built by deploy/Dockerfile, tagged with
   the project's version) or a well-known image pinned to an explicit version.
 * :func:`orthanc_json` — Orthanc's JSON-with-comments configuration, parsed.
@@ -20,7 +20,7 @@ from typing import Any
 
 import typer
 
-from preread.settings import Settings
+from preread.settings import FILE_SETTINGS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -41,11 +41,9 @@ def project_version() -> str:
 
 
 def file_settings() -> set[str]:
-    """The settings the image's entry point reads from ``NAME_FILE`` (its SECRET_SETTINGS)."""
-    text = (DEPLOY / "docker-entrypoint.sh").read_text()
-    match = re.search(r'^SECRET_SETTINGS="([^"]*)"$', text, re.MULTILINE)
-    assert match, "deploy/docker-entrypoint.sh has no SECRET_SETTINGS line"
-    return set(match.group(1).split())
+    """``PREREAD_<NAME>`` of the settings that may come from ``PREREAD_<NAME>_FILE``."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    return {f"{prefix}{name}".upper() for name in FILE_SETTINGS}
 
 
 def settings_variables() -> set[str]:

@@ -1,20 +1,14 @@
 """deploy/Dockerfile: pinned bases, the cpu/gpu extras of pyproject.toml, a non-root user, no
-secret; its entry point reads NAME_FILE credentials, and only those."""
+secret; tini as the entry point (credentials from NAME_FILE are read by the settings)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import tomllib
-from pathlib import Path
 
-import pytest
-
-from tests.deploy.checks import DEPLOY, ROOT, file_settings, settings_variables
+from tests.deploy.checks import DEPLOY, ROOT, settings_variables
 
 DOCKERFILE = (DEPLOY / "Dockerfile").read_text()
-ENTRYPOINT = DEPLOY / "docker-entrypoint.sh"
 
 
 def _args() -> dict[str, str]:
@@ -49,7 +43,7 @@ def test_runs_as_a_numeric_non_root_user_without_secrets() -> None:
     names = set(re.findall(r"\b(PREREAD_[A-Z0-9_]+)=", DOCKERFILE))
     assert names and names <= settings_variables()
     assert "STOPSIGNAL SIGINT" in DOCKERFILE
-    assert re.search(r'^ENTRYPOINT \["tini", "--", "preread-entrypoint"\]$', DOCKERFILE, re.M)
+    assert re.search(r'^ENTRYPOINT \["tini", "--"\]$', DOCKERFILE, re.M)
 
 
 def test_the_ignore_file_keeps_secrets_and_environments_out() -> None:
@@ -58,51 +52,3 @@ def test_the_ignore_file_keeps_secrets_and_environments_out() -> None:
     assert ignore[0] == "*"  # nothing but what is named after it
     assert "!deploy/secrets/" not in ignore and "!.venv/" not in ignore
     assert (DEPLOY / ".gitignore").read_text().split() == ["secrets/"]
-
-
-def test_the_entry_point_reads_only_settings_of_preread() -> None:
-    assert file_settings() == {
-        "PREREAD_DATABASE_URL",
-        "PREREAD_ORTHANC_PASSWORD",
-        "PREREAD_BROKER_URL",
-    }
-    assert file_settings() <= settings_variables()
-
-
-def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    script = (
-        'printf "%s|%s|%s" "$PREREAD_ORTHANC_PASSWORD" '
-        '"${PREREAD_ORTHANC_PASSWORD_FILE-unset}" "$PREREAD_DEID_KEY_FILE"'
-    )
-    return subprocess.run(
-        ["sh", str(ENTRYPOINT), "sh", "-c", script],
-        env={"PATH": os.environ["PATH"], **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
-def test_the_entry_point_sets_a_setting_from_its_file(tmp_path: Path) -> None:
-    secret = tmp_path / "pw"
-    secret.write_text("s3cret value\n")
-    done = _run({"PREREAD_ORTHANC_PASSWORD_FILE": str(secret), "PREREAD_DEID_KEY_FILE": "/k"})
-    assert done.returncode == 0, done.stderr
-    # the value without its newline; the _FILE variable gone; a real *_FILE setting untouched
-    assert done.stdout == "s3cret value|unset|/k"
-
-
-@pytest.mark.parametrize(
-    ("env", "status"),
-    [
-        ({"PREREAD_ORTHANC_PASSWORD": "a", "PREREAD_ORTHANC_PASSWORD_FILE": "/etc/hostname"}, 64),
-        ({"PREREAD_ORTHANC_PASSWORD_FILE": "/nonexistent/pw"}, 66),
-    ],
-)
-def test_the_entry_point_refuses_ambiguous_or_missing_files(
-    env: dict[str, str], status: int
-) -> None:
-    done = _run(env)
-    assert done.returncode == status
-    assert "PREREAD_ORTHANC_PASSWORD" in done.stderr
