@@ -407,8 +407,17 @@ def demo(
 def serve(
     host: Annotated[str, typer.Option(help="API address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="API port")] = 8000,
+    api_only: Annotated[
+        bool,
+        typer.Option(
+            "--api-only",
+            help="scale-out API replica: no watcher, no model; jobs go to `preread worker` "
+            "over PREREAD_BROKER_URL",
+        ),
+    ] = False,
 ) -> None:
-    """Watcher + workers + API in one process (a private Orthanc unless PREREAD_ORTHANC_URL)."""
+    """Watcher + workers + API in one process (a private Orthanc unless PREREAD_ORTHANC_URL);
+    with --api-only, the API of a scale-out deployment."""
     import logging
 
     from preread.service import Service
@@ -417,7 +426,7 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = Settings()
-    with Service(settings) as service:
+    with Service(settings, api_only=api_only) as service:
         service.start_loop()
         server = _api_thread(service, host, port)
         _print_endpoints(service, host, port)

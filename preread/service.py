@@ -5,6 +5,13 @@ starts a private Orthanc unless ``PREREAD_ORTHANC_URL`` names one, opens the job
 (SQLite in the data folder unless ``PREREAD_DATABASE_URL``), loads the configured models, and
 runs a loop that polls the change feed, returns expired leases to the queue and reconciles
 now and then. Everything is built from one :class:`~preread.settings.Settings`, passed in.
+
+``Service(settings, api_only=True)`` is ``preread serve --api-only``, the API replicas of a
+scale-out deployment: the API and the webhook outbox only. The leader of ``preread watch``
+follows Orthanc, ``preread worker`` processes read the studies; what the API queues (a grant
+that covers waiting studies, ``POST /studies/{uid}/analyze``) is sent to them over the broker.
+It loads no model (the registry's cards only) and needs ``PREREAD_ORTHANC_URL`` and
+``PREREAD_BROKER_URL``.
 """
 
 from __future__ import annotations
@@ -49,12 +56,14 @@ log = logging.getLogger(__name__)
 class Service:
     """The embedded PreRead: use as a context manager, then :meth:`start_loop`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, api_only: bool = False) -> None:
         self.settings = settings
+        self.api_only = api_only
         self.orthanc: OrthancServer | None = None
         self.source: StudySource
         self.store: JobStore
-        self.runner: InProcessRunner
+        self.runner: InProcessRunner | None = None
+        self.dispatch: Callable[[str], None]
         self.watcher: Watcher
         self._predictors: dict[tuple[str, str], Predictor] = {}
         self._stop = threading.Event()
@@ -68,6 +77,8 @@ class Service:
     def __enter__(self) -> Service:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.api_only:
+            _check_api_only(s)
         try:
             self.source = self._open_orthanc()
             self.store = JobStore.create(
@@ -79,8 +90,9 @@ class Service:
             for spec in s.models:
                 model_id, _, version = spec.partition("@")
                 package = registry.find(model_id, version or None)
-                predictor = self._predictor(package.id, package.version, registry)
-                card = predictor.package.card
+                if not self.api_only:  # the API replicas run no model
+                    self._predictor(package.id, package.version, registry)
+                card = package.card
                 self.models.append(ModelRef(card.id, card.version, card.name, card.onnx.sha256))
             self.audit = AuditLog(self.store.engine)
             self.grants = GrantStore(self.store.engine, audit=self.audit)
@@ -95,16 +107,22 @@ class Service:
                 tenant_of=s.tenant_of,
             )
             self.metrics = ApiMetrics()
-            self.runner = InProcessRunner(
-                ctx,
-                workers=s.workers,
-                on_finished=lambda result: self.metrics.observe_stages(result.job.timings),
-            )
+            if self.api_only:
+                from preread.scale import CeleryDispatcher, make_celery
+
+                self.dispatch = CeleryDispatcher(make_celery(s, s.broker_url)).dispatch
+            else:
+                self.runner = InProcessRunner(
+                    ctx,
+                    workers=s.workers,
+                    on_finished=lambda result: self.metrics.observe_stages(result.job.timings),
+                )
+                self.dispatch = self.runner.dispatch
             self.watcher = Watcher(
                 self.source,
                 self.store,
                 self.models,
-                self.runner.dispatch,
+                self.dispatch,
                 tenant_of=s.tenant_of,
                 audit=self.audit,
             )
@@ -171,7 +189,7 @@ class Service:
             for study in page.items:
                 for job in study.jobs:
                     if job.state is JobState.QUEUED:
-                        self.runner.dispatch(job.id)
+                        self.dispatch(job.id)
                         n += 1
             offset += page.limit
             if offset >= page.total:
@@ -181,13 +199,17 @@ class Service:
         """One round: follow the change feed, requeue expired leases, maybe reconcile."""
         self.watcher.poll()
         for job in self.store.requeue_expired().to_dispatch:
-            self.runner.dispatch(job.id)
+            self.dispatch(job.id)
         if reconcile:
             self.watcher.reconcile()
             self.recover()  # e.g. jobs a grant made elsewhere (preread grants create) re-queued
 
     def start_loop(self, on_error: Callable[[BaseException], None] | None = None) -> None:
-        """Run :meth:`tick` every poll interval in a background thread."""
+        """Run :meth:`tick` every poll interval in a background thread, and deliver webhooks.
+        API-only: deliver webhooks only (the leader of ``preread watch`` follows Orthanc)."""
+        if self.api_only:
+            self.deliverer.start(self.settings.webhook_interval_s)
+            return
         self.recover()
 
         def loop() -> None:
@@ -253,7 +275,7 @@ class Service:
         """Read the studies that waited for ``grant``: re-queue and dispatch them."""
         jobs = queue_newly_covered(self.store, grant)
         for job in jobs:
-            self.runner.dispatch(job.id)
+            self.dispatch(job.id)
         return len(jobs)
 
     def app(self) -> FastAPI:
@@ -262,7 +284,10 @@ class Service:
 
     def _check_models(self) -> None:
         for model in self.models:
-            self._predictors[(model.id, model.version)].session_info  # noqa: B018
+            if self.api_only:
+                self.registry.find(model.id, model.version)
+            else:
+                self._predictors[(model.id, model.version)].session_info  # noqa: B018
 
     def close(self) -> None:
         self._stop.set()
@@ -294,3 +319,22 @@ class Service:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _check_api_only(settings: Settings) -> None:
+    """An API replica follows a shared Orthanc and sends jobs to the workers' broker."""
+    from preread.scale.celery_app import ScaleError
+
+    missing = [
+        name
+        for name, value in (
+            ("PREREAD_ORTHANC_URL", settings.orthanc_url),
+            ("PREREAD_BROKER_URL", settings.broker_url),
+        )
+        if not value
+    ]
+    if missing:
+        raise ScaleError(
+            f"preread serve --api-only needs {' and '.join(missing)} (the shared Orthanc and "
+            "the workers' broker)"
+        )
