@@ -20,7 +20,7 @@ There is no result backend: the job store records every outcome.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from celery import Celery  # type: ignore[import-untyped]
@@ -29,7 +29,7 @@ from preread.errors import PrereadError
 from preread.jobs import JobContext
 from preread.settings import Settings
 
-QUEUE = "preread.jobs"
+QUEUE = "preread.jobs"  # the default of ``Settings.queue`` (PREREAD_QUEUE)
 MIN_VISIBILITY_TIMEOUT_S = 3600.0
 
 
@@ -69,16 +69,20 @@ def make_celery(
     broker_url: str,
     *,
     context: Callable[[], JobContext] | None = None,
+    retry_delays_s: Sequence[float] | None = None,
 ) -> PrereadCelery:
-    """The Celery app for ``broker_url`` (``PREREAD_BROKER_URL``), with the task registered.
+    """The Celery app for ``broker_url`` (``PREREAD_BROKER_URL``), with the task registered;
+    tasks go to (and workers consume) the queue ``settings.queue`` (``PREREAD_QUEUE``).
 
     ``context`` builds the worker's :class:`JobContext`; by default
-    :func:`preread.scale.tasks.build_context` from ``settings`` (PostgreSQL store, Orthanc at
-    ``PREREAD_ORTHANC_URL``, the configured models).
+    :meth:`preread.scale.tasks.WorkerContext.build` from ``settings`` (PostgreSQL store,
+    Orthanc at ``PREREAD_ORTHANC_URL``, the configured models). ``retry_delays_s``: the waits
+    before each retry of a job that met a :class:`~preread.jobs.TransientError` (default
+    :data:`preread.scale.tasks.RETRY_DELAYS_S`).
 
     Raises :class:`ScaleError` when ``broker_url`` is empty.
     """
-    from preread.scale.tasks import WorkerContext, register
+    from preread.scale.tasks import RETRY_DELAYS_S, WorkerContext, register
 
     if not broker_url:
         raise ScaleError(
@@ -96,13 +100,17 @@ def make_celery(
         result_serializer="json",
         result_backend=None,
         task_ignore_result=True,
-        task_default_queue=QUEUE,
+        task_default_queue=settings.queue,
         broker_transport_options={"visibility_timeout": visibility_timeout_s(settings)},
         broker_connection_retry_on_startup=True,
+        # a broker that goes away does not stop the jobs running (the store holds their state;
+        # their acknowledgement is lost and a redelivery finds them done); Celery 6 would
+        # cancel them by default
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         enable_utc=True,
     )
-    register(app)
+    register(app, RETRY_DELAYS_S if retry_delays_s is None else retry_delays_s)
     return app
 
 

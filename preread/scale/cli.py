@@ -22,7 +22,7 @@ from typing import Annotated
 
 import typer
 
-from preread.scale.celery_app import QUEUE, ScaleError, make_celery
+from preread.scale.celery_app import ScaleError, make_celery
 from preread.scale.leader import Leadership
 from preread.scale.tasks import CeleryDispatcher, WorkerContext
 from preread.settings import Settings
@@ -48,11 +48,15 @@ def worker(
     concurrency: Annotated[
         int, typer.Option(min=1, help="jobs at once: 1 = pool solo; more = threads")
     ] = 1,
-    queues: Annotated[str, typer.Option(help="queues to consume, comma-separated")] = QUEUE,
+    queues: Annotated[
+        str | None,
+        typer.Option(help="queues to consume, comma-separated [default: PREREAD_QUEUE]"),
+    ] = None,
 ) -> None:
     """Run a Celery worker for PreRead jobs in this process (one process per GPU)."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before any ONNX Runtime session
+    _log_to_stderr()
     settings = Settings()
     context = WorkerContext(settings)
     app = make_celery(settings, broker_url(settings), context=context.build)
@@ -64,12 +68,18 @@ def worker(
                 + (f" (CUDA_VISIBLE_DEVICES={gpu})" if gpu is not None else "")
                 + (f" — {info.warning}" if info.warning else "")
             )
-        name = f"preread-gpu{gpu}" if gpu is not None else "preread"
+        # a node name of its own: Celery's remote control and events tell workers apart by it
+        name = f"preread-gpu{gpu}" if gpu is not None else f"preread-{os.getpid()}"
         app.Worker(
             pool="solo" if concurrency == 1 else "threads",
             concurrency=concurrency,
-            queues=[q.strip() for q in queues.split(",") if q.strip()],
+            queues=[q.strip() for q in (queues or settings.queue).split(",") if q.strip()],
             hostname=f"{name}@{os.uname().nodename}",
+            loglevel="INFO",
+            # no worker-to-worker chatter: PreRead uses no revokes or clock sync, and Celery's
+            # gossip fails to restart after a broker outage
+            without_gossip=True,
+            without_mingle=True,
         ).start()
     finally:
         context.close()
@@ -83,6 +93,7 @@ def watch() -> None:
     from preread.domain import ModelRef
     from preread.store import default_url
 
+    _log_to_stderr()
     settings = Settings()
     if not settings.orthanc_url:
         raise ScaleError("the scale-out watcher follows a shared Orthanc: set PREREAD_ORTHANC_URL")
@@ -98,7 +109,7 @@ def watch() -> None:
         settings.database_url or default_url(settings.data_dir),
         max_attempts=settings.job_max_attempts,
     ) as store:
-        dispatch = CeleryDispatcher(app)
+        dispatch = Sender(CeleryDispatcher(app), resend_after_s=settings.lease_s)
         watcher = Watcher(
             OrthancClient(settings.orthanc_url, settings.orthanc_username, password),
             store,
@@ -125,6 +136,46 @@ def watch() -> None:
             leadership.release()
 
 
+def _log_to_stderr() -> None:
+    """INFO and above to stderr: leadership, retries, providers, and (in a worker) Celery's
+    task lines; not every HTTP request or copied DICOM module (httpx, highdicom log each at
+    INFO)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for chatty in ("httpx", "httpcore", "highdicom"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+class Sender:
+    """The leader's ``dispatch``: sends a job and remembers when, so that the periodic sweep of
+    queued jobs (:func:`dispatch_queued`) sends again only those whose message may be lost.
+
+    A queued job's message normally waits in the broker until a worker takes it; re-sending
+    every queued job at every reconcile would add a duplicate per waiting job each time (a
+    backlog of N jobs then grows by N messages a minute). A job is sent again when this
+    process did not send it within ``resend_after_s`` (a broker restarted without persistence
+    loses messages silently); a new leader starts with no memory and sends every queued job.
+    """
+
+    def __init__(self, dispatch: Callable[[str], None], resend_after_s: float = 0.0) -> None:
+        self._dispatch = dispatch
+        self.resend_after_s = resend_after_s
+        self._sent: dict[str, float] = {}
+
+    def __call__(self, job_id: str) -> None:
+        self._dispatch(job_id)  # raises when the broker is away: not recorded, sent again
+        self._sent[job_id] = time.monotonic()
+
+    def due(self, job_id: str) -> bool:
+        sent = self._sent.get(job_id)
+        return sent is None or time.monotonic() - sent >= self.resend_after_s
+
+    def keep_only(self, job_ids: set[str]) -> None:
+        """Forget jobs no longer queued (they were taken, or finished)."""
+        self._sent = {j: t for j, t in self._sent.items() if j in job_ids}
+
+
 def watch_loop(
     leadership: Leadership,
     watcher: Watcher,
@@ -141,7 +192,8 @@ def watch_loop(
     stand by. Leadership is re-checked before every round and at least every ``check_s``.
 
     On becoming leader: migrate the schema, reconcile, and dispatch every queued job (those a
-    former leader committed but may not have sent). Leadership is released when it ends.
+    former leader committed but may not have sent); later reconciles send queued jobs again
+    as ``dispatch`` (a :class:`Sender`) finds due. Leadership is released when it ends.
     """
     leading = False
     last_tick = last_reconcile = -float("inf")
@@ -151,6 +203,8 @@ def watch_loop(
                 if not leading:
                     log.info("watch: leader now")
                     leading, last_tick, last_reconcile = True, -float("inf"), -float("inf")
+                    if isinstance(dispatch, Sender):
+                        dispatch.keep_only(set())  # what a former term sent may be lost
                     store.migrate()
                 now = time.monotonic()
                 if now - last_tick >= poll_s:
@@ -175,15 +229,23 @@ def watch_loop(
 
 
 def dispatch_queued(store: JobStore, dispatch: Callable[[str], None]) -> int:
-    """Send every queued job (a crash between commit and send leaves some unsent)."""
+    """Send the queued jobs (a crash between commit and send, or a broker that lost its
+    messages, leaves some unsent): all of them, or those a :class:`Sender` finds due."""
+    sender = dispatch if isinstance(dispatch, Sender) else None
+    queued: set[str] = set()
     n = offset = 0
     while True:
         page = store.list_studies(states=[JobState.QUEUED], limit=200, offset=offset)
         for study in page.items:
             for job in study.jobs:
                 if job.state is JobState.QUEUED:
-                    dispatch(job.id)
-                    n += 1
+                    queued.add(job.id)
+                    if sender is None or sender.due(job.id):
+                        dispatch(job.id)
+                        n += 1
         offset += page.limit
         if offset >= page.total:
-            return n
+            break
+    if sender is not None:
+        sender.keep_only(queued)
+    return n

@@ -4,9 +4,16 @@ The task runs :func:`preread.jobs.run_job` with the worker process's :class:`Job
 once on first use. It is safe to deliver twice (late acknowledgement redelivers after a crash):
 ``run_job`` leaves a job that is already final, or leased by a live worker, alone.
 
+* While the task runs, a :class:`LeaseKeeper` renews the job's lease every third of
+  ``PREREAD_LEASE_S``: a study that takes longer than one lease is not taken from a live worker
+  (and read again and again); a killed worker's job is free again one lease later.
 * :class:`~preread.jobs.TransientError` (Orthanc or the audit trail unreachable): retried after
-  :data:`RETRY_DELAYS_S`; after the last one the job's lease expires and the leader's watcher
-  re-queues it (the store's attempt limit bounds the whole).
+  :data:`RETRY_DELAYS_S`, the lease running out when the retry is due (so the leader does not
+  re-queue the job meanwhile, which would spend its attempts in seconds); after the last retry
+  the lease expires and the leader's watcher re-queues it (the store's attempt limit bounds
+  the whole).
+* A worker that lost its job (the lease ran out and the leader re-queued it, or another worker
+  took it) stops with a warning: the job is finished elsewhere.
 * A result with a ``follow_up`` job (the study grew while it was read): sent as a new task.
 """
 
@@ -15,12 +22,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from inference.predict import Predictor
 from inference.registry import Registry
 from preread.jobs import JobContext, TransientError, run_job
 from preread.settings import Settings
+from preread.store import IllegalTransitionError, LeaseLostError, StoreError
 
 if TYPE_CHECKING:
     from celery import Celery  # type: ignore[import-untyped]
@@ -48,27 +58,75 @@ class CeleryDispatcher:
         self.dispatch(job_id)
 
 
-def register(app: PrereadCelery) -> None:
+def register(app: PrereadCelery, retry_delays_s: Sequence[float] = RETRY_DELAYS_S) -> None:
     """Register ``preread.run_job`` on ``app`` (done by :func:`make_celery`)."""
-    app.task(name=TASK_NAME, bind=True, max_retries=len(RETRY_DELAYS_S))(_run_task)
+    delays = tuple(retry_delays_s)
+    # shared=False: Celery would otherwise register this app's task (its options included) in
+    # every app created later in the process, and the first registration wins
+    app.task(
+        name=TASK_NAME, bind=True, shared=False, max_retries=len(delays), retry_delays_s=delays
+    )(_run_task)
 
 
 def _run_task(task: Any, job_id: str) -> dict[str, str] | None:
     """The task body; returns ``{"job_id", "state"}`` of a finished job, None if left alone."""
     app: PrereadCelery = task.app
+    ctx = app.job_context()
+    delays: tuple[float, ...] = task.retry_delays_s
     try:
-        result = run_job(job_id, app.job_context())
+        with LeaseKeeper(ctx, job_id):
+            result = run_job(job_id, ctx)
     except TransientError as exc:
         retries: int = task.request.retries
-        if retries >= len(RETRY_DELAYS_S):
+        if retries >= len(delays):
             log.warning("job %s: giving up retrying for now (%s); its lease expires", job_id, exc)
             return None
-        raise task.retry(countdown=RETRY_DELAYS_S[retries], exc=exc) from exc
+        countdown = delays[retries]
+        try:  # free when the retry is due, not before: the leader leaves it alone meanwhile
+            ctx.store.renew_lease(job_id, ctx.owner, countdown)
+        except StoreError as lost:
+            log.warning("job %s: could not hold it until the retry: %s", job_id, lost)
+        raise task.retry(countdown=countdown, exc=exc) from exc
+    except (LeaseLostError, IllegalTransitionError) as exc:
+        log.warning("job %s: lost to another run, which finishes it: %s", job_id, exc)
+        return None
     if result is None:
         return None
     if result.follow_up is not None:
         CeleryDispatcher(app).dispatch(result.follow_up.id)
     return {"job_id": result.job.id, "state": result.job.state.value}
+
+
+class LeaseKeeper:
+    """Renews ``ctx.owner``'s lease on ``job_id`` every third of ``ctx.lease_s`` while the
+    block runs (a thread; a killed process renews nothing, so its lease runs out).
+
+    Renewal needs the lease to be held: before the job is claimed, after it is finished, or
+    once another worker took it, nothing happens.
+    """
+
+    def __init__(self, ctx: JobContext, job_id: str) -> None:
+        self.ctx = ctx
+        self.job_id = job_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id[:8]}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.ctx.lease_s / 3):
+            try:
+                self.ctx.store.renew_lease(self.job_id, self.ctx.owner, self.ctx.lease_s)
+            except StoreError as exc:  # not (or no longer) held, or the database is away
+                log.debug("job %s: lease not renewed: %s", self.job_id, exc)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class WorkerContext:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from preread.grants import GrantStore
 from preread.jobs import JobContext
 from preread.scale import QUEUE, TASK_NAME, CeleryDispatcher, make_celery
 from preread.scale.celery_app import visibility_timeout_s
+from preread.scale.tasks import LeaseKeeper
 from preread.settings import Settings
 from preread.store import JobRecord, JobState, JobStore, StudyFingerprint
 from training.phantom_dicom import write_phantom_study
@@ -151,3 +152,62 @@ def test_worker_runs_a_job_once_even_when_delivered_twice(
     assert built == [1]  # the context is built once per process
     recorded = scene.store.study(scene.job.study_instance_uid)
     assert recorded is not None and recorded.tenant is None
+
+
+def test_the_queue_comes_from_settings(broker_url: str, queue: str, scene: Scene) -> None:
+    """``PREREAD_QUEUE``: the watcher's dispatcher sends there and a worker consumes it (so
+    deployments, tests and benchmarks can share one broker)."""
+    app = make_celery(Settings(lease_s=60.0, queue=queue), broker_url, context=lambda: scene.ctx)
+    assert app.conf.task_default_queue == queue
+    finished = Finished()
+    task_postrun.connect(finished, weak=False)
+    try:
+        with start_worker(
+            app, pool="solo", perform_ping_check=False, loglevel="WARNING", without_heartbeat=False
+        ):
+            CeleryDispatcher(app)(scene.job.id)
+            assert finished.wait(1) == [{"job_id": scene.job.id, "state": "not_applicable"}]
+    finally:
+        task_postrun.disconnect(finished)
+
+
+def test_lease_keeper_holds_a_running_job_and_lets_it_go_after(scene: Scene) -> None:
+    """While a task runs, its lease is renewed: the leader's sweep does not take the job from a
+    live worker however long the study takes; afterwards the lease runs out."""
+    ctx = replace(scene.ctx, lease_s=0.3)
+    assert scene.store.claim(scene.job.id, ctx.owner, ctx.lease_s) is not None
+    with LeaseKeeper(ctx, scene.job.id):
+        time.sleep(1.0)  # more than three leases
+        assert scene.store.requeue_expired().requeued == ()
+        assert scene.store.get(scene.job.id).state is JobState.FETCHING
+    time.sleep(0.4)
+    swept = scene.store.requeue_expired()
+    assert [j.id for j in swept.requeued] == [scene.job.id]
+
+
+def test_leader_sends_a_waiting_job_again_only_after_resend_after_s(scene: Scene) -> None:
+    """The periodic sweep of queued jobs does not pile a duplicate message per waiting job on
+    the broker at every reconcile: a job is sent again once ``resend_after_s`` has passed."""
+    from preread.scale.cli import Sender, dispatch_queued
+
+    sent: list[str] = []
+    patient = Sender(sent.append, resend_after_s=3600)
+    queued = dispatch_queued(scene.store, patient)  # a new leader sends every queued job
+    assert queued >= 1 and scene.job.id in sent  # (other tests of this module left some)
+    sent.clear()
+    assert dispatch_queued(scene.store, patient) == 0 and sent == []
+    eager = Sender(sent.append, resend_after_s=0.0)
+    assert dispatch_queued(scene.store, eager) == queued
+    assert dispatch_queued(scene.store, eager) == queued
+    assert dispatch_queued(scene.store, sent.append) == queued  # a plain callable: every time
+    assert sent.count(scene.job.id) == 3
+
+
+def test_each_app_keeps_its_own_task_options() -> None:
+    """Two apps in one process (a test's in-process worker after another's): each task has the
+    retry delays of its own app, not those of the first app that registered the name."""
+    first = make_celery(Settings(), "redis://127.0.0.1:6379/15", retry_delays_s=(1.0,))
+    second = make_celery(Settings(), "redis://127.0.0.1:6379/15", retry_delays_s=(2.0, 3.0))
+    assert first.tasks[TASK_NAME].retry_delays_s == (1.0,)
+    assert second.tasks[TASK_NAME].retry_delays_s == (2.0, 3.0)
+    assert second.tasks[TASK_NAME].max_retries == 2
