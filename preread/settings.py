@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=60.0, gt=0)
     lease_s: float = Field(default=900.0, gt=0, description="a job's lease; longer than any study")
     job_max_attempts: int = Field(default=3, ge=1)
+    job_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="a scale-out worker stops renewing the lease of a job still running after "
+        "this long (hung): the leader re-queues it one lease later, within the attempt limit",
+    )
     broker_url: str = Field(
         default="",
         description="Celery broker for scale-out workers (redis://… or amqp://…); unset: "

@@ -60,8 +60,13 @@ class PrereadCelery(Celery):  # type: ignore[misc]  # celery is untyped
 
 
 def visibility_timeout_s(settings: Settings) -> float:
-    """Redis's visibility timeout: twice the job lease, at least an hour."""
-    return max(2.0 * settings.lease_s, MIN_VISIBILITY_TIMEOUT_S)
+    """Redis's visibility timeout: longer than the longest job (``job_timeout_s`` plus a lease),
+    at least twice the lease and an hour."""
+    return max(
+        2.0 * settings.lease_s,
+        settings.job_timeout_s + settings.lease_s,
+        MIN_VISIBILITY_TIMEOUT_S,
+    )
 
 
 def make_celery(
@@ -110,7 +115,11 @@ def make_celery(
         worker_hijack_root_logger=False,
         enable_utc=True,
     )
-    register(app, RETRY_DELAYS_S if retry_delays_s is None else retry_delays_s)
+    register(
+        app,
+        RETRY_DELAYS_S if retry_delays_s is None else retry_delays_s,
+        job_timeout_s=settings.job_timeout_s,
+    )
     return app
 
 

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -64,9 +64,8 @@ def worker(
         for predictor in context.load_models():
             info = predictor.session_info
             typer.echo(
-                f"model {info.model_id} {info.model_version}: provider {info.provider}"
-                + (f" (CUDA_VISIBLE_DEVICES={gpu})" if gpu is not None else "")
-                + (f" — {info.warning}" if info.warning else "")
+                f"model {info.model_id} {info.model_version}: provider {info.provider} on "
+                f"{info.device}" + (f" — {info.warning}" if info.warning else "")
             )
         # a node name of its own: Celery's remote control and events tell workers apart by it
         name = f"preread-gpu{gpu}" if gpu is not None else f"preread-{os.getpid()}"
@@ -109,7 +108,11 @@ def watch() -> None:
         settings.database_url or default_url(settings.data_dir),
         max_attempts=settings.job_max_attempts,
     ) as store:
-        dispatch = Sender(CeleryDispatcher(app), resend_after_s=settings.lease_s)
+        dispatch = Sender(
+            CeleryDispatcher(app),
+            resend_after_s=settings.lease_s,
+            depth=lambda: queue_depth(app, settings.queue),
+        )
         watcher = Watcher(
             OrthancClient(settings.orthanc_url, settings.orthanc_username, password),
             store,
@@ -154,22 +157,46 @@ class Sender:
     A queued job's message normally waits in the broker until a worker takes it; re-sending
     every queued job at every reconcile would add a duplicate per waiting job each time (a
     backlog of N jobs then grows by N messages a minute). A job is sent again when this
-    process did not send it within ``resend_after_s`` (a broker restarted without persistence
-    loses messages silently); a new leader starts with no memory and sends every queued job.
+    process did not send it within ``resend_after_s``, or within ``grace_s`` when the broker's
+    queue holds fewer messages than there are queued jobs (``depth``: a broker restarted without
+    persistence lost them silently); a new leader starts with no memory and sends every queued
+    job.
     """
 
-    def __init__(self, dispatch: Callable[[str], None], resend_after_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        dispatch: Callable[[str], None],
+        resend_after_s: float = 0.0,
+        *,
+        depth: Callable[[], int | None] | None = None,
+        grace_s: float = 30.0,
+    ) -> None:
         self._dispatch = dispatch
         self.resend_after_s = resend_after_s
+        self.depth = depth
+        self.grace_s = grace_s
         self._sent: dict[str, float] = {}
 
     def __call__(self, job_id: str) -> None:
         self._dispatch(job_id)  # raises when the broker is away: not recorded, sent again
         self._sent[job_id] = time.monotonic()
 
-    def due(self, job_id: str) -> bool:
+    def due(self, job_id: str, *, broker_short: bool = False) -> bool:
+        """Whether to send ``job_id`` again: never sent by this leader, sent more than
+        ``resend_after_s`` ago, or (``broker_short``) more than ``grace_s`` ago."""
         sent = self._sent.get(job_id)
-        return sent is None or time.monotonic() - sent >= self.resend_after_s
+        if sent is None:
+            return True
+        age = time.monotonic() - sent
+        return age >= self.resend_after_s or (broker_short and age >= self.grace_s)
+
+    def broker_short(self, queued: int) -> bool:
+        """Whether the broker's queue holds fewer messages than ``queued`` jobs wait for (False
+        when it cannot tell)."""
+        if self.depth is None:
+            return False
+        depth = self.depth()
+        return depth is not None and depth < queued
 
     def keep_only(self, job_ids: set[str]) -> None:
         """Forget jobs no longer queued (they were taken, or finished)."""
@@ -232,20 +259,46 @@ def dispatch_queued(store: JobStore, dispatch: Callable[[str], None]) -> int:
     """Send the queued jobs (a crash between commit and send, or a broker that lost its
     messages, leaves some unsent): all of them, or those a :class:`Sender` finds due."""
     sender = dispatch if isinstance(dispatch, Sender) else None
-    queued: set[str] = set()
-    n = offset = 0
+    queued: list[str] = []
+    offset = 0
     while True:
         page = store.list_studies(states=[JobState.QUEUED], limit=200, offset=offset)
         for study in page.items:
-            for job in study.jobs:
-                if job.state is JobState.QUEUED:
-                    queued.add(job.id)
-                    if sender is None or sender.due(job.id):
-                        dispatch(job.id)
-                        n += 1
+            queued += [job.id for job in study.jobs if job.state is JobState.QUEUED]
         offset += page.limit
         if offset >= page.total:
             break
+    short = sender is not None and bool(queued) and sender.broker_short(len(queued))
+    if short:
+        log.warning(
+            "the broker's queue holds fewer messages than the %d queued jobs: re-sending those "
+            "sent more than %.0f s ago",
+            len(queued),
+            sender.grace_s if sender else 0.0,
+        )
+    n = 0
+    for job_id in queued:
+        if sender is None or sender.due(job_id, broker_short=short):
+            dispatch(job_id)
+            n += 1
     if sender is not None:
-        sender.keep_only(queued)
+        sender.keep_only(set(queued))
     return n
+
+
+def queue_depth(app: Any, queue: str) -> int | None:
+    """The messages waiting in ``queue`` on ``app``'s broker: 0 when the broker does not know
+    the queue (it restarted without persistence), None when it cannot be asked."""
+    from amqp.exceptions import ChannelError  # type: ignore[import-untyped]
+
+    try:
+        with app.connection_for_write() as conn:
+            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+    except ChannelError as exc:
+        if str(getattr(exc, "reply_code", "")) == "404":  # an int from RabbitMQ, a str from Redis
+            return 0
+        log.warning("cannot ask the broker for the depth of %s: %s", queue, exc)
+        return None
+    except Exception as exc:  # the broker is away: nothing can be sent anyway
+        log.warning("cannot ask the broker for the depth of %s: %s", queue, type(exc).__name__)
+        return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -58,13 +59,24 @@ class CeleryDispatcher:
         self.dispatch(job_id)
 
 
-def register(app: PrereadCelery, retry_delays_s: Sequence[float] = RETRY_DELAYS_S) -> None:
-    """Register ``preread.run_job`` on ``app`` (done by :func:`make_celery`)."""
+def register(
+    app: PrereadCelery,
+    retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
+    *,
+    job_timeout_s: float | None = None,
+) -> None:
+    """Register ``preread.run_job`` on ``app`` (done by :func:`make_celery`); a job's lease is
+    renewed for at most ``job_timeout_s`` (None: as long as it runs)."""
     delays = tuple(retry_delays_s)
     # shared=False: Celery would otherwise register this app's task (its options included) in
     # every app created later in the process, and the first registration wins
     app.task(
-        name=TASK_NAME, bind=True, shared=False, max_retries=len(delays), retry_delays_s=delays
+        name=TASK_NAME,
+        bind=True,
+        shared=False,
+        max_retries=len(delays),
+        retry_delays_s=delays,
+        job_timeout_s=job_timeout_s,
     )(_run_task)
 
 
@@ -74,7 +86,7 @@ def _run_task(task: Any, job_id: str) -> dict[str, str] | None:
     ctx = app.job_context()
     delays: tuple[float, ...] = task.retry_delays_s
     try:
-        with LeaseKeeper(ctx, job_id):
+        with LeaseKeeper(ctx, job_id, max_s=task.job_timeout_s):
             result = run_job(job_id, ctx)
     except TransientError as exc:
         retries: int = task.request.retries
@@ -102,17 +114,29 @@ class LeaseKeeper:
     block runs (a thread; a killed process renews nothing, so its lease runs out).
 
     Renewal needs the lease to be held: before the job is claimed, after it is finished, or
-    once another worker took it, nothing happens.
+    once another worker took it, nothing happens. After ``max_s`` (``PREREAD_JOB_TIMEOUT_S``)
+    it stops: a hung job's lease runs out and the leader re-queues it; if the hung worker
+    wakes up, it finds its lease lost and stops.
     """
 
-    def __init__(self, ctx: JobContext, job_id: str) -> None:
+    def __init__(self, ctx: JobContext, job_id: str, *, max_s: float | None = None) -> None:
         self.ctx = ctx
         self.job_id = job_id
+        self.max_s = max_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{job_id[:8]}", daemon=True)
 
     def _run(self) -> None:
+        started = time.monotonic()
         while not self._stop.wait(self.ctx.lease_s / 3):
+            if self.max_s is not None and time.monotonic() - started >= self.max_s:
+                log.warning(
+                    "job %s: still running after %.0f s (PREREAD_JOB_TIMEOUT_S): no longer "
+                    "renewing its lease; the leader re-queues it",
+                    self.job_id,
+                    self.max_s,
+                )
+                return
             try:
                 self.ctx.store.renew_lease(self.job_id, self.ctx.owner, self.ctx.lease_s)
             except StoreError as exc:  # not (or no longer) held, or the database is away

@@ -185,6 +185,18 @@ def test_lease_keeper_holds_a_running_job_and_lets_it_go_after(scene: Scene) -> 
     assert [j.id for j in swept.requeued] == [scene.job.id]
 
 
+def test_lease_keeper_gives_up_a_hung_job_after_its_timeout(scene: Scene) -> None:
+    """A job still running after ``PREREAD_JOB_TIMEOUT_S`` is no longer renewed: its lease runs
+    out and the leader's sweep re-queues it, though the (hung) task has not returned."""
+    ctx = replace(scene.ctx, lease_s=0.3)
+    assert scene.store.claim(scene.job.id, ctx.owner, ctx.lease_s) is not None
+    with LeaseKeeper(ctx, scene.job.id, max_s=0.5):
+        time.sleep(1.5)  # the cap, then more than a lease without renewal
+        swept = scene.store.requeue_expired()
+        assert [j.id for j in swept.requeued] == [scene.job.id]
+    assert visibility_timeout_s(Settings(lease_s=900, job_timeout_s=7200)) >= 8100
+
+
 def test_leader_sends_a_waiting_job_again_only_after_resend_after_s(scene: Scene) -> None:
     """The periodic sweep of queued jobs does not pile a duplicate message per waiting job on
     the broker at every reconcile: a job is sent again once ``resend_after_s`` has passed."""
@@ -201,6 +213,35 @@ def test_leader_sends_a_waiting_job_again_only_after_resend_after_s(scene: Scene
     assert dispatch_queued(scene.store, eager) == queued
     assert dispatch_queued(scene.store, sent.append) == queued  # a plain callable: every time
     assert sent.count(scene.job.id) == 3
+
+
+def test_leader_resends_at_once_what_the_broker_lost(
+    broker_url: str, queue: str, scene: Scene
+) -> None:
+    """When the broker's queue holds fewer messages than there are queued jobs (a broker
+    restarted without persistence; here: the queue purged), the leader re-sends the jobs sent
+    more than ``grace_s`` ago without waiting for ``resend_after_s``; while the messages are
+    there, it sends nothing again."""
+    from preread.scale.cli import Sender, dispatch_queued, queue_depth
+
+    app = make_celery(Settings(queue=queue), broker_url)
+    sender = Sender(
+        CeleryDispatcher(app),
+        resend_after_s=3600,
+        depth=lambda: queue_depth(app, queue),
+        grace_s=0.0,
+    )
+    assert queue_depth(app, queue) == 0  # a queue the broker does not know yet
+    queued = dispatch_queued(scene.store, sender)
+    assert queued >= 1
+    deadline = time.monotonic() + 10
+    while queue_depth(app, queue) != queued and time.monotonic() < deadline:
+        time.sleep(0.1)  # RabbitMQ routes published messages asynchronously
+    assert queue_depth(app, queue) == queued
+    assert dispatch_queued(scene.store, sender) == 0  # all there: no duplicates
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(queue)
+    assert dispatch_queued(scene.store, sender) == queued  # lost: sent again at once
 
 
 def test_each_app_keeps_its_own_task_options() -> None:
