@@ -45,44 +45,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dicom_gateway.orthanc_server import OrthancServer
 
+from harness import (  # bench/harness.py
+    HOSPITAL_AET,
+    BenchError,
+    Child,
+    emit,
+    send,
+    terminate_on_sigterm,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 PEER_APP = ROOT / "bench" / "peer" / "lung_nodule_app.py"
-HOSPITAL_AET = "HOSPITAL"
-EVENT = "BENCH-EVENT "
 PEER_EVENT = "PEER-TIMINGS "
 GOAL_RATIO = 0.3
 STAGES = ("fetch", "decode", "volume", "preprocess", "infer", "postprocess", "encode", "store")
 
 
-class BenchError(Exception):
-    """The benchmark could not run to the end (the message says where and why)."""
-
-
 # -- PreRead (child process) -------------------------------------------------------------------
-
-
-def _emit(kind: str, **data: Any) -> None:
-    print(EVENT + json.dumps({"event": kind, **data}), flush=True)
 
 
 def child_main() -> int:
@@ -120,13 +113,13 @@ def child_main() -> int:
             )
         )
         service.start_loop()
-        _emit("ready", poll_interval_s=settings.poll_interval_s)
+        emit("ready", poll_interval_s=settings.poll_interval_s)
         deadline = time.monotonic() + float(cfg["timeout_s"])
         while time.monotonic() < deadline:
             jobs = service.store.current_for_study(cfg["study_uid"])
             if jobs and jobs[0].state in final:
                 job = jobs[0]
-                _emit(
+                emit(
                     "done",
                     state=job.state.value,
                     reason=job.reason,
@@ -139,77 +132,11 @@ def child_main() -> int:
                 )
                 return 0
             time.sleep(0.05)
-        _emit("error", message="the job did not finish in time")
+        emit("error", message="the job did not finish in time")
     return 1
 
 
-class Child:
-    """The PreRead process, read event by event."""
-
-    def __init__(self, config: dict[str, Any], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--child"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            cwd=ROOT,
-        )
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(config) + "\n")
-        self.process.stdin.close()
-        self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.startswith(EVENT):
-                self._events.put(json.loads(line[len(EVENT) :]))
-        self._events.put(None)
-
-    def event(self, timeout_s: float, waiting_for: str) -> dict[str, Any]:
-        try:
-            event = self._events.get(timeout=timeout_s)
-        except queue.Empty:
-            raise BenchError(f"PreRead sent no {waiting_for} within {timeout_s:.0f} s") from None
-        if event is None or event["event"] == "error":
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise BenchError(f"PreRead failed before {waiting_for}:\n{tail}")
-        return event
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-
 # -- the driver --------------------------------------------------------------------------------
-
-
-def storescu(paths: list[Path], aet: str, port: int, *, calling: str = HOSPITAL_AET) -> float:
-    """C-STORE files/folders (storescu -R: presentation contexts from the files, so SEG and SR
-    go too; TCP_NODELAY=1); returns the seconds."""
-    command = ["storescu", "-aet", calling, "-aec", aet, "+sd", "+r", "-R", "127.0.0.1", str(port)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [*command, *map(str, paths)],
-        env={**os.environ, "TCP_NODELAY": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise BenchError(f"storescu failed (status {proc.returncode}):\n{proc.stderr[-2000:]}")
-    return time.perf_counter() - t0
 
 
 def new_orthanc(folder: Path) -> OrthancServer:
@@ -297,6 +224,7 @@ def run_preread(args: argparse.Namespace, ct_dir: Path, study_uid: str, work: Pa
     child: Child | None = None
     try:
         child = Child(
+            __file__,
             {
                 "orthanc_url": server.url,
                 "orthanc_username": server.username,
@@ -310,7 +238,7 @@ def run_preread(args: argparse.Namespace, ct_dir: Path, study_uid: str, work: Pa
         )
         child.event(300, "ready")
         time.sleep(1.0)
-        send_s = storescu([ct_dir], server.aet, server.dicom_port)
+        send_s = send([ct_dir], server.aet, server.dicom_port, contexts_from_files=True)
         _, seen = wait_stable(server, 120)
         done = child.event(args.timeout + 60, "finished job")
     finally:
@@ -361,7 +289,7 @@ def study_modalities(server: OrthancServer, study_id: str) -> list[str]:
 def run_peer(args: argparse.Namespace, ct_dir: Path, model_ts: Path, work: Path) -> PeerSide:
     server = new_orthanc(work / "orthanc-peer")
     try:
-        send_s = storescu([ct_dir], server.aet, server.dicom_port)
+        send_s = send([ct_dir], server.aet, server.dicom_port, contexts_from_files=True)
         study_id, seen = wait_stable(server, 120)
         t0 = time.perf_counter()
         fetch_instances(server, study_id, work / "peer-in")
@@ -386,7 +314,9 @@ def run_peer(args: argparse.Namespace, ct_dir: Path, model_ts: Path, work: Path)
         outputs = sorted(out.glob("*.dcm"))
         if not outputs:
             raise BenchError(f"the MONAI Deploy app wrote no DICOM file:\n{text[-3000:]}")
-        store_s = storescu(outputs, server.aet, server.dicom_port, calling="MONAIDEPLOY")
+        store_s = send(
+            outputs, server.aet, server.dicom_port, calling="MONAIDEPLOY", contexts_from_files=True
+        )
         stored = time.time()
         modalities = study_modalities(server, study_id)
     finally:
@@ -501,18 +431,6 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
-@contextmanager
-def _terminate_on_sigterm() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description="PreRead vs MONAI Deploy App SDK, stable -> SR")
     ap.add_argument("--seed", type=int, default=990_000, help="phantom seed (400 slices uncapped)")
@@ -534,7 +452,7 @@ def main() -> int:
             print(f"{tool} is not installed (./run setup)", file=sys.stderr)
             return 2
     try:
-        with _terminate_on_sigterm():
+        with terminate_on_sigterm():
             return run(args)
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

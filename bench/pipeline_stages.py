@@ -25,38 +25,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import resource
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dicom_gateway.client import OrthancClient
 
+from harness import (  # bench/harness.py
+    HOSPITAL_AET,
+    BenchError,
+    Child,
+    emit,
+    send,
+    terminate_on_sigterm,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("fetch", "decode", "volume", "preprocess", "infer", "postprocess", "encode", "store")
-HOSPITAL_AET = "HOSPITAL"
-EVENT = "BENCH-EVENT "  # the child's stdout lines that carry a JSON event
 GB = 1e9
 GOAL_FETCH_DECODE_SHARE = 0.10
 GOAL_OUTSIDE_OVER_INFER = 1.0
 GOAL_PEAK_RSS_GB = 2.5
-
-
-class BenchError(Exception):
-    """The benchmark could not run to the end (the message says where and why)."""
 
 
 # -- the PreRead process (child) ---------------------------------------------------------------
@@ -95,10 +92,6 @@ class RssSampler:
         self._stop.set()
         self._thread.join(timeout=5)
         self.peak_kb = max(self.peak_kb, _status_kb("VmRSS"))
-
-
-def _emit(kind: str, **data: Any) -> None:
-    print(EVENT + json.dumps({"event": kind, **data}), flush=True)
 
 
 def child_main() -> int:
@@ -154,7 +147,7 @@ def child_main() -> int:
                 on_error=lambda exc: loop_errors.append(f"{type(exc).__name__}: {exc}")
             )
             model = service.models[0]
-            _emit(
+            emit(
                 "ready",
                 rss_kb=_status_kb("VmRSS"),
                 model_id=model.id,
@@ -169,11 +162,11 @@ def child_main() -> int:
                     job = jobs[0]
                     break
                 if os.getppid() != parent:
-                    _emit("error", message="the benchmark driver went away")
+                    emit("error", message="the benchmark driver went away")
                     return 1
                 if time.monotonic() > deadline:
                     state = jobs[0].state.value if jobs else "no job yet"
-                    _emit(
+                    emit(
                         "error",
                         message=f"the job did not finish within {cfg['job_timeout_s']:.0f} s "
                         f"(state: {state}; watcher errors: {loop_errors[-3:] or 'none'})",
@@ -183,7 +176,7 @@ def child_main() -> int:
             sampler.stop()
             result = job.result or {}
             findings = result.get("findings")
-            _emit(
+            emit(
                 "done",
                 seen_done=seen,
                 job_id=job.id,
@@ -205,7 +198,7 @@ def child_main() -> int:
                 watcher_errors=loop_errors,
             )
     except Exception as exc:
-        _emit("error", message=f"the PreRead service failed: {type(exc).__name__}: {exc}")
+        emit("error", message=f"the PreRead service failed: {type(exc).__name__}: {exc}")
         raise
     return 0
 
@@ -261,107 +254,6 @@ def make_phantom(
     )
 
 
-class Child:
-    """The PreRead process: started with its configuration, read event by event."""
-
-    def __init__(self, config: dict[str, Any], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--child"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            cwd=ROOT,
-        )
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(json.dumps(config) + "\n")
-        self.process.stdin.close()
-        self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, name="child-reader", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.startswith(EVENT):
-                self._events.put(json.loads(line[len(EVENT) :]))
-        self._events.put(None)  # end of output: the child exited
-
-    def event(self, timeout_s: float, waiting_for: str) -> dict[str, Any]:
-        """The next event; raises :class:`BenchError` on timeout, exit or an ``error`` event."""
-        try:
-            event = self._events.get(timeout=timeout_s)
-        except queue.Empty:
-            raise BenchError(
-                f"the PreRead process sent no {waiting_for} within {timeout_s:.0f} s"
-                f"{self.log_tail()}"
-            ) from None
-        if event is None:
-            code = self.process.wait(timeout=30)
-            raise BenchError(
-                f"the PreRead process exited (status {code}) before {waiting_for}{self.log_tail()}"
-            )
-        if event["event"] == "error":
-            raise BenchError(f"PreRead process: {event['message']}{self.log_tail()}")
-        return event
-
-    def check_alive(self, doing: str) -> None:
-        if self.process.poll() is not None:
-            raise BenchError(
-                f"the PreRead process exited (status {self.process.returncode}) while {doing}"
-                f"{self.log_tail()}"
-            )
-
-    def log_tail(self, lines: int = 25) -> str:
-        try:
-            tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return ""
-        return f"\n--- last lines of {self.log_path} ---\n" + "\n".join(tail) if tail else ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-
-def send(ct_dir: Path, aet: str, port: int, timeout_s: float) -> float:
-    """C-STORE the folder as the hospital (storescu, TCP_NODELAY=1); returns the seconds."""
-    if shutil.which("storescu") is None:
-        raise BenchError("DCMTK's storescu is not installed (Debian: dcmtk; ./run setup)")
-    command = [
-        "storescu",
-        "-aet",
-        HOSPITAL_AET,
-        "-aec",
-        aet,
-        "+sd",
-        "+r",
-        "127.0.0.1",
-        str(port),
-        str(ct_dir),
-    ]
-    env = {**os.environ, "TCP_NODELAY": "1"}
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"storescu did not finish within {timeout_s:.0f} s") from None
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise BenchError(f"storescu failed (status {proc.returncode}):\n{proc.stderr[-2000:]}")
-    return seconds
-
-
 @dataclass(frozen=True)
 class Stable:
     seq: int
@@ -400,20 +292,6 @@ def _evaluated_scans(models_dir: Path, model_id: str, version: str) -> str:
         return str(data.get("n_scans", "?"))
     except (OSError, ValueError):
         return "?"
-
-
-@contextmanager
-def _terminate_on_sigterm() -> Iterator[None]:
-    """A SIGTERM unwinds like Ctrl-C, so Orthanc, the child and the folders are cleaned up."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _met(ok: bool) -> str:
@@ -555,6 +433,7 @@ def run(args: argparse.Namespace) -> int:
         server.start()
         print(f"orthanc: {server.url}, DICOM port {server.dicom_port}, AET {server.aet}")
         child = Child(
+            __file__,
             {
                 "orthanc_url": server.url,
                 "orthanc_username": server.username,
@@ -573,7 +452,7 @@ def run(args: argparse.Namespace) -> int:
             f"RSS {int(ready['rss_kb']) * 1024 / GB:.2f} GB",
             flush=True,
         )
-        send_s = send(study.ct_dir, server.aet, server.dicom_port, args.send_timeout)
+        send_s = send(study.ct_dir, server.aet, server.dicom_port, timeout_s=args.send_timeout)
         print(f"sent: {study.n_files} instances in {send_s:.2f} s", flush=True)
         study_id = orthanc_id(study.patient_id, study.study_uid)
         with server.client() as client:
@@ -617,7 +496,7 @@ def main() -> int:
     if args.child:
         return child_main()
     try:
-        with _terminate_on_sigterm():
+        with terminate_on_sigterm():
             return run(args)
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

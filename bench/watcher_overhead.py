@@ -28,35 +28,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from harness import (  # bench/harness.py
+    HOSPITAL_AET,
+    BenchError,
+    Child,
+    emit,
+    send,
+    terminate_on_sigterm,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
-HOSPITAL_AET = "HOSPITAL"
-EVENT = "BENCH-EVENT "
 GOAL_RATIO = 1.05
-
-
-class BenchError(Exception):
-    """The benchmark could not run to the end (the message says where and why)."""
-
-
-def _emit(kind: str, **data: Any) -> None:
-    print(EVENT + json.dumps({"event": kind, **data}), flush=True)
 
 
 def child_main() -> int:
@@ -96,7 +90,7 @@ def child_main() -> int:
             )
         )
         service.start_loop()
-        _emit("ready", poll_interval_s=settings.poll_interval_s)
+        emit("ready", poll_interval_s=settings.poll_interval_s)
         reported = False
         while not stop.wait(0.1):
             jobs = service.store.current_for_study(cfg["study_uid"])
@@ -105,74 +99,9 @@ def child_main() -> int:
                 seconds = (
                     (job.finished_at - job.created_at).total_seconds() if job.finished_at else None
                 )
-                _emit("job", state=job.state.value, seconds=seconds, reason=job.reason)
+                emit("job", state=job.state.value, seconds=seconds, reason=job.reason)
                 reported = True
     return 0
-
-
-class Child:
-    """The watching PreRead process, read event by event."""
-
-    def __init__(self, config: dict[str, Any], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--child"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            cwd=ROOT,
-        )
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(config) + "\n")
-        self.process.stdin.close()
-        self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.startswith(EVENT):
-                self._events.put(json.loads(line[len(EVENT) :]))
-        self._events.put(None)
-
-    def event(self, timeout_s: float, waiting_for: str) -> dict[str, Any]:
-        try:
-            event = self._events.get(timeout=timeout_s)
-        except queue.Empty:
-            raise BenchError(f"PreRead sent no {waiting_for} within {timeout_s:.0f} s") from None
-        if event is None:
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise BenchError(f"PreRead exited before {waiting_for}:\n{tail}")
-        return event
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-
-def send(ct_dir: Path, aet: str, port: int) -> float:
-    """C-STORE the folder as the hospital (storescu, TCP_NODELAY=1); returns the seconds."""
-    command = ["storescu", "-aet", HOSPITAL_AET, "-aec", aet, "+sd", "+r", "127.0.0.1", str(port)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [*command, str(ct_dir)],
-        env={**os.environ, "TCP_NODELAY": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise BenchError(f"storescu failed (status {proc.returncode}):\n{proc.stderr[-2000:]}")
-    return time.perf_counter() - t0
 
 
 @dataclass(frozen=True)
@@ -201,6 +130,7 @@ def one_round(
     try:
         if mode == "with":
             child = Child(
+                __file__,
                 {
                     "orthanc_url": server.url,
                     "orthanc_username": server.username,
@@ -293,18 +223,6 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
-@contextmanager
-def _terminate_on_sigterm() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(
         description="Orthanc receiving 300 instances, with/without PreRead"
@@ -328,7 +246,7 @@ def main() -> int:
             print(f"{tool} is not installed (./run setup)", file=sys.stderr)
             return 2
     try:
-        with _terminate_on_sigterm():
+        with terminate_on_sigterm():
             return run(args)
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

@@ -41,20 +41,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dicom_gateway.orthanc_server import OrthancServer
     from preread.store import JobRecord, JobStore
 
+from harness import HOSPITAL_AET, BenchError, send, terminate_on_sigterm  # bench/harness.py
+
 ROOT = Path(__file__).resolve().parent.parent
-HOSPITAL_AET = "HOSPITAL"
 GOAL_SCALING = 1.7
-
-
-class BenchError(Exception):
-    """The benchmark could not run to the end (the message says where and why)."""
 
 
 @dataclass(frozen=True)
@@ -107,23 +103,6 @@ def make_studies(
         )
         print(f"  phantom {s}: {len(ct)} slices ({time.perf_counter() - t0:.1f} s)", flush=True)
     return studies
-
-
-def send(ct_dir: Path, aet: str, port: int) -> float:
-    """C-STORE the folder as the hospital (storescu, TCP_NODELAY=1); returns the seconds."""
-    command = ["storescu", "-aet", HOSPITAL_AET, "-aec", aet, "+sd", "+r", "127.0.0.1", str(port)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [*command, str(ct_dir)],
-        env={**os.environ, "TCP_NODELAY": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise BenchError(f"storescu failed (status {proc.returncode}):\n{proc.stderr[-2000:]}")
-    return time.perf_counter() - t0
 
 
 def cpu_ticks() -> tuple[int, int]:
@@ -413,18 +392,6 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
-@contextmanager
-def _terminate_on_sigterm() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description="Scale-out: 12 studies with 1 and with 2 workers")
     ap.add_argument("--count", type=int, default=12, help="phantom studies")
@@ -446,7 +413,7 @@ def main() -> int:
             print(f"{tool} is not installed (./run setup)", file=sys.stderr)
             return 2
     try:
-        with _terminate_on_sigterm():
+        with terminate_on_sigterm():
             return run(args)
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
