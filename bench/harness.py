@@ -18,9 +18,13 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from preread.grants import GrantSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSPITAL_AET = "HOSPITAL"
@@ -158,3 +162,20 @@ def terminate_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def phantom_grant(issued_by: str, tenant: str = "default") -> GrantSpec:
+    """The clinical-preread grant a benchmark needs for its own synthetic phantoms, sent as
+    :data:`HOSPITAL_AET` (valid from a minute ago for a day)."""
+    from preread.grants import GrantSpec, Purpose
+
+    now = datetime.now(UTC)
+    return GrantSpec(
+        tenant=tenant,
+        purpose=Purpose.CLINICAL_PREREAD,
+        valid_from=now - timedelta(minutes=1),
+        valid_to=now + timedelta(days=1),
+        legal_basis="benchmark: synthetic phantoms, no patient data",
+        issued_by=issued_by,
+        sender_aets=(HOSPITAL_AET,),
+    )

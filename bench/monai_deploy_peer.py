@@ -52,18 +52,18 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dicom_gateway.orthanc_server import OrthancServer
 
-from harness import (  # bench/harness.py
+from harness import (
     HOSPITAL_AET,
     BenchError,
     Child,
     emit,
+    phantom_grant,  # bench/harness.py
     send,
     terminate_on_sigterm,
 )
@@ -84,7 +84,6 @@ def child_main() -> int:
 
     from pydantic import SecretStr
 
-    from preread.grants import GrantSpec, Purpose
     from preread.service import Service
     from preread.settings import Settings
     from preread.store import JobState
@@ -100,16 +99,9 @@ def child_main() -> int:
         orthanc_password=SecretStr(cfg["orthanc_password"]),
     )
     with Service(settings) as service:
-        now = datetime.now(UTC)
         service.grants.create(
-            GrantSpec(
-                tenant=settings.tenant_of(HOSPITAL_AET) or "default",
-                purpose=Purpose.CLINICAL_PREREAD,
-                valid_from=now - timedelta(minutes=1),
-                valid_to=now + timedelta(days=1),
-                legal_basis="benchmark: synthetic phantom, no patient data",
-                issued_by="bench/monai_deploy_peer.py",
-                sender_aets=(HOSPITAL_AET,),
+            phantom_grant(
+                "bench/monai_deploy_peer.py", settings.tenant_of(HOSPITAL_AET) or "default"
             )
         )
         service.start_loop()

@@ -32,18 +32,19 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dicom_gateway.client import OrthancClient
 
-from harness import (  # bench/harness.py
+from harness import (
     HOSPITAL_AET,
     BenchError,
     Child,
     emit,
+    phantom_grant,  # bench/harness.py
     send,
     terminate_on_sigterm,
 )
@@ -105,7 +106,6 @@ def child_main() -> int:
 
     from pydantic import SecretStr
 
-    from preread.grants import GrantSpec, Purpose
     from preread.service import Service
     from preread.settings import Settings
     from preread.store import JobState
@@ -132,15 +132,9 @@ def child_main() -> int:
     )
     try:
         with Service(settings) as service:
-            now = datetime.now(UTC)
             service.grants.create(  # the benchmark's own phantom source may be read
-                GrantSpec(
-                    tenant=settings.tenant_of(HOSPITAL_AET) or "default",
-                    purpose=Purpose.CLINICAL_PREREAD,
-                    valid_from=now - timedelta(minutes=1),
-                    valid_to=now + timedelta(days=1),
-                    legal_basis="benchmark: synthetic phantom, no patient data",
-                    issued_by="bench/pipeline_stages.py",
+                phantom_grant(
+                    "bench/pipeline_stages.py", settings.tenant_of(HOSPITAL_AET) or "default"
                 )
             )
             service.start_loop(

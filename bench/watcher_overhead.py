@@ -36,15 +36,15 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from harness import (  # bench/harness.py
+from harness import (
     HOSPITAL_AET,
     BenchError,
     Child,
     emit,
+    phantom_grant,  # bench/harness.py
     send,
     terminate_on_sigterm,
 )
@@ -59,7 +59,6 @@ def child_main() -> int:
 
     from pydantic import SecretStr
 
-    from preread.grants import GrantSpec, Purpose
     from preread.service import Service
     from preread.settings import Settings
     from preread.store import JobState
@@ -77,16 +76,9 @@ def child_main() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with Service(settings) as service:
-        now = datetime.now(UTC)
         service.grants.create(
-            GrantSpec(
-                tenant=settings.tenant_of(HOSPITAL_AET) or "default",
-                purpose=Purpose.CLINICAL_PREREAD,
-                valid_from=now - timedelta(minutes=1),
-                valid_to=now + timedelta(days=1),
-                legal_basis="benchmark: synthetic phantom, no patient data",
-                issued_by="bench/watcher_overhead.py",
-                sender_aets=(HOSPITAL_AET,),
+            phantom_grant(
+                "bench/watcher_overhead.py", settings.tenant_of(HOSPITAL_AET) or "default"
             )
         )
         service.start_loop()

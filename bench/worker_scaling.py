@@ -39,7 +39,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,7 +46,13 @@ if TYPE_CHECKING:
     from dicom_gateway.orthanc_server import OrthancServer
     from preread.store import JobRecord, JobStore
 
-from harness import HOSPITAL_AET, BenchError, send, terminate_on_sigterm  # bench/harness.py
+from harness import (  # bench/harness.py
+    HOSPITAL_AET,
+    BenchError,
+    phantom_grant,
+    send,
+    terminate_on_sigterm,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_SCALING = 1.7
@@ -152,19 +157,10 @@ def flush_redis(url: str) -> None:
 def authorize(store: JobStore) -> None:
     """The grant that lets the phantom sender's studies be read (as the demo's)."""
     from preread.audit import AuditLog
-    from preread.grants import GrantSpec, GrantStore, Purpose
+    from preread.grants import GrantStore
 
-    now = datetime.now(UTC)
     GrantStore(store.engine, audit=AuditLog(store.engine)).create(
-        GrantSpec(
-            tenant="default",
-            purpose=Purpose.CLINICAL_PREREAD,
-            valid_from=now - timedelta(minutes=1),
-            valid_to=now + timedelta(days=1),
-            legal_basis="benchmark: synthetic phantoms, no patient data",
-            issued_by="bench/worker_scaling.py",
-            sender_aets=(HOSPITAL_AET,),
-        )
+        phantom_grant("bench/worker_scaling.py")
     )
 
 
