@@ -137,6 +137,47 @@ class OnnxSpec(_Strict):
     max_abs_diff_vs_torch: Annotated[float, Field(ge=0)]
 
 
+class ClassifierStage(_Strict):
+    """A further ONNX graph of a staged package: scores the first stage's candidates.
+
+    ``role`` "candidate-classifier": input ``[B, scales, patch_vox³]`` two-scale patches of
+    the windowed model grid around each candidate (:func:`inference.candidates.
+    candidate_patches`), output ``[B, 1]`` logits; candidates whose probability is below
+    ``threshold`` (the operating point, chosen on a validation split) are dropped.
+    """
+
+    name: Annotated[str, Field(pattern=SLUG_PATTERN)]
+    role: Literal["candidate-classifier"] = "candidate-classifier"
+    onnx: OnnxSpec
+    patch_vox: PositiveInt = 32
+    scales: Literal[2] = 2
+    threshold: Annotated[float, Field(gt=0, lt=1)]
+
+
+class TypeRuleSpec(_Strict):
+    """Attenuation thresholds for solid / part-solid / ground-glass (:mod:`inference.measure`)."""
+
+    solid_hu: float
+    solid_fraction: Annotated[float, Field(gt=0, le=1)]
+    ggo_fraction: Annotated[float, Field(ge=0, lt=1)]
+
+
+class PipelineSpec(_Strict):
+    """How the stages are put together and which post-processing turns them into findings.
+
+    ``postprocess`` names a function of :mod:`inference.postprocessors` (the registry): adding a
+    model of another kind is a package with a card plus at most one new function there.
+    ``lung_mask``: windows without lung are not run and candidates outside the (dilated) lungs
+    are dropped. ``candidate_probability``: the detector's voxel threshold for candidates (lower
+    than the segmentation threshold ``thresholds.probability``: the classifier decides).
+    """
+
+    postprocess: Annotated[str, Field(pattern=SLUG_PATTERN)] = "components"
+    lung_mask: bool = False
+    candidate_probability: Annotated[float, Field(gt=0, lt=1)] | None = None
+    type_rule: TypeRuleSpec | None = None
+
+
 class TrainingInfo(_Strict):
     """Provenance of the weights; all optional, anything else goes in ``extra``."""
 
@@ -180,6 +221,11 @@ class ModelCard(_Strict):
     labels: Annotated[list[Label], Field(min_length=1)]
     thresholds: Thresholds
     onnx: OnnxSpec
+    pipeline: PipelineSpec = Field(default_factory=PipelineSpec)
+    stages: list[ClassifierStage] = Field(
+        default_factory=list,
+        description="further graphs after the sliding-window network named by ``onnx``",
+    )
     training: TrainingInfo = Field(default_factory=TrainingInfo)
     metrics: dict[str, float] = Field(default_factory=dict)
     created: date
@@ -192,6 +238,22 @@ class ModelCard(_Strict):
         if len(set(values)) != len(values):
             raise ValueError(f"label values must be unique, got {values}")
         return labels
+
+    @model_validator(mode="after")
+    def _stages_distinct(self) -> Self:
+        files = [self.onnx.file, *(s.onnx.file for s in self.stages)]
+        if len(set(files)) != len(files):
+            raise ValueError(f"every stage needs its own ONNX file, got {files}")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        return self
+
+    def stage(self, name: str) -> ClassifierStage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
 
     @property
     def num_channels(self) -> int:

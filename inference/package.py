@@ -1,9 +1,10 @@
-"""A model package: a folder holding ``model.yaml`` (the card), ``model.onnx`` and
+"""A model package: a folder holding ``model.yaml`` (the card), ``model.onnx`` (the
+sliding-window network), the ONNX graphs of any further stages the card declares, and
 ``evaluation.json``.
 
-:meth:`ModelPackage.load` refuses a package whose card does not follow the schema or whose ONNX
-file's sha256 differs from the card's, with a :class:`~inference.errors.PackageError` naming the
-file and what is wrong.
+:meth:`ModelPackage.load` refuses a package whose card does not follow the schema or one of
+whose ONNX files' sha256 differs from the card's, with a
+:class:`~inference.errors.PackageError` naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class ModelPackage:
         """The ONNX file (``card.onnx.file`` inside the folder)."""
         return self.path / self.card.onnx.file
 
+    def stage_path(self, name: str) -> Path:
+        """The ONNX file of the card's stage ``name``."""
+        return self.path / self.card.stage(name).onnx.file
+
     @property
     def card_path(self) -> Path:
         return self.path / CARD_FILE
@@ -70,6 +75,8 @@ class ModelPackage:
         card = load_card(root / CARD_FILE)
         package = cls(path=root, card=card)
         verify_sha256(package.model_path, card.onnx.sha256)
+        for stage in card.stages:  # every graph of a staged package, not only the first
+            verify_sha256(package.stage_path(stage.name), stage.onnx.sha256)
         _check_evaluation(package.evaluation_path)
         return package
 

@@ -81,7 +81,10 @@ def find_nodules(
         if box is None or counts[index] < min_voxels or counts[index] == 0:
             continue
         measured.append(
-            (index, _measure(index, box, components, probability, hu, geometry, midline_x_mm))
+            (
+                index,
+                measure_component(index, box, components, probability, hu, geometry, midline_x_mm),
+            )
         )
     measured.sort(key=lambda m: (-m[1].probability, -m[1].voxel_count, m[1].center_lps_mm))
     lut = np.zeros(n + 1, dtype=np.int32)
@@ -123,7 +126,7 @@ def _diameter(pts: npt.NDArray[np.float64]) -> tuple[int, int, float]:
     return a, b, float(np.linalg.norm(pts[a] - pts[b]))
 
 
-def _measure(
+def measure_component(
     index: int,
     box: tuple[slice, ...],
     components: npt.NDArray[np.int32],
@@ -132,6 +135,8 @@ def _measure(
     geometry: Geometry,
     midline_x_mm: float | None,
 ) -> Finding:
+    """Component ``index`` of ``components`` (within ``box``) measured as a :class:`Finding`
+    (definitions in the module docstring)."""
     mask = components[box] == index
     offset = np.array([s.start for s in box], dtype=np.float64)
     idx = np.argwhere(mask).astype(np.float64) + offset

@@ -17,12 +17,19 @@ from inference.body import box_from_lps, find_body, intersect
 from inference.device_window import DeviceWindow, decide, device_window_for
 from inference.errors import InferenceError
 from inference.grid import Region
+from inference.lungs import LungMask, lung_mask
 from inference.package import ModelPackage
-from inference.postprocess import find_nodules
+from inference.postprocessors import StageOutputs, postprocessor
 from inference.preprocess import to_model_grid
 from inference.providers import CPU, ProviderEntry
-from inference.session import ProviderPolicy, SessionCache, SessionInfo, shared_sessions
-from inference.sliding_window import sliding_window
+from inference.session import (
+    ProviderPolicy,
+    SessionCache,
+    SessionInfo,
+    StageSession,
+    shared_sessions,
+)
+from inference.sliding_window import WindowStats, sliding_window
 from preread.domain import Finding, Geometry, Vec3, Volume
 
 LpsBox = tuple[Vec3, Vec3]
@@ -31,6 +38,10 @@ LpsBox = tuple[Vec3, Vec3]
 #: graphs (also on the CPU provider), ``"off"`` always numpy on the host.
 DeviceWindowMode = Literal["auto", "on", "off"]
 BACKGROUND_LOGIT = 20.0  # outside the windows' region (see inference.sliding_window)
+#: Candidates of a card with ``pipeline.lung_mask`` must lie within this of the lungs: a
+#: juxtapleural nodule's centre sits inside the closed mask, a rib's or the chest wall's
+#: centre beyond it (see inference.lungs).
+LUNG_MARGIN_MM = 3.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,8 @@ class Prediction:
     session_info: SessionInfo
     timings: dict[str, float]
     region: Region | None
+    windows: WindowStats | None = None
+    lungs: LungMask | None = None
 
 
 class Predictor:
@@ -102,6 +115,13 @@ class Predictor:
                 f"{len(labels)}"
             )
         self._channel = labels[0].value
+        self._postprocess = postprocessor(package.card.pipeline.postprocess)
+        self.stages: dict[str, StageSession] = {
+            stage.name: cache.get_stage(
+                package, stage.name, providers, policy, intra_op_threads=intra_op_threads
+            )
+            for stage in package.card.stages
+        }
         use_device = device_window == "on" or (
             device_window == "auto" and self.session.device_type == "cuda"
         )
@@ -140,6 +160,12 @@ class Predictor:
         if region is not None and region_hint is not None:
             hint = box_from_lps(region_hint[0], region_hint[1], geometry)
             region = None if hint is None else intersect(region, hint)
+        lungs: LungMask | None = None
+        if card.pipeline.lung_mask:
+            lungs = lung_mask(model_input.hu, geometry)
+            lung_box = lungs.box
+            region = None if region is None or lung_box is None else intersect(region, lung_box)
+        windows: WindowStats | None = None
         t1 = time.perf_counter()
         spec = card.inference
         if region is None:  # nothing to look at (all air, or a hint outside the volume)
@@ -162,6 +188,7 @@ class Predictor:
             )
             probability = decision.probability()
         else:
+            windows = WindowStats()
             logits = sliding_window(
                 model_input.array,
                 self.session,
@@ -172,17 +199,24 @@ class Predictor:
                 sigma_scale=spec.sigma_scale,
                 region=None if _is_whole(region, geometry.shape) else region,
                 background_logit=BACKGROUND_LOGIT,
+                window_mask=None if lungs is None else lungs.mask,
+                num_channels=self.session.num_channels,
+                stats=windows,
             )
             probability = foreground_probability(logits, self._channel)
             del logits
         t2 = time.perf_counter()
-        detections = find_nodules(
-            probability,
-            model_input.hu,
-            geometry,
-            threshold=card.thresholds.probability,
-            min_volume_mm3=card.thresholds.min_volume_mm3,
-            midline_x_mm=body.midline_x_mm,
+        detections = self._postprocess(
+            StageOutputs(
+                card=card,
+                geometry=geometry,
+                image=model_input.array,
+                hu=model_input.hu,
+                probability=probability,
+                lungs=None if lungs is None else lungs.dilated(LUNG_MARGIN_MM).mask,
+                midline_x_mm=body.midline_x_mm,
+                classifiers=self.stages,
+            )
         )
         t3 = time.perf_counter()
         return Prediction(
@@ -200,6 +234,8 @@ class Predictor:
                 "total": t3 - t0,
             },
             region=region,
+            windows=windows,
+            lungs=lungs,
         )
 
     def _background_probability(self) -> float:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from inference.card import OnnxSpec
 from inference.errors import InferenceError, PackageError, ProviderError
 from inference.install import onnxruntime_distribution
 from inference.package import ModelPackage
@@ -155,6 +156,60 @@ def open_session(
         ProviderError: ``policy == "fail"`` and the first requested provider is not available
             or not the one the session ended up using; or ``providers`` is empty.
     """
+    session, info, device_id = _open(
+        package, package.model_path, package.card.onnx, providers, policy, intra_op_threads
+    )
+    return ModelSession(session, info, package, device_id=device_id)
+
+
+def open_stage_session(
+    package: ModelPackage,
+    stage: str,
+    providers: Sequence[ProviderEntry] = (CPU,),
+    policy: ProviderPolicy = "fail",
+    *,
+    intra_op_threads: int | None = None,
+) -> StageSession:
+    """A session for the card's further stage ``stage`` (same providers and policy rules as
+    :func:`open_session`: a downgrade is never silent)."""
+    spec = package.card.stage(stage)
+    session, info, _ = _open(
+        package, package.stage_path(stage), spec.onnx, providers, policy, intra_op_threads
+    )
+    return StageSession(session, info, spec.onnx.input_name, spec.onnx.output_name)
+
+
+class StageSession:
+    """A candidate-classifier stage as a callable ``[B, S, p, p, p] → [B, 1]`` float32."""
+
+    def __init__(
+        self, session: ort.InferenceSession, info: SessionInfo, input_name: str, output_name: str
+    ) -> None:
+        self._session = session
+        self.info = info
+        self._input = input_name
+        self._output = output_name
+
+    def __call__(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        (y,) = self._session.run([self._output], {self._input: x})
+        out = np.asarray(y, dtype=np.float32)
+        if out.shape != (x.shape[0], 1):
+            raise InferenceError(
+                f"stage of {self.info.model_id} {self.info.model_version} returned shape "
+                f"{out.shape}, expected {(x.shape[0], 1)}"
+            )
+        return out
+
+
+def _open(
+    package: ModelPackage,
+    path: Path,
+    spec: OnnxSpec,
+    providers: Sequence[ProviderEntry],
+    policy: ProviderPolicy,
+    intra_op_threads: int | None,
+) -> tuple[ort.InferenceSession, SessionInfo, int]:
     ort = onnxruntime_module()
     names, all_options = split_entries(providers)
     requested = names
@@ -179,14 +234,14 @@ def open_session(
     options.intra_op_num_threads = threads
     try:
         session = ort.InferenceSession(
-            str(package.model_path),
+            str(path),
             sess_options=options,
             providers=[n for n, _ in usable],
             provider_options=[o for _, o in usable],
         )
     except Exception as exc:  # onnxruntime raises its own, unexported exception types
-        raise PackageError(f"{package.model_path}: ONNX Runtime cannot load it: {exc}") from exc
-    _check_io(session, package)
+        raise PackageError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
+    _check_io(session, path, spec)
     used = session.get_providers()[0]
     used_options = dict(usable).get(used, {})
     device_id = device_id_of(used_options)
@@ -212,16 +267,15 @@ def open_session(
         warning=warning,
         device=describe_device(used, device_id),
     )
-    return ModelSession(session, info, package, device_id=device_id)
+    return session, info, device_id
 
 
-def _check_io(session: ort.InferenceSession, package: ModelPackage) -> None:
+def _check_io(session: ort.InferenceSession, path: Path, spec: OnnxSpec) -> None:
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    spec = package.card.onnx
     if spec.input_name not in inputs or spec.output_name not in outputs:
         raise PackageError(
-            f"{package.model_path}: the card names input {spec.input_name!r} and output "
+            f"{path}: the card names input {spec.input_name!r} and output "
             f"{spec.output_name!r}, the model has inputs {inputs} and outputs {outputs}"
         )
 
@@ -232,6 +286,7 @@ class SessionCache:
 
     def __init__(self) -> None:
         self._sessions: dict[tuple[object, ...], ModelSession] = {}
+        self._stages: dict[tuple[object, ...], StageSession] = {}
         self._lock = threading.Lock()
 
     def get(
@@ -244,14 +299,8 @@ class SessionCache:
     ) -> ModelSession:
         """The cached session for these settings, created on first use (see
         :func:`open_session`)."""
-        names, options = split_entries(providers)
-        key = (
-            str(package.model_path.resolve()),
-            package.card.onnx.sha256,
-            names,
-            tuple(tuple(sorted(o.items())) for o in options),
-            policy,
-            0 if intra_op_threads is None else int(intra_op_threads),
+        key = self._key(
+            package.model_path, package.card.onnx.sha256, providers, policy, intra_op_threads
         )
         with self._lock:
             cached = self._sessions.get(key)
@@ -260,10 +309,51 @@ class SessionCache:
                 self._sessions[key] = cached
             return cached
 
+    def get_stage(
+        self,
+        package: ModelPackage,
+        stage: str,
+        providers: Sequence[ProviderEntry] = (CPU,),
+        policy: ProviderPolicy = "fail",
+        *,
+        intra_op_threads: int | None = None,
+    ) -> StageSession:
+        """The cached session of the card's further stage ``stage`` (see
+        :func:`open_stage_session`)."""
+        spec = package.card.stage(stage).onnx
+        key = self._key(package.stage_path(stage), spec.sha256, providers, policy, intra_op_threads)
+        with self._lock:
+            cached = self._stages.get(key)
+            if cached is None:
+                cached = open_stage_session(
+                    package, stage, providers, policy, intra_op_threads=intra_op_threads
+                )
+                self._stages[key] = cached
+            return cached
+
+    @staticmethod
+    def _key(
+        path: Path,
+        sha256: str,
+        providers: Sequence[ProviderEntry],
+        policy: ProviderPolicy,
+        intra_op_threads: int | None,
+    ) -> tuple[object, ...]:
+        names, options = split_entries(providers)
+        return (
+            str(path.resolve()),
+            sha256,
+            names,
+            tuple(tuple(sorted(o.items())) for o in options),
+            policy,
+            0 if intra_op_threads is None else int(intra_op_threads),
+        )
+
     def clear(self) -> None:
         """Drop every cached session."""
         with self._lock:
             self._sessions.clear()
+            self._stages.clear()
 
     def __len__(self) -> int:
         return len(self._sessions)

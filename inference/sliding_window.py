@@ -8,12 +8,19 @@ float32 accumulation. Tested against MONAI in ``tests/inference/test_sliding_win
 
 Memory: the output ``[C, D, H, W]`` and one weight map ``[D, H, W]``, both float32, plus one batch
 of windows.
+
+A ``window_mask`` (e.g. the lungs, :func:`inference.lungs.lung_mask`) skips every window whose box
+holds none of its voxels (:func:`plan_windows`). A voxel where the mask is True is covered only
+by windows that run, so its output is bit-for-bit the unmasked one; a voxel that no run window
+covers gets the background output, as outside ``region``; any other voxel is the weighted mean
+of the windows that ran over it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -23,6 +30,38 @@ from inference.grid import Region
 
 Predictor = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 BlendMode = Literal["gaussian", "constant"]
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Which windows :func:`sliding_window` runs.
+
+    ``box``: the grown region the windows tile (the whole image without ``region``); ``pads``:
+    the zero padding (before, after) per axis that brings ``box`` up to ``roi_size``;
+    ``slices``: the window positions in the padded box, in MONAI's order; ``run``: for each
+    window, whether it runs (False: it holds no voxel of the window mask).
+    """
+
+    box: Region
+    pads: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    slices: tuple[Region, ...]
+    run: tuple[bool, ...]
+
+    @property
+    def n_run(self) -> int:
+        return sum(self.run)
+
+    @property
+    def n_skipped(self) -> int:
+        return len(self.run) - self.n_run
+
+
+@dataclass
+class WindowStats:
+    """Filled in by :func:`sliding_window` when passed as ``stats``: windows run and skipped."""
+
+    run: int = 0
+    skipped: int = 0
 
 
 def sliding_window(
@@ -36,6 +75,9 @@ def sliding_window(
     sigma_scale: float = 0.125,
     region: Region | None = None,
     background_logit: float = 20.0,
+    window_mask: npt.NDArray[np.bool_] | None = None,
+    num_channels: int | None = None,
+    stats: WindowStats | None = None,
 ) -> npt.NDArray[np.float32]:
     """Run ``predictor`` over ``image`` in overlapping windows and blend the outputs.
 
@@ -53,9 +95,17 @@ def sliding_window(
             smaller than ``roi_size`` is grown, within the image, to at least ``roi_size``.
             Outside the box the output is background: channel 0 = ``background_logit``, the
             other channels ``-background_logit``.
+        window_mask: ``[D, H, W]`` bool; when given, only the windows (of ``region``) whose box
+            holds a True voxel run (see the module docstring); voxels no run window covers
+            get the background output.
+        num_channels: ``C``, needed only when ``window_mask`` leaves no window to run.
+        stats: when given, its ``run`` / ``skipped`` are set to the window counts.
 
     Returns:
         ``[C, D, H, W]`` float32: the importance-weighted mean of the window outputs.
+
+    Raises:
+        ValueError: bad arguments, or no window runs and ``num_channels`` is None.
     """
     if image.ndim != 3:
         raise ValueError(f"image must be [D, H, W], got shape {image.shape}")
@@ -64,13 +114,80 @@ def sliding_window(
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if region is None:
-        return _blend(image, predictor, roi, overlap, batch_size, mode, sigma_scale)
-    box = grow_region(region, roi, (image.shape[0], image.shape[1], image.shape[2]))
-    inner = _blend(image[box], predictor, roi, overlap, batch_size, mode, sigma_scale)
+    shape = (image.shape[0], image.shape[1], image.shape[2])
+    if window_mask is not None and window_mask.shape != shape:
+        raise ValueError(f"window_mask shape {window_mask.shape} differs from image {shape}")
+    plan = plan_windows(shape, roi, overlap, region=region, window_mask=window_mask)
+    if stats is not None:
+        stats.run, stats.skipped = plan.n_run, plan.n_skipped
+    if plan.n_run == 0 and num_channels is None:
+        raise ValueError("window_mask leaves no window to run: pass num_channels")
+    inner = _blend(
+        image[plan.box],
+        plan,
+        predictor,
+        batch_size,
+        mode,
+        sigma_scale,
+        background_logit,
+        num_channels,
+    )
+    if plan.box == tuple(slice(0, n) for n in shape):
+        return inner
     out = np.full((inner.shape[0], *image.shape), -background_logit, dtype=np.float32)
     out[0] = background_logit
-    out[(slice(None), *box)] = inner
+    out[(slice(None), *plan.box)] = inner
+    return out
+
+
+def plan_windows(
+    shape: Sequence[int],
+    roi_size: Sequence[int],
+    overlap: float,
+    *,
+    region: Region | None = None,
+    window_mask: npt.NDArray[np.bool_] | None = None,
+) -> WindowPlan:
+    """The windows :func:`sliding_window` places over an image of ``shape`` (see its
+    arguments), and which of them hold a True voxel of ``window_mask`` (all, without it)."""
+    roi = _triple(roi_size, "roi_size")
+    size = _triple(shape, "shape")
+    whole = (slice(0, size[0]), slice(0, size[1]), slice(0, size[2]))
+    box = grow_region(whole if region is None else region, roi, size)
+    inner = [b.stop - b.start for b in box]
+    deficits = [max(r - n, 0) for r, n in zip(roi, inner, strict=True)]
+    pads = tuple((d // 2, d - d // 2) for d in deficits)
+    padded = [n + d for n, d in zip(inner, deficits, strict=True)]
+    slices = window_slices(padded, roi, overlap)
+    if window_mask is None:
+        run = [True] * len(slices)
+    else:
+        m = np.asarray(window_mask, dtype=bool)[box]
+        if any(d > 0 for d in deficits):
+            m = np.pad(m, pads, mode="constant", constant_values=False)
+        run = windows_holding(m, slices)
+    return WindowPlan(
+        box=box,
+        pads=(pads[0], pads[1], pads[2]),
+        slices=tuple(slices),
+        run=tuple(run),
+    )
+
+
+def windows_holding(mask: npt.NDArray[np.bool_], slices: Sequence[Region]) -> list[bool]:
+    """For each window, whether ``mask[window]`` has a True voxel (reduced one axis at a time,
+    so each distinct window extent along an axis is scanned once)."""
+    by_k: dict[tuple[int, int], npt.NDArray[np.bool_]] = {}
+    by_kj: dict[tuple[int, int, int, int], npt.NDArray[np.bool_]] = {}
+    out: list[bool] = []
+    for sk, sj, si in slices:
+        kk = (sk.start, sk.stop)
+        if kk not in by_k:
+            by_k[kk] = np.asarray(mask[sk].any(axis=0), dtype=bool)
+        kj = (*kk, sj.start, sj.stop)
+        if kj not in by_kj:
+            by_kj[kj] = np.asarray(by_k[kk][sj].any(axis=0), dtype=bool)
+        out.append(bool(by_kj[kj][si].any()))
     return out
 
 
@@ -144,26 +261,33 @@ def importance_map(
 
 def _blend(
     image: npt.NDArray[np.float32],
+    plan: WindowPlan,
     predictor: Predictor,
-    roi: tuple[int, int, int],
-    overlap: float,
     batch_size: int,
     mode: BlendMode,
     sigma_scale: float,
+    background_logit: float,
+    num_channels: int | None,
 ) -> npt.NDArray[np.float32]:
     shape = image.shape
-    deficits = [max(r - n, 0) for r, n in zip(roi, shape, strict=True)]
-    pads = [(d // 2, d - d // 2) for d in deficits]
+    pads = plan.pads
+    roi = (
+        plan.slices[0][0].stop - plan.slices[0][0].start,
+        plan.slices[0][1].stop - plan.slices[0][1].start,
+        plan.slices[0][2].stop - plan.slices[0][2].start,
+    )
     img = np.asarray(image, dtype=np.float32)
     if any(p != (0, 0) for p in pads):
         img = np.pad(img, pads, mode="constant", constant_values=0.0)
     size = img.shape
-    slices = window_slices(size, roi, overlap)
+    slices = [sl for sl, run in zip(plan.slices, plan.run, strict=True) if run]
     weight = importance_map(roi, mode, sigma_scale)
     count = np.zeros(size, dtype=np.float32)
     for sl in slices:
         count[sl] += weight
     out: npt.NDArray[np.float32] | None = None
+    if num_channels is not None and not slices:
+        out = np.zeros((num_channels, *size), dtype=np.float32)
     for b0 in range(0, len(slices), batch_size):
         batch = slices[b0 : b0 + batch_size]
         x = np.stack([img[sl] for sl in batch])[:, None]
@@ -177,8 +301,14 @@ def _blend(
         for yb, sl in zip(y, batch, strict=True):
             np.multiply(yb, weight, out=yb)
             out[(slice(None), *sl)] += yb
-    assert out is not None  # at least one window always exists
-    out /= count
+    assert out is not None  # a window ran, or num_channels was given
+    if len(slices) == len(plan.slices):
+        out /= count
+    else:  # skipped windows: voxels no run window covers are background
+        empty = count == 0
+        np.divide(out, count, out=out, where=~empty)
+        out[:, empty] = -background_logit
+        out[0, empty] = background_logit
     crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, shape, strict=True))
     return np.ascontiguousarray(out[(slice(None), *crop)])
 

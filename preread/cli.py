@@ -206,8 +206,16 @@ def evaluate(
         str, typer.Argument(help="folder of CT+SEG pairs, or phantoms:SEED:COUNT[:MATRIX]")
     ],
     output: Annotated[Path | None, typer.Option("--out", help="write evaluation.json here")] = None,
+    min_probability: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="count only findings with at least this probability"),
+    ] = 0.0,
+    bootstrap: Annotated[
+        int, typer.Option(min=0, help="bootstrap resamples of the scans for the 95 % CIs")
+    ] = 1000,
 ) -> None:
-    """Score a model package on scans with known nodules (sensitivity, FP/scan, FROC, Dice)."""
+    """Score a model package on scans with known nodules (LUNA16 hit rule: sensitivity, FP/scan,
+    FROC and CPM with bootstrap confidence intervals, breakdowns, type accuracy, Dice)."""
     from inference.package import ModelPackage
     from preread.models import predictor_for
     from training.evaluate import evaluate as run_eval
@@ -240,6 +248,8 @@ def evaluate(
             threshold=package.card.thresholds.probability,
             meta=meta,
             progress=lambda s: bar.advance(task, 1),
+            min_probability=min_probability,
+            n_resamples=bootstrap,
         )
     _print_eval(doc)
     if output:
@@ -248,23 +258,35 @@ def evaluate(
 
 
 def _print_eval(doc: dict[str, Any]) -> None:
-    t = Table(title="evaluation")
+    t = Table(title="evaluation (LUNA16 hit rule; 95 % CI: bootstrap over scans)")
     t.add_column("metric")
     t.add_column("value", justify="right")
 
     def f(v: Any) -> str:
         return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
+    def with_ci(key: str) -> str:
+        entry = doc.get("confidence_intervals", {}).get(key) or {"value": doc.get(key)}
+        ci = entry.get("ci95")
+        return f"{f(entry['value'])} ({f(ci[0])}-{f(ci[1])})" if ci else f(entry["value"])
+
     t.add_row("scans", f(doc["n_scans"]))
-    t.add_row("nodules (≥ 6 mm)", f"{doc['n_nodules']} ({doc['n_nodules_ge6mm']})")
-    t.add_row("sensitivity ≥ 6 mm", f(doc["sensitivity_ge6mm"]))
-    t.add_row("false positives / scan", f(doc["fp_per_scan"]))
+    t.add_row("nodules (non-calcified ≥ 6 mm)", f"{doc['n_nodules']} ({doc['n_nodules_ge6mm']})")
+    if doc.get("min_probability"):
+        t.add_row("findings with probability ≥", f(doc["min_probability"]))
+    t.add_row("sensitivity ≥ 6 mm", with_ci("sensitivity_ge6mm"))
+    t.add_row("false positives / scan", with_ci("fp_per_scan"))
+    t.add_row("FROC CPM", with_ci("cpm"))
+    t.add_row("type accuracy (detected ≥ 6 mm)", f(doc.get("type_accuracy")))
+    t.add_row("false positives on calcified nodules", f(doc.get("fp_on_calcified")))
+    t.add_row("duplicates (neither TP nor FP)", f(doc.get("duplicates")))
     for band, v in doc["sensitivity_by_band"].items():
         t.add_row(f"sensitivity {band} mm (n={v['n']})", f(v["sensitivity"]))
+    for name, v in doc.get("breakdown", {}).get("attachment", {}).items():
+        t.add_row(f"sensitivity ≥ 6 mm {name} (n={v['n']})", f(v["sensitivity"]))
     t.add_row("median Dice ≥ 6 mm", f(doc["dice_ge6mm"]["median"]))
     t.add_row("diameter MAE ≥ 6 mm (mm)", f(doc["diameter_error_mm_ge6mm"]["mae"]))
     t.add_row("volume median |rel. error|", f(doc["volume_error_rel_ge6mm"]["median_abs"]))
-    t.add_row("FROC CPM", f(doc["froc_ge6mm"]["cpm"]))
     out.print(t)
 
 
@@ -541,6 +563,39 @@ def models_publish(
             force=force,
             progress=lambda: bar.advance(task, 1),
         )
+    out.print(f"published {path}")
+
+
+@models_app.command("build")
+@_friendly
+def models_build(
+    config: Annotated[Path, typer.Argument(help="staged build config (YAML)")] = Path(
+        "training/configs/lung-nodule-2.yaml"
+    ),
+    models_dir: Annotated[
+        Path | None, typer.Option(help="registry folder (default PREREAD_MODELS_DIR)")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="replace an existing package of this version")
+    ] = False,
+) -> None:
+    """Build a staged model from nothing (detector, mining, classifier, operating point),
+    evaluate it beside its baseline on held-out and robustness phantoms, and register it.
+    Every step resumes from what an interrupted run left."""
+    from training.compare import compare_and_publish
+    from training.staged import build
+
+    target = models_dir or Settings().models_dir
+    with _progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total, info="")
+            bar.update(tasks[step], completed=done)
+
+        package = build(config, progress)
+        path = compare_and_publish(config, package, target, force=force, progress=progress)
     out.print(f"published {path}")
 
 

@@ -135,6 +135,9 @@ class TruthNodule:
     volume_mm3: float
     type: NoduleType
     attached_to: Literal["pleura", "vessel"] | None = None
+    #: A calcified (benign-pattern) nodule: present in the image but not to be reported as a
+    #: suspicious finding (a finding on it counts as a false positive).
+    calcified: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,21 @@ class Finding:
     voxel_count: int
     lung_side: Literal["left", "right"] | None = None
     bbox_kji: tuple[Shape3, Shape3] | None = field(default=None, compare=False)
+    #: solid / part-solid / ground-glass (None: the model does not type its findings).
+    nodule_type: NoduleType | None = None
+    #: Long axis in the axial plane: the largest in-slice diameter over the finding's slices.
+    axial_long_axis_mm: float | None = None
+    #: Short axis: the largest diameter perpendicular to the axial long axis, same slice.
+    short_axis_mm: float | None = None
+    #: Part-solid only: long axis of the solid component (Lung-RADS sizes part-solid by it).
+    solid_component_long_axis_mm: float | None = None
+
+    @property
+    def mean_diameter_mm(self) -> float | None:
+        """(axial long axis + short axis) / 2, the size Lung-RADS v2022 uses (one decimal)."""
+        if self.axial_long_axis_mm is None or self.short_axis_mm is None:
+            return None
+        return round((self.axial_long_axis_mm + self.short_axis_mm) / 2.0, 1)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from training.profiles import Profile, band
+
 F32 = npt.NDArray[np.float32]
 Arr = npt.NDArray[Any]
 Coord = Arr | float
@@ -184,19 +186,23 @@ class Anatomy:
         return self.hu_lung + self.lung_gradient * (f - 0.5)
 
 
-def sample_anatomy(rng: np.random.Generator, fov_mm: float) -> Anatomy:
+def sample_anatomy(rng: np.random.Generator, fov_mm: float, profile: Profile) -> Anatomy:
     """Draw one patient whose body fits a reconstruction field of view of ``fov_mm``.
 
     The body is centred within ±15 mm (x) and -20…+25 mm (y) of the scanner isocentre (0, 0);
-    the lung apex lies somewhere between z = -120 and +80 mm (table coordinates vary).
+    the lung apex lies somewhere between z = -120 and +80 mm (table coordinates vary). Body
+    width (a fraction of the field of view), depth/width ratio and fat follow ``profile``; a
+    body wider than the field of view less 8 mm is narrowed to it, except that the robustness
+    profile lets large bodies reach the edge of the image (2 mm).
     """
     u = rng.uniform
     xc, yc = u(-15.0, 15.0), u(-20.0, 25.0)
-    half_width = min(fov_mm * u(0.37, 0.43), fov_mm / 2.0 - abs(xc) - 8.0)
-    half_depth = half_width * u(0.64, 0.75)
-    half_depth = min(half_depth, fov_mm / 2.0 - abs(yc) - 8.0)
+    edge = 2.0 if profile.name == "robustness" else 8.0
+    half_width = min(fov_mm * band(rng, profile.width_bands, None), fov_mm / 2.0 - abs(xc) - edge)
+    half_depth = half_width * band(rng, profile.depth_bands, None)
+    half_depth = min(half_depth, fov_mm / 2.0 - abs(yc) - edge)
     sx, sy = half_width / 165.0, half_depth / 115.0
-    fat = u(6.0, 26.0) * min(1.0, sx)
+    fat = u(*profile.fat) * min(1.0, sx)
     muscle_lateral = u(10.0, 15.0) * sx
     muscle_anterior = u(10.0, 16.0) * sy
     muscle_posterior = u(28.0, 38.0) * sy

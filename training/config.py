@@ -87,10 +87,32 @@ class NetworkConfig(_Strict):
 
 
 class SamplingConfig(_Strict):
-    """Patch centres: ratios for (outside the lungs, lung background, nodule)."""
+    """Where training patches are drawn.
 
-    ratios: tuple[float, float, float] = (0.15, 0.45, 0.4)
+    ``ratios``: the share of patches drawn on each sampling class of :mod:`training.data`:
+    three entries (outside the lungs, lung background, nodule) or five (… , bone, vessel: the
+    explicit hard negatives). A class a case lacks is skipped and the others renormalised.
+
+    ``per_nodule``: a nodule patch first draws one of the case's nodules uniformly, then a voxel
+    of it (otherwise voxels are uniform, and nodules > 15 mm take ~90 % of the nodule patches).
+    ``anywhere``: the drawn voxel lands anywhere in the patch at least ``margin_vox`` from its
+    border, not at its centre — serving windows see nodules at every position, so a network
+    trained only on centred nodules misses off-centre ones.
+    """
+
+    ratios: tuple[float, ...] = (0.15, 0.45, 0.4)
     samples_per_case: int = Field(default=4, ge=1)
+    per_nodule: bool = False
+    anywhere: bool = False
+    margin_vox: int = Field(default=8, ge=0)
+
+    @model_validator(mode="after")
+    def _ratio_count(self) -> SamplingConfig:
+        if len(self.ratios) not in (3, 5) or any(r < 0 for r in self.ratios):
+            raise ValueError("sampling.ratios needs 3 or 5 non-negative entries")
+        if sum(self.ratios) <= 0:
+            raise ValueError("sampling.ratios must not all be 0")
+        return self
 
 
 class OptimConfig(_Strict):
@@ -103,6 +125,11 @@ class OptimConfig(_Strict):
     seed: int = 0
     num_threads: int = Field(default=0, ge=0, description="torch intra-op threads; 0 = all cores")
     amp: bool = Field(default=True, description="mixed precision on CUDA (ignored on the CPU)")
+    init_weights: Path | None = Field(
+        default=None,
+        description="start from these weights (a package's weights.pt or a run's model.pt): "
+        "fine-tuning; relative to the config file",
+    )
 
 
 class ModelInfo(_Strict):
@@ -137,6 +164,11 @@ class TrainConfig(_Strict):
     def digest(self) -> str:
         """Hash of everything that determines the weights (checkpoints refuse another config)."""
         payload = self.model_dump(mode="json", exclude={"output_dir"})
+        init = self.optim.init_weights
+        if init is not None:  # the weights' content, not where this checkout keeps them
+            payload["optim"]["init_weights"] = (
+                hashlib.sha256(init.read_bytes()).hexdigest() if init.exists() else str(init)
+            )
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -161,6 +193,9 @@ def load_config(path: Path) -> TrainConfig:
     updates: dict[str, object] = {}
     if not cfg.output_dir.is_absolute():
         updates["output_dir"] = (base / cfg.output_dir).resolve()
+    init = cfg.optim.init_weights
+    if init is not None and not init.is_absolute():
+        updates["optim"] = cfg.optim.model_copy(update={"init_weights": (base / init).resolve()})
     if cfg.data.folder is not None and not cfg.data.folder.is_absolute():
         updates["data"] = cfg.data.model_copy(update={"folder": (base / cfg.data.folder).resolve()})
     return cfg.model_copy(update=updates) if updates else cfg

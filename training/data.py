@@ -29,11 +29,18 @@ from training.config import DataConfig, InputConfig, PhantomSource
 from training.errors import TrainingError
 from training.orthanc_data import Admit, Deidentify, PullResult
 
-#: Sampling classes: where a training patch may be centred.
-OUTSIDE_LUNG, LUNG, NODULE = 0, 1, 2
+#: Sampling classes: where a training patch may be centred. BONE and VESSEL are the explicit
+#: hard negatives, found from the HU of the image itself (so folder and Orthanc data get them
+#: too): bone is dense (> 250 HU) anywhere outside the nodules; vessel is soft tissue
+#: (> −500 HU) inside the generous lung region — pulmonary vessels, branch points, bronchial
+#: walls, the chest-wall edge and the hila, where 1.0.0's false positives were.
+OUTSIDE_LUNG, LUNG, NODULE, BONE, VESSEL = 0, 1, 2, 3, 4
+N_SAMPLING_CLASSES = 5
+BONE_HU = 250.0
+VESSEL_HU = -500.0
 _MAX_INDICES_PER_CLASS = 50_000
 #: Bump when the preparation of cases changes (it is part of the cache key).
-PREPARATION_VERSION = "2"
+PREPARATION_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -47,12 +54,23 @@ class Case:
     geometry: Geometry
 
     @functools.cached_property
+    def nodule_indices(self) -> list[npt.NDArray[np.int64]]:
+        """Flat indices of each nodule's voxels (26-connected components of the label), so
+        that patches can be drawn per nodule rather than per voxel (a voxel-uniform draw gives
+        the large nodules nearly all the nodule patches)."""
+        comps, n = ndimage.label(self.label > 0, structure=np.ones((3, 3, 3), dtype=bool))
+        flat = np.asarray(comps).reshape(-1)
+        order = np.argsort(flat, kind="stable")
+        bounds = np.searchsorted(flat[order], np.arange(1, n + 2))
+        return [order[bounds[c] : bounds[c + 1]].astype(np.int64) for c in range(n)]
+
+    @functools.cached_property
     def class_indices(self) -> list[npt.NDArray[np.int64]]:
         """Flat indices of each sampling class (at most 50,000 per class, a seeded choice)."""
         rng = np.random.default_rng(zlib.crc32(self.case_id.encode()))
         flat = self.sampling.reshape(-1)
         out: list[npt.NDArray[np.int64]] = []
-        for cls in (OUTSIDE_LUNG, LUNG, NODULE):
+        for cls in range(N_SAMPLING_CLASSES):
             idx = np.flatnonzero(flat == cls)
             if idx.size > _MAX_INDICES_PER_CLASS:
                 idx = np.sort(rng.choice(idx, _MAX_INDICES_PER_CLASS, replace=False))
@@ -116,9 +134,13 @@ def make_case(
     label = (
         labels_to_model_grid(nodule_labels > 0, volume.geometry, model_input.geometry) > 0
     ).astype(np.uint8)
-    sampling = np.where(lung_region(model_input.hu), LUNG, OUTSIDE_LUNG).astype(np.uint8)
+    hu = model_input.hu
+    lungs = lung_region(hu)
+    sampling = np.where(lungs, LUNG, OUTSIDE_LUNG).astype(np.uint8)
+    sampling[lungs & (hu > VESSEL_HU)] = VESSEL
+    sampling[hu > BONE_HU] = BONE
     sampling[label > 0] = NODULE
-    crop = _bbox(sampling > 0, margin, sampling.shape)
+    crop = _bbox(lungs | (label > 0), margin, sampling.shape)
     cropped_geometry = model_input.geometry.crop(crop)
     return Case(
         case_id=case_id,

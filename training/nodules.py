@@ -17,6 +17,11 @@ The label of a voxel is "its centre is inside the surface"; the image has a part
 one voxel wide (see :mod:`training.raster`). Types and their HU: solid 5…55; ground-glass
 −650…−350; part-solid a ground-glass halo (−650…−400) around a solid core (0…50) of 35–65 % of
 its size.
+
+Calcified nodules (benign, not to be reported) are ``solid`` with ``calcified=True``: fully
+calcified (250…1000 HU) or centrally calcified (a dense core of 300…1000 HU, 40–70 % of the
+size, in a soft-tissue rim of 20…50 HU). They are drawn into the image but never into the label
+map (:meth:`NoduleShape.draw`).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class NoduleSpec:
     diameter_mm: float
     type: NoduleType = "solid"
     attached_to: Attachment = None
+    calcified: bool = False  # fully calcified (then the type is solid)
 
 
 def fibonacci_sphere(n: int) -> F64:
@@ -80,7 +86,8 @@ class NoduleShape:
     attached_to: Attachment
     hu: float  # solid / ground-glass value (the halo for part-solid)
     core_hu: float = 0.0  # part-solid only
-    core_scale: float = 0.0  # part-solid only: core = the same shape scaled by this
+    core_scale: float = 0.0  # part-solid / central calcification: core = the shape scaled
+    calcified: bool = False
 
     def lobulation(self, u: F64) -> F64:
         out = np.ones(u.shape[:-1])
@@ -125,6 +132,7 @@ class NoduleShape:
             volume_mm3=round(self.volume(), 3),
             type=self.type,
             attached_to=self.attached_to,
+            calcified=self.calcified,
         )
 
     def sdf(self, grid: AxisGrid, box: tuple[slice, slice, slice], scale: float = 1.0) -> F32:
@@ -141,10 +149,13 @@ class NoduleShape:
             lob += np.float32(a) * np.exp((dot - 1.0) / np.float32(_LOBE_WIDTH))
         s = (self.semi * scale).astype(np.float32)
         radial_mm = np.sqrt((u[0] * s[0]) ** 2 + (u[1] * s[1]) ** 2 + (u[2] * s[2]) ** 2)
-        return np.asarray((rho - lob) * radial_mm, dtype=np.float32)
+        sdf = (rho - lob) * radial_mm
+        # a voxel centre exactly at the centre has no direction: it is the deepest point
+        return np.asarray(np.where(rho < 1e-6, -float(s.min()), sdf), dtype=np.float32)
 
     def draw(self, vol: F32, label: U8, grid: AxisGrid, value: int) -> None:
-        """Composite the nodule into ``vol`` and set ``label`` to ``value`` inside its surface."""
+        """Composite the nodule into ``vol`` and set ``label`` to ``value`` inside its surface
+        (a calcified nodule is drawn but leaves ``label`` alone)."""
         w = grid.aa_width
         r = self.max_radius() + w + 0.5
         box = grid.box(self.centre - r, self.centre + r)
@@ -153,11 +164,12 @@ class NoduleShape:
         sdf = self.sdf(grid, box)
         occ = np.clip(0.5 - sdf / np.float32(w), 0.0, 1.0)
         composite(vol[box], occ, self.hu, "max")
-        if self.type == "part-solid":
+        if self.core_scale > 0.0:
             core = self.sdf(grid, box, self.core_scale)
             composite(vol[box], np.clip(0.5 - core / np.float32(w), 0.0, 1.0), self.core_hu, "max")
-        lab = label[box]
-        lab[sdf <= 0.0] = value
+        if not self.calcified:
+            lab = label[box]
+            lab[sdf <= 0.0] = value
 
 
 def random_rotation(rng: np.random.Generator) -> F64:
@@ -177,8 +189,19 @@ def type_hu(rng: np.random.Generator, kind: NoduleType) -> tuple[float, float, f
     return rng.uniform(-650.0, -400.0), rng.uniform(0.0, 50.0), rng.uniform(0.35, 0.65)
 
 
+def calcified_hu(rng: np.random.Generator, central: bool) -> tuple[float, float, float]:
+    """(hu, core_hu, core_scale) of a fully or centrally calcified nodule."""
+    if central:
+        return rng.uniform(20.0, 50.0), rng.uniform(300.0, 1000.0), rng.uniform(0.4, 0.7)
+    return rng.uniform(250.0, 1000.0), 0.0, 0.0
+
+
 def random_shape(
-    rng: np.random.Generator, long_axis_mm: float, kind: NoduleType, attached: Attachment
+    rng: np.random.Generator,
+    long_axis_mm: float,
+    kind: NoduleType,
+    attached: Attachment,
+    calcified: bool = False,
 ) -> NoduleShape:
     """A slightly ellipsoidal, possibly lobulated nodule whose long axis is ``long_axis_mm``."""
     semi = np.array([1.0, rng.uniform(0.75, 1.0), rng.uniform(0.7, 1.0)])
@@ -186,7 +209,10 @@ def random_shape(
     amp_hi = 0.2 if long_axis_mm >= 8.0 else 0.1
     dirs = rng.standard_normal((n_lobes, 3))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    hu, core_hu, core_scale = type_hu(rng, kind)
+    if calcified:
+        hu, core_hu, core_scale = calcified_hu(rng, central=rng.uniform() < 0.4)
+    else:
+        hu, core_hu, core_scale = type_hu(rng, kind)
     shape = NoduleShape(
         centre=np.zeros(3),
         rotation=random_rotation(rng),
@@ -198,22 +224,27 @@ def random_shape(
         hu=hu,
         core_hu=core_hu,
         core_scale=core_scale,
+        calcified=calcified,
     )
     return shape.scaled(long_axis_mm / shape.long_axis())
 
 
 def spec_shape(rng: np.random.Generator, spec: NoduleSpec) -> NoduleShape:
     """The sphere described by a :class:`NoduleSpec`."""
-    hu, core_hu, core_scale = type_hu(rng, spec.type)
+    if spec.calcified:
+        hu, core_hu, core_scale = calcified_hu(rng, central=False)
+    else:
+        hu, core_hu, core_scale = type_hu(rng, spec.type)
     return NoduleShape(
         centre=np.asarray(spec.center_lps_mm, dtype=np.float64),
         rotation=np.eye(3),
         semi=np.full(3, spec.diameter_mm / 2.0),
         lobe_dirs=np.zeros((0, 3)),
         lobe_amps=np.zeros(0),
-        type=spec.type,
+        type="solid" if spec.calcified else spec.type,
         attached_to=spec.attached_to,
         hu=hu,
         core_hu=core_hu,
         core_scale=core_scale,
+        calcified=spec.calcified,
     )

@@ -214,6 +214,7 @@ def _segmentation(ph: Phantom, ids: _Ids, ct: list[Dataset]) -> hd.seg.Segmentat
             anatomic_regions=[codes.SCT.Lung],
         )
         for n in ph.nodules
+        if not n.calcified  # calcified nodules are not in the label map
     ]
     seg = hd.seg.Segmentation(
         source_images=ct,
@@ -275,7 +276,8 @@ def _truth(ph: Phantom, study_uid: str, series_uid: str, has_seg: bool) -> dict[
                 "volume_mm3": n.volume_mm3,
                 "type": n.type,
                 "attached_to": n.attached_to,
-                "segment_number": n.label if has_seg else None,
+                "calcified": n.calcified,
+                "segment_number": n.label if has_seg and not n.calcified else None,
             }
             for n in ph.nodules
         ],
@@ -298,7 +300,7 @@ def write_phantom_study(
         ds.save_as(ct_dir / f"CT{k:06d}.dcm", enforce_file_format=True)
     seg_path: Path | None = study_dir / "seg.dcm"
     assert seg_path is not None
-    if phantom.nodules:
+    if any(not n.calcified for n in phantom.nodules):
         _segmentation(phantom, ids, ct).save_as(seg_path, enforce_file_format=True)
     else:
         seg_path.unlink(missing_ok=True)

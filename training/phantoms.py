@@ -10,25 +10,59 @@ patient position:
   mediastinal fat, heart, descending aorta, liver under the right dome, spine (vertebral bodies,
   discs, posterior elements), twelve pairs of ribs, sternum, two lungs (≈ −850 HU, denser
   posteriorly, with spatially correlated texture);
+* parenchyma (:mod:`training.parenchyma`): fissures (oblique in each lung, right minor),
+  emphysema (low-attenuation spheres) and scars / plate atelectasis (thin soft-tissue plates,
+  mostly subpleural: hard negatives);
 * tubes (:mod:`training.vessels`): great vessels, trachea and bronchi (air with a soft-tissue
-  wall), and pulmonary vessel trees from the hila (radius ≈ 6 → 0.9 mm, +40 HU);
-* nodules (:mod:`training.nodules`, :mod:`training.placement`);
-* scanner: Gaussian noise (sd 10–40 HU after blurring) and a slight in-plane blur
-  (kernel [0.18, 0.64, 0.18] per axis, which also correlates the noise).
+  wall), and pulmonary vessel trees from the hila (radius ≈ 3.5–5.5 → 0.6–1 mm, +40 HU, with
+  per-patient branching, tortuosity and curvature);
+* nodules (:mod:`training.nodules`, :mod:`training.placement`), including calcified ones;
+* scanner (:mod:`training.scanner`): slice sensitivity profile, kernel (signal blur or edge
+  enhancement, and the noise power spectrum), noise.
 
-Scanner geometry per seed: 512 × 512 matrix with pixel spacing 0.55–0.9 mm (a smaller
-``matrix`` keeps the field of view, so its pixels are larger), slice thickness = spacing
-between slices ∈ {0.625, 0.75, 0.8, 1, 1.25, 1.5, 2, 2.5} mm, 100–400 slices covering
-200–320 mm centred on the lungs, patient position HFS (70 %) or FFS. Axial slices: HFS uses
-ImageOrientationPatient [1,0,0,0,1,0] and FFS [-1,0,0,0,1,0]; slice ``k`` runs along the normal
-(row × column direction): towards the head for HFS, towards the feet for FFS.
+**Calcified nodules** (``TruthNodule.calcified``) are in the image and in ``Phantom.nodules``
+but never in the label map (they are not to be reported, so a model must not learn to segment
+them). The non-calcified nodules have labels 1..N (= their values in ``label``); the calcified
+ones come after them, N+1..N+M, values that do not occur in ``label``.
+
+**Profiles** (``profile=``; :mod:`training.profiles`). ``train`` is for training, tuning and
+threshold choice; ``robustness`` lies outside it on every axis marked *, for a set that no
+training or threshold choice ever sees:
+
+==========================  =====================================  ==============================
+setting                     ``train``                              ``robustness``
+==========================  =====================================  ==============================
+pixel spacing (512 matrix)  0.55–0.9 mm                            0.55–0.9 mm
+slice thickness* (mm)       0.625, 0.75, 0.8, 1, 1.25, 1.5, 2,     3.75, 4, 5
+                            2.5 (90 %); 3 (10 %)
+slices, coverage            100–400, 200–320 mm                    40–400, 200–320 mm
+noise sd*                   10–40 HU (75 %), 40–60 HU (25 %)       65–90 HU
+kernel* (signal w, NPS      white (0.10…0.20, white noise),        very sharp (−0.20…−0.13,
+peak in cycles/px)          smooth (0.12…0.25, 0.10–0.20),         0.42–0.50), iterative-like
+                            sharp (−0.12…0, 0.25–0.40)             (2 × 0.26…0.32, 0.04–0.09)
+slice profile (≥ 2 mm)      [s, 1−2s, s], s 0.05–0.15              s 0.16–0.25
+body width / FOV*           0.34–0.45                              0.29–0.33 or 0.46–0.49
+body depth / width*         0.60–0.80                              0.53–0.58 or 0.83–0.92
+subcutaneous fat            4–32 mm                                2–45 mm
+emphysema*                  40 %: 5–40 spaces of 1.5–8 mm radius   always: 60–150 of 3–15 mm
+scars / plate atelectasis   50 %: 1–4                              70 %: 1–4
+fissures                    each 80 %, ~1 mm, −600…−300 HU         same
+nodules                     see :mod:`training.placement`          same
+==========================  =====================================  ==============================
+
+The kernel filters the signal in-plane with ``[w, 1 − 2w, w]`` per axis (``w < 0`` enhances
+edges) and shapes the noise with ``NPS(f) ∝ f·exp(−f²/2f_p²)``; ``noise_sd_hu`` is the standard
+deviation of the added noise. Geometry per seed: a 512 × 512 matrix (a smaller ``matrix``
+keeps the field of view, so its pixels are larger), slice thickness = spacing between slices,
+patient position HFS (70 %) or FFS. Axial slices: HFS uses ImageOrientationPatient
+[1,0,0,0,1,0] and FFS [-1,0,0,0,1,0]; slice ``k`` runs along the normal (row × column
+direction): towards the head for HFS, towards the feet for FFS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -44,29 +78,36 @@ from training.anatomy_slices import (
     texture_slice,
 )
 from training.nodules import NoduleShape, NoduleSpec, spec_shape
-from training.placement import Placer, random_nodules
+from training.parenchyma import (
+    Fissure,
+    Parenchyma,
+    draw_emphysema,
+    draw_fissures_slice,
+    draw_scars,
+    sample_parenchyma,
+)
+from training.placement import Placer, calcified_nodules, random_nodules
+from training.profiles import ProfileName, get_profile
 from training.raster import AxisGrid, draw_tubes
+from training.scanner import HU_MAX, HU_MIN, PatientPosition, Scanner, apply_scanner, sample_scanner
 from training.vessels import Tubes, airways, great_vessels, landmarks, pulmonary_trees
 
 __all__ = [
     "GENERATOR_VERSION",
+    "HU_MAX",
+    "HU_MIN",
     "NoduleSpec",
     "PatientPosition",
     "Phantom",
+    "ProfileName",
     "generate_phantom",
     "lung_mask",
 ]
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "2.0.0"
 
-PatientPosition = Literal["HFS", "FFS"]
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
-
-HU_MIN, HU_MAX = -1024.0, 3071.0  # what the DICOM writer can store (12-bit CT range)
-_THICKNESSES = (0.625, 0.75, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5)
-_BLUR_W = 0.18
-_BLUR_VAR = (2.0 * _BLUR_W**2 + (1.0 - 2.0 * _BLUR_W) ** 2) ** 2  # noise variance kept by the blur
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,9 +115,10 @@ class Phantom:
     """A synthetic chest CT on its native scanner grid, with ground truth.
 
     ``volume``: HU (float32), clipped to [-1024, 3071]. ``label``: uint8, 0 background and
-    ``n`` where the voxel centre lies inside nodule ``n`` (= ``TruthNodule.label``, 1..N).
-    ``nodules``: their analytic centre, long axis (maximal 3-D diameter) and analytic volume.
-    ``noise_sd_hu``: the standard deviation of the image noise (after the scanner blur).
+    ``n`` where the voxel centre lies inside nodule ``n`` (= ``TruthNodule.label``, 1..N; the
+    calcified nodules N+1..N+M are not in it). ``nodules``: their analytic centre, long axis
+    (maximal 3-D diameter) and analytic volume. ``noise_sd_hu``: the standard deviation of the
+    image noise. ``profile``, ``scanner`` and ``parenchyma``: what was drawn.
     """
 
     volume: Volume
@@ -85,29 +127,13 @@ class Phantom:
     seed: int
     patient_position: PatientPosition
     noise_sd_hu: float
-
-
-@dataclass(frozen=True)
-class _Scanner:
-    fov_mm: float  # reconstruction diameter (= 512 × the 512-matrix pixel spacing)
-    thickness: float
-    n_slices: int
-    noise_sd: float
-    position: PatientPosition
-    z_offset: float
-
-
-def _sample_scanner(rng: np.random.Generator) -> _Scanner:
-    ps512 = round(float(rng.uniform(0.55, 0.9)), 4)
-    thickness = float(rng.choice(_THICKNESSES))
-    n = int(np.clip(round(rng.uniform(200.0, 320.0) / thickness), 100, 400))
-    noise = round(float(rng.uniform(10.0, 40.0)), 2)
-    position: PatientPosition = "HFS" if rng.uniform() < 0.7 else "FFS"
-    return _Scanner(ps512 * 512, thickness, n, noise, position, float(rng.uniform(-10.0, 10.0)))
+    profile: ProfileName = "train"
+    scanner: Scanner | None = None
+    parenchyma: Parenchyma | None = None
 
 
 def _grids(
-    sc: _Scanner, anat: Anatomy, matrix: int, max_slices: int | None, position: PatientPosition
+    sc: Scanner, anat: Anatomy, matrix: int, max_slices: int | None, position: PatientPosition
 ) -> tuple[AxisGrid, Geometry]:
     """The canonical (ascending x, y, z) grid and the native DICOM geometry of the same voxels."""
     ps = round(sc.fov_mm / matrix, 6)
@@ -127,13 +153,18 @@ def _grids(
     return grid, geom
 
 
-def _patient(seed: int) -> tuple[_Scanner, Anatomy, list[np.random.Generator]]:
-    """Scanner and anatomy of ``seed``, and the generators for tubes, nodules, texture, noise."""
+def _patient(
+    seed: int, profile: ProfileName
+) -> tuple[Scanner, Anatomy, Parenchyma, list[np.random.Generator]]:
+    """Scanner, anatomy and parenchyma of ``seed``, and the generators for tubes, nodules,
+    texture, noise."""
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
-    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
-    sc = _sample_scanner(rngs[0])
-    return sc, sample_anatomy(rngs[1], sc.fov_mm), rngs[2:]
+    prof = get_profile(profile)
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
+    sc = sample_scanner(rngs[0], prof)
+    anat = sample_anatomy(rngs[1], sc.fov_mm, prof)
+    return sc, anat, sample_parenchyma(rngs[6], anat, prof), rngs[2:6]
 
 
 def lung_mask(phantom: Phantom) -> npt.NDArray[np.bool_]:
@@ -143,7 +174,7 @@ def lung_mask(phantom: Phantom) -> npt.NDArray[np.bool_]:
     statistics of the parenchyma or for sampling training patches inside the lungs. Costs about
     2 s per 100 slices of 512 × 512.
     """
-    _, anat, _ = _patient(phantom.seed)
+    _, anat, _, _ = _patient(phantom.seed, phantom.profile)
     g = phantom.volume.geometry
     nk, nj, ni = g.shape
     a = g.affine
@@ -164,6 +195,7 @@ def generate_phantom(
     max_slices: int | None = None,
     nodules: list[NoduleSpec] | tuple[NoduleSpec, ...] | None = None,
     patient_position: PatientPosition | None = None,
+    profile: ProfileName = "train",
 ) -> Phantom:
     """Generate phantom ``seed`` (fully determined by the arguments).
 
@@ -174,10 +206,13 @@ def generate_phantom(
     max_slices: cap the slice count (same thickness, shorter z extent, centred on the lungs).
     nodules: place exactly these spheres instead of the random nodules (``[]`` for none).
     patient_position: override the drawn HFS/FFS (the anatomy in patient space is unchanged).
+    profile: "train" (default) or "robustness" (scanner and patient settings outside the
+        training ranges; see the module docstring). Same seed, different profile: a different
+        patient.
     """
     if matrix < 8:
         raise ValueError(f"matrix must be >= 8, got {matrix}")
-    sc, anat, (r_tube, r_nod, r_tex, r_noise) = _patient(seed)
+    sc, anat, par, (r_tube, r_nod, r_tex, r_noise) = _patient(seed, profile)
     position = patient_position or sc.position
     grid, geom = _grids(sc, anat, matrix, max_slices, position)
 
@@ -187,22 +222,28 @@ def generate_phantom(
     exclusions = vessels_big + air.wall
     trees = pulmonary_trees(anat, lm, r_tube, _lung_outside(anat, exclusions))
 
-    placer = Placer(anat, exclusions, trees, (float(grid.z[0]), float(grid.z[-1])), r_nod)
+    z_range = (float(grid.z[0]), float(grid.z[-1]))
+    placer = Placer(anat, exclusions, trees, z_range, r_nod, par.fissures)
     shapes: list[NoduleShape]
     if nodules is None:
         shapes = random_nodules(placer, r_nod)
+        shapes += calcified_nodules(placer, r_nod)
     else:
-        shapes = [spec_shape(r_nod, s) for s in nodules]
+        specs = sorted(nodules, key=lambda s: s.calcified)  # stable: calcified ones last
+        shapes = [spec_shape(r_nod, s) for s in specs]
 
-    vol, lung = _anatomy_volume(anat, grid, lung_texture_tile(r_tex, grid.spacing))
+    tile = lung_texture_tile(r_tex, grid.spacing)
+    vol, lung = _anatomy_volume(anat, grid, tile, par.fissures)
     draw_tubes(vol, grid, vessels_big, anat.hu_heart, "max", carve=lung)
     draw_tubes(vol, grid, air.wall, 10.0, "max", carve=lung, carve_margin=0.5)
+    draw_emphysema(vol, lung, grid, par.emphysema)
+    draw_scars(vol, lung, grid, par.scars)
     draw_tubes(vol, grid, air.lumen, AIR_HU, "min")
     draw_tubes(vol, grid, trees, 40.0, "max", clip_to=lung)
     label = np.zeros(grid.shape, dtype=np.uint8)
     for n, s in enumerate(shapes, start=1):
         s.draw(vol, label, grid, n)
-    _scanner_noise(vol, sc.noise_sd, r_noise)
+    apply_scanner(vol, sc, r_noise)
     if position == "FFS":
         _flip_ki(vol)
         _flip_ki(label)
@@ -213,6 +254,9 @@ def generate_phantom(
         seed=seed,
         patient_position=position,
         noise_sd_hu=sc.noise_sd,
+        profile=profile,
+        scanner=sc,
+        parenchyma=par,
     )
 
 
@@ -228,8 +272,10 @@ def _lung_outside(anat: Anatomy, tubes: Tubes) -> Callable[[F64], npt.NDArray[np
     return inside
 
 
-def _anatomy_volume(anat: Anatomy, grid: AxisGrid, tile: F32) -> tuple[F32, npt.NDArray[np.bool_]]:
-    """Render every axial slice of the analytic anatomy (body bounding box only)."""
+def _anatomy_volume(
+    anat: Anatomy, grid: AxisGrid, tile: F32, fissures: tuple[Fissure, ...]
+) -> tuple[F32, npt.NDArray[np.bool_]]:
+    """Render every axial slice of the analytic anatomy and the fissures (body bounding box)."""
     vol = np.empty(grid.shape, dtype=np.float32)
     lung = np.zeros(grid.shape, dtype=bool)
     x, y = grid.x.astype(np.float32), grid.y.astype(np.float32)
@@ -242,42 +288,10 @@ def _anatomy_volume(anat: Anatomy, grid: AxisGrid, tile: F32) -> tuple[F32, npt.
         sub = RibMaps(ribs.theta[j0:j1, i0:i1], ribs.drop[j0:j1, i0:i1])
         tex = texture_slice(tile, k, j0, j1, i0, i1)
         img, lmask = render_slice(anat, float(z), x[i0:i1], y[j0:j1], sub, tex)
+        draw_fissures_slice(img, lmask, x[i0:i1], y[j0:j1], float(z), grid.spacing, fissures)
         vol[k, j0:j1, i0:i1] = img
         lung[k, j0:j1, i0:i1] = lmask
     return vol, lung
-
-
-def _scanner_noise(vol: F32, sd: float, rng: np.random.Generator) -> None:
-    """Add white Gaussian noise, blur in-plane (3-tap per axis) and clip, slice by slice.
-
-    The noise comes from a pool of normal deviates read at a random offset per slice (cheap,
-    and indistinguishable from fresh noise for a detector); it is scaled so that its standard
-    deviation after the blur is ``sd``.
-    """
-    nk, nj, ni = vol.shape
-    npix = nj * ni
-    pool = rng.standard_normal(max(4 * npix, min(nk * npix, 1 << 22)), dtype=np.float32)
-    pool *= np.float32(sd / np.sqrt(_BLUR_VAR))
-    offsets = rng.integers(0, pool.size - npix + 1, nk)
-    tmp = np.empty((nj, ni), dtype=np.float32)
-    w, c = np.float32(_BLUR_W), np.float32(1.0 - 2.0 * _BLUR_W)
-    for k in range(nk):
-        s = vol[k]
-        s += pool[offsets[k] : offsets[k] + npix].reshape(nj, ni)
-        _blur_axis(s, tmp, w, c, axis=1)
-        _blur_axis(tmp, s, w, c, axis=0)
-        np.clip(s, HU_MIN, HU_MAX, out=s)
-
-
-def _blur_axis(src: F32, dst: F32, w: np.float32, c: np.float32, axis: int) -> None:
-    """dst = [w, c, w] * src along ``axis`` (edge values repeated)."""
-    np.multiply(src, c, out=dst)
-    a = np.moveaxis(src, axis, 0)
-    b = np.moveaxis(dst, axis, 0)
-    b[1:] += w * a[:-1]
-    b[:-1] += w * a[1:]
-    b[0] += w * a[0]
-    b[-1] += w * a[-1]
 
 
 def _flip_ki(arr: npt.NDArray[np.generic]) -> None:

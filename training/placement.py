@@ -1,10 +1,16 @@
-"""Where a phantom's nodules go: inside the lungs, some on the pleura, some on a vessel.
+"""Where a phantom's nodules go: inside the lungs, on the pleura, on a fissure, on a vessel.
 
 Counts, sizes and types are drawn so that an evaluation set covers every reporting band:
 0 nodules in 15 % of scans, otherwise 1–4; long axis in the bands <6, 6–8, 8–15, >15 mm with
 probabilities 0.30, 0.20, 0.30, 0.20 (3–30 mm overall); 60 % solid, 15 % part-solid,
-25 % ground-glass; 30 % juxtapleural, 25 % juxtavascular. Nodules never overlap (their bounding
-spheres are at least 2 mm apart) and lie wholly inside the scanned z range.
+25 % ground-glass; 30 % juxtapleural, 10 % perifissural (touching a fissure; recorded as
+``attached_to="pleura"``: a fissure is visceral pleura), 30 % juxtavascular, 30 % free.
+Nodules never overlap (their bounding spheres are at least 2 mm apart) and lie wholly inside
+the scanned z range.
+
+Calcified nodules come on top (:func:`calcified_nodules`): none in 60 % of scans, else 1–3,
+3–10 mm (60 % under 6 mm), 20 % juxtapleural, 20 % juxtavascular; they are placed after the
+others.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import numpy.typing as npt
 from preread.domain import NoduleType
 from training.anatomy import Anatomy
 from training.nodules import Attachment, NoduleShape, fibonacci_sphere, random_shape
+from training.parenchyma import Fissure, fissure_normal, fissure_y, on_side
 from training.vessels import Tubes
 
 F64 = npt.NDArray[np.float64]
@@ -25,9 +32,14 @@ _BANDS = ((3.0, 6.0), (6.0, 8.0), (8.0, 15.0), (15.0, 30.0))
 _BAND_P = (0.30, 0.20, 0.30, 0.20)
 _TYPES: tuple[NoduleType, ...] = ("solid", "part-solid", "ground-glass")
 _TYPE_P = (0.60, 0.15, 0.25)
-_ATTACH: tuple[Attachment, ...] = ("pleura", "vessel", None)
-_ATTACH_P = (0.30, 0.25, 0.45)
+_ATTACH = ("pleura", "fissure", "vessel", "none")
+_ATTACH_P = (0.30, 0.10, 0.30, 0.30)
+_CALC_COUNT_P = (0.60, 0.25, 0.10, 0.05)
+_CALC_ATTACH = ("pleura", "vessel", "none")
+_CALC_ATTACH_P = (0.20, 0.20, 0.60)
 _CHECK = fibonacci_sphere(160)
+#: what each placement strategy records as ``attached_to`` (a fissure is visceral pleura)
+_RECORDED: dict[str, Attachment] = {"pleura": "pleura", "fissure": "pleura", "vessel": "vessel"}
 
 
 class Placer:
@@ -40,8 +52,10 @@ class Placer:
         vessels: Tubes,
         z_range: tuple[float, float],
         rng: np.random.Generator,
+        fissures: tuple[Fissure, ...] = (),
     ) -> None:
         self.anat, self.exclusions, self.vessels, self.rng = anat, exclusions, vessels, rng
+        self.fissures = tuple(f for f in fissures if not f.minor)
         self.z_lo, self.z_hi = z_range
         self.placed: list[NoduleShape] = []
 
@@ -140,12 +154,34 @@ class Placer:
                 return t
         return None
 
-    def place(self, s: NoduleShape) -> NoduleShape | None:
-        """Place ``s`` as its ``attached_to`` says, shrinking it (up to 4 times) until it fits."""
+    def fissural(self, s: NoduleShape) -> NoduleShape | None:
+        """Touching an oblique fissure from either side (``attached_to`` stays "pleura")."""
+        if not self.fissures:
+            return None
+        r = s.max_radius()
+        local = s.surface(_CHECK) - s.centre
+        for c0 in self.candidates()[:60]:
+            f = self.fissures[int(self.rng.integers(len(self.fissures)))]
+            if not on_side(f, c0[:1])[0]:
+                continue
+            q = np.array([c0[0], float(fissure_y(f, c0[:1], c0[2:3])[0]), c0[2]])
+            n = fissure_normal(f, q[:1])[0] * (1.0 if self.rng.uniform() < 0.5 else -1.0)
+            extent = float((local @ -n).max())
+            t = s.moved(q + n * (extent - self.rng.uniform(0.3, 1.0)))
+            if self._fits(t, r) and self.in_lung(self._check_points(t, 1.0)).all():
+                return t
+        return None
+
+    def place(self, s: NoduleShape, how: str | None = None) -> NoduleShape | None:
+        """Place ``s`` as ``how`` ("pleura", "fissure", "vessel", else free; default: its
+        ``attached_to``) says, shrinking it (up to 4 times) until it fits."""
+        how = how or s.attached_to
         for _ in range(5):
-            if s.attached_to == "pleura":
+            if how == "fissure":
+                t = self.fissural(s)
+            elif how == "pleura":
                 t = self.pleural(s)
-            elif s.attached_to == "vessel":
+            elif how == "vessel":
                 t = self.juxtavascular(s)
             else:
                 t = self.interior(s)
@@ -167,10 +203,25 @@ def random_nodules(placer: Placer, rng: np.random.Generator) -> list[NoduleShape
         lo, hi = _BANDS[int(rng.choice(len(_BANDS), p=_BAND_P))]
         size = min(rng.uniform(lo, hi), room)
         kind = _TYPES[int(rng.choice(len(_TYPES), p=_TYPE_P))]
-        attach = _ATTACH[int(rng.choice(len(_ATTACH), p=_ATTACH_P))]
+        how = _ATTACH[int(rng.choice(len(_ATTACH), p=_ATTACH_P))]
         if size < 3.0:
             continue
-        placed = placer.place(random_shape(rng, size, kind, attach))
+        attach = _RECORDED.get(how)
+        placed = placer.place(random_shape(rng, size, kind, attach), how)
+        if placed is not None:
+            out.append(placed)
+    return out
+
+
+def calcified_nodules(placer: Placer, rng: np.random.Generator) -> list[NoduleShape]:
+    """Draw 0–3 calcified nodules (see the module docstring) and place them."""
+    count = int(rng.choice(len(_CALC_COUNT_P), p=_CALC_COUNT_P))
+    out = []
+    for _ in range(count):
+        size = rng.uniform(3.0, 6.0) if rng.uniform() < 0.6 else rng.uniform(6.0, 10.0)
+        how = _CALC_ATTACH[int(rng.choice(len(_CALC_ATTACH), p=_CALC_ATTACH_P))]
+        attach = _RECORDED.get(how)
+        placed = placer.place(random_shape(rng, size, "solid", attach, calcified=True), how)
         if placed is not None:
             out.append(placed)
     return out

@@ -2,9 +2,11 @@
 
 * Network: MONAI ``UNet`` (the choice, measured against SegResNet, is in docs/model-lung-nodule.md).
 * Loss: Dice + cross-entropy (``monai.losses.DiceCELoss``), softmax over {background, nodule}.
-* Patches: ``RandCropByLabelClassesd`` centred outside the lungs, on lung background (where the
-  vessels are: the hard negatives) and on nodules, in the config's ratios; flips, in-plane
-  90° rotations, intensity scale/shift and noise as augmentation.
+* Patches (:func:`draw_patch`): drawn outside the lungs, on lung background, on nodules and, with
+  five ratios, on bone and on vessels (the explicit hard negatives), in the config's ratios;
+  nodule patches per nodule and with the nodule anywhere in the patch when the config asks
+  (``sampling.per_nodule`` / ``sampling.anywhere``); flips, in-plane 90° rotations, intensity
+  scale/shift and noise as augmentation (MONAI dictionary transforms).
 * Reproducible and resumable: the case order and every random transform are seeded from
   (config seed, iteration), so a run resumed from a checkpoint continues exactly as an
   uninterrupted one would.
@@ -23,23 +25,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from monai.transforms import (
-    CastToTyped,
     Compose,
-    RandCropByLabelClassesd,
     RandFlipd,
     RandGaussianNoised,
     RandRotate90d,
     RandScaleIntensityd,
     RandShiftIntensityd,
-    SpatialPadd,
 )
 
-from training.config import NetworkConfig, TrainConfig
-from training.data import Case
+from training.config import NetworkConfig, SamplingConfig, TrainConfig
+from training.data import NODULE, Case
 from training.errors import TrainingError
 
 CHECKPOINT = "checkpoint.pt"
@@ -62,24 +62,63 @@ def build_network(cfg: NetworkConfig) -> torch.nn.Module:
     return net
 
 
+def pick_voxel(
+    case: Case, sampling: SamplingConfig, rng: np.random.Generator
+) -> tuple[int, npt.NDArray[np.int64]]:
+    """A sampling class drawn by the ratios (classes the case lacks are skipped), then a voxel
+    of it — for nodules with ``per_nodule`` a nodule first, uniformly. Returns (class, kji)."""
+    indices = case.class_indices
+    ratios = np.asarray(sampling.ratios, dtype=np.float64)
+    present = np.array([indices[c].size > 0 for c in range(len(ratios))])
+    weights = np.where(present, ratios, 0.0)
+    if weights.sum() <= 0:
+        weights = present.astype(np.float64)
+    cls = int(rng.choice(len(ratios), p=weights / weights.sum()))
+    nodules = case.nodule_indices
+    if cls == NODULE and sampling.per_nodule and nodules:
+        pool = nodules[int(rng.integers(len(nodules)))]
+    else:
+        pool = indices[cls]
+    flat = int(pool[int(rng.integers(pool.size))])
+    return cls, np.array(np.unravel_index(flat, case.image.shape), dtype=np.int64)
+
+
+def draw_patch(
+    case: Case,
+    sampling: SamplingConfig,
+    patch: tuple[int, int, int],
+    rng: np.random.Generator,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    """One (image, label) training patch of ``case`` around a :func:`pick_voxel` voxel.
+
+    With ``anywhere`` the voxel's position inside the patch is uniform (at least
+    ``margin_vox`` from the border), otherwise it is the patch centre. Parts of the patch
+    beyond the case are 0 (air after windowing).
+    """
+    _, voxel = pick_voxel(case, sampling, rng)
+    size = np.asarray(patch)
+    if sampling.anywhere:
+        lo = np.minimum(sampling.margin_vox, size // 2)
+        at = np.array([int(rng.integers(lo[a], size[a] - lo[a])) for a in range(3)])
+    else:
+        at = size // 2
+    start = voxel - at
+    image = np.zeros(patch, dtype=np.float32)
+    label = np.zeros(patch, dtype=np.uint8)
+    src = tuple(
+        slice(max(0, int(start[a])), min(case.image.shape[a], int(start[a] + size[a])))
+        for a in range(3)
+    )
+    dst = tuple(slice(src[a].start - int(start[a]), src[a].stop - int(start[a])) for a in range(3))
+    image[dst] = case.image[src]
+    label[dst] = case.label[src]
+    return image, label
+
+
 def patch_transform(cfg: TrainConfig) -> Compose:
     keys = ["image", "label"]
     return Compose(
         [
-            RandCropByLabelClassesd(
-                keys=keys,
-                label_key="sampling",
-                spatial_size=list(cfg.optim.patch_size),
-                ratios=list(cfg.sampling.ratios),
-                num_classes=3,
-                num_samples=cfg.sampling.samples_per_case,
-                indices_key="indices",
-                allow_smaller=True,
-                warn=False,
-            ),
-            # A scan shorter than a patch (few slices) is cropped as far as it goes, then padded.
-            SpatialPadd(keys=keys, spatial_size=list(cfg.optim.patch_size)),
-            CastToTyped(keys="image", dtype=np.float32),
             RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
             RandFlipd(keys=keys, prob=0.5, spatial_axis=1),
             RandFlipd(keys=keys, prob=0.5, spatial_axis=2),
@@ -131,13 +170,9 @@ def _batch(
     images, labels = [], []
     for ci in chosen:
         case = cases[int(ci)]
-        item = {
-            "image": case.image[None],  # float16; patches are cast to float32 after cropping
-            "label": case.label[None],
-            "sampling": case.sampling[None],
-            "indices": case.class_indices,
-        }
-        for patch in transform(item):
+        for _ in range(per_case):
+            image, label = draw_patch(case, cfg.sampling, cfg.optim.patch_size, rng)
+            patch = transform({"image": image[None], "label": label[None]})
             images.append(torch.as_tensor(np.asarray(patch["image"]), dtype=torch.float32))
             labels.append(torch.as_tensor(np.asarray(patch["label"]), dtype=torch.long))
     return {"image": torch.stack(images), "label": torch.stack(labels)}
@@ -175,7 +210,10 @@ def train(
     torch.manual_seed(cfg.optim.seed)
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    net = build_network(cfg.network).to(dev.torch_device)
+    net = build_network(cfg.network)
+    if cfg.optim.init_weights is not None:
+        net.load_state_dict(_state_dict(cfg.optim.init_weights))
+    net = net.to(dev.torch_device)
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=cfg.optim.learning_rate, weight_decay=cfg.optim.weight_decay
     )
@@ -250,6 +288,18 @@ def train(
     if dev.world_size > 1:
         torch.distributed.destroy_process_group()
     return TrainResult(out, total, loss_value, rate, seconds, str(dev.torch_device))
+
+
+def _state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The network weights in ``path``: a package's ``weights.pt`` or a run's ``model.pt``."""
+    if not path.exists():
+        raise TrainingError(f"optim.init_weights: {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise TrainingError(f"optim.init_weights: {path} holds no state dict")
+    return state
 
 
 def _save_checkpoint(

@@ -159,13 +159,27 @@ def airways(
 def pulmonary_trees(
     anat: Anatomy, lm: Landmarks, rng: np.random.Generator, in_lung: Callable[[F64], Mask]
 ) -> Tubes:
-    """Five arterial and five venous (segmental) trees per lung, radius ~5 mm tapering to 0.7 mm.
+    """Five arterial and five venous (segmental) trees per lung, radius 3.5–5.5 mm at the root
+    tapering to 0.6–1.0 mm.
 
-    Each root is joined to its hilum by a stem (drawn only where it is inside the lung).
+    Each root is joined to its hilum by a stem (drawn only where it is inside the lung). The
+    style varies per patient: segment length × 0.8–1.3, branching angles, tortuosity (random
+    turn of each generation, 0–0.3) and curvature (long segments bent by up to 15 % of their
+    length, as two halves).
     """
     stems: list[tuple[tuple[float, ...], tuple[float, ...], float, float]] = []
     roots: list[tuple[tuple[float, float, float], tuple[float, float, float]]] = []
-    r_root = rng.uniform(3.8, 5.0)
+    r_root = rng.uniform(3.5, 5.5)
+    r_min = rng.uniform(0.6, 1.0)
+    style = TreeStyle(
+        length_scale=float(rng.uniform(0.8, 1.3)),
+        angles=(
+            (rng.uniform(5.0, 15.0), rng.uniform(25.0, 35.0)),
+            (rng.uniform(30.0, 40.0), rng.uniform(55.0, 75.0)),
+        ),
+        tortuosity=float(rng.uniform(0.0, 0.3)),
+    )
+    kappa = float(rng.uniform(0.0, 0.15))
     for hil, s in ((lm.hilum_right, -1.0), (lm.hilum_left, 1.0)):
         vein = (hil[0] + s * 5.0, hil[1] - 15.0 * anat.sy, hil[2] - 30.0)
         dirs = [
@@ -187,7 +201,8 @@ def pulmonary_trees(
             start, d = entry
             stems.append((origin, tuple(start), r_root * 1.1, r_root))
             roots.append((_vec3(start), _vec3(d)))
-    return Tubes.of(stems) + grow_trees(rng, roots, r_root, 0.7, 220, in_lung)
+    trees = grow_trees(rng, roots, r_root, r_min, 220, in_lung, style)
+    return Tubes.of(stems) + bend(rng, trees, kappa, min_length=10.0)
 
 
 def _enter_lung(
@@ -205,6 +220,34 @@ def _enter_lung(
     return None
 
 
+@dataclass(frozen=True)
+class TreeStyle:
+    """How a tree branches: segment length factor, the two children's angle ranges (degrees;
+    the second child turns the other way) and the tortuosity (random turn per generation)."""
+
+    length_scale: float = 1.0
+    angles: tuple[tuple[float, float], tuple[float, float]] = ((10.0, 30.0), (35.0, 65.0))
+    tortuosity: float = 0.0
+
+
+def bend(rng: np.random.Generator, tubes: Tubes, kappa: float, min_length: float) -> Tubes:
+    """Split each segment longer than ``min_length`` in two halves whose joint is moved
+    sideways by up to ``kappa`` × its length (curved vessels; radius continuous)."""
+    d = tubes.p1 - tubes.p0
+    length = np.linalg.norm(d, axis=1)
+    long = length > min_length
+    if kappa <= 0.0 or not long.any():
+        return tubes
+    side = _perpendicular(rng, _normalise(d[long]))
+    mid = 0.5 * (tubes.p0[long] + tubes.p1[long])
+    mid += side * (rng.uniform(0.0, kappa, long.sum()) * length[long])[:, None]
+    r_mid = 0.5 * (tubes.r0[long] + tubes.r1[long])
+    keep = Tubes(tubes.p0[~long], tubes.p1[~long], tubes.r0[~long], tubes.r1[~long])
+    first = Tubes(tubes.p0[long], mid, tubes.r0[long], r_mid)
+    second = Tubes(mid, tubes.p1[long], r_mid, tubes.r1[long])
+    return keep + first + second
+
+
 def grow_trees(
     rng: np.random.Generator,
     roots: list[tuple[tuple[float, float, float], tuple[float, float, float]]],
@@ -212,6 +255,7 @@ def grow_trees(
     r_min: float,
     max_per_tree: int,
     in_lung: Callable[[F64], Mask],
+    style: TreeStyle = TreeStyle(),
 ) -> Tubes:
     """Grow bifurcating trees (Murray's law radii r³ = r₁³ + r₂³), one generation per step."""
     p = np.array([r[0] for r in roots], dtype=np.float64)
@@ -223,7 +267,7 @@ def grow_trees(
     counts = np.zeros(len(roots), dtype=int)
     segs_p0, segs_p1, segs_r0, segs_r1 = [], [], [], []
     while p.shape[0]:
-        length = (3.0 * r + 5.0) * rng.uniform(0.8, 1.25, r.shape)
+        length = (3.0 * r + 5.0) * rng.uniform(0.8, 1.25, r.shape) * style.length_scale
         accepted = np.zeros(r.shape, dtype=bool)
         end = p.copy()
         d0 = d.copy()
@@ -250,13 +294,17 @@ def grow_trees(
         segs_r1.append(r_end)
         f = rng.uniform(0.3, 0.5, r.shape)
         radii = [r_end * (1.0 - f) ** (1.0 / 3.0), r_end * f ** (1.0 / 3.0)]
-        angles = [rng.uniform(10.0, 30.0, r.shape), -rng.uniform(35.0, 65.0, r.shape)]
+        (a0, a1), (b0, b1) = style.angles
+        angles = [rng.uniform(a0, a1, r.shape), -rng.uniform(b0, b1, r.shape)]
         axis = _perpendicular(rng, d)
         outward = _normalise(end - origin + 1e-9)
         nxt_p, nxt_d, nxt_r, nxt_t, nxt_o = [], [], [], [], []
         for rad, ang in zip(radii, angles, strict=True):
             a = np.deg2rad(ang)[:, None]
-            nd = _normalise(np.cos(a) * d + np.sin(a) * axis + 0.25 * outward)
+            nd = np.cos(a) * d + np.sin(a) * axis + 0.25 * outward
+            if style.tortuosity > 0.0:
+                nd = nd + style.tortuosity * rng.standard_normal(nd.shape)
+            nd = _normalise(nd)
             alive = rad >= r_min
             nxt_p.append(end[alive])
             nxt_d.append(nd[alive])

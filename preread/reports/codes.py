@@ -11,9 +11,13 @@ from highdicom.sr import CodedConcept
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
+from preread.domain import NoduleType
+
 __all__ = [
     "ABSENT",
     "ALGORITHM_FAMILY",
+    "AXIAL",
+    "AXIAL_LONG_AXIS",
     "CENTER_OF_MASS",
     "COMMENT",
     "CT_CHEST",
@@ -28,12 +32,20 @@ __all__ = [
     "LUNG",
     "MEAN",
     "MEAN_ATTENUATION",
+    "MEAN_DIAMETER",
     "MILLIMETER",
     "NODULE",
+    "NODULE_TYPE",
+    "NODULE_TYPES",
     "PERCENT",
     "PRESENCE",
+    "PRIVATE_SCHEME",
     "PROBABILITY",
+    "RADLEX",
     "REPORT_TITLE",
+    "SHORT_AXIS",
+    "SOLID_COMPONENT",
+    "SOLID_COMPONENT_LONG_AXIS",
     "VOLUME",
 ]
 
@@ -86,6 +98,59 @@ PROBABILITY: Code = codes.DCM.CertaintyOfFinding
 That is what the model's detection probability means. Not DCM 111047 "Probability of cancer"
 (a malignancy estimate the model does not make) nor DCM 122157 "Probability" (no defined
 subject)."""
+
+# --- Lung-RADS: what kind of nodule, and its size as Lung-RADS measures it ------------------
+# DICOM PS3.16 has no value set for the composition of a lung nodule (CID 6104 "Abnormal
+# Opacity" has DCM 112120 "Ground glass opacity", but no solid or part-solid nodule), and the
+# SNOMED CT subset of PS3.16 has no part-solid nodule either. RadLex has the Lung-RADS terms
+# (RID50134 onwards); it is a coding scheme DICOM knows (PS3.16 Table 8-1, designator RADLEX;
+# pydicom's dictionary holds few RadLex codes, hence spelled out here). RID50151-3 are also the
+# values of the DICOM SRs of the LIDC-IDRI nodules (Fedorov et al., Med. Phys. 2020,
+# doi:10.1002/mp.14445; QIICR/lidc2dicom).
+RADLEX = "RADLEX"
+"""PS3.16 Table 8-1 designator of RadLex (HL7 OID 2.16.840.1.113883.6.256)."""
+NODULE_TYPE: Code = Code("RID46010", RADLEX, "solidness descriptor")
+"""RadLex RID46010 "solidness descriptor": the concept name of the finding's type, a TID 1411
+qualitative evaluation (CODE; the template leaves its concept name to the application) with a
+:data:`NODULE_TYPES` value."""
+NODULE_TYPES: dict[NoduleType, Code] = {
+    "solid": Code("RID50151", RADLEX, "solid pulmonary nodule"),
+    "part-solid": Code("RID50152", RADLEX, "part-solid pulmonary nodule"),
+    "ground-glass": Code("RID50153", RADLEX, "non-solid pulmonary nodule"),
+}
+"""The Lung-RADS nodule types in RadLex; Lung-RADS calls a ground-glass nodule "nonsolid"."""
+SHORT_AXIS: Code = codes.SCT.ShortAxis
+"""SCT 103340004 "Short axis" (CID 7470): the largest diameter perpendicular to the axial long
+axis, in the same slice."""
+MEAN_DIAMETER: Code = Code("RID50155", RADLEX, "average diameter")
+"""RadLex RID50155 "average diameter": Lung-RADS' mean diameter, (axial long + short axis) / 2
+to 0.1 mm. Not SCT 81827009 "Diameter", which says nothing of how it is derived."""
+
+AXIAL: Code = codes.SCT.Axial
+"""SCT 24422004 "Axial" (CID 2), the TID 300 Measurement Method of the SR's axial long and
+short axis: what tells them from the 3-D long axis, which is "Long axis" without a method."""
+SOLID_COMPONENT: Code = Code("RID50154", RADLEX, "solid component of part-solid pulmonary nodule")
+"""RadLex RID50154, the TID 300 Finding Site of the SR's "Long axis" of the solid component."""
+
+PRIVATE_SCHEME = "99PRERD"
+"""PreRead's private coding scheme (a designator beginning with "99": PS3.16 Section 8, and
+HL7 v2's local ``99zzz``), used in the HL7 v2 and FHIR reports only. There each value needs a
+name of its own (an OBX-3 per OBX-4 sub-id, a component code per Observation), and SCT
+103339001 "Long axis" already names the 3-D maximal diameter in every PreRead report since
+1.0.0. The SR says the same with standard codes, by modifiers of "Long axis" (TID 300
+Measurement Method :data:`AXIAL`, Finding Site :data:`SOLID_COMPONENT`), and dciodvfy warns
+about any designator it does not know, 99PRERD included."""
+AXIAL_LONG_AXIS: Code = Code("AXIAL-LONG-AXIS", PRIVATE_SCHEME, "Axial long axis")
+"""99PRERD: the longest in-slice diameter over the finding's axial slices (Lung-RADS' long axis;
+the short axis is measured perpendicular to it in the same slice). In the SR: SCT 103339001
+"Long axis", method :data:`AXIAL`."""
+SOLID_COMPONENT_LONG_AXIS: Code = Code(
+    "SOLID-LONG-AXIS", PRIVATE_SCHEME, "Solid component long axis"
+)
+"""99PRERD: the long axis of the solid component of a part-solid nodule (what Lung-RADS sizes a
+part-solid nodule's category by). In the SR: SCT 103339001 "Long axis", finding site
+:data:`SOLID_COMPONENT`."""
+
 
 # --- Units (UCUM, CID 7181 / 7464) -----------------------------------------------------------
 MILLIMETER: Code = codes.UCUM.Millimeter

@@ -34,6 +34,11 @@ each finding                         Observation: preliminary, imaging, SCT 2792
                                      bodySite SCT left/right lung (else lung), device
 long axis / volume / mean HU /       Observation.component: SCT 103339001 mm, SCT 118565006
 probability / centre                 mm3, DCM 112031 [hnsf'U], DCM 111012 %, text "x, y, z"
+Lung-RADS sizes, when given          Observation.component, mm: 99PRERD AXIAL-LONG-AXIS, SCT
+                                     103340004 short axis, RadLex RID50155 mean diameter,
+                                     99PRERD SOLID-LONG-AXIS (system ``urn:preread:codes``)
+nodule type, when given              Observation.component: RadLex RID46010, value RadLex
+                                     RID50151 / RID50152 / RID50153 (system http://radlex.org)
 tracking UID / tracking id           Observation.identifier, typed DCM 112040 / 112039
 AI-generated                         meta.tag v3-ObservationValue AIAST on every resource,
                                      Observation.note; status preliminary everywhere
@@ -89,6 +94,8 @@ _SYSTEMS = {  # DICOM coding scheme designator → FHIR code system URI
     "DCM": "http://dicom.nema.org/resources/ontology/DCM",
     "LN": "http://loinc.org",
     "UCUM": "http://unitsofmeasure.org",
+    codes.RADLEX: "http://radlex.org",  # THO's RadLex (OID 2.16.840.1.113883.6.256)
+    codes.PRIVATE_SCHEME: "urn:preread:codes",  # PreRead's own, see preread.reports.codes
 }
 _DICOM_UID = "urn:dicom:uid"  # FHIR's system for DICOM UIDs ("urn:oid:" values)
 _THO = "http://terminology.hl7.org/CodeSystem/"  # HL7 Terminology (THO)
@@ -384,7 +391,10 @@ def _quantity(name: CodeableConcept, value: float, unit: str, ucum: Code) -> Obs
 
 
 def _components(finding: FindingOut) -> list[ObservationComponent]:
-    """The SR's measurements, rounded as there, and the centre as text."""
+    """The SR's measurements, rounded as there, the centre as text, and the nodule type.
+
+    The Lung-RADS sizes and the type are left out when the finding has none (models before
+    2.0.0)."""
     x, y, z = finding.center_lps_mm
     return [
         _quantity(
@@ -392,6 +402,20 @@ def _components(finding: FindingOut) -> list[ObservationComponent]:
             round(finding.long_axis_mm, 2),
             "mm",
             codes.MILLIMETER,
+        ),
+        *(
+            _quantity(_concept(name, text=text), round(value, 2), "mm", codes.MILLIMETER)
+            for name, text, value in (
+                (codes.AXIAL_LONG_AXIS, "Axial long axis", finding.axial_long_axis_mm),
+                (codes.SHORT_AXIS, "Short axis", finding.short_axis_mm),
+                (codes.MEAN_DIAMETER, "Mean diameter (Lung-RADS)", finding.mean_diameter_mm),
+                (
+                    codes.SOLID_COMPONENT_LONG_AXIS,
+                    "Solid component long axis",
+                    finding.solid_component_long_axis_mm,
+                ),
+            )
+            if value is not None
         ),
         _quantity(
             _concept(codes.VOLUME), round(finding.volume_mm3, 1), "mm3", codes.CUBIC_MILLIMETER
@@ -411,6 +435,18 @@ def _components(finding: FindingOut) -> list[ObservationComponent]:
         ObservationComponent(
             code=CodeableConcept(text="Center (DICOM patient LPS, mm)"),
             valueString=f"{x:.2f}, {y:.2f}, {z:.2f}",
+        ),
+        *(
+            []
+            if finding.nodule_type is None
+            else [
+                ObservationComponent(
+                    code=_concept(codes.NODULE_TYPE, text="Nodule type"),
+                    valueCodeableConcept=_concept(
+                        codes.NODULE_TYPES[finding.nodule_type], text=finding.nodule_type
+                    ),
+                )
+            ]
         ),
     ]
 

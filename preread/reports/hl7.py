@@ -21,18 +21,24 @@ OBR        -1 ``1``; -3 filler order number: job id ^ sending application (``PRE
 OBX 1      TX ``121106^Comment^DCM``: the AI notice ~ model name, version, id, provider
 OBX 2      ST ``121077^Conclusion^DCM``: "2 lung nodules found" / "No lung nodule was found by
            <model> <version>"
-OBX per    -4 sub-id = the finding's label, on all six; findings ordered by label:
-finding    NM ``103339001^Long axis^SCT`` [mm]; NM ``118565006^Volume^SCT`` [mm3];
+OBX per    -4 sub-id = the finding's label, on all of them; findings ordered by label:
+finding    NM ``103339001^Long axis^SCT`` [mm] (3-D); the Lung-RADS sizes the model gives, NM
+           [mm]: ``AXIAL-LONG-AXIS^Axial long axis^99PRERD``, ``103340004^Short axis^SCT``,
+           ``RID50155^average diameter^RADLEX``, ``SOLID-LONG-AXIS^Solid component long
+           axis^99PRERD``; NM ``118565006^Volume^SCT`` [mm3];
            NM ``112031^Attenuation Coefficient^DCM`` [HU], method -17 ``373098007^Mean^SCT``;
-           NM ``111012^Certainty of Finding^DCM`` [%]; CWE ``363698007^Finding Site^SCT`` =
+           NM ``111012^Certainty of Finding^DCM`` [%]; when typed, CWE ``RID46010^solidness
+           descriptor^RADLEX`` = ``RID50151^solid pulmonary nodule^RADLEX`` / RID50152
+           part-solid / RID50153 non-solid; CWE ``363698007^Finding Site^SCT`` =
            Lung / Left lung / Right lung; ST ``128138^Center of Mass^DCM`` = LPS centre [mm]
 every OBX  -11 ``P``; -14 finished at; -18 model ``id:version^PreRead^<device UID>^ISO``
 =========  =========================================================================================
 
 Codes and rounding are those of the SR (:mod:`preread.reports.codes`, :mod:`preread.reports.sr`);
 units are UCUM. The device UID in OBX-18 is the SR's Device Observer UID of the model. Coding
-system names (OBX-3/-5/-6 CE_3) are SCT, DCM, LN and UCUM; table 0396 is extensible, and
-hl7apy's copy of it (which lacks SCT and UCUM) gives warnings only, never errors.
+system names (OBX-3/-5/-6 CE_3) are SCT, DCM, LN, UCUM, RADLEX and 99PRERD (a local system,
+HL7's ``99zzz`` form; see :mod:`preread.reports.codes`); table 0396 is extensible, and hl7apy's
+copy of it (which lacks SCT and UCUM) gives warnings only, never errors.
 
 hl7apy escapes ``| ^ & ~ \\`` (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``) but not control characters,
 which are refused (:class:`ReportError`), and it leaves a backslash alone where the text
@@ -112,6 +118,8 @@ _SIDE_LUNG = {  # pre-coordinated; SNOMED CT body structures, not in pydicom's d
     "left": _Coded("44029006", "Left lung", "SCT"),
     "right": _Coded("3341006", "Right lung", "SCT"),
 }
+_NODULE_TYPE = _Coded.of(codes.NODULE_TYPE)
+_NODULE_TYPES = {kind: _Coded.of(code).components() for kind, code in codes.NODULE_TYPES.items()}
 _MM = _Coded.of(codes.MILLIMETER, "millimeter")
 _MM3 = _Coded.of(codes.CUBIC_MILLIMETER, "cubic millimeter")
 _HU = _Coded.of(codes.HOUNSFIELD_UNIT, "Hounsfield unit")
@@ -264,11 +272,25 @@ def _finding_obxs(finding: FindingOut) -> list[_Obx]:
         for axis, v in zip("xyz", finding.center_lps_mm, strict=True)
     )
     attenuation = number(codes.MEAN_ATTENUATION, finding.mean_hu, 1, _HU)
+    sizes = [  # the Lung-RADS sizes the model gives (none before 2.0.0)
+        number(name, value, 2, _MM)
+        for name, value in (
+            (codes.AXIAL_LONG_AXIS, finding.axial_long_axis_mm),
+            (codes.SHORT_AXIS, finding.short_axis_mm),
+            (codes.MEAN_DIAMETER, finding.mean_diameter_mm),
+            (codes.SOLID_COMPONENT_LONG_AXIS, finding.solid_component_long_axis_mm),
+        )
+        if value is not None
+    ]
+    kind = finding.nodule_type
+    typed = [] if kind is None else [_Obx("CWE", _NODULE_TYPE, (_NODULE_TYPES[kind],), sub)]
     return [
         number(codes.LONG_AXIS, finding.long_axis_mm, 2, _MM),
+        *sizes,
         number(codes.VOLUME, finding.volume_mm3, 1, _MM3),
         replace(attenuation, method=_Coded.of(codes.MEAN)),
         number(codes.PROBABILITY, 100.0 * finding.probability, 2, _PERCENT),
+        *typed,
         _Obx("CWE", _FINDING_SITE, (site.components(),), sub),
         _Obx("ST", _Coded.of(codes.CENTER_OF_MASS), ((f"{centre} (LPS)",),), sub, _MM),
     ]

@@ -9,11 +9,13 @@ from __future__ import annotations
 from html import escape
 
 from preread.reports.context import ReportInput
+from preread.reports.json import FindingOut
 from preread.reports.series import AI_NOTICE
 
 __all__ = ["HTML_MEDIA_TYPE", "to_html"]
 
 HTML_MEDIA_TYPE = "text/html; charset=utf-8"
+_NONE = "—"  # a value the model does not give (nodule type and mean diameter before 2.0.0)
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#111;max-width:60em}
@@ -40,6 +42,18 @@ def _da(value: str) -> str:
     )
 
 
+def _type(finding: FindingOut) -> str:
+    """The nodule type, with the solid component's long axis when given; "—" if untyped."""
+    solid = finding.solid_component_long_axis_mm
+    if finding.nodule_type is None:
+        return _NONE if solid is None else f"solid component {solid:.1f} mm"
+    return finding.nodule_type + ("" if solid is None else f" (solid component {solid:.1f} mm)")
+
+
+def _mm(value: float | None) -> str:
+    return _NONE if value is None else f"{value:.1f}"
+
+
 def to_html(report: ReportInput) -> str:
     """The page (UTF-8 text) of ``report``."""
     pre, study = report.preread, report.study
@@ -48,6 +62,8 @@ def to_html(report: ReportInput) -> str:
         "<tr>"
         f"<td>{escape(f.tracking_id)}</td>"
         f"<td>{escape(f'{f.lung_side} lung' if f.lung_side else 'lung')}</td>"
+        f"<td>{escape(_type(f))}</td>"
+        f'<td class="n">{_mm(f.mean_diameter_mm)}</td>'
         f'<td class="n">{f.long_axis_mm:.1f}</td>'
         f'<td class="n">{f.volume_mm3:.0f}</td>'
         f'<td class="n">{f.mean_hu:.0f}</td>'
@@ -59,7 +75,8 @@ def to_html(report: ReportInput) -> str:
     if pre.findings:
         body = (
             f"<p>{len(pre.findings)} lung nodule(s) found by {escape(model)}.</p>"
-            "<table><thead><tr><th>Finding</th><th>Site</th><th>Long axis (mm)</th>"
+            "<table><thead><tr><th>Finding</th><th>Site</th><th>Type</th>"
+            "<th>Mean diameter (mm)</th><th>Long axis, 3-D (mm)</th>"
             "<th>Volume (mm³)</th><th>Mean (HU)</th><th>AI probability</th>"
             "<th>Centre (LPS, mm)</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>"

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from preread.domain import PreReadResult
+from preread.domain import NoduleType, PreReadResult
 from preread.reports.uids import tracking_id, tracking_uid
 
 __all__ = ["FindingOut", "ModelOut", "PreReadOut", "to_json", "to_model"]
@@ -31,19 +31,42 @@ class ModelOut(BaseModel):
 
 
 class FindingOut(BaseModel):
-    """One nodule the model found; coordinates in DICOM patient space (LPS, mm)."""
+    """One nodule the model found; coordinates in DICOM patient space (LPS, mm).
+
+    The nodule type and the Lung-RADS sizes are null when the model does not give them (models
+    before 2.0.0); a result stored without these fields reads back with them null.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    label: int = Field(description="Finding label; segment 'Nodule <label>' in the SEG")
+    label: int = Field(
+        description="Finding label; segment 'Nodule <label>' (plus the type, if given) in the SEG"
+    )
     tracking_id: str
     tracking_uid: str = Field(description="Tracking UID shared with the SEG and the SR")
     center_lps_mm: tuple[float, float, float]
-    long_axis_mm: float
+    long_axis_mm: float = Field(description="Maximal 3-D diameter")
     volume_mm3: float
     probability: float = Field(ge=0.0, le=1.0)
     mean_hu: float
     lung_side: Literal["left", "right"] | None
+    nodule_type: NoduleType | None = Field(
+        default=None, description="solid, part-solid or ground-glass; null: not typed"
+    )
+    axial_long_axis_mm: float | None = Field(
+        default=None, description="Long axis in the axial plane (largest in-slice diameter)"
+    )
+    short_axis_mm: float | None = Field(
+        default=None,
+        description="Largest diameter perpendicular to the axial long axis, same slice",
+    )
+    mean_diameter_mm: float | None = Field(
+        default=None,
+        description="Lung-RADS mean diameter: (axial long axis + short axis) / 2, to 0.1 mm",
+    )
+    solid_component_long_axis_mm: float | None = Field(
+        default=None, description="Part-solid nodules: long axis of the solid component"
+    )
 
 
 class PreReadOut(BaseModel):
@@ -87,6 +110,11 @@ def to_model(result: PreReadResult, *, uid_seed: str | None = None) -> PreReadOu
                 probability=f.probability,
                 mean_hu=f.mean_hu,
                 lung_side=f.lung_side,
+                nodule_type=f.nodule_type,
+                axial_long_axis_mm=f.axial_long_axis_mm,
+                short_axis_mm=f.short_axis_mm,
+                mean_diameter_mm=f.mean_diameter_mm,
+                solid_component_long_axis_mm=f.solid_component_long_axis_mm,
             )
             for f in sorted(result.findings, key=lambda f: f.label)
         ],

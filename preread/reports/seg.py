@@ -1,11 +1,13 @@
 """A PreRead result's nodule masks as a DICOM Segmentation (PS3.3 A.51, C.8.20).
 
 One BINARY segment per finding (segment ``n`` is the ``n``-th finding by label), labelled
-"Nodule <label>", with the finding's Tracking ID and Tracking UID (the same the SR and the
-JSON carry), SNOMED CT category 49755003 "Morphologically abnormal structure", type
-27925004 "Nodule", anatomic region 39607008 "Lung", algorithm type AUTOMATIC and the model
-as the algorithm (family DCM 123110 "Artificial Intelligence"). Frames reference the source
-CT slices they lie on (Derivation Image, Source Image Sequence); empty frames are left out.
+"Nodule <label>" (with the type when the model gives one: "Nodule 2 (part-solid)", also said
+in the Segment Description), with the finding's Tracking ID and Tracking UID (the same the SR
+and the JSON carry), SNOMED CT category 49755003 "Morphologically abnormal structure", type
+27925004 "Nodule" (whatever the nodule type), anatomic region 39607008 "Lung", algorithm type
+AUTOMATIC and the model as the algorithm (family DCM 123110 "Artificial Intelligence"). Frames
+reference the source CT slices they lie on (Derivation Image, Source Image Sequence); empty
+frames are left out.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from preread.reports.series import (
 )
 from preread.reports.uids import report_uid, tracking_id, tracking_uid
 
-__all__ = ["CONTENT_LABEL", "algorithm_parameters", "build_seg"]
+__all__ = ["CONTENT_LABEL", "algorithm_parameters", "build_seg", "segment_label"]
 
 CONTENT_LABEL = "AI_PRELIMINARY"
 """Content Label (CS, at most 16 characters), shown by viewers as the SEG's name."""
@@ -91,7 +93,7 @@ def build_seg(
     for number, finding in enumerate(findings, start=1):
         description = hd.seg.SegmentDescription(
             segment_number=number,
-            segment_label=f"Nodule {finding.label}",
+            segment_label=segment_label(finding),
             segmented_property_category=codes.FINDING_CATEGORY,
             segmented_property_type=codes.NODULE,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
@@ -100,7 +102,7 @@ def build_seg(
             tracking_id=tracking_id(finding),
             anatomic_regions=[codes.LUNG],
         )
-        description.SegmentDescription = AI_NOTICE  # (0062,0006), Type 3
+        description.SegmentDescription = _description(finding)  # (0062,0006), Type 3
         descriptions.append(description)
     created = result.created
     series_uid = report_uid(result, "seg-series", uid_seed=uid_seed)
@@ -138,6 +140,19 @@ def build_seg(
     for item in (*seg.DimensionOrganizationSequence, *seg.DimensionIndexSequence):
         item.DimensionOrganizationUID = dimension_uid
     return EncodedSeries(dataset=seg, series_instance_uid=series_uid, sop_instance_uid=sop_uid)
+
+
+def segment_label(finding: Finding) -> str:
+    """ "Nodule <label>", and the type when the model gives one: "Nodule 2 (part-solid)"."""
+    kind = "" if finding.nodule_type is None else f" ({finding.nodule_type})"
+    return f"Nodule {finding.label}{kind}"
+
+
+def _description(finding: Finding) -> str:
+    """Segment Description: the type in words (when known), then the AI notice."""
+    if finding.nodule_type is None:
+        return AI_NOTICE
+    return f"{finding.nodule_type.capitalize()} nodule. {AI_NOTICE}"
 
 
 def _sorted_findings(findings: Sequence[Finding]) -> list[Finding]:

@@ -13,8 +13,13 @@ Content tree (all built by highdicom's TID classes)::
         │   ├── Finding category / Finding: Nodule, site Lung (+ laterality)
         │   ├── Algorithm Identification (model, version, provider)  TID 4019
         │   ├── Referenced Segment: the SEG instance, segment n, source series
-        │   ├── Long axis [mm], Volume [mm3], mean Attenuation [HU],
-        │   │   Certainty of Finding [%] (each with TID 4019)     TID 300
+        │   ├── Long axis (3-D) [mm], then the sizes the model gives [mm]:
+        │   │   Long axis and Short axis with method Axial, average
+        │   │   diameter, Long axis with finding site "solid component";
+        │   │   Volume [mm3], mean Attenuation [HU], Certainty of
+        │   │   Finding [%] (each with TID 4019)                  TID 300
+        │   ├── solidness descriptor = solid / part-solid / non-solid
+        │   │   pulmonary nodule (RadLex), when the model types it
         │   └── Comment: "AI-generated, preliminary ..."
         └── Measurement Group                                     TID 1410 (planar ROI)
             └── Image Region: SCOORD3D POINT at the centre, geometric purpose
@@ -27,6 +32,12 @@ TID 1411 allows one ROI reference per group (the segment), so the centre point, 
 viewer can jump to, goes into a second group of the same finding (same tracking UID). The
 Comment is a highdicom ``TextContentItem`` appended to the group highdicom built (its TID
 classes take coded qualitative evaluations only).
+
+The nodule type and the Lung-RADS sizes (axial long and short axis, mean diameter, solid
+component long axis) are written only when the finding has them, with standard codes only; the
+three "Long axis" items differ by their modifiers (none: 3-D; Measurement Method "Axial";
+Finding Site "solid component of part-solid pulmonary nodule"). The codes, and the reasons for
+them, are in :mod:`preread.reports.codes`.
 
 The document is PARTIAL, UNVERIFIED and PRELIMINARY (C.17.2 SR Document General Module); a
 new result for the same study names the SR it replaces in the Predecessor Documents Sequence.
@@ -220,18 +231,39 @@ def _comment(text: str) -> hd.sr.TextContentItem:
 
 def _measurements(result: PreReadResult, finding: Finding) -> list[hd.sr.Measurement]:
     def measure(
-        name: Code, value: float, unit: Code, derivation: Code | None = None
+        name: Code,
+        value: float,
+        unit: Code,
+        derivation: Code | None = None,
+        method: Code | None = None,
+        site: Code | None = None,
     ) -> hd.sr.Measurement:
         return hd.sr.Measurement(
             name=name,
             value=value,
             unit=unit,
             derivation=derivation,
+            method=method,
+            finding_sites=None if site is None else [hd.sr.FindingSite(anatomic_location=site)],
             algorithm_id=_algorithm(result),
         )
 
+    mm = codes.MILLIMETER
+    sizes = []  # the Lung-RADS sizes the model gives (none before 2.0.0)
+    if finding.axial_long_axis_mm is not None:
+        axial_long = round(finding.axial_long_axis_mm, 2)
+        sizes.append(measure(codes.LONG_AXIS, axial_long, mm, method=codes.AXIAL))
+    if finding.short_axis_mm is not None:
+        short = round(finding.short_axis_mm, 2)
+        sizes.append(measure(codes.SHORT_AXIS, short, mm, method=codes.AXIAL))
+    if finding.mean_diameter_mm is not None:
+        sizes.append(measure(codes.MEAN_DIAMETER, round(finding.mean_diameter_mm, 2), mm))
+    if finding.solid_component_long_axis_mm is not None:
+        solid = round(finding.solid_component_long_axis_mm, 2)
+        sizes.append(measure(codes.LONG_AXIS, solid, mm, site=codes.SOLID_COMPONENT))
     return [
         measure(codes.LONG_AXIS, round(finding.long_axis_mm, 2), codes.MILLIMETER),
+        *sizes,
         measure(codes.VOLUME, round(finding.volume_mm3, 1), codes.CUBIC_MILLIMETER),
         measure(
             codes.MEAN_ATTENUATION,
@@ -240,6 +272,17 @@ def _measurements(result: PreReadResult, finding: Finding) -> list[hd.sr.Measure
             derivation=codes.MEAN,
         ),
         measure(codes.PROBABILITY, round(100.0 * finding.probability, 2), codes.PERCENT),
+    ]
+
+
+def _qualitative_evaluations(finding: Finding) -> list[hd.sr.QualitativeEvaluation] | None:
+    """The nodule type, when the model gives one."""
+    if finding.nodule_type is None:
+        return None
+    return [
+        hd.sr.QualitativeEvaluation(
+            name=codes.NODULE_TYPE, value=codes.NODULE_TYPES[finding.nodule_type]
+        )
     ]
 
 
@@ -259,6 +302,7 @@ def _volumetric_group(
         algorithm_id=_algorithm(result),
         finding_sites=_finding_sites(finding),
         measurements=_measurements(result, finding),
+        qualitative_evaluations=_qualitative_evaluations(finding),
     )
     group[0].ContentSequence.append(_comment(AI_NOTICE))
     return group

@@ -101,3 +101,68 @@ def write_tiny_package(
     card.to_yaml(folder / "model.yaml")
     (folder / "evaluation.json").write_text(json.dumps({"dice": 1.0, "cases": 0}))
     return folder
+
+
+def write_tiny_classifier(path: Path, a: float = 40.0, t: float = 0.45) -> None:
+    """A candidate classifier without torch: ``logit = a · (mean of the fine channel's central
+    8³ − t)``, input "patches" ``[N, 2, 32, 32, 32]``, output "logits" ``[N, 1]``.
+
+    A solid nodule of ≥ 8 mm fills the centre (windowed ≈ 0.7); a vessel crossing the centre
+    fills a small part of it (mean well below ``t``)."""
+    starts = numpy_helper.from_array(np.array([0, 12, 12, 12], dtype=np.int64), "starts")
+    ends = numpy_helper.from_array(np.array([1, 20, 20, 20], dtype=np.int64), "ends")
+    axes = numpy_helper.from_array(np.array([1, 2, 3, 4], dtype=np.int64), "axes")
+    mean_axes = numpy_helper.from_array(np.array([2, 3, 4], dtype=np.int64), "mean_axes")
+    scale = numpy_helper.from_array(np.array(a, dtype=np.float32), "scale")
+    shift = numpy_helper.from_array(np.array(-a * t, dtype=np.float32), "shift")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Slice", ["patches", "starts", "ends", "axes"], ["centre"]),
+            helper.make_node("ReduceMean", ["centre", "mean_axes"], ["mean"], keepdims=0),
+            helper.make_node("Mul", ["mean", "scale"], ["scaled"]),
+            helper.make_node("Add", ["scaled", "shift"], ["logits"]),
+        ],
+        "tiny_classifier",
+        [helper.make_tensor_value_info("patches", TensorProto.FLOAT, ["N", 2, 32, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1])],
+        [starts, ends, axes, mean_axes, scale, shift],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def write_tiny_staged_package(folder: Path, *, version: str = "2.0.0") -> Path:
+    """The tiny detector plus the tiny classifier as a staged ``lung-nodule`` package."""
+    from inference.card import ClassifierStage, PipelineSpec, TypeRuleSpec
+
+    write_tiny_package(folder, version=version)
+    write_tiny_classifier(folder / "fpr.onnx")
+    card = ModelCard.from_yaml(folder / "model.yaml")
+    card = card.model_copy(
+        update={
+            "pipeline": PipelineSpec(
+                postprocess="lung-nodule",
+                lung_mask=True,
+                candidate_probability=0.3,
+                type_rule=TypeRuleSpec(solid_hu=-300.0, solid_fraction=0.6, ggo_fraction=0.04),
+            ),
+            "stages": [
+                ClassifierStage(
+                    name="fpr",
+                    onnx=OnnxSpec(
+                        file="fpr.onnx",
+                        sha256=sha256_file(folder / "fpr.onnx"),
+                        opset=18,
+                        input_name="patches",
+                        output_name="logits",
+                        max_abs_diff_vs_torch=0.0,
+                    ),
+                    threshold=0.5,
+                )
+            ],
+        }
+    )
+    card.to_yaml(folder / "model.yaml")
+    return folder

@@ -61,6 +61,42 @@ RIGHT = FindingOut(
     mean_hu=12.04,
     lung_side="right",
 )
+# the same nodules typed by a 2.0.0-like model, and a third, ground-glass one
+SOLID = LEFT.model_copy(
+    update={
+        "nodule_type": "solid",
+        "axial_long_axis_mm": 13.204,
+        "short_axis_mm": 11.05,
+        "mean_diameter_mm": 12.1,
+    }
+)
+PART_SOLID = RIGHT.model_copy(
+    update={
+        "nodule_type": "part-solid",
+        "axial_long_axis_mm": 9.46,
+        "short_axis_mm": 7.2,
+        "mean_diameter_mm": 8.3,
+        "solid_component_long_axis_mm": 4.126,
+    }
+)
+GROUND_GLASS = FindingOut(
+    label=3,
+    tracking_id="AI nodule 3",
+    tracking_uid="1.2.826.0.1.3680043.8.498.2003",
+    center_lps_mm=(80.0, 20.5, -120.0),
+    long_axis_mm=8.0,
+    volume_mm3=180.2,
+    probability=0.61,
+    mean_hu=-640.0,
+    lung_side="left",
+    nodule_type="ground-glass",
+    axial_long_axis_mm=7.5,
+    short_axis_mm=6.0,
+    mean_diameter_mm=6.8,
+)
+TYPED = (SOLID, PART_SOLID, GROUND_GLASS)
+RADLEX = "http://radlex.org"
+PRERD = "urn:preread:codes"
 RESOURCE_CLASSES: dict[str, type[DiagnosticReport | Device | Observation]] = {
     "DiagnosticReport": DiagnosticReport,
     "Device": Device,
@@ -131,7 +167,9 @@ def components(observation: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-@pytest.mark.parametrize("findings", [(LEFT, RIGHT), ()], ids=["findings", "no-findings"])
+@pytest.mark.parametrize(
+    "findings", [(LEFT, RIGHT), TYPED, ()], ids=["findings", "typed-findings", "no-findings"]
+)
 def test_bundle_is_valid_r4b(findings: tuple[FindingOut, ...]) -> None:
     raw = fhir_json(make_report(findings))
     bundle = Bundle.model_validate_json(raw)
@@ -232,6 +270,52 @@ def test_observations() -> None:
     assert codings(measured["111012"]["code"]) == {(DCM, "111012")}
     assert measured["Center (DICOM patient LPS, mm)"]["valueString"] == "99.70, -15.50, -145.60"
     assert components(right)["103339001"]["valueQuantity"]["value"] == 10.0
+
+
+def test_untyped_findings_have_no_type_and_no_lung_rads_sizes() -> None:
+    for obs in resources(bundle_json(make_report()), "Observation"):
+        systems = {c["system"] for comp in obs["component"] for c in comp["code"].get("coding", [])}
+        assert systems == {SNOMED, DCM}  # no RadLex, no PreRead code
+        texts = {comp["code"].get("text") for comp in obs["component"]}
+        assert not texts & {"Nodule type", "Short axis", "Axial long axis"}
+
+
+def test_typed_findings_carry_their_type_and_lung_rads_sizes() -> None:
+    bundle = bundle_json(make_report(TYPED))
+    observations = resources(bundle, "Observation")
+    expected_sizes = {  # code: (system, value) for each finding; absent when not given
+        1: {
+            "AXIAL-LONG-AXIS": (PRERD, 13.2),
+            "103340004": (SNOMED, 11.05),
+            "RID50155": (RADLEX, 12.1),
+        },
+        2: {
+            "AXIAL-LONG-AXIS": (PRERD, 9.46),
+            "103340004": (SNOMED, 7.2),
+            "RID50155": (RADLEX, 8.3),
+            "SOLID-LONG-AXIS": (PRERD, 4.13),
+        },
+        3: {"AXIAL-LONG-AXIS": (PRERD, 7.5), "103340004": (SNOMED, 6.0), "RID50155": (RADLEX, 6.8)},
+    }
+    expected_type = {1: "RID50151", 2: "RID50152", 3: "RID50153"}
+    assert len(observations) == 3
+    for obs, finding in zip(observations, TYPED, strict=True):
+        measured = components(obs)
+        sizes = {
+            code: (c["code"]["coding"][0]["system"], c["valueQuantity"]["value"])
+            for code, c in measured.items()
+            if code in {"AXIAL-LONG-AXIS", "103340004", "RID50155", "SOLID-LONG-AXIS"}
+        }
+        assert sizes == expected_sizes[finding.label]
+        for code in sizes:
+            quantity = measured[code]["valueQuantity"]
+            assert (quantity["system"], quantity["code"], quantity["unit"]) == (UCUM, "mm", "mm")
+        kind = measured["RID46010"]
+        assert codings(kind["code"]) == {(RADLEX, "RID46010")}
+        assert codings(kind["valueCodeableConcept"]) == {(RADLEX, expected_type[finding.label])}
+        assert kind["valueCodeableConcept"]["text"] == finding.nodule_type
+        # the 3-D long axis is still there, under its own code
+        assert measured["103339001"]["valueQuantity"]["value"] == round(finding.long_axis_mm, 2)
 
 
 def test_unknown_side_is_the_lung() -> None:

@@ -51,6 +51,40 @@ RIGHT = FindingOut(
     mean_hu=-12.0,
     lung_side="right",
 )
+# the same nodules typed by a 2.0.0-like model, and a third, ground-glass one
+SOLID = LEFT.model_copy(
+    update={
+        "nodule_type": "solid",
+        "axial_long_axis_mm": 13.204,
+        "short_axis_mm": 11.05,
+        "mean_diameter_mm": 12.1,
+    }
+)
+PART_SOLID = RIGHT.model_copy(
+    update={
+        "nodule_type": "part-solid",
+        "axial_long_axis_mm": 9.46,
+        "short_axis_mm": 7.2,
+        "mean_diameter_mm": 8.3,
+        "solid_component_long_axis_mm": 4.126,
+    }
+)
+GROUND_GLASS = FindingOut(
+    label=3,
+    tracking_id="AI nodule 3",
+    tracking_uid="1.2.826.0.1.3680043.8.498.3",
+    center_lps_mm=(80.0, 20.5, -120.0),
+    long_axis_mm=8.0,
+    volume_mm3=180.2,
+    probability=0.61,
+    mean_hu=-640.0,
+    lung_side="left",
+    nodule_type="ground-glass",
+    axial_long_axis_mm=7.5,
+    short_axis_mm=6.0,
+    mean_diameter_mm=6.8,
+)
+TYPED = (GROUND_GLASS, PART_SOLID, SOLID)  # out of order on purpose
 STUDY = ReportStudy(
     tenant="hospital-a",
     study_instance_uid="1.2.826.0.1.3680043.8.498.100",
@@ -132,15 +166,32 @@ def _by_finding(message: Any) -> dict[str, dict[str, Any]]:
     return grouped
 
 
+def _obx_count(findings: tuple[FindingOut, ...]) -> int:
+    """Notice and conclusion, then six OBXs per finding, one per Lung-RADS size given and one
+    for the type when given."""
+    sizes = (
+        "axial_long_axis_mm",
+        "short_axis_mm",
+        "mean_diameter_mm",
+        "solid_component_long_axis_mm",
+    )
+    return 2 + sum(
+        6 + sum(getattr(f, size) is not None for size in sizes) + (f.nodule_type is not None)
+        for f in findings
+    )
+
+
 # --- tests ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("findings", [(RIGHT, LEFT), ()], ids=["two-findings", "no-finding"])
+@pytest.mark.parametrize(
+    "findings", [(RIGHT, LEFT), TYPED, ()], ids=["two-findings", "typed-findings", "no-finding"]
+)
 def test_strict_parse_and_validate(findings: tuple[FindingOut, ...]) -> None:
     text = to_oru(_report(findings))
     assert "\n" not in text
     segments = [s[:3] for s in text.split("\r")]
-    assert segments == ["MSH", "PID", "OBR"] + ["OBX"] * (2 + 6 * len(findings))
+    assert segments == ["MSH", "PID", "OBR"] + ["OBX"] * _obx_count(findings)
     message = _parse(text)
     assert message.validate() is True
     assert message.to_er7() == text
@@ -232,10 +283,10 @@ def test_order_without_study_time_and_accession() -> None:
     assert _get(obr, "obr_7") == ""
 
 
-@pytest.mark.parametrize("findings", [(RIGHT, LEFT), (LEFT,), ()])
+@pytest.mark.parametrize("findings", [(RIGHT, LEFT), (LEFT,), TYPED, ()])
 def test_every_obx_preliminary_and_numbered(findings: tuple[FindingOut, ...]) -> None:
     obxs = _obxs(_parse(to_oru(_report(findings))))
-    assert len(obxs) == 2 + 6 * len(findings)
+    assert len(obxs) == _obx_count(findings)
     assert [_get(o, "obx_1") for o in obxs] == [str(i) for i in range(1, len(obxs) + 1)]
     assert {_get(o, "obx_11") for o in obxs} == {"P"}
     assert {_get(o, "obx_14") for o in obxs} == {"20240501123105+0000"}
@@ -306,6 +357,68 @@ def test_values_and_units() -> None:
     ]
     assert _get(right["363698007"], "obx_5") == "3341006^Right lung^SCT"
     assert _get(right["128138"], "obx_5") == "x=-108.40 y=46.20 z=-136.70 (LPS)"
+
+
+def test_typed_findings_carry_their_type_and_lung_rads_sizes() -> None:
+    grouped = _by_finding(_parse(to_oru(_report(TYPED))))
+    assert list(grouped) == ["1", "2", "3"]
+    sizes = {  # OBX-3 id: OBX-3 text^system
+        "AXIAL-LONG-AXIS": "Axial long axis^99PRERD",
+        "103340004": "Short axis^SCT",
+        "RID50155": "average diameter^RADLEX",
+        "SOLID-LONG-AXIS": "Solid component long axis^99PRERD",
+    }
+    expected = {  # sub-id: (OBX-5 of the sizes given, OBX-5 of the type)
+        "1": (
+            {"AXIAL-LONG-AXIS": "13.20", "103340004": "11.05", "RID50155": "12.10"},
+            "RID50151^solid pulmonary nodule^RADLEX",
+        ),
+        "2": (
+            {
+                "AXIAL-LONG-AXIS": "9.46",
+                "103340004": "7.20",
+                "RID50155": "8.30",
+                "SOLID-LONG-AXIS": "4.13",
+            },
+            "RID50152^part-solid pulmonary nodule^RADLEX",
+        ),
+        "3": (
+            {"AXIAL-LONG-AXIS": "7.50", "103340004": "6.00", "RID50155": "6.80"},
+            "RID50153^non-solid pulmonary nodule^RADLEX",
+        ),
+    }
+    for sub_id, (values, kind) in expected.items():
+        obxs = grouped[sub_id]
+        assert list(obxs) == [  # the 3-D long axis first, the sizes given next, in this order
+            "103339001",
+            *values,
+            "118565006",
+            "112031",
+            "111012",
+            "RID46010",
+            "363698007",
+            "128138",
+        ]
+        for code, value in values.items():
+            obx = obxs[code]
+            assert _get(obx, "obx_2") == "NM"
+            assert _get(obx, "obx_3") == f"{code}^{sizes[code]}"
+            assert _get(obx, "obx_5") == value
+            assert _get(obx, "obx_6") == "mm^millimeter^UCUM"
+            assert _get(obx, "obx_11") == "P"
+        kind_obx = obxs["RID46010"]
+        assert _get(kind_obx, "obx_2") == "CWE"
+        assert _get(kind_obx, "obx_3") == "RID46010^solidness descriptor^RADLEX"
+        assert _get(kind_obx, "obx_5") == kind
+        assert _get(kind_obx, "obx_11") == "P"
+
+
+def test_untyped_findings_have_no_type_and_no_lung_rads_sizes() -> None:
+    message = _parse(to_oru(_report()))
+    names = {_get(obx.obx_3, "ce_1") for obx in _obxs(message)}
+    assert not names & {"AXIAL-LONG-AXIS", "103340004", "RID50155", "SOLID-LONG-AXIS", "RID46010"}
+    mixed = _by_finding(_parse(to_oru(_report((PART_SOLID, LEFT)))))
+    assert "RID46010" not in mixed["1"] and "SOLID-LONG-AXIS" in mixed["2"]
 
 
 def test_finding_site_without_side() -> None:

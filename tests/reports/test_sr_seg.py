@@ -37,6 +37,7 @@ from preread.reports import (
     to_json,
     tracking_uid,
 )
+from preread.reports.series import AI_NOTICE
 from preread.reports.sr import no_finding_text
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import NoduleSpec, generate_phantom
@@ -54,8 +55,25 @@ NODULES = [  # LPS centres inside the lungs of phantom seed 4 (x > 0: patient's 
 ]
 
 
+LUNG_RADS: dict[
+    int, dict[str, Any]
+] = {  # what a 2.0.0-like model adds to the phantom's two nodules, by label
+    1: {  # part-solid, with its solid component
+        "nodule_type": "part-solid",
+        "axial_long_axis_mm": 13.456,
+        "short_axis_mm": 12.1,
+        "solid_component_long_axis_mm": 5.25,
+    },
+    2: {"nodule_type": "ground-glass", "axial_long_axis_mm": 9.8, "short_axis_mm": 9.1},
+}
+SOLID: dict[str, Any] = {"nodule_type": "solid", "axial_long_axis_mm": 13.0, "short_axis_mm": 11.95}
+
+
 class Study:
-    """The phantom CT, its label map and the two results (with and without findings)."""
+    """The phantom CT, its label map and the results: with and without findings (a 1.0.0-like
+    model: no nodule type, no Lung-RADS sizes), ``typed`` (part-solid and ground-glass), and
+    ``mixed`` (nodule 1 solid, nodule 2 untyped: a typed model may leave one untyped).
+    """
 
     def __init__(self, root: Path) -> None:
         phantom = generate_phantom(4, matrix=96, max_slices=32, nodules=NODULES)
@@ -99,6 +117,22 @@ class Study:
         self.seg: EncodedSeries = seg
         self.sr = build_sr(self.result, self.shuffled, self.seg)
         self.empty_sr = build_sr(self.empty, self.shuffled, None)
+        self.typed = replace(
+            self.result,
+            findings=tuple(replace(f, **LUNG_RADS[f.label]) for f in findings),
+        )
+        self.mixed = replace(
+            self.result,
+            findings=tuple(replace(f, **SOLID) if f.label == 1 else f for f in findings),
+        )
+        typed_seg, mixed_seg = (
+            build_seg(r, self.shuffled, self.labels) for r in (self.typed, self.mixed)
+        )
+        assert typed_seg is not None and mixed_seg is not None
+        self.typed_seg: EncodedSeries = typed_seg
+        self.mixed_seg: EncodedSeries = mixed_seg
+        self.typed_sr = build_sr(self.typed, self.shuffled, typed_seg)
+        self.mixed_sr = build_sr(self.mixed, self.shuffled, mixed_seg)
         self.root = root
 
     def write(self, encoded: EncodedSeries, name: str) -> Path:
@@ -115,6 +149,11 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
 def _code(concept: Any) -> str:
     """The code value of a coded concept read back by highdicom (typed loosely there)."""
     return str(concept.value)
+
+
+def _scheme(concept: Any) -> str:
+    """The coding scheme designator of a coded concept read back by highdicom."""
+    return str(concept.scheme_designator)
 
 
 def _tool(name: str) -> str:
@@ -134,12 +173,18 @@ def _dciodvfy(path: Path) -> list[str]:
 # --- validators ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("which", ["seg", "sr", "empty_sr", "superseding_sr"])
+@pytest.mark.parametrize(
+    "which",
+    ["seg", "sr", "empty_sr", "superseding_sr", "typed_seg", "typed_sr", "mixed_sr"],
+)
 def test_dciodvfy_reports_no_error_and_no_warning(study: Study, which: str) -> None:
     encoded = {
         "seg": study.seg,
         "sr": study.sr,
         "empty_sr": study.empty_sr,
+        "typed_seg": study.typed_seg,
+        "typed_sr": study.typed_sr,
+        "mixed_sr": study.mixed_sr,
         "superseding_sr": build_sr(
             study.result, study.by_k, study.seg, supersedes=study.empty_sr.ref
         ),
@@ -153,6 +198,8 @@ def test_dsrdump_reads_the_sr(study: Study) -> None:
     for encoded, expected in (
         (study.sr, "Certainty of Finding"),
         (study.empty_sr, "No lung nodule was found"),
+        (study.typed_sr, "part-solid pulmonary nodule"),
+        (study.mixed_sr, '"Axial"'),
     ):
         path = study.write(encoded, "dump")
         run = subprocess.run(
@@ -221,6 +268,23 @@ def test_seg_segments_describe_the_findings(study: Study) -> None:
         source_sop_instance_uids=[str(study.by_k[k].SOPInstanceUID)], segment_numbers=[1]
     )
     assert np.array_equal(pixels[0, :, :, 0].astype(bool), study.labels[k] == 1)
+
+
+def test_seg_segments_name_the_nodule_type_when_given(study: Study) -> None:
+    for encoded, labels in (
+        (study.typed_seg, ["Nodule 1 (part-solid)", "Nodule 2 (ground-glass)"]),
+        (study.mixed_seg, ["Nodule 1 (solid)", "Nodule 2"]),
+        (study.seg, ["Nodule 1", "Nodule 2"]),
+    ):
+        seg = hd.seg.segread(study.write(encoded, "seg-typed-read"))
+        descriptions = [seg.get_segment_description(n) for n in seg.get_segment_numbers()]
+        assert [d.segment_label for d in descriptions] == labels
+        assert {d.segmented_property_type.value for d in descriptions} == {"27925004"}
+        texts = [str(d.SegmentDescription) for d in descriptions]
+        assert all(t.endswith(AI_NOTICE) for t in texts)
+        for label, text in zip(labels, texts, strict=True):
+            kind = label.partition("(")[2].rstrip(")")
+            assert text == (f"{kind.capitalize()} nodule. {AI_NOTICE}" if kind else AI_NOTICE)
 
 
 def test_seg_without_findings_is_none(study: Study) -> None:
@@ -310,6 +374,75 @@ def test_sr_groups_reference_the_seg_segments_with_the_same_tracking_uids(study:
         for measurement in group.get_measurements():
             names = [c.name.meaning for c in measurement[0].ContentSequence]
             assert "Algorithm Name" in names and "Algorithm Version" in names
+
+
+_TYPE_CODES = {"solid": "RID50151", "part-solid": "RID50152", "ground-glass": "RID50153"}
+
+
+_Key = tuple[str, str, str | None, str | None]  # code, scheme, method, finding site
+
+
+def _expected_measurements(finding: Finding) -> dict[_Key, tuple[float, str]]:
+    """(code, scheme, method, site) → (value as the SR rounds it, UCUM unit): exactly what the
+    finding has. The three "Long axis" differ by method (axial) or site (solid component)."""
+    given: list[tuple[_Key, float | None]] = [
+        (("103339001", "SCT", None, None), finding.long_axis_mm),
+        (("103339001", "SCT", "24422004", None), finding.axial_long_axis_mm),
+        (("103340004", "SCT", "24422004", None), finding.short_axis_mm),
+        (("RID50155", "RADLEX", None, None), finding.mean_diameter_mm),
+        (("103339001", "SCT", None, "RID50154"), finding.solid_component_long_axis_mm),
+    ]
+    expected = {key: (round(value, 2), "mm") for key, value in given if value is not None}
+    return expected | {
+        ("118565006", "SCT", None, None): (round(finding.volume_mm3, 1), "mm3"),
+        ("112031", "DCM", None, None): (round(finding.mean_hu, 1), "[hnsf'U]"),
+        ("111012", "DCM", None, None): (round(100 * finding.probability, 2), "%"),
+    }
+
+
+def _key(measurement: hd.sr.Measurement) -> _Key:
+    method = measurement.method
+    sites = measurement.finding_sites
+    return (
+        _code(measurement.name),
+        str(measurement.name.scheme_designator),
+        None if method is None else _code(method),
+        _code(sites[0].value) if sites else None,
+    )
+
+
+@pytest.mark.parametrize("which", ["result", "typed", "mixed"])
+def test_sr_carries_exactly_the_type_and_sizes_each_finding_has(study: Study, which: str) -> None:
+    result, encoded = {
+        "result": (study.result, study.sr),
+        "typed": (study.typed, study.typed_sr),
+        "mixed": (study.mixed, study.mixed_sr),
+    }[which]
+    groups = _report(study, encoded, f"sr-{which}").get_volumetric_roi_measurement_groups()
+    assert len(groups) == len(result.findings) == 2
+    for group, finding in zip(groups, result.findings, strict=True):
+        assert str(group.tracking_uid) == tracking_uid(result, finding)
+        measurements = group.get_measurements()
+        measured = {_key(m): (m.value, _code(m.unit)) for m in measurements}
+        assert len(measured) == len(measurements)  # no two alike
+        expected = _expected_measurements(finding)
+        assert set(measured) == set(expected)
+        for key, (value, unit) in expected.items():
+            assert measured[key][0] == pytest.approx(value, abs=1e-6), key
+            assert measured[key][1] == unit, key
+        evaluations = {
+            (_code(e.name), _scheme(e.name)): (_code(e.value), _scheme(e.value))
+            for e in group.get_qualitative_evaluations()
+        }
+        always = {  # highdicom also lists these CODE items of every group
+            ("276214006", "SCT"): ("49755003", "SCT"),  # Finding category
+            ("111000", "DCM"): ("123110", "DCM"),  # Algorithm Family
+        }
+        if finding.nodule_type is None:
+            assert evaluations == always
+        else:
+            code = _TYPE_CODES[finding.nodule_type]
+            assert evaluations == always | {("RID46010", "RADLEX"): (code, "RADLEX")}
 
 
 def test_sr_centre_points_in_the_frame_of_reference(study: Study) -> None:

@@ -203,3 +203,50 @@ def test_folder_scans_take_truth_json_or_the_seg_components(tmp_path: Path) -> N
     for n in from_seg.nodules:
         assert n.volume_mm3 > 0 and n.long_axis_mm > 0
         assert int((from_seg.truth_labels == n.label).sum()) > 0
+
+
+def test_patches_per_nodule_anywhere_and_on_bone_and_vessels(tiny_cases: list[Case]) -> None:
+    from training.config import SamplingConfig
+    from training.data import BONE, NODULE, VESSEL
+    from training.train import draw_patch, pick_voxel
+
+    case = max(tiny_cases, key=lambda c: len(c.nodule_indices))
+    sizes = np.array([n.size for n in case.nodule_indices])
+    assert len(sizes) >= 2 and sizes.max() > 3 * sizes.min()
+    assert (case.sampling == BONE).any() and (case.sampling == VESSEL).any()
+    rng = np.random.default_rng(0)
+    owner = np.zeros(case.label.size, dtype=np.int64)
+    for n, idx in enumerate(case.nodule_indices):
+        owner[idx] = n
+
+    def share_of_smallest(per_nodule: bool) -> float:
+        cfg = SamplingConfig(ratios=(0, 0, 1, 0, 0), per_nodule=per_nodule)
+        picks = []
+        for _ in range(400):
+            cls, kji = pick_voxel(case, cfg, rng)
+            assert cls == NODULE
+            picks.append(owner[np.ravel_multi_index(tuple(kji), case.label.shape)])
+        return float(np.mean(np.asarray(picks) == int(np.argmin(sizes))))
+
+    # per nodule: every nodule gets its share, the smallest too; per voxel it gets its volume's
+    assert share_of_smallest(True) > 0.5 / len(sizes)
+    assert share_of_smallest(False) < 1.5 * sizes.min() / sizes.sum() + 0.02
+    anywhere = SamplingConfig(ratios=(0, 0, 1, 0, 0), per_nodule=True, anywhere=True)
+    off_centre = 0
+    for _ in range(40):
+        _, label = draw_patch(case, anywhere, (32, 32, 32), rng)
+        assert label.any()
+        off_centre += int(label[16, 16, 16] == 0)
+    assert off_centre >= 10  # the nodule is seen anywhere in the patch, not only at its centre
+    centred = SamplingConfig(ratios=(0, 0, 1, 0, 0), anywhere=False)
+    for _ in range(10):
+        _, label = draw_patch(case, centred, (32, 32, 32), rng)
+        assert label[16, 16, 16] > 0
+    window = TrainConfig.model_validate({**TINY, "output_dir": "x"}).input
+    bone = (250.0 - window.window_min_hu) / (window.window_max_hu - window.window_min_hu)
+    for cls, ratios in ((BONE, (0, 0, 0, 1, 0)), (VESSEL, (0, 0, 0, 0, 1))):
+        image, _ = draw_patch(case, SamplingConfig(ratios=ratios), (32, 32, 32), rng)
+        if cls == BONE:
+            assert image[16, 16, 16] > bone - 1e-2
+        else:
+            assert image[16, 16, 16] > (-500.0 - window.window_min_hu) / 1400.0 - 1e-2

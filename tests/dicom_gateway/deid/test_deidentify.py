@@ -1,6 +1,6 @@
 """A whole study de-identified: CT series, truth SEG, PreRead SEG and Comprehensive 3D SR.
 
-Source: phantom seed 4 (training.phantoms, 48 × 48, 8 slices) written by
+Source: phantom seed 9 (training.phantoms, 48 × 48, 8 slices) written by
 training.phantom_dicom (CT + truth SEG), to which the test adds what real studies carry
 (patient name, birth date, accession, institution, station, physicians, device serial,
 descriptions, a request, other patient IDs, a private block). PreRead's SEG and SR are then
@@ -123,7 +123,7 @@ def _add_identifiers(ds: Dataset) -> None:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     root = tmp_path_factory.mktemp("deid-study")
-    phantom = generate_phantom(4, matrix=48, max_slices=8)
+    phantom = generate_phantom(9, matrix=48, max_slices=8)
     files = write_phantom_study(phantom, root, patient_id=PATIENT_ID)
     assert files.seg_path is not None
     originals: dict[str, Dataset] = {}

@@ -1,0 +1,156 @@
+"""Post-processing functions, by the name a model card gives in ``pipeline.postprocess``.
+
+Each turns what the stages produced on the model grid (:class:`StageOutputs`) into measured
+findings (:class:`inference.postprocess.Detections`). A model of a new kind ships a package
+whose card names one of these, or adds at most one function here.
+
+* ``components`` — connected components of the segmentation at the card's threshold, each a
+  finding scored by its peak probability (lung-nodule 1.0.0, and any plain segmentation model).
+* ``lung-nodule`` — the staged nodule pipeline of lung-nodule 2.0.0: the detector's components
+  at the card's candidate threshold are candidates; those centred outside the dilated lungs are
+  dropped; the candidate classifier scores the rest, and what reaches its operating point is a
+  finding, scored by the classifier's probability, segmented by the detector at the card's
+  segmentation threshold, typed and measured (:mod:`inference.measure`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import expit
+
+from inference.candidates import candidate_patches, find_candidates
+from inference.card import ModelCard
+from inference.measure import TypeRule, axial_axes, nodule_type
+from inference.postprocess import Detections, find_nodules, measure_component
+from inference.session import StageSession
+from preread.domain import Finding, Geometry
+
+F32 = npt.NDArray[np.float32]
+_STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
+_BATCH = 64
+#: Above this a detector component is not one nodule (a sphere of 40 mm: larger than any
+#: nodule, which is ≤ 30 mm by definition) and is split (inference.candidates).
+MAX_NODULE_MM3 = 4.0 / 3.0 * np.pi * 20.0**3
+
+
+@dataclass(frozen=True)
+class StageOutputs:
+    """Everything a post-processing function may read, all on the model grid."""
+
+    card: ModelCard
+    geometry: Geometry
+    image: F32  # the network's input (windowed to [0, 1])
+    hu: F32
+    probability: F32  # the first stage's foreground probability
+    lungs: npt.NDArray[np.bool_] | None  # the dilated lung mask, when the card asks for it
+    midline_x_mm: float | None
+    classifiers: Mapping[str, StageSession]
+
+
+Postprocess = Callable[[StageOutputs], Detections]
+
+
+def components(out: StageOutputs) -> Detections:
+    t = out.card.thresholds
+    return find_nodules(
+        out.probability,
+        out.hu,
+        out.geometry,
+        threshold=t.probability,
+        min_volume_mm3=t.min_volume_mm3,
+        midline_x_mm=out.midline_x_mm,
+    )
+
+
+def lung_nodules(out: StageOutputs) -> Detections:
+    card = out.card
+    if len(card.stages) != 1 or card.pipeline.candidate_probability is None:
+        raise ValueError(
+            "post-processing 'lung-nodule' needs one candidate-classifier stage and "
+            "pipeline.candidate_probability"
+        )
+    stage = card.stages[0]
+    classifier = out.classifiers[stage.name]
+    geometry = out.geometry
+    min_voxels = max(1, int(np.ceil(card.thresholds.min_volume_mm3 / geometry.voxel_volume_mm3)))
+    found = find_candidates(
+        out.probability,
+        threshold=card.pipeline.candidate_probability,
+        min_voxels=min_voxels,
+        max_voxels=int(MAX_NODULE_MM3 / geometry.voxel_volume_mm3),
+        within=out.lungs,
+    )
+    cands = list(found.candidates)
+    if out.lungs is not None:
+        shape = np.asarray(out.lungs.shape)
+        cands = [
+            c
+            for c in cands
+            if out.lungs[tuple(np.clip(np.rint(c.centre_kji).astype(int), 0, shape - 1))]
+        ]
+    scores = np.zeros(len(cands), dtype=np.float64)
+    for start in range(0, len(cands), _BATCH):
+        chunk = cands[start : start + _BATCH]
+        patches = candidate_patches(out.image, [c.centre_kji for c in chunk], stage.patch_vox)
+        scores[start : start + len(chunk)] = expit(classifier(patches)[:, 0].astype(np.float64))
+    kept = [(c, float(s)) for c, s in zip(cands, scores, strict=True) if s >= stage.threshold]
+    kept.sort(key=lambda cs: -cs[1])
+    rule_spec = card.pipeline.type_rule
+    rule = TypeRule(**rule_spec.model_dump()) if rule_spec is not None else None
+    labels = np.zeros(geometry.shape, dtype=np.int32)
+    findings: list[Finding] = []
+    for c, score in kept:
+        box = c.box
+        comp = c.mask(found.components)
+        seg = comp & (out.probability[box] >= card.thresholds.probability)
+        if not seg.any():
+            seg = comp
+        seg &= labels[box] == 0
+        if not seg.any():
+            continue
+        label = len(findings) + 1
+        labels[box][seg] = label
+        finding = measure_component(
+            label, box, labels, out.probability, out.hu, geometry, out.midline_x_mm
+        )
+        findings.append(_typed(replace(finding, probability=score), seg, box, out, rule))
+    return Detections(findings=tuple(findings), label_map=labels)
+
+
+def _typed(
+    finding: Finding,
+    mask: npt.NDArray[np.bool_],
+    box: tuple[slice, slice, slice],
+    out: StageOutputs,
+    rule: TypeRule | None,
+) -> Finding:
+    sub = out.geometry.crop(box)
+    axes = axial_axes(mask, sub)
+    updates: dict[str, object] = {}
+    if axes is not None:
+        updates["axial_long_axis_mm"] = round(axes.long_mm, 2)
+        updates["short_axis_mm"] = round(axes.short_mm, 2)
+    if rule is not None:
+        typed = nodule_type(mask, out.hu[box], sub, rule)
+        updates["nodule_type"] = typed.type
+        if typed.solid_component_long_axis_mm is not None:
+            updates["solid_component_long_axis_mm"] = round(typed.solid_component_long_axis_mm, 2)
+    return replace(finding, **updates)  # type: ignore[arg-type]
+
+
+POSTPROCESSORS: dict[str, Postprocess] = {
+    "components": components,
+    "lung-nodule": lung_nodules,
+}
+
+
+def postprocessor(name: str) -> Postprocess:
+    try:
+        return POSTPROCESSORS[name]
+    except KeyError:
+        known = ", ".join(sorted(POSTPROCESSORS))
+        raise ValueError(f"unknown post-processing {name!r} (known: {known})") from None

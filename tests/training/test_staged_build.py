@@ -1,0 +1,116 @@
+"""``preread models build`` end to end on tiny phantoms: detector, mining, classifier, operating
+point, the staged package, evaluation beside a baseline, publication, and resumption."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from inference.package import ModelPackage
+from inference.registry import Registry
+from tests.inference.tiny_model import write_tiny_package
+from training.compare import compare_and_publish
+from training.errors import ConfigError
+from training.staged import build, load_staged_config
+
+pytestmark = pytest.mark.train
+
+SMALL = {"matrix": 96, "max_slices": 40}
+DETECTOR = {
+    "model": {"id": "tiny-nodule", "version": "0.0.2", "name": "tiny staged test model"},
+    "data": {"source": "phantoms", "phantoms": {"seed": 18, "count": 2, **SMALL}},
+    "input": {"spacing_mm": [2.0, 2.0, 2.0]},
+    "network": {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1},
+    "sampling": {
+        "samples_per_case": 2,
+        "ratios": [0.1, 0.2, 0.5, 0.1, 0.1],
+        "per_nodule": True,
+        "anywhere": True,
+    },
+    "optim": {
+        "iterations": 12,
+        "batch_size": 4,
+        "patch_size": [32, 32, 32],
+        "checkpoint_every": 6,
+        "seed": 3,
+        "learning_rate": 0.01,
+    },
+    "output_dir": "run/detector",
+}
+BUILD = {
+    "detector": "detector.yaml",
+    "candidate_probability": 0.3,
+    "mining": {"seed": 40, "count": 2, "truth_copies": 2, **SMALL},
+    "classifier": {"iterations": 8, "batch_size": 8, "width": 4, "seed": 1},
+    "validation": {"seed": 60, "count": 2, "max_fp_per_scan": 1.0, **SMALL},
+    "evaluation": {
+        "held_out": {"seed": 70, "count": 2, **SMALL},
+        "robustness": {"seed": 80, "count": 1, **SMALL},
+        "baseline": "tiny-nodule@1.0.0",
+    },
+    "output_dir": "run",
+}
+
+
+def _write(tmp: Path, build_doc: dict[str, object]) -> Path:
+    (tmp / "detector.yaml").write_text(yaml.safe_dump(DETECTOR))
+    path = tmp / "build.yaml"
+    path.write_text(yaml.safe_dump(build_doc))
+    return path
+
+
+def test_overlapping_seeds_are_refused(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(BUILD))
+    doc["validation"]["seed"] = 70  # = the held-out seeds
+    with pytest.raises(ConfigError, match="validation and held-out seeds overlap"):
+        load_staged_config(_write(tmp_path, doc))
+    doc = json.loads(json.dumps(BUILD))
+    doc["mining"]["seed"] = 19  # a detector training seed
+    with pytest.raises(ConfigError, match="detector training and mining seeds overlap"):
+        load_staged_config(_write(tmp_path, doc))
+
+
+def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
+    config = _write(tmp_path, BUILD)
+    models = tmp_path / "models"
+    write_tiny_package(models / "tiny-nodule" / "1.0.0")
+    steps: list[str] = []
+    package_dir = build(config, lambda step, done, total: steps.append(step))
+    assert {"detector", "mining", "classifier", "validation"} <= set(steps)
+    package = ModelPackage.load(package_dir)
+    card = package.card
+    assert card.pipeline.postprocess == "lung-nodule" and card.pipeline.lung_mask
+    assert [s.name for s in card.stages] == ["fpr"]
+    assert 0.0 < card.stages[0].threshold < 1.0
+    assert card.stages[0].onnx.max_abs_diff_vs_torch < 1e-3
+    assert card.pipeline.type_rule is not None
+    assert card.inference.roi_size_vox == (32, 32, 32)
+    chosen = json.loads((tmp_path / "run" / "validation.json").read_text())
+    assert chosen["threshold"] == card.stages[0].threshold
+    assert chosen["at_threshold"]["fp_per_scan"] <= 1.0
+
+    published = compare_and_publish(config, package_dir, models)
+    assert published == models / "tiny-nodule" / "0.0.2"
+    doc = json.loads((published / "evaluation.json").read_text())
+    assert {"sensitivity_ge6mm", "fp_per_scan", "n_scans", "cpm", "robustness"} <= set(doc)
+    assert doc["n_scans"] == 2 and doc["robustness"]["n_scans"] == 1
+    assert doc["baseline"]["model"] == "tiny-nodule@1.0.0"
+    assert doc["baseline"]["held_out"]["n_scans"] == 2
+    assert "1.0.0" in (published / "evaluation.md").read_text()
+    served = Registry(models).find("tiny-nodule", "0.0.2")
+    assert served.card.metrics["n_scans"] == 2.0 and "cpm" in served.card.metrics
+
+    # a second run finds every step done: nothing is trained, mined or validated again
+    steps.clear()
+    mtime = (tmp_path / "run" / "classifier" / "fpr.pt").stat().st_mtime
+    again = build(config, lambda step, done, total: steps.append(step))
+    assert again == package_dir
+    assert set(steps) == {"mining"}  # only the progress of the cached scans
+    assert (tmp_path / "run" / "classifier" / "fpr.pt").stat().st_mtime == mtime
+    with np.load(next((tmp_path / "run" / "mining").glob("*.npz"))) as z:
+        assert z["patches"].shape[1:] == (2, 40, 40, 40)
+        assert z["positive"].any()

@@ -1,0 +1,319 @@
+"""False-positive reduction: a small 3-D CNN that scores the detector's candidates.
+
+Why a second network rather than rules on the components: 1.0.0's false positives were vessel
+crossings and branch points, bronchial walls, chest-wall edges, ribs and lung texture, most at
+probability ≈ 1 — shape and HU overlap with juxtavascular and juxtapleural nodules, and a lung
+mask alone removes a fifth of them. Candidate classifiers on multi-scale patches are what the
+systems leading LUNA16 use (e.g. Setio et al. 2016, Dou et al. 2017); a patch at 1 mm sees the
+candidate, one at 2 mm its surroundings.
+
+* Data (:func:`mine`): the detector's own candidates on training scans, labelled by the LUNA16
+  rule (the candidate centre within the nodule's radius, 2 mm floor) — the hard negatives are
+  exactly its false positives — plus each true nodule's centre, jittered, as extra positives
+  (so the classifier does not depend on where the detector puts a centre). Calcified nodules
+  are negatives: they are not to be reported.
+* Network (:class:`CandidateNet`): 2 × 32³ in (:func:`inference.candidates.candidate_patches`),
+  three conv blocks (16-32-64, batch norm), global average and max pooling, one logit.
+* Training (:func:`train_fpr`): balanced batches (half positives), flips, in-plane 90°
+  rotations, shifts of ±3 voxels, intensity scale/shift; AdamW + one-cycle; resumable from its
+  checkpoint like the detector.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from inference.candidates import two_scale_patch
+from preread.domain import Geometry, TruthNodule
+from training.errors import TrainingError
+
+PATCH = 32  # what the network reads
+STORED = 40  # what mining keeps: room for shifts of ±4 voxels
+CHECKPOINT = "fpr-checkpoint.pt"
+FINAL = "fpr.pt"
+SAMPLES = "candidates.npz"
+
+
+class CandidateNet(nn.Module):
+    """[B, 2, 32, 32, 32] two-scale patches → [B, 1] nodule logits."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv3d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm3d(cout),
+                nn.ReLU(inplace=True),
+                nn.Conv3d(cout, cout, 3, padding=1, bias=False),
+                nn.BatchNorm3d(cout),
+                nn.ReLU(inplace=True),
+            )
+
+        w = width
+        self.features = nn.Sequential(
+            block(2, w), nn.MaxPool3d(2), block(w, 2 * w), nn.MaxPool3d(2), block(2 * w, 4 * w)
+        )
+        self.head = nn.Sequential(
+            nn.Linear(8 * w, 4 * w), nn.ReLU(inplace=True), nn.Dropout(0.3), nn.Linear(4 * w, 1)
+        )
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        f = self.features(patches)
+        pooled = torch.cat([f.mean(dim=(2, 3, 4)), f.amax(dim=(2, 3, 4))], dim=1)
+        out: torch.Tensor = self.head(pooled)
+        return out
+
+
+@dataclass(frozen=True)
+class CandidateSample:
+    """One mined patch: ``[2, STORED³]`` windowed values, float16, and what it is."""
+
+    patch: npt.NDArray[np.float16]
+    positive: bool
+    case_id: str
+    source: str  # "detector" or "truth"
+    peak_probability: float
+
+
+def hit_nodule(centre_lps: npt.ArrayLike, nodules: Iterable[TruthNodule]) -> TruthNodule | None:
+    """The nearest true nodule whose radius (2 mm floor) holds ``centre_lps`` (LUNA16 rule)."""
+    from training.evaluate import hits
+
+    c = np.asarray(centre_lps, dtype=np.float64)
+    centre = (float(c[0]), float(c[1]), float(c[2]))
+    hit = [n for n in nodules if hits(centre, n)]
+    return min(
+        hit, key=lambda n: np.linalg.norm(np.subtract(centre, n.center_lps_mm)), default=None
+    )
+
+
+def mine_scan(
+    case_id: str,
+    array: npt.NDArray[np.float32],
+    geometry: Geometry,
+    candidates: Iterable[tuple[tuple[float, float, float], float]],
+    nodules: Iterable[TruthNodule],
+    rng: np.random.Generator,
+    *,
+    truth_copies: int = 3,
+) -> list[CandidateSample]:
+    """Label one scan's candidates (``(centre_kji, peak probability)`` on ``geometry``)."""
+    truth = list(nodules)
+    samples: list[CandidateSample] = []
+    for centre, peak in candidates:
+        hit = hit_nodule(geometry.index_to_lps(centre), truth)
+        positive = hit is not None and not hit.calcified
+        samples.append(
+            CandidateSample(
+                two_scale_patch(array, centre, STORED).astype(np.float16),
+                positive,
+                case_id,
+                "detector",
+                peak,
+            )
+        )
+    for n in truth:
+        if n.calcified:
+            continue
+        at = geometry.lps_to_index(n.center_lps_mm)
+        radius_vox = max(n.long_axis_mm / 2.0, 2.0) / np.asarray(geometry.spacing)
+        for _ in range(truth_copies):
+            jitter = rng.uniform(-0.4, 0.4, 3) * radius_vox
+            samples.append(
+                CandidateSample(
+                    two_scale_patch(array, at + jitter, STORED).astype(np.float16),
+                    True,
+                    case_id,
+                    "truth",
+                    1.0,
+                )
+            )
+    return samples
+
+
+def save_samples(samples: list[CandidateSample], path: Path) -> None:
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(
+        tmp,
+        patches=np.stack([s.patch for s in samples]),
+        positive=np.array([s.positive for s in samples]),
+        case_id=np.array([s.case_id for s in samples]),
+        source=np.array([s.source for s in samples]),
+        peak=np.array([s.peak_probability for s in samples], dtype=np.float32),
+    )
+    tmp.replace(path)
+
+
+def load_samples(path: Path) -> tuple[npt.NDArray[np.float16], npt.NDArray[np.bool_]]:
+    with np.load(path) as z:
+        return z["patches"], z["positive"]
+
+
+@dataclass(frozen=True)
+class FprConfig:
+    iterations: int = 1500
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    width: int = 16
+    seed: int = 0
+    checkpoint_every: int = 100
+
+    def digest(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+
+def _augment(batch: npt.NDArray[np.float16], rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    """Random shift (crop of the stored patch), flips, in-plane rot90 and intensity jitter."""
+    n = len(batch)
+    out = np.empty((n, 2, PATCH, PATCH, PATCH), dtype=np.float32)
+    margin = (STORED - PATCH) // 2
+    for b in range(n):
+        o = rng.integers(-3, 4, 3)
+        oc = o // 2
+        s0 = margin + o
+        s1 = margin + oc
+        fine = batch[b, 0, s0[0] : s0[0] + PATCH, s0[1] : s0[1] + PATCH, s0[2] : s0[2] + PATCH]
+        coarse = batch[b, 1, s1[0] : s1[0] + PATCH, s1[1] : s1[1] + PATCH, s1[2] : s1[2] + PATCH]
+        p = np.stack([fine, coarse]).astype(np.float32)
+        for axis in (1, 2, 3):
+            if rng.uniform() < 0.5:
+                p = np.flip(p, axis=axis)
+        p = np.rot90(p, k=int(rng.integers(4)), axes=(2, 3))
+        p = p * np.float32(rng.uniform(0.95, 1.05)) + np.float32(rng.uniform(-0.03, 0.03))
+        out[b] = p
+    return out
+
+
+def center_crop(patches: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    """The network's ``PATCH``³ centre of stored ``STORED``³ patches."""
+    m = (patches.shape[-1] - PATCH) // 2
+    return np.ascontiguousarray(
+        patches[:, :, m : m + PATCH, m : m + PATCH, m : m + PATCH], dtype=np.float32
+    )
+
+
+@dataclass(frozen=True)
+class FprResult:
+    iterations: int
+    final_loss: float
+    seconds: float
+    positives: int
+    negatives: int
+
+
+def train_fpr(
+    patches: npt.NDArray[np.float16],
+    positive: npt.NDArray[np.bool_],
+    cfg: FprConfig,
+    out_dir: Path,
+    *,
+    device: torch.device | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> FprResult:
+    """Train :class:`CandidateNet` on mined samples; checkpoints in ``out_dir``."""
+    pos = np.flatnonzero(positive)
+    neg = np.flatnonzero(~positive)
+    if pos.size == 0 or neg.size == 0:
+        raise TrainingError(
+            f"false-positive reduction needs positive and negative candidates, got "
+            f"{pos.size} and {neg.size}"
+        )
+    dev = device or torch.device("cpu")
+    torch.manual_seed(cfg.seed)
+    net = CandidateNet(cfg.width).to(dev)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.learning_rate, total_steps=cfg.iterations, pct_start=0.1
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = out_dir / CHECKPOINT
+    start = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        if state["config"] != cfg.digest():
+            raise TrainingError(f"{ckpt} was written by another FPR config; move it away")
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = int(state["iteration"])
+    loss_fn = nn.BCEWithLogitsLoss()
+    net.train()
+    t0 = time.perf_counter()
+    loss_value = float("nan")
+    half = cfg.batch_size // 2
+    for it in range(start, cfg.iterations):
+        rng = np.random.default_rng([cfg.seed, it])
+        idx = np.concatenate([rng.choice(pos, half), rng.choice(neg, cfg.batch_size - half)])
+        x = torch.from_numpy(_augment(patches[idx], rng)).to(dev)
+        y = torch.from_numpy(positive[idx].astype(np.float32)[:, None]).to(dev)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_value = float(loss.detach())
+        if on_step:
+            on_step(it + 1, loss_value)
+        if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save(
+                {
+                    "iteration": it + 1,
+                    "model": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "config": cfg.digest(),
+                },
+                tmp,
+            )
+            tmp.replace(ckpt)
+    net.eval()
+    torch.save({"model": net.state_dict(), "width": cfg.width}, out_dir / FINAL)
+    return FprResult(
+        cfg.iterations, loss_value, time.perf_counter() - t0, int(pos.size), int(neg.size)
+    )
+
+
+def load_fpr(out_dir: Path) -> CandidateNet:
+    state = torch.load(out_dir / FINAL, map_location="cpu", weights_only=False)
+    net = CandidateNet(int(state["width"]))
+    net.load_state_dict(state["model"])
+    return net.eval()
+
+
+def export_fpr(net: CandidateNet, path: Path) -> float:
+    """Write ``net`` as one ONNX file (dynamic batch); returns max |torch − ONNX Runtime|."""
+    import onnxruntime as ort
+
+    net = net.eval().cpu()
+    example = torch.zeros(2, 2, PATCH, PATCH, PATCH)
+    torch.onnx.export(
+        net,
+        (example,),
+        str(path),
+        dynamo=True,
+        external_data=False,
+        input_names=["patches"],
+        output_names=["logits"],
+        dynamic_shapes={"patches": {0: torch.export.Dim("batch", min=1, max=4096)}},
+        opset_version=18,
+        verbose=False,
+    )
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (5, 2, PATCH, PATCH, PATCH)).astype(np.float32)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"patches": x})[0]
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    return float(np.abs(got - want).max())

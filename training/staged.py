@@ -1,0 +1,543 @@
+"""Build a staged nodule model (lung-nodule 2.0.0) from nothing: ``preread models build CONFIG``.
+
+Every step writes its result into the run folder and is skipped when that result is there, so
+an interrupted build continues where it stopped (the detector and the classifier also resume
+from their own checkpoints):
+
+1. **detector** — train the candidate segmentation network (:mod:`training.train`, its own
+   config file: explicit bone/vessel negatives, per-nodule sampling, nodules anywhere in the
+   patch, fine-tuned from 1.0.0's weights);
+2. **detector package** — export it to ONNX with parity checks, in a provisional package that
+   runs the serving path with the lung mask;
+3. **mining** — run it on the mining phantoms; every candidate (component at the candidate
+   threshold, centred in the dilated lungs) becomes a labelled two-scale patch, plus jittered
+   true nodule centres (:mod:`training.fpr`);
+4. **classifier** — train the false-positive reduction network on them; export with parity;
+5. **operating point** — run the two-stage package on the validation phantoms (seeds disjoint
+   from training, mining and test) and choose the classifier threshold (the lowest cut-off
+   whose false positives per scan stay within the configured rate) and the attenuation
+   thresholds of the type rule (best accuracy on the validation nodules);
+6. **package** — write the final card (stages, sha256 of every graph, provenance, operating
+   point) into ``<run>/package``; :mod:`training.compare` evaluates it beside the baseline and
+   publishes it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from inference.candidates import find_candidates
+from inference.card import (
+    ClassifierStage,
+    InferenceSpec,
+    ModelCard,
+    OnnxSpec,
+    PipelineSpec,
+    Thresholds,
+    TypeRuleSpec,
+)
+from inference.measure import TypeRule, nodule_type
+from inference.package import ModelPackage, sha256_file
+from inference.predict import LUNG_MARGIN_MM, Prediction, Predictor
+from inference.preprocess import to_model_grid
+from training.config import TrainConfig, load_config
+from training.errors import ConfigError, TrainingError
+from training.evaluate import EvalScan, ScanResult, operating_point, score_scan
+from training.export import check_parity, export_onnx
+from training.fpr import (
+    FINAL as FPR_FINAL,
+)
+from training.fpr import (
+    FprConfig,
+    export_fpr,
+    load_fpr,
+    mine_scan,
+    save_samples,
+    train_fpr,
+)
+from training.publish import PARITY_SHAPES, build_card
+from training.train import load_weights
+
+if TYPE_CHECKING:
+    from training.phantoms import Phantom
+
+Progress = Callable[[str, int, int], None]  # step, done, total
+SOLID_HU = -300.0  # the type rule's soft-tissue threshold (inference.measure)
+
+
+def summarize_validation(scans: list[ScanResult], threshold: float) -> dict[str, float]:
+    """False positives per scan and findings kept on the validation set at ``threshold``."""
+    n = max(len(scans), 1)
+    return {
+        "fp_per_scan": sum(len(s.false_positives(threshold)) for s in scans) / n,
+        "findings_per_scan": sum(
+            sum(1 for f in s.findings if f.probability >= threshold) for s in scans
+        )
+        / n,
+    }
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SeedRange(_Strict):
+    """Phantoms ``seed … seed + count − 1`` (``matrix`` and ``max_slices``: smaller ones, for
+    tests; the shipped build uses the full 512 × 512 scans)."""
+
+    seed: int = Field(ge=0)
+    count: int = Field(ge=1)
+    matrix: int = Field(default=512, ge=32, le=1024)
+    max_slices: int | None = Field(default=None, ge=8)
+
+    def phantom(self, seed: int, profile: str = "train") -> Phantom:
+        from training.phantoms import generate_phantom
+
+        return generate_phantom(
+            seed,
+            matrix=self.matrix,
+            max_slices=self.max_slices,
+            profile=profile,  # type: ignore[arg-type]
+        )
+
+    @property
+    def seeds(self) -> range:
+        return range(self.seed, self.seed + self.count)
+
+
+class MiningConfig(SeedRange):
+    truth_copies: int = Field(default=3, ge=0)
+
+
+class ClassifierConfig(_Strict):
+    iterations: int = Field(default=1500, ge=1)
+    batch_size: int = Field(default=32, ge=2)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    width: int = Field(default=16, ge=4)
+    seed: int = 0
+
+
+class ValidationConfig(SeedRange):
+    max_fp_per_scan: float = Field(default=1.0, gt=0)
+
+
+class EvaluationConfig(_Strict):
+    held_out: SeedRange
+    robustness: SeedRange
+    baseline: str = "lung-nodule@1.0.0"
+
+
+class StagedConfig(_Strict):
+    detector: Path  # a training config (training.config.TrainConfig), relative to this file
+    candidate_probability: float = Field(gt=0, lt=1)
+    segmentation_probability: float = Field(default=0.5, gt=0, lt=1)
+    mining: MiningConfig
+    classifier: ClassifierConfig = ClassifierConfig()
+    validation: ValidationConfig
+    evaluation: EvaluationConfig
+    output_dir: Path
+
+    def check_disjoint(self, detector: TrainConfig) -> None:
+        """Detector training, mining, validation, held-out and robustness seeds never overlap
+        (the classifier learns from candidates on scans the detector has not seen)."""
+        groups: dict[str, set[int]] = {
+            "detector training": set(),
+            "mining": set(self.mining.seeds),
+            "validation": set(self.validation.seeds),
+            "held-out": set(self.evaluation.held_out.seeds),
+            "robustness": set(self.evaluation.robustness.seeds),
+        }
+        if detector.data.phantoms is not None:
+            p = detector.data.phantoms
+            groups["detector training"] = set(range(p.seed, p.seed + p.count))
+        names = list(groups)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                both = groups[a] & groups[b]
+                if both:
+                    raise ConfigError(f"{a} and {b} seeds overlap: {sorted(both)[:5]}…")
+
+
+def load_staged_config(path: Path) -> tuple[StagedConfig, TrainConfig]:
+    try:
+        raw = yaml.safe_load(path.read_text())
+        cfg = StagedConfig.model_validate(raw)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the build config: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path}: invalid build config: {problems}") from exc
+    base = path.resolve().parent
+    cfg = cfg.model_copy(
+        update={
+            "detector": (base / cfg.detector).resolve(),
+            "output_dir": (base / cfg.output_dir).resolve(),
+        }
+    )
+    detector = load_config(cfg.detector)
+    cfg.check_disjoint(detector)
+    return cfg, detector
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each step keeps its result inside the run folder."""
+
+    root: Path
+
+    @property
+    def detector_package(self) -> Path:
+        return self.root / "detector-package"
+
+    @property
+    def mining(self) -> Path:
+        return self.root / "mining"
+
+    @property
+    def classifier(self) -> Path:
+        return self.root / "classifier"
+
+    @property
+    def validation(self) -> Path:
+        return self.root / "validation.json"
+
+    @property
+    def package(self) -> Path:
+        return self.root / "package"
+
+
+# -- step 2: the detector as a provisional package -------------------------------------------
+
+
+def detector_package(cfg: StagedConfig, detector: TrainConfig, layout: Layout) -> ModelPackage:
+    """Export the trained detector into a one-stage package that yields its candidates."""
+    folder = layout.detector_package
+    if (folder / "model.yaml").exists():
+        return ModelPackage.load(folder)
+    net, _ = load_weights(detector.output_dir)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    onnx_path = tmp / "model.onnx"
+    export_onnx(net, onnx_path)
+    parity = check_parity(net, onnx_path, PARITY_SHAPES)
+    torch.save(net.state_dict(), tmp / "weights.pt")
+    card = build_card(
+        detector,
+        sha256_file(onnx_path),
+        parity.max_abs_diff,
+        {},
+        (cfg.evaluation.held_out.seed, cfg.evaluation.held_out.count),
+        {
+            "parity_shapes": [list(s) for s in parity.shapes],
+            "parity_max_abs_diff_per_shape": parity.per_shape,
+            "weights_pt_sha256": sha256_file(tmp / "weights.pt"),
+            "training_config_digest": detector.digest(),
+            "network_config": detector.network.model_dump(mode="json"),
+        },
+    )
+    card = card.model_copy(
+        update={
+            # serving windows as large as the training patches (instance norm sees the same
+            # amount of context in both)
+            "inference": InferenceSpec(
+                roi_size_vox=detector.optim.patch_size, overlap=0.25, batch_size=2
+            ),
+            "thresholds": Thresholds(
+                probability=cfg.candidate_probability,
+                min_volume_mm3=detector.postprocess.min_volume_mm3,
+            ),
+            "pipeline": PipelineSpec(postprocess="components", lung_mask=True),
+        }
+    )
+    card.to_yaml(tmp / "model.yaml")
+    (tmp / "evaluation.json").write_text("{}")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return ModelPackage.load(folder)
+
+
+# -- step 3: mining ------------------------------------------------------------------------
+
+
+def candidates_of(prediction: Prediction, threshold: float) -> list[tuple[Any, float]]:
+    """The candidates the serving path would score: ``(centre_kji, peak)`` in the lungs."""
+    found = find_candidates(prediction.probability, threshold=threshold)
+    lungs = prediction.lungs.dilated(LUNG_MARGIN_MM) if prediction.lungs is not None else None
+    return [
+        (c.centre_kji, c.peak_probability)
+        for c in found.candidates
+        if lungs is None or lungs.contains_index(c.centre_kji)
+    ]
+
+
+def mine(
+    cfg: StagedConfig,
+    package: ModelPackage,
+    layout: Layout,
+    progress: Progress | None = None,
+) -> tuple[npt.NDArray[np.float16], npt.NDArray[np.bool_]]:
+    """Mine every mining phantom (one file per scan: resumable); all samples concatenated."""
+    layout.mining.mkdir(parents=True, exist_ok=True)
+    predictor = Predictor(package, full_probability=True)
+    seeds = list(cfg.mining.seeds)
+    for done, seed in enumerate(seeds):
+        path = layout.mining / f"phantom-{seed}.npz"
+        if not path.exists():
+            ph = cfg.mining.phantom(seed)
+            pred = predictor.predict(ph.volume)
+            image = to_model_grid(ph.volume, package.card.input).array
+            samples = mine_scan(
+                f"phantom-{seed}",
+                image,
+                pred.model_geometry,
+                candidates_of(pred, cfg.candidate_probability),
+                ph.nodules,
+                np.random.default_rng(seed),
+                truth_copies=cfg.mining.truth_copies,
+            )
+            save_samples(samples, path)
+        if progress:
+            progress("mining", done + 1, len(seeds))
+    patches, positive = [], []
+    for seed in seeds:
+        with np.load(layout.mining / f"phantom-{seed}.npz") as z:
+            patches.append(z["patches"])
+            positive.append(z["positive"])
+    return np.concatenate(patches), np.concatenate(positive)
+
+
+# -- step 4: classifier --------------------------------------------------------------------
+
+
+def classifier(
+    cfg: StagedConfig,
+    samples: tuple[npt.NDArray[np.float16], npt.NDArray[np.bool_]],
+    layout: Layout,
+    progress: Progress | None = None,
+) -> Path:
+    c = cfg.classifier
+    if not (layout.classifier / FPR_FINAL).exists():
+        train_fpr(
+            samples[0],
+            samples[1],
+            FprConfig(
+                iterations=c.iterations,
+                batch_size=c.batch_size,
+                learning_rate=c.learning_rate,
+                width=c.width,
+                seed=c.seed,
+            ),
+            layout.classifier,
+            on_step=(lambda it, _loss: progress("classifier", it, c.iterations))
+            if progress
+            else None,
+        )
+    return layout.classifier / FPR_FINAL
+
+
+def staged_package(
+    det: ModelPackage,
+    layout: Layout,
+    cfg: StagedConfig,
+    *,
+    threshold: float,
+    type_rule: TypeRuleSpec,
+    folder: Path,
+    extra: dict[str, Any] | None = None,
+) -> ModelPackage:
+    """The detector package plus the classifier stage, at the given operating point."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(det.path, tmp)
+    net = load_fpr(layout.classifier)
+    diff = export_fpr(net, tmp / "fpr.onnx")
+    torch.save(net.state_dict(), tmp / "fpr-weights.pt")
+    card = det.card
+    training = card.training.model_copy(update={"extra": {**card.training.extra, **(extra or {})}})
+    card = card.model_copy(
+        update={
+            "thresholds": Thresholds(
+                probability=cfg.segmentation_probability,
+                min_volume_mm3=card.thresholds.min_volume_mm3,
+            ),
+            "pipeline": PipelineSpec(
+                postprocess="lung-nodule",
+                lung_mask=True,
+                candidate_probability=cfg.candidate_probability,
+                type_rule=type_rule,
+            ),
+            "stages": [
+                ClassifierStage(
+                    name="fpr",
+                    onnx=OnnxSpec(
+                        file="fpr.onnx",
+                        sha256=sha256_file(tmp / "fpr.onnx"),
+                        opset=18,
+                        input_name="patches",
+                        output_name="logits",
+                        max_abs_diff_vs_torch=diff,
+                    ),
+                    threshold=threshold,
+                )
+            ],
+            "training": training,
+        }
+    )
+    ModelCard.model_validate(card.model_dump())
+    card.to_yaml(tmp / "model.yaml")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return ModelPackage.load(folder)
+
+
+# -- step 5: operating point -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The classifier-scored findings on the validation phantoms, matched to the truth, and
+    for each detected relevant nodule its solid share and true type (the type rule's data)."""
+
+    scans: list[ScanResult]
+    shares: list[tuple[float, str]]
+
+
+def validate(
+    cfg: StagedConfig, package: ModelPackage, progress: Progress | None = None
+) -> Validation:
+    predictor = Predictor(package)
+    probe = TypeRule(solid_hu=SOLID_HU, solid_fraction=1.0, ggo_fraction=0.0)
+    results: list[ScanResult] = []
+    shares: list[tuple[float, str]] = []
+    seeds = list(cfg.validation.seeds)
+    for done, seed in enumerate(seeds):
+        ph = cfg.validation.phantom(seed)
+        scan = EvalScan(f"phantom-{seed}", ph.volume, ph.label, ph.nodules)
+        pred = predictor.predict(ph.volume)
+        sr, nodules = score_scan(scan, pred, package.card.thresholds.probability)
+        results.append(sr)
+        hu = to_model_grid(ph.volume, package.card.input).hu
+        by_label = {f.label: f for f in pred.findings}
+        for n in nodules:
+            f = by_label.get(n.finding_label) if n.finding_label is not None else None
+            if not n.relevant or f is None or f.bbox_kji is None:
+                continue
+            (k0, j0, i0), (k1, j1, i1) = f.bbox_kji
+            box = (slice(k0, k1), slice(j0, j1), slice(i0, i1))
+            mask = pred.labels[box] == f.label
+            if mask.any():
+                share = nodule_type(mask, hu[box], pred.model_geometry.crop(box), probe)
+                shares.append((share.solid_share, n.type))
+        if progress:
+            progress("validation", done + 1, len(seeds))
+    return Validation(results, shares)
+
+
+def choose_type_rule(shares: list[tuple[float, str]]) -> TypeRuleSpec:
+    """The (solid, ground-glass) share thresholds with the best accuracy on validation
+    nodules (ties: the first in the grid)."""
+    values = np.array([s for s, _ in shares], dtype=np.float64)
+    truth = np.array([t for _, t in shares])
+    best = (-1.0, 0.6, 0.04)
+    for sf in np.arange(0.30, 0.951, 0.025):
+        for gf in np.arange(0.0, 0.2001, 0.005):
+            if gf >= sf:
+                continue
+            guess = np.where(
+                values >= sf, "solid", np.where(values < gf, "ground-glass", "part-solid")
+            )
+            acc = float(np.mean(guess == truth)) if len(truth) else 0.0
+            if acc > best[0]:
+                best = (acc, float(sf), float(gf))
+    return TypeRuleSpec(
+        solid_hu=SOLID_HU, solid_fraction=round(best[1], 3), ggo_fraction=round(best[2], 3)
+    )
+
+
+def build(config: Path, progress: Progress | None = None) -> Path:
+    """Run steps 1–6 (each skipped when its result exists); returns the package folder."""
+    from training.data import training_cases
+    from training.train import train
+
+    cfg, detector = load_staged_config(config)
+    layout = Layout(cfg.output_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    if not (detector.output_dir / "model.pt").exists():
+        from preread.settings import Settings
+
+        cases = training_cases(
+            detector.data, detector.input, Settings().data_dir / "cache" / "cases", workers=2
+        )
+        train(
+            detector,
+            cases,
+            on_step=(lambda it, _l, _r: progress("detector", it, detector.optim.iterations))
+            if progress
+            else None,
+        )
+        del cases
+    det = detector_package(cfg, detector, layout)
+    samples = mine(cfg, det, layout, progress)
+    classifier(cfg, samples, layout, progress)
+    del samples
+    if not layout.validation.exists():
+        probe = staged_package(
+            det,
+            layout,
+            cfg,
+            threshold=1e-4,
+            type_rule=TypeRuleSpec(solid_hu=SOLID_HU, solid_fraction=0.6, ggo_fraction=0.04),
+            folder=layout.root / "probe-package",
+        )
+        found = validate(cfg, probe, progress)
+        threshold = operating_point(found.scans, cfg.validation.max_fp_per_scan)
+        rule = choose_type_rule(found.shares)
+        at = summarize_validation(found.scans, threshold)
+        layout.validation.write_text(
+            json.dumps(
+                {
+                    "threshold": threshold,
+                    "type_rule": rule.model_dump(),
+                    "n_scans": len(found.scans),
+                    "at_threshold": at,
+                    "shares": found.shares,
+                    "scans": [asdict(s) for s in found.scans],
+                },
+                indent=1,
+            )
+        )
+    chosen = json.loads(layout.validation.read_text())
+    if not (layout.package / "model.yaml").exists():
+        staged_package(
+            det,
+            layout,
+            cfg,
+            threshold=float(chosen["threshold"]),
+            type_rule=TypeRuleSpec.model_validate(chosen["type_rule"]),
+            folder=layout.package,
+            extra={
+                "validation_seeds": [cfg.validation.seed, cfg.validation.count],
+                "mining_seeds": [cfg.mining.seed, cfg.mining.count],
+                "operating_point": {
+                    "classifier_threshold": chosen["threshold"],
+                    "chosen_for_max_fp_per_scan": cfg.validation.max_fp_per_scan,
+                },
+            },
+        )
+    if not (layout.package / "model.yaml").exists():
+        raise TrainingError(f"{layout.package}: the package was not written")
+    return layout.package
