@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import expit
 
-from inference.candidates import candidate_patches, find_candidates
+from inference.candidates import Candidate, CandidateMap, candidate_patches, find_candidates
 from inference.card import ModelCard
 from inference.measure import TypeRule, axial_axes, nodule_type
 from inference.postprocess import Detections, find_nodules, measure_component
@@ -76,22 +76,13 @@ def lung_nodules(out: StageOutputs) -> Detections:
     stage = card.stages[0]
     classifier = out.classifiers[stage.name]
     geometry = out.geometry
-    min_voxels = max(1, int(np.ceil(card.thresholds.min_volume_mm3 / geometry.voxel_volume_mm3)))
-    found = find_candidates(
+    found, cands = nodule_candidates(
         out.probability,
+        out.lungs,
+        geometry,
         threshold=card.pipeline.candidate_probability,
-        min_voxels=min_voxels,
-        max_voxels=int(MAX_NODULE_MM3 / geometry.voxel_volume_mm3),
-        within=out.lungs,
+        min_volume_mm3=card.thresholds.min_volume_mm3,
     )
-    cands = list(found.candidates)
-    if out.lungs is not None:
-        shape = np.asarray(out.lungs.shape)
-        cands = [
-            c
-            for c in cands
-            if out.lungs[tuple(np.clip(np.rint(c.centre_kji).astype(int), 0, shape - 1))]
-        ]
     scores = np.zeros(len(cands), dtype=np.float64)
     for start in range(0, len(cands), _BATCH):
         chunk = cands[start : start + _BATCH]
@@ -119,6 +110,36 @@ def lung_nodules(out: StageOutputs) -> Detections:
         )
         findings.append(_typed(replace(finding, probability=score), seg, box, out, rule))
     return Detections(findings=tuple(findings), label_map=labels)
+
+
+def nodule_candidates(
+    probability: F32,
+    lungs: npt.NDArray[np.bool_] | None,
+    geometry: Geometry,
+    *,
+    threshold: float,
+    min_volume_mm3: float,
+) -> tuple[CandidateMap, list[Candidate]]:
+    """The detector's candidates the classifier scores: components at ``threshold`` (large ones
+    split), centred inside ``lungs`` (the dilated lung mask) when given. Mining the
+    classifier's training data uses the same function."""
+    min_voxels = max(1, int(np.ceil(min_volume_mm3 / geometry.voxel_volume_mm3)))
+    found = find_candidates(
+        probability,
+        threshold=threshold,
+        min_voxels=min_voxels,
+        max_voxels=int(MAX_NODULE_MM3 / geometry.voxel_volume_mm3),
+        within=lungs,
+    )
+    cands = list(found.candidates)
+    if lungs is not None:
+        shape = np.asarray(lungs.shape)
+        cands = [
+            c
+            for c in cands
+            if lungs[tuple(np.clip(np.rint(c.centre_kji).astype(int), 0, shape - 1))]
+        ]
+    return found, cands
 
 
 def _typed(

@@ -77,6 +77,7 @@ def send_with_storescu(folder: Path, *, aet_calling: str, aet_called: str, port:
 class TruthNodule:
     center_lps_mm: tuple[float, float, float]
     long_axis_mm: float
+    calcified: bool = False  # benign: not to be reported (a finding on it is a false positive)
 
 
 def read_truth(path: Path) -> tuple[int, list[TruthNodule]]:
@@ -90,6 +91,7 @@ def read_truth(path: Path) -> tuple[int, list[TruthNodule]]:
                 float(n["center_lps_mm"][2]),
             ),
             float(n["long_axis_mm"]),
+            bool(n.get("calcified", False)),
         )
         for n in doc["nodules"]
     ]
@@ -97,7 +99,9 @@ def read_truth(path: Path) -> tuple[int, list[TruthNodule]]:
 
 
 def row_for(job: JobRecord, truth: list[TruthNodule], slices: int) -> DemoRow:
-    """Compare a job's findings with the truth: a hit lies within max(radius, 2 mm)."""
+    """Compare a job's findings with the truth: a hit lies within max(radius, 2 mm) of a
+    nodule that is not calcified (calcified nodules are benign: a finding there is a false
+    positive)."""
     findings = list((job.result or {}).get("findings", []))
     hits: set[int] = set()
     fps = 0
@@ -106,7 +110,8 @@ def row_for(job: JobRecord, truth: list[TruthNodule], slices: int) -> DemoRow:
         near = [
             i
             for i, n in enumerate(truth)
-            if float(np.linalg.norm(centre - np.asarray(n.center_lps_mm)))
+            if not n.calcified
+            and float(np.linalg.norm(centre - np.asarray(n.center_lps_mm)))
             <= max(n.long_axis_mm / 2, 2.0)
         ]
         hits.update(near)
@@ -116,8 +121,8 @@ def row_for(job: JobRecord, truth: list[TruthNodule], slices: int) -> DemoRow:
         study=job.study_instance_uid,
         slices=slices,
         state=job.state.value,
-        truth_nodules=len(truth),
-        truth_ge6mm=sum(1 for n in truth if n.long_axis_mm >= 6),
+        truth_nodules=sum(1 for n in truth if not n.calcified),
+        truth_ge6mm=sum(1 for n in truth if n.long_axis_mm >= 6 and not n.calcified),
         found=len(findings),
         found_ge6mm_hit=sum(1 for i in hits if truth[i].long_axis_mm >= 6),
         false_positives=fps,

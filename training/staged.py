@@ -37,7 +37,6 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from inference.candidates import find_candidates
 from inference.card import (
     ClassifierStage,
     InferenceSpec,
@@ -49,6 +48,7 @@ from inference.card import (
 )
 from inference.measure import TypeRule, nodule_type
 from inference.package import ModelPackage, sha256_file
+from inference.postprocessors import nodule_candidates
 from inference.predict import LUNG_MARGIN_MM, Prediction, Predictor
 from inference.preprocess import to_model_grid
 from training.config import TrainConfig, load_config
@@ -124,7 +124,7 @@ class ClassifierConfig(_Strict):
     iterations: int = Field(default=1500, ge=1)
     batch_size: int = Field(default=32, ge=2)
     learning_rate: float = Field(default=2e-3, gt=0)
-    width: int = Field(default=16, ge=4)
+    width: int = Field(default=8, ge=4)
     seed: int = 0
 
 
@@ -273,15 +273,19 @@ def detector_package(cfg: StagedConfig, detector: TrainConfig, layout: Layout) -
 # -- step 3: mining ------------------------------------------------------------------------
 
 
-def candidates_of(prediction: Prediction, threshold: float) -> list[tuple[Any, float]]:
+def candidates_of(
+    prediction: Prediction, card: ModelCard, threshold: float
+) -> list[tuple[Any, float]]:
     """The candidates the serving path would score: ``(centre_kji, peak)`` in the lungs."""
-    found = find_candidates(prediction.probability, threshold=threshold)
-    lungs = prediction.lungs.dilated(LUNG_MARGIN_MM) if prediction.lungs is not None else None
-    return [
-        (c.centre_kji, c.peak_probability)
-        for c in found.candidates
-        if lungs is None or lungs.contains_index(c.centre_kji)
-    ]
+    lungs = prediction.lungs.dilated(LUNG_MARGIN_MM).mask if prediction.lungs is not None else None
+    _, cands = nodule_candidates(
+        prediction.probability,
+        lungs,
+        prediction.model_geometry,
+        threshold=threshold,
+        min_volume_mm3=card.thresholds.min_volume_mm3,
+    )
+    return [(c.centre_kji, c.peak_probability) for c in cands]
 
 
 def mine(
@@ -304,7 +308,7 @@ def mine(
                 f"phantom-{seed}",
                 image,
                 pred.model_geometry,
-                candidates_of(pred, cfg.candidate_probability),
+                candidates_of(pred, package.card, cfg.candidate_probability),
                 ph.nodules,
                 np.random.default_rng(seed),
                 truth_copies=cfg.mining.truth_copies,
@@ -449,20 +453,24 @@ def validate(
 
 def choose_type_rule(shares: list[tuple[float, str]]) -> TypeRuleSpec:
     """The (solid, ground-glass) share thresholds with the best accuracy on validation
-    nodules (ties: the first in the grid)."""
+    nodules (of the tied best, the middle ones)."""
     values = np.array([s for s, _ in shares], dtype=np.float64)
     truth = np.array([t for _, t in shares])
-    best = (-1.0, 0.6, 0.04)
-    for sf in np.arange(0.30, 0.951, 0.025):
+    grid: list[tuple[float, float, float]] = []
+    for sf in np.arange(0.20, 0.951, 0.01):
         for gf in np.arange(0.0, 0.2001, 0.005):
             if gf >= sf:
                 continue
-            guess = np.where(
-                values >= sf, "solid", np.where(values < gf, "ground-glass", "part-solid")
-            )
+            subsolid = np.where(values < gf, "ground-glass", "part-solid")
+            guess = np.where(values >= sf, "solid", subsolid)
             acc = float(np.mean(guess == truth)) if len(truth) else 0.0
-            if acc > best[0]:
-                best = (acc, float(sf), float(gf))
+            grid.append((acc, float(sf), float(gf)))
+    top = max(a for a, _, _ in grid)
+    # the middle of the best plateau, not its edge: the margin generalises better
+    sfs = sorted({sf for a, sf, _ in grid if a == top})
+    sf = sfs[len(sfs) // 2]
+    gfs = sorted({gf for a, s_, gf in grid if a == top and s_ == sf})
+    best = (top, sf, gfs[len(gfs) // 2])
     return TypeRuleSpec(
         solid_hu=SOLID_HU, solid_fraction=round(best[1], 3), ggo_fraction=round(best[2], 3)
     )

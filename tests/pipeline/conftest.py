@@ -50,7 +50,9 @@ def easy_phantom_study(seed: int, out: Path, patient_id: str) -> StudyOnDisk:
 
 @pytest.fixture(scope="session")
 def easy_study(tmp_path_factory: pytest.TempPathFactory) -> StudyOnDisk:
-    return easy_phantom_study(31, tmp_path_factory.mktemp("easy"), "PHANTOM-EASY-31")
+    # Seed 31 (a 51 mm scan with 43 HU of noise) leaves too little lung around a 20 mm nodule
+    # for either shipped model's windows; 33 is a plain 0.75 mm scan.
+    return easy_phantom_study(33, tmp_path_factory.mktemp("easy"), "PHANTOM-EASY-33")
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +62,7 @@ def second_study(tmp_path_factory: pytest.TempPathFactory) -> StudyOnDisk:
 
 @pytest.fixture(scope="session")
 def growing_study(tmp_path_factory: pytest.TempPathFactory) -> StudyOnDisk:
-    return easy_phantom_study(33, tmp_path_factory.mktemp("growing"), "PHANTOM-33")
+    return easy_phantom_study(31, tmp_path_factory.mktemp("growing"), "PHANTOM-31")
 
 
 @pytest.fixture(scope="session")

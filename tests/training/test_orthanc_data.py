@@ -23,7 +23,7 @@ from preread.training_access import TrainingAccess
 from preread.watcher import Watcher
 from tests.orthanc_support import storescu, wait_for_stable_study
 from training.config import DataConfig, InputConfig
-from training.data import training_cases
+from training.data import N_SAMPLING_CLASSES, training_cases
 from training.errors import TrainingError
 from training.orthanc_data import PullResult
 from training.phantom_dicom import write_phantoms
@@ -127,4 +127,4 @@ def test_only_granted_studies_go_into_training_de_identified(
         with pytest.raises(TrainingError, match="may be used for training"):
             build()
         access.close()
-    assert np.isin(case.sampling, [0, 1, 2]).all()  # type: ignore[attr-defined]
+    assert np.isin(case.sampling, range(N_SAMPLING_CLASSES)).all()  # type: ignore[attr-defined]
