@@ -10,7 +10,8 @@ whose card names one of these, or adds at most one function here.
   at the card's candidate threshold are candidates; those centred outside the dilated lungs are
   dropped; the candidate classifier scores the rest, and what reaches its operating point is a
   finding, scored by the classifier's probability, segmented by the detector at the card's
-  segmentation threshold, typed and measured (:mod:`inference.measure`).
+  segmentation threshold (within the candidate; the candidate's own voxels when none reaches
+  it), typed and measured (:mod:`inference.measure`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from scipy.special import expit
 
 from inference.candidates import Candidate, CandidateMap, candidate_patches, find_candidates
 from inference.card import ModelCard
+from inference.lungs import LungMask
 from inference.measure import TypeRule, axial_axes, nodule_type
 from inference.postprocess import Detections, find_nodules, measure_component
 from inference.session import StageSession
@@ -32,6 +34,10 @@ from preread.domain import Finding, Geometry
 F32 = npt.NDArray[np.float32]
 _STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 _BATCH = 64
+#: Candidates of a card with ``pipeline.lung_mask`` must lie within this of the lungs: a
+#: juxtapleural nodule's centre sits inside the closed mask, a rib's or the chest wall's
+#: centre beyond it (see inference.lungs).
+LUNG_MARGIN_MM = 3.0
 #: Above this a detector component is not one nodule (a sphere of 40 mm: larger than any
 #: nodule, which is ≤ 30 mm by definition) and is split (inference.candidates).
 MAX_NODULE_MM3 = 4.0 / 3.0 * np.pi * 20.0**3
@@ -46,7 +52,7 @@ class StageOutputs:
     image: F32  # the network's input (windowed to [0, 1])
     hu: F32
     probability: F32  # the first stage's foreground probability
-    lungs: npt.NDArray[np.bool_] | None  # the dilated lung mask, when the card asks for it
+    lungs: LungMask | None  # when the card asks for the lung mask
     midline_x_mm: float | None
     classifiers: Mapping[str, StageSession]
 
@@ -114,15 +120,16 @@ def lung_nodules(out: StageOutputs) -> Detections:
 
 def nodule_candidates(
     probability: F32,
-    lungs: npt.NDArray[np.bool_] | None,
+    lung_mask: LungMask | None,
     geometry: Geometry,
     *,
     threshold: float,
     min_volume_mm3: float,
 ) -> tuple[CandidateMap, list[Candidate]]:
     """The detector's candidates the classifier scores: components at ``threshold`` (large ones
-    split), centred inside ``lungs`` (the dilated lung mask) when given. Mining the
-    classifier's training data uses the same function."""
+    split), centred within ``LUNG_MARGIN_MM`` of the lungs when a lung mask is given. Mining
+    the classifier's training data uses the same function."""
+    lungs = None if lung_mask is None else lung_mask.dilated(LUNG_MARGIN_MM).mask
     min_voxels = max(1, int(np.ceil(min_volume_mm3 / geometry.voxel_volume_mm3)))
     found = find_candidates(
         probability,

@@ -38,10 +38,6 @@ LpsBox = tuple[Vec3, Vec3]
 #: graphs (also on the CPU provider), ``"off"`` always numpy on the host.
 DeviceWindowMode = Literal["auto", "on", "off"]
 BACKGROUND_LOGIT = 20.0  # outside the windows' region (see inference.sliding_window)
-#: Candidates of a card with ``pipeline.lung_mask`` must lie within this of the lungs: a
-#: juxtapleural nodule's centre sits inside the closed mask, a rib's or the chest wall's
-#: centre beyond it (see inference.lungs).
-LUNG_MARGIN_MM = 3.0
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,8 @@ class Prediction:
     findings' voxels (``Finding.label``, 0 elsewhere), both on ``model_geometry`` (bring them to
     the series with :func:`inference.preprocess.to_source_grid`). When the window ran on the
     device (:attr:`Predictor.on_device`) without ``full_probability``, ``probability`` is exact
-    where it reaches the card's threshold and 0 below it (only those values leave the GPU):
+    where it reaches the card's threshold (a staged card's candidate threshold) and 0 below it
+    (only those values leave the GPU):
     everything the findings are made of, but not a map to interpolate across the threshold
     (evaluation asks for ``full_probability``). ``region`` is the model-grid box
     the windows were asked to cover (before growing it to at least one window), None when no
@@ -180,7 +177,12 @@ class Predictor:
                 spec.batch_size,
                 spec.mode,
                 sigma_scale=spec.sigma_scale,
-                threshold=card.thresholds.probability,
+                # what the post-processing reads: a staged card's candidates lie below the
+                # segmentation threshold
+                threshold=min(
+                    card.thresholds.probability,
+                    card.pipeline.candidate_probability or card.thresholds.probability,
+                ),
                 channel=self._channel,
                 region=None if _is_whole(region, geometry.shape) else region,
                 background_probability=self._background_probability(),
@@ -213,7 +215,7 @@ class Predictor:
                 image=model_input.array,
                 hu=model_input.hu,
                 probability=probability,
-                lungs=None if lungs is None else lungs.dilated(LUNG_MARGIN_MM).mask,
+                lungs=lungs,
                 midline_x_mm=body.midline_x_mm,
                 classifiers=self.stages,
             )

@@ -49,7 +49,7 @@ from inference.card import (
 from inference.measure import TypeRule, nodule_type
 from inference.package import ModelPackage, sha256_file
 from inference.postprocessors import nodule_candidates
-from inference.predict import LUNG_MARGIN_MM, Prediction, Predictor
+from inference.predict import Prediction, Predictor
 from inference.preprocess import to_model_grid
 from training.config import TrainConfig, load_config
 from training.errors import ConfigError, TrainingError
@@ -277,10 +277,9 @@ def candidates_of(
     prediction: Prediction, card: ModelCard, threshold: float
 ) -> list[tuple[Any, float]]:
     """The candidates the serving path would score: ``(centre_kji, peak)`` in the lungs."""
-    lungs = prediction.lungs.dilated(LUNG_MARGIN_MM).mask if prediction.lungs is not None else None
     _, cands = nodule_candidates(
         prediction.probability,
-        lungs,
+        prediction.lungs,
         prediction.model_geometry,
         threshold=threshold,
         min_volume_mm3=card.thresholds.min_volume_mm3,

@@ -26,6 +26,7 @@ from preread.reports.errors import ReportError
 from preread.reports.fhir import FHIR_JSON, FHIR_VERSION, fhir_json, to_fhir_bundle
 from preread.reports.json import FindingOut, ModelOut, PreReadOut
 from preread.reports.series import AI_NOTICE, MANUFACTURER
+from tests.reports.typed import typed_findings
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1001"
 SNOMED = "http://snomed.info/sct"
@@ -62,38 +63,7 @@ RIGHT = FindingOut(
     lung_side="right",
 )
 # the same nodules typed by a 2.0.0-like model, and a third, ground-glass one
-SOLID = LEFT.model_copy(
-    update={
-        "nodule_type": "solid",
-        "axial_long_axis_mm": 13.204,
-        "short_axis_mm": 11.05,
-        "mean_diameter_mm": 12.1,
-    }
-)
-PART_SOLID = RIGHT.model_copy(
-    update={
-        "nodule_type": "part-solid",
-        "axial_long_axis_mm": 9.46,
-        "short_axis_mm": 7.2,
-        "mean_diameter_mm": 8.3,
-        "solid_component_long_axis_mm": 4.126,
-    }
-)
-GROUND_GLASS = FindingOut(
-    label=3,
-    tracking_id="AI nodule 3",
-    tracking_uid="1.2.826.0.1.3680043.8.498.2003",
-    center_lps_mm=(80.0, 20.5, -120.0),
-    long_axis_mm=8.0,
-    volume_mm3=180.2,
-    probability=0.61,
-    mean_hu=-640.0,
-    lung_side="left",
-    nodule_type="ground-glass",
-    axial_long_axis_mm=7.5,
-    short_axis_mm=6.0,
-    mean_diameter_mm=6.8,
-)
+SOLID, PART_SOLID, GROUND_GLASS = typed_findings(LEFT, RIGHT, "1.2.826.0.1.3680043.8.498.2003")
 TYPED = (SOLID, PART_SOLID, GROUND_GLASS)
 RADLEX = "http://radlex.org"
 PRERD = "urn:preread:codes"
