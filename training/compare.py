@@ -34,7 +34,7 @@ from training.evaluate import (
     summarize,
 )
 from training.report import write_report
-from training.staged import SeedRange, load_staged_config
+from training.staged import SeedRange, load_staged_config, serving_predictor
 
 Progress = Callable[[str, int, int], None]
 ROBUSTNESS_FP_RATE = 2.0
@@ -110,8 +110,8 @@ def compare(
     model_id, _, version = ev.baseline.partition("@")
     baseline = Registry(models_dir).find(model_id, version or None)
     predictors = {
-        "new": Predictor(package, full_probability=True),
-        "baseline": Predictor(baseline, full_probability=True),
+        "new": serving_predictor(package, full_probability=True),
+        "baseline": serving_predictor(baseline, full_probability=True),
     }
     docs: dict[str, dict[str, dict[str, Any]]] = {"new": {}, "baseline": {}}
     for name, seeds, profile in (

@@ -66,8 +66,9 @@ from training.fpr import (
     save_samples,
     train_fpr,
 )
+from training.provenance import DatasetProvenance
 from training.publish import PARITY_SHAPES, build_card
-from training.train import load_weights
+from training.train import load_weights, select_device
 
 if TYPE_CHECKING:
     from training.phantoms import Phantom
@@ -219,6 +220,15 @@ class Layout:
         return self.root / "package"
 
 
+def serving_predictor(package: ModelPackage, *, full_probability: bool = False) -> Predictor:
+    """The serving path with the configured providers (``PREREAD_PROVIDERS``: the GPU when the
+    machine has one and onnxruntime-gpu is installed; a downgrade follows the provider policy)."""
+    from preread.models import predictor_for
+    from preread.settings import Settings
+
+    return predictor_for(package, Settings(), full_probability=full_probability)
+
+
 # -- step 2: the detector as a provisional package -------------------------------------------
 
 
@@ -248,6 +258,7 @@ def detector_package(cfg: StagedConfig, detector: TrainConfig, layout: Layout) -
             "training_config_digest": detector.digest(),
             "network_config": detector.network.model_dump(mode="json"),
         },
+        DatasetProvenance.read(detector.output_dir) or DatasetProvenance(detector.data.source),
     )
     card = card.model_copy(
         update={
@@ -295,7 +306,7 @@ def mine(
 ) -> tuple[npt.NDArray[np.float16], npt.NDArray[np.bool_]]:
     """Mine every mining phantom (one file per scan: resumable); all samples concatenated."""
     layout.mining.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor(package, full_probability=True)
+    predictor = serving_predictor(package, full_probability=True)
     seeds = list(cfg.mining.seeds)
     for done, seed in enumerate(seeds):
         path = layout.mining / f"phantom-{seed}.npz"
@@ -345,6 +356,7 @@ def classifier(
                 seed=c.seed,
             ),
             layout.classifier,
+            device=select_device("auto").torch_device,  # CUDA when present, like the detector
             on_step=(lambda it, _loss: progress("classifier", it, c.iterations))
             if progress
             else None,
@@ -422,7 +434,7 @@ class Validation:
 def validate(
     cfg: StagedConfig, package: ModelPackage, progress: Progress | None = None
 ) -> Validation:
-    predictor = Predictor(package)
+    predictor = serving_predictor(package)
     probe = TypeRule(solid_hu=SOLID_HU, solid_fraction=1.0, ggo_fraction=0.0)
     results: list[ScanResult] = []
     shares: list[tuple[float, str]] = []
