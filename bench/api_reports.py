@@ -9,10 +9,15 @@ routes one after another in the same run:
 
 * ``GET /healthz`` — trivial (no authentication, no database);
 * ``GET /api/v1/studies/{uid}/report/json`` — the PreRead JSON, authenticated;
-* ``GET /api/v1/studies/{uid}/report/fhir`` — the FHIR R4B Bundle, authenticated.
+* ``GET /api/v1/studies/{uid}/report/fhir`` — the FHIR R4B Bundle, authenticated;
+* (with the caches on) the JSON report of **another tenant's** study that that tenant has
+  just read (so it is in the view cache) and of a **missing** study: both 404.
 
-Prints per route: requests, throughput (req/s), p50/p99 latency (ms), errors; and the goals:
-report throughput ≥ 0.5 × the trivial endpoint's, p99 < 50 ms. Asserts nothing.
+Prints per route: requests, throughput (req/s), p50/p99 latency (ms), errors (the two 404
+routes count every answer as one); the goals: report throughput ≥ 0.5 × the trivial
+endpoint's, p99 < 50 ms; and the foreign/missing medians side by side (an id's existence in
+another tenant must not show in the time: the tenant is checked before any cache answers).
+Asserts nothing.
 
 Run: ``.venv/bin/python bench/api_reports.py`` (PostgreSQL at ``PREREAD_BENCH_POSTGRES``,
 default ``postgresql://postgres@127.0.0.1:5432/postgres``; a scratch database is created and
@@ -44,6 +49,9 @@ ADMIN_URLS = [
 ]
 GOAL_RATIO = 0.5
 GOAL_P99_MS = 50.0
+FOREIGN = "GET report/json foreign (404)"
+MISSING = "GET report/json missing (404)"
+MISSING_UID = "1.2.826.0.1.3680043.99.424242"
 
 
 @contextmanager
@@ -91,7 +99,7 @@ def populate(url: str, keys_dir: Path, studies: int) -> dict[str, Any]:
     )
 
     model = ModelRef("lung-nodule", "1.0.0", "PreRead Lung Nodule UNet", "ab" * 32)
-    target = ""
+    target = foreign = ""
     with JobStore.create(url) as store:
         store.migrate()
         for n in range(studies):
@@ -122,26 +130,36 @@ def populate(url: str, keys_dir: Path, studies: int) -> dict[str, Any]:
             store.finish_done(job.id, "bench", to_json(result))
             if n == 0:
                 target = uid
+            elif n == 1:
+                foreign = uid  # of hosp-b
         from datetime import timedelta
 
         from preread.grants import GrantSpec, GrantStore, Purpose
 
         now = datetime.now(UTC)
-        GrantStore(store.engine).create(
-            GrantSpec(
-                tenant="hosp-a",
-                purpose=Purpose.CLINICAL_PREREAD,
-                valid_from=now - timedelta(hours=1),
-                valid_to=now + timedelta(days=1),
-                legal_basis="benchmark",
-                issued_by="bench",
+        for tenant in ("hosp-a", "hosp-b"):
+            GrantStore(store.engine).create(
+                GrantSpec(
+                    tenant=tenant,
+                    purpose=Purpose.CLINICAL_PREREAD,
+                    valid_from=now - timedelta(hours=1),
+                    valid_to=now + timedelta(days=1),
+                    legal_basis="benchmark",
+                    issued_by="bench",
+                )
             )
-        )
         KeyRing(keys_dir).ensure()
-        client, secret = ClientStore(store.engine).create(
-            "hosp-a", "bench", ["reports:read"], 10_000_000
-        )
-    return {"study": target, "client_id": client.client_id, "secret": secret}
+        clients = ClientStore(store.engine)
+        client, secret = clients.create("hosp-a", "bench", ["reports:read"], 10_000_000)
+        other, other_secret = clients.create("hosp-b", "bench", ["reports:read"], 10_000_000)
+    return {
+        "study": target,
+        "client_id": client.client_id,
+        "secret": secret,
+        "foreign": foreign,
+        "other_id": other.client_id,
+        "other_secret": other_secret,
+    }
 
 
 def serve(config: dict[str, Any]) -> None:
@@ -153,6 +171,7 @@ def serve(config: dict[str, Any]) -> None:
     from inference.registry import Registry
     from preread.api.app import create_app
     from preread.api.deps import Services
+    from preread.api.server import server_config
     from preread.caches import watch
     from preread.grants import GrantStore
     from preread.security import ClientStore, KeyRing, TokenService
@@ -181,13 +200,10 @@ def serve(config: dict[str, Any]) -> None:
         grant_store=grants,
         grants=watched.grants,
     )
-    uvicorn.run(
-        create_app(services),
-        host="127.0.0.1",
-        port=config["port"],
-        log_level="warning",
-        access_log=False,
-    )
+    # the server `preread serve` runs (httptools with the head limit)
+    uvicorn.Server(
+        server_config(create_app(services), settings, host="127.0.0.1", port=config["port"])
+    ).run()
 
 
 def load(
@@ -308,9 +324,26 @@ def main() -> int:
                 if cache:
                     trivial = "GET /healthz (trivial)"
                     routes.insert(0, (trivial, f"{base}/healthz", {}))
-                for _, url_, headers in routes:
+                    theirs = seeded["foreign"]
+                    other = httpx.post(
+                        f"{base}/oauth/token",
+                        data={"grant_type": "client_credentials"},
+                        auth=(seeded["other_id"], seeded["other_secret"]),
+                    ).json()["access_token"]
+                    cached = httpx.get(  # hosp-b reads it: now in the view cache
+                        f"{base}/api/v1/studies/{theirs}/report/json",
+                        headers={"Authorization": f"Bearer {other}"},
+                    )
+                    if cached.status_code != 200:
+                        raise SystemExit(f"the foreign study: {cached.status_code}")
+                    routes += [
+                        (FOREIGN, f"{base}/api/v1/studies/{theirs}/report/json", auth),
+                        (MISSING, f"{base}/api/v1/studies/{MISSING_UID}/report/json", auth),
+                    ]
+                for name, url_, headers in routes:
                     answer = httpx.get(url_, headers=headers)
-                    if answer.status_code != 200:
+                    want = 404 if name in (FOREIGN, MISSING) else 200
+                    if answer.status_code != want:
                         raise SystemExit(f"{url_}: {answer.status_code} {answer.text[:200]}")
                 for name, url_, headers in routes:
                     print(
@@ -332,13 +365,18 @@ def main() -> int:
     print()
     print(f"{'goal':44} {'figure':>8} {'target':>10}  result")
     for name, r in results.items():
-        if name == trivial:
+        if name in (trivial, FOREIGN, MISSING):
             continue
         ratio = r["rps"] / results[trivial]["rps"]
         print(f"{name + ' throughput / trivial':44} {ratio:>7.2f}x {'>= 0.5x':>10}  "
               f"{'met' if ratio >= GOAL_RATIO else 'NOT met'}")  # fmt: skip
         print(f"{name + ' p99':44} {r['p99_ms']:>6.1f}ms {'< 50 ms':>10}  "
               f"{'met' if r['p99_ms'] < GOAL_P99_MS else 'NOT met'}")  # fmt: skip
+    if FOREIGN in results and MISSING in results:
+        f, m = results[FOREIGN]["p50_ms"], results[MISSING]["p50_ms"]
+        print()
+        print("another tenant's study (cached for it) vs a missing one, both 404, median:")
+        print(f"  foreign {f:.2f} ms   missing {m:.2f} ms   ratio {f / m:.2f}  (same path: ~1)")
     return 0
 
 

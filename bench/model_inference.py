@@ -1,27 +1,35 @@
-"""Benchmark the shipped model: ONNX Runtime vs torch eager, side by side, in one run.
+"""Benchmark the shipped lung-nodule models side by side, in one run, on one 512×512×300 phantom.
 
-For one 512×512×300 phantom (resampled to the model's grid by the serving preprocessing):
+1. **End to end, baseline vs new model** (default 1.0.0 vs 2.0.0): ``Predictor.predict`` as
+   served (preprocessing, lung mask, sliding window, post-processing and, for 2.0.0, the
+   candidate classifier), each run in a fresh process (so that its peak RSS is its own), the
+   two models alternated over ``--reps`` repetitions; medians, their ratio, and the windows
+   each ran and skipped (2.0.0 tiles only the lungs' box and skips windows without lung).
+2. **Engines on the same windows**: the new model's detector on exactly the windows its
+   serving path runs, with ONNX Runtime (the serving settings, then each graph optimisation
+   level) and with torch eager (the same weights, ``weights.pt``), alternated over the
+   repetitions in fresh processes; median seconds, ratio to torch, peak RSS, and the Dice of
+   each engine's foreground against ONNX Runtime fp32.
+3. **int8 static quantisation** (ONNX Runtime QDQ, per-channel weights, calibrated on windows
+   of another phantom) on the same windows: time and Dice against fp32. PreRead ships it only
+   if that Dice is ≥ 0.99 and the FROC does not drop (see docs/model-lung-nodule.md).
 
-* sliding-window inference time with ONNX Runtime (PreRead's numpy sliding window, as served)
-  and with torch eager (MONAI's ``sliding_window_inference``): the same weights (the package's
-  ``weights.pt`` is the state dict that was exported to ``model.onnx``), the same windows (roi,
-  overlap, Gaussian weighting), each engine in its own fresh process so that its peak memory
-  is its own; their ratio; and the agreement of the two label maps;
-* training throughput (patches/s) with the shipped config's patch and batch size.
-
-Run: ``./run bench`` (or ``.venv/bin/python bench/model_inference.py --help``). Prints a
-table; asserts nothing: the figures go into the closing note.
+Run: ``./run bench model`` (or ``.venv/bin/python bench/model_inference.py --help``). Prints
+tables; asserts nothing: the figures go into the closing note and the model doc.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,150 +37,299 @@ import numpy as np
 import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: ONNX Runtime graph optimisation levels (``GraphOptimizationLevel`` member names).
+LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def prepare(seed: int, slices: int, work: Path, model: Path) -> dict[str, Any]:
-    """The phantom on the model grid, saved once so that both engines read identical input."""
-    from inference.package import ModelPackage
+def _package(ref: str) -> Any:
+    from inference.registry import Registry
+
+    model_id, _, version = ref.partition("@")
+    return Registry(ROOT / "models").find(model_id, version or None)
+
+
+def serving_windows(volume: Any, package: Any) -> npt.NDArray[np.float32]:
+    """The ``[N, 1, d, h, w]`` windows ``Predictor.predict`` runs for ``package`` on ``volume``
+    (the same region, lung mask and padding as :mod:`inference.predict`)."""
+    from inference.body import find_body, intersect
+    from inference.lungs import lung_mask
     from inference.preprocess import to_model_grid
-    from training.phantoms import generate_phantom
+    from inference.sliding_window import plan_windows
 
-    ph = generate_phantom(seed, matrix=512, max_slices=slices)
-    package = ModelPackage.load(model)
-    mi = to_model_grid(ph.volume, package.card.input)
-    np.save(work / "image.npy", mi.array)
-    return {"native_shape": list(ph.volume.array.shape), "model_shape": list(mi.array.shape)}
+    card = package.card
+    mi = to_model_grid(volume, card.input)
+    region = find_body(mi.hu, mi.geometry).box
+    mask = None
+    if card.pipeline.lung_mask:
+        lungs = lung_mask(mi.hu, mi.geometry)
+        mask = lungs.mask
+        region = None if region is None or lungs.box is None else intersect(region, lungs.box)
+    if region is None:
+        raise SystemExit("the phantom has no body or no lungs: choose another seed")
+    spec = card.inference
+    plan = plan_windows(
+        mi.array.shape, spec.roi_size_vox, spec.overlap, region=region, window_mask=mask
+    )
+    box = np.pad(mi.array[plan.box], plan.pads, mode="constant", constant_values=0.0)
+    return np.stack([box[s][None] for s, run in zip(plan.slices, plan.run, strict=True) if run])
 
 
-def run_engine(engine: str, work: Path, model: Path, threads: int) -> dict[str, float]:
-    """One engine's sliding window over the prepared image (called in a child process)."""
-    from inference.package import ModelPackage
-    from inference.sliding_window import sliding_window
+# --- child processes ------------------------------------------------------------------------
 
-    image = np.load(work / "image.npy")
-    package = ModelPackage.load(model)
+
+def child_end_to_end(work: Path, ref: str, threads: int) -> dict[str, Any]:
+    from inference.predict import Predictor
+    from inference.sliding_window import plan_windows
+
+    with (work / "volume.pkl").open("rb") as f:
+        volume = pickle.load(f)  # written by our parent
+    package = _package(ref)
+    predictor = Predictor(package, intra_op_threads=threads)
+    prediction = predictor.predict(volume)
     spec = package.card.inference
-    roi = spec.roi_size_vox
-    if engine == "onnxruntime":
-        import onnxruntime as ort
+    whole = plan_windows(prediction.model_geometry.shape, spec.roi_size_vox, spec.overlap)
+    w = prediction.windows
+    return {
+        **{k: round(v, 3) for k, v in prediction.timings.items()},
+        "windows_run": w.run if w else None,
+        "windows_skipped": w.skipped if w else None,
+        "windows_whole_volume": len(whole.slices),
+        "roi": list(spec.roi_size_vox),
+        "findings": len(prediction.findings),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(
-            str(package.model_path), options, providers=["CPUExecutionProvider"]
-        )
-        name = package.card.onnx.input_name
 
-        def predictor(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-            return np.asarray(session.run(None, {name: x})[0])
+def _ort_runner(path: Path, threads: int, level: str | None) -> Any:
+    import onnxruntime as ort
 
-        t0 = time.perf_counter()
-        logits = sliding_window(
-            image, predictor, roi_size=roi, overlap=spec.overlap, batch_size=spec.batch_size
-        )
-        seconds = time.perf_counter() - t0
-    else:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    if level is not None:
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: np.asarray(session.run(None, {name: x})[0])
+
+
+def child_engine(work: Path, ref: str, engine: str, threads: int) -> dict[str, Any]:
+    """One engine over the saved windows, one window per call as served (batch size 1)."""
+    windows = np.load(work / "windows.npy", mmap_mode="r")
+    package = _package(ref)
+    if engine == "torch":
         import torch
-        from monai.inferers import sliding_window_inference
 
         from training.train import network_from_package
 
         torch.set_num_threads(threads)
-        net = network_from_package(package.path, package.card.training.extra["network_config"])  # type: ignore[arg-type]
+        net = network_from_package(package.path, package.card.training.extra["network_config"])
+
+        def run(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+            with torch.no_grad():
+                out: npt.NDArray[np.float32] = net(torch.from_numpy(x)).numpy()
+            return out
+
+    elif engine == "int8":
+        run = _ort_runner(work / "int8.onnx", threads, None)
+    else:  # "onnxruntime" (serving settings) or "onnxruntime:<LEVEL>"
+        _, _, level = engine.partition(":")
+        run = _ort_runner(package.model_path, threads, level or None)
+    run(np.ascontiguousarray(windows[:1]))  # warm-up (allocations, kernel choice)
+    labels = []
+    seconds = 0.0
+    for i in range(len(windows)):
+        x = np.ascontiguousarray(windows[i : i + 1])
         t0 = time.perf_counter()
-        with torch.no_grad():
-            out = sliding_window_inference(
-                torch.from_numpy(image)[None, None],
-                list(roi),
-                spec.batch_size,
-                net,
-                overlap=spec.overlap,
-                mode="gaussian",
-                sigma_scale=spec.sigma_scale,
-            )
-        logits = out[0].numpy()
-        seconds = time.perf_counter() - t0
-    np.save(work / f"labels-{engine}.npy", np.argmax(logits, axis=0).astype(np.uint8))
-    return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
+        logits = run(x)
+        seconds += time.perf_counter() - t0
+        labels.append(logits[0, 1:].max(axis=0) > logits[0, 0])
+    np.save(work / f"labels-{engine.replace(':', '-')}.npy", np.stack(labels))
+    return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "windows": len(windows)}
 
 
-def train_throughput(iterations: int, threads: int) -> float:
-    """Patches per second of the shipped config's training step (after 2 warm-up steps)."""
-    import torch
-    from monai.losses import DiceCELoss
+# --- the parent -----------------------------------------------------------------------------
 
-    from training.config import load_config
-    from training.data import phantom_case
-    from training.train import _batch, build_network, patch_transform
 
-    torch.set_num_threads(threads)
-    cfg = load_config(ROOT / "training/configs/lung-nodule.yaml")
-    assert cfg.data.phantoms is not None
-    case = phantom_case(cfg.data.phantoms.seed, cfg.data.phantoms, cfg.input)
-    net = build_network(cfg.network)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    transform = patch_transform(cfg)
-    patches, t0 = 0, 0.0
-    for it in range(iterations + 2):
-        if it == 2:
-            patches, t0 = 0, time.perf_counter()
-        batch = _batch([case], cfg, transform, it)
-        optimizer.zero_grad()
-        loss_fn(net(batch["image"]), batch["label"]).backward()
-        optimizer.step()
-        patches += int(batch["image"].shape[0])
-    return patches / (time.perf_counter() - t0)
+def _child(args: list[str]) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"child {args} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def alternated(tags: list[str], reps: int) -> Iterator[tuple[int, str]]:
+    """Each repetition runs every tag once, starting one further along each time, so that no
+    tag always runs first (or right after the same neighbour) on a shared machine."""
+    for r in range(reps):
+        k = r % len(tags)
+        for tag in tags[k:] + tags[:k]:
+            yield r, tag
+
+
+def dice(a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 2.0 * float((a & b).sum()) / total if total else 1.0
+
+
+def quantize(work: Path, package: Any, calibration: npt.NDArray[np.float32]) -> str | None:
+    """Write ``work/int8.onnx``; None, or why it could not be made."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name = package.card.onnx.input_name
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._it = iter(calibration)
+
+        def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
+            x = next(self._it, None)
+            return None if x is None else {name: np.ascontiguousarray(x[None])}
+
+    try:
+        pre = work / "pre.onnx"
+        quant_pre_process(str(package.model_path), str(pre))
+        quantize_static(
+            str(pre),
+            str(work / "int8.onnx"),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+        )
+    except Exception as exc:  # reported in the table
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="ONNX Runtime vs torch eager for the shipped model")
-    ap.add_argument("--model", type=Path, help="package folder (default: newest lung-nodule)")
-    ap.add_argument("--seed", type=int, default=424_242, help="phantom seed (512×512, 300 slices)")
+    ap = argparse.ArgumentParser(description="lung-nodule models side by side (see docstring)")
+    ap.add_argument("--baseline", default="lung-nodule@1.0.0", help="id@version")
+    ap.add_argument("--model", default="lung-nodule@2.0.0", help="id@version")
+    ap.add_argument("--seed", type=int, default=424_242, help="phantom seed (512×512)")
     ap.add_argument("--slices", type=int, default=300)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--train-iterations", type=int, default=10)
+    ap.add_argument("--calibration-windows", type=int, default=16)
+    ap.add_argument("--no-int8", action="store_true")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--engine", help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.model is None:
-        from inference.registry import Registry
-
-        args.model = Registry(ROOT / "models").find("lung-nodule").path
-    if args.engine:  # child process
-        print(json.dumps(run_engine(args.engine, args.work, args.model, args.threads)))
+    if args.child == "e2e":
+        print(json.dumps(child_end_to_end(args.work, args.model, args.threads)))
         return
+    if args.child == "engine":
+        print(json.dumps(child_engine(args.work, args.model, args.engine, args.threads)))
+        return
+
+    from training.phantoms import generate_phantom
+
+    new = _package(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        info = prepare(args.seed, args.slices, work, args.model)
-        results: dict[str, dict[str, float]] = {}
-        for engine in ("onnxruntime", "torch"):
-            proc = subprocess.run(
-                [sys.executable, __file__, "--engine", engine, "--work", str(work),
-                 "--model", str(args.model), "--threads", str(args.threads)],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            results[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
-        a = np.load(work / "labels-onnxruntime.npy") > 0
-        b = np.load(work / "labels-torch.npy") > 0
-        total = int(a.sum() + b.sum())
-        agreement = 2.0 * float((a & b).sum()) / total if total else 1.0
-    rate = train_throughput(args.train_iterations, args.threads)
-    ort_r, torch_r = results["onnxruntime"], results["torch"]
-    print(f"phantom seed {args.seed}: native {info['native_shape']} -> model {info['model_shape']}")
-    print(f"threads: {args.threads}")
-    print(f"{'engine':<14}{'sliding window s':>18}{'peak RSS MB':>14}")
-    for engine, r in results.items():
-        print(f"{engine:<14}{r['seconds']:>18.2f}{r['peak_rss_mb']:>14.0f}")
-    print(f"time ratio torch / onnxruntime: {torch_r['seconds'] / ort_r['seconds']:.2f}x")
-    rss_ratio = torch_r["peak_rss_mb"] / ort_r["peak_rss_mb"]
-    print(f"peak RSS ratio torch / onnxruntime: {rss_ratio:.2f}x")
-    print(f"label agreement (Dice of the two foregrounds): {agreement:.5f}")
-    print(f"training throughput: {rate:.1f} patches/s (shipped config's patch and batch size)")
+        volume = generate_phantom(args.seed, matrix=512, max_slices=args.slices).volume
+        with (work / "volume.pkl").open("wb") as f:
+            pickle.dump(volume, f)
+        windows = serving_windows(volume, new)
+        np.save(work / "windows.npy", windows)
+        int8_error: str | None = "skipped (--no-int8)"
+        if not args.no_int8:
+            calib = generate_phantom(args.seed + 1, matrix=512, max_slices=120).volume
+            cw = serving_windows(calib, new)
+            pick = np.linspace(0, len(cw) - 1, min(args.calibration_windows, len(cw)))
+            int8_error = quantize(work, new, cw[pick.astype(int), 0])
+        del volume
+
+        common = ["--work", str(work), "--threads", str(args.threads)]
+        e2e: dict[str, list[dict[str, Any]]] = {args.baseline: [], args.model: []}
+        for _, ref in alternated([args.baseline, args.model], args.reps):
+            e2e[ref].append(_child(["--child", "e2e", *common, "--model", ref]))
+        engines = ["torch", "onnxruntime", *(f"onnxruntime:{lv}" for lv in LEVELS)]
+        if int8_error is None:
+            engines.append("int8")
+        runs: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
+        for _, engine in alternated(engines, args.reps):
+            runs[engine].append(
+                _child(["--child", "engine", *common, "--model", args.model, "--engine", engine])
+            )
+        reference = np.load(work / "labels-onnxruntime.npy")
+        agreement = {
+            e: dice(reference, np.load(work / f"labels-{e.replace(':', '-')}.npy")) for e in engines
+        }
+
+    def med(rows: list[dict[str, Any]], key: str) -> float:
+        return float(statistics.median(r[key] for r in rows))
+
+    print(
+        f"phantom seed {args.seed}, 512×512×{args.slices}; {args.threads} threads; "
+        f"{args.reps} repetitions, alternated; medians"
+    )
+    print("\n1. End to end (Predictor.predict, as served)")
+    print(
+        f"{'model':<22}{'total s':>9}{'infer s':>9}{'post s':>8}{'windows run':>13}"
+        f"{'skipped':>9}{'of whole vol':>14}{'findings':>10}{'peak RSS MB':>13}"
+    )
+    for ref, rows in e2e.items():
+        r0 = rows[0]
+        run_s = "-" if r0["windows_run"] is None else str(r0["windows_run"])
+        skip_s = "-" if r0["windows_skipped"] is None else str(r0["windows_skipped"])
+        print(
+            f"{ref:<22}{med(rows, 'total'):>9.2f}{med(rows, 'infer'):>9.2f}"
+            f"{med(rows, 'postprocess'):>8.2f}{run_s:>13}{skip_s:>9}"
+            f"{r0['windows_whole_volume']:>14}{r0['findings']:>10}"
+            f"{med(rows, 'peak_rss_mb'):>13.0f}"
+        )
+    base_rows, new_rows = e2e[args.baseline], e2e[args.model]
+    print(
+        f"time ratio {args.model} / {args.baseline}: "
+        f"{med(new_rows, 'total') / med(base_rows, 'total'):.2f}x (goal ≤ 0.6x)"
+    )
+    n0 = new_rows[0]
+    if n0["windows_run"] is not None:
+        whole = n0["windows_whole_volume"]
+        print(
+            f"{args.model}: {n0['windows_run']} of {whole} windows of "
+            f"{'×'.join(map(str, n0['roi']))} over the whole volume run "
+            f"({1 - n0['windows_run'] / whole:.0%} skipped: lungs' box and windows without "
+            f"lung; {n0['windows_skipped']} skipped inside the box)"
+        )
+
+    print(f"\n2. {args.model} detector on the same {len(windows)} windows, one per call")
+    torch_s = med(runs["torch"], "seconds")
+    print(f"{'engine':<34}{'seconds':>9}{'/ torch':>9}{'peak RSS MB':>13}{'Dice vs ORT':>13}")
+    for engine, rows in runs.items():
+        s = med(rows, "seconds")
+        print(
+            f"{engine:<34}{s:>9.2f}{s / torch_s:>8.2f}x{med(rows, 'peak_rss_mb'):>13.0f}"
+            f"{agreement[engine]:>13.4f}"
+        )
+    paired = [
+        o["seconds"] / t["seconds"] for o, t in zip(runs["onnxruntime"], runs["torch"], strict=True)
+    ]
+    print(
+        f"ONNX Runtime (serving settings) / torch eager: median of paired ratios "
+        f"{statistics.median(paired):.2f}x over {len(paired)} pairs (goal ≤ 0.7x)"
+    )
+    if int8_error is None:
+        ratio = med(runs["int8"], "seconds") / med(runs["onnxruntime"], "seconds")
+        int8 = f"Dice vs fp32 {agreement['int8']:.4f}, {ratio:.2f}x the fp32 time"
+    else:
+        int8 = f"not measured: {int8_error}"
+    print(f"\n3. int8 static quantisation: {int8}")
 
 
 if __name__ == "__main__":

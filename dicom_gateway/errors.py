@@ -17,6 +17,19 @@ from pathlib import Path
 
 from preread.errors import PrereadError
 
+#: Longest reason kept in an error (a header value can be megabytes long).
+MAX_REASON_CHARS = 2000
+
+
+def printable(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` as printable ASCII: other characters escaped (``\\x00``, ``\\u00d7``), cut to
+    ``limit`` characters. Reasons quote header values and file names, which are untrusted bytes;
+    they end up in terminals, logs and JSON."""
+    out = "".join(
+        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
 
 class GatewayError(PrereadError):
     """Base of the errors :mod:`dicom_gateway` raises on purpose."""
@@ -27,8 +40,8 @@ class DicomFileError(GatewayError):
 
     def __init__(self, path: Path, reason: str) -> None:
         self.path = path
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
+        self.reason = printable(reason)
+        super().__init__(printable(f"{path}: {reason}"))
 
 
 class SeriesError(GatewayError):
@@ -40,8 +53,10 @@ class SeriesError(GatewayError):
 
     def __init__(self, series_uid: str, reason: str) -> None:
         self.series_uid = series_uid
-        self.reason = reason
-        super().__init__(f"series {series_uid or '<no SeriesInstanceUID>'}: {reason}")
+        self.reason = printable(reason)
+        super().__init__(
+            printable(f"series {series_uid or '<no SeriesInstanceUID>'}: {self.reason}")
+        )
 
 
 class ResourceNotFoundError(GatewayError):

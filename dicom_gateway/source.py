@@ -178,7 +178,7 @@ def instance_sample(get: Callable[[str], str | None]) -> InstanceSample:
         raw = (get(keyword) or "").strip()
         try:
             return int(float(raw)) if raw else None
-        except ValueError:
+        except (ValueError, OverflowError):  # "1e400" is a float, not an int
             return None
 
     thickness = floats("SliceThickness", 1)

@@ -11,6 +11,10 @@ Hounsfield units through RescaleSlope and RescaleIntercept (PS3.3 C.11.1.1.2), p
 Slices are sorted along the slice normal ``n = row × column``, so ``k`` grows along ``n``. A
 series whose geometry cannot be described by one affine (mixed orientations, gantry tilt,
 uneven or missing slices, duplicates) is refused with :class:`SeriesError`, never resampled.
+
+Headers are untrusted: sizes, spacings, rescale values and the kind of instance are checked
+(:mod:`dicom_gateway.checks`, bounded by :class:`~dicom_gateway.checks.SeriesLimits`) before a
+frame is parsed, a volume allocated or a pixel decoded.
 """
 
 from __future__ import annotations
@@ -25,15 +29,28 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import (
-    UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
 
+from dicom_gateway.checks import (
+    PIXEL_KEYWORDS,
+    SeriesLimits,
+    check_frame_of_reference,
+    check_instance_kinds,
+    check_rescale,
+    check_series_size,
+    check_spacing,
+    frame_count,
+    header_errors,
+    instance_label,
+)
 from dicom_gateway.errors import DicomFileError, SeriesError
+from dicom_gateway.pixels import decode_frames
 from preread.domain import Geometry, Volume
 
 __all__ = ["assemble_volume", "frame_item", "read_instance", "read_series_dir"]
@@ -46,7 +63,8 @@ STEP_TOL = 0.05
 GRID_TOL = 0.1
 """Largest distance of a slice from the affine's prediction, as a fraction of a voxel."""
 DUPLICATE_TOL_MM = 0.01
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+DEFAULT_LIMITS = SeriesLimits()
 
 
 @dataclass(frozen=True)
@@ -72,8 +90,8 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
     uncompressed transfer syntax it was read in, so that its pixel data can be decoded.
 
     Raises:
-        DicomFileError: the file cannot be parsed or is not a composite instance (it has no
-            SOPInstanceUID).
+        DicomFileError: the file cannot be parsed, is cut short (an element declares more bytes
+            than the file holds), or is not a composite instance (it has no SOPInstanceUID).
     """
     try:
         ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
@@ -93,7 +111,24 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
         ) from exc
     if not sop_uid:
         raise DicomFileError(path, "not a DICOM instance (no SOPInstanceUID)")
+    _check_complete(ds, path)
     return ds
+
+
+def _check_complete(ds: Dataset, path: Path) -> None:
+    """Refuse a file cut short: pydicom reads what is there when an element's declared length
+    runs past the end of the file (a truncated copy, or a forged length such as 0x7FFFFFF0)."""
+    for tag in list(ds.keys()):
+        element = ds.get_item(tag)
+        if not isinstance(element, RawDataElement) or element.length == _UNDEFINED_LENGTH:
+            continue
+        held = 0 if element.value is None else len(element.value)
+        if held < element.length:
+            raise DicomFileError(
+                path,
+                f"the file is cut short: element {tag} declares {element.length} bytes, the file "
+                f"holds {held}",
+            )
 
 
 def read_series_dir(path: Path, *, min_slices: int = 2) -> Volume:
@@ -142,6 +177,7 @@ def assemble_volume(
     min_slices: int = 2,
     release_pixel_data: bool = False,
     timings: dict[str, float] | None = None,
+    limits: SeriesLimits = DEFAULT_LIMITS,
 ) -> Volume:
     """Stack the instances of one series into a float32 HU volume with its geometry.
 
@@ -156,16 +192,21 @@ def assemble_volume(
             after the geometry checks passed.
         timings: when given, receives ``decode`` (seconds spent decoding pixel data) and
             ``volume`` (everything else: headers, checks, rescaling, stacking).
+        limits: slices, bytes and geometry a series may have; checked on the headers before
+            any frame is parsed or decoded and before the volume is allocated.
 
     Returns:
         A :class:`Volume` whose ``array[k, j, i]`` is HU and whose geometry maps each voxel
         onto the ImagePositionPatient of its slice.
 
     Raises:
-        SeriesError: mixed series, missing or undecodable pixel data, not monochrome,
-            inconsistent orientation / pixel spacing / matrix, duplicate or unevenly spaced
-            slices, gantry tilt, or fewer than ``min_slices`` slices. The message names the
-            series, the problem and the numbers.
+        SeriesError: mixed series (also mixed modalities, or a non-CT SOP class labelled
+            CT), missing or undecodable pixel data, sizes that do not match the pixel data,
+            a series beyond ``limits``, not monochrome, missing or implausible rescale values
+            (for CT) or spacings, inconsistent orientation / pixel spacing / matrix,
+            duplicate or unevenly spaced slices, gantry tilt, or fewer than ``min_slices``
+            slices. The message names the series, the instance and its file, the problem and
+            the numbers.
     """
     if not datasets:
         raise SeriesError("", "no instances given")
@@ -177,29 +218,36 @@ def assemble_volume(
         raise SeriesError(uid, f"instances of {len(uids)} series are mixed: {', '.join(uids)}")
     if not uid:
         raise SeriesError("", f"{len(datasets)} instance(s) have no SeriesInstanceUID")
-    frames_of_reference = {str(ds.get("FrameOfReferenceUID", "")) for ds in datasets}
-    if len(frames_of_reference) > 1:
-        listed = ", ".join(sorted(f or "<none>" for f in frames_of_reference))
-        raise SeriesError(uid, f"instances lie in different frames of reference: {listed}")
+    if len(datasets) > limits.max_slices:
+        raise SeriesError(
+            uid,
+            f"{len(datasets)} instances, more than the limit of {limits.max_slices} slices "
+            "per series",
+        )
+    with header_errors(uid, -1, None):
+        check_instance_kinds(datasets, uid)
+    check_series_size(datasets, uid, limits)
     sops = Counter(_sop(ds, index) for index, ds in enumerate(datasets))
     repeated = [f"{sop} ({n} times)" for sop, n in sops.items() if n > 1]
     if repeated:
         raise SeriesError(uid, f"the same instance is given more than once: {', '.join(repeated)}")
-    planes = [p for index, ds in enumerate(datasets) for p in _planes(ds, index, uid)]
-    planes, geometry = _grid(planes, uid, min_slices)
+    ct = str(datasets[0].get("Modality", "")).strip() == "CT"
+    planes = [p for index, ds in enumerate(datasets) for p in _planes(ds, index, uid, ct, limits)]
+    check_frame_of_reference(datasets, uid)
+    planes, geometry = _grid(planes, uid, min_slices, limits)
     slices: dict[int, list[tuple[int, _Plane]]] = {}
     for k, plane in enumerate(planes):
         slices.setdefault(plane.dataset, []).append((k, plane))
     array = np.empty(geometry.shape, dtype=np.float32)
     for index, ds in enumerate(datasets):  # one instance decoded at a time
         t0 = time.perf_counter()
-        frames = _decode(ds, uid)
+        frames = decode_frames(ds, index, uid)
         decoding += time.perf_counter() - t0
         for k, plane in slices[index]:
             array[k] = frames[plane.frame].astype(np.float64) * plane.slope + plane.intercept
         del frames
         if release_pixel_data:
-            for keyword in _PIXEL_KEYWORDS:
+            for keyword in PIXEL_KEYWORDS:
                 if keyword in ds:
                     delattr(ds, keyword)  # pydicom drops its cached pixel_array with it
     if not np.isfinite(array).all():
@@ -214,45 +262,27 @@ def _sop(ds: Dataset, index: int) -> str:
     return str(ds.get("SOPInstanceUID", "")) or f"#{index}"
 
 
-def _planes(ds: Dataset, index: int, uid: str) -> list[_Plane]:
-    sop = _sop(ds, index)
-    try:
-        return _read_planes(ds, index, uid, sop)
-    except SeriesError:
-        raise
-    except Exception as exc:  # malformed values in untrusted headers
-        raise SeriesError(
-            uid, f"instance {sop}: unreadable header ({type(exc).__name__}: {exc})"
-        ) from exc
+def _planes(ds: Dataset, index: int, uid: str, ct: bool, limits: SeriesLimits) -> list[_Plane]:
+    with header_errors(uid, index, ds):
+        return _read_planes(ds, index, uid, ct, limits)
 
 
-def _read_planes(ds: Dataset, index: int, uid: str, sop: str) -> list[_Plane]:
-    if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
-        raise SeriesError(uid, f"instance {sop} has no pixel data")
-    samples = int(ds.get("SamplesPerPixel", 1))
-    if samples != 1:
-        raise SeriesError(uid, f"instance {sop} has SamplesPerPixel {samples}, expected 1")
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise SeriesError(
-            uid,
-            f"instance {sop} has PhotometricInterpretation '{photometric}', "
-            "expected MONOCHROME1 or MONOCHROME2",
-        )
+def _read_planes(ds: Dataset, index: int, uid: str, ct: bool, limits: SeriesLimits) -> list[_Plane]:
+    sop = instance_label(ds, index)
     if "ModalityLUTSequence" in ds and "RescaleSlope" not in ds:
-        raise SeriesError(uid, f"instance {sop} uses a Modality LUT Sequence, not supported")
+        raise SeriesError(uid, f"{sop} uses a Modality LUT Sequence, not supported")
     matrix = (int(ds.Rows), int(ds.Columns))
-    n_frames = int(ds.get("NumberOfFrames") or 1)
+    n_frames = frame_count(ds, index, uid, limits)  # bounded before any frame is parsed
     functional = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
     if not functional and n_frames != 1:
         raise SeriesError(
             uid,
-            f"instance {sop} has {n_frames} frames but no functional groups giving each "
+            f"{sop} has {n_frames} frames but no functional groups giving each "
             "frame's position (PerFrameFunctionalGroupsSequence)",
         )
     planes = []
     for frame in range(n_frames):
-        label = f"instance {sop}" + (f" frame {frame + 1}" if n_frames > 1 else "")
+        label = sop + (f" frame {frame + 1}" if n_frames > 1 else "")
         items = [ds]
         if functional:
             items = [
@@ -268,7 +298,7 @@ def _read_planes(ds: Dataset, index: int, uid: str, sop: str) -> list[_Plane]:
                 )
                 if (item := frame_item(ds, frame, name)) is not None
             ] + [ds]
-        planes.append(_plane(items, label, index, frame, matrix, uid))
+        planes.append(_plane(items, label, index, frame, matrix, uid, ct, limits))
     return planes
 
 
@@ -292,20 +322,52 @@ def _floats(value: Any, count: int, what: str, label: str, uid: str) -> list[flo
 
 
 def _plane(
-    items: Sequence[Dataset], label: str, index: int, frame: int, matrix: tuple[int, int], uid: str
+    items: Sequence[Dataset],
+    label: str,
+    index: int,
+    frame: int,
+    matrix: tuple[int, int],
+    uid: str,
+    ct: bool,
+    limits: SeriesLimits,
 ) -> _Plane:
     tilt = _find(items, "GantryDetectorTilt")
     if tilt is not None and abs(float(tilt)) > 1e-3:
         raise SeriesError(uid, f"{label} was acquired with GantryDetectorTilt {tilt} degrees")
     position = _floats(_find(items, "ImagePositionPatient"), 3, "ImagePositionPatient", label, uid)
+    if max(abs(v) for v in position) > limits.max_abs_position_mm:
+        raise SeriesError(
+            uid,
+            f"{label} has ImagePositionPatient {position} mm, beyond "
+            f"{limits.max_abs_position_mm:g} mm from the origin",
+        )
     orientation = _floats(
         _find(items, "ImageOrientationPatient"), 6, "ImageOrientationPatient", label, uid
     )
     spacing = _floats(_find(items, "PixelSpacing"), 2, "PixelSpacing", label, uid)
     if min(spacing) <= 0:
         raise SeriesError(uid, f"{label} has a non-positive PixelSpacing {spacing}")
-    slope = _find(items, "RescaleSlope")
-    intercept = _find(items, "RescaleIntercept")
+    for value in spacing:
+        check_spacing(value, "PixelSpacing", label, uid, limits)
+    fov = (matrix[0] * spacing[0], matrix[1] * spacing[1])
+    if max(fov) > limits.max_field_of_view_mm:
+        raise SeriesError(
+            uid,
+            f"{label} covers {fov[0]:g} x {fov[1]:g} mm (Rows {matrix[0]} x PixelSpacing "
+            f"{spacing[0]:g}, Columns {matrix[1]} x {spacing[1]:g}), more than the plausible "
+            f"{limits.max_field_of_view_mm:g} mm",
+        )
+    raw_slope = _find(items, "RescaleSlope")
+    raw_intercept = _find(items, "RescaleIntercept")
+    slope, intercept = check_rescale(
+        None if raw_slope is None else _floats(raw_slope, 1, "RescaleSlope", label, uid)[0],
+        None
+        if raw_intercept is None
+        else _floats(raw_intercept, 1, "RescaleIntercept", label, uid)[0],
+        label,
+        uid,
+        ct=ct,
+    )
     thickness = _find(items, "SpacingBetweenSlices") or _find(items, "SliceThickness")
     return _Plane(
         label=label,
@@ -315,15 +377,15 @@ def _plane(
         orientation=np.asarray(orientation),
         pixel_spacing=(spacing[0], spacing[1]),
         matrix=matrix,
-        slope=1.0 if slope is None else _floats(slope, 1, "RescaleSlope", label, uid)[0],
-        intercept=0.0
-        if intercept is None
-        else _floats(intercept, 1, "RescaleIntercept", label, uid)[0],
+        slope=slope,
+        intercept=intercept,
         thickness=None if thickness is None else abs(float(thickness)),
     )
 
 
-def _grid(planes: list[_Plane], uid: str, min_slices: int) -> tuple[list[_Plane], Geometry]:
+def _grid(
+    planes: list[_Plane], uid: str, min_slices: int, limits: SeriesLimits
+) -> tuple[list[_Plane], Geometry]:
     """Check that the planes form one regular grid; return them sorted along the normal."""
     if len(planes) < min_slices:
         raise SeriesError(uid, f"{len(planes)} slice(s), at least {min_slices} needed")
@@ -346,8 +408,8 @@ def _grid(planes: list[_Plane], uid: str, min_slices: int) -> tuple[list[_Plane]
         if plane.matrix != first.matrix:
             raise SeriesError(
                 uid,
-                f"matrix differs between slices: {first.label} is {first.matrix[0]}×"
-                f"{first.matrix[1]}, {plane.label} is {plane.matrix[0]}×{plane.matrix[1]}",
+                f"matrix differs between slices: {first.label} is {first.matrix[0]}x"
+                f"{first.matrix[1]}, {plane.label} is {plane.matrix[0]}x{plane.matrix[1]}",
             )
     row, col = first.orientation[:3], first.orientation[3:]
     if (
@@ -365,6 +427,14 @@ def _grid(planes: list[_Plane], uid: str, min_slices: int) -> tuple[list[_Plane]
     positions = np.stack([p.position for p in planes])
     along = positions @ normal
     spacing = _slice_spacing(planes, along, uid)
+    what = "a slice spacing" if len(planes) > 1 else "a slice thickness"
+    check_spacing(spacing, what, "the series", uid, limits)
+    if len(planes) * spacing > limits.max_scan_length_mm:
+        raise SeriesError(
+            uid,
+            f"{len(planes)} slices {spacing:g} mm apart span {len(planes) * spacing:g} mm, more "
+            f"than the plausible {limits.max_scan_length_mm:g} mm",
+        )
     _check_in_plane(planes, positions, along, normal, uid)
     return planes, Geometry(
         shape=(len(planes), *first.matrix),
@@ -400,7 +470,7 @@ def _slice_spacing(planes: list[_Plane], along: npt.NDArray[np.float64], uid: st
         if round(ratio) >= 2 and abs(ratio - round(ratio)) <= STEP_TOL * round(ratio):
             raise SeriesError(
                 uid,
-                f"slices are missing: the gap {where} is {step:.3f} mm, {round(ratio)} × the "
+                f"slices are missing: the gap {where} is {step:.3f} mm, {round(ratio)} x the "
                 f"median step {median:.3f} mm ({round(ratio) - 1} slice(s) missing)",
             )
         raise SeriesError(
@@ -441,26 +511,3 @@ def _check_in_plane(
             f"({planes[k].label}) is offset {drift[k]:.3f} mm within the image plane from slice 0"
             f" (about {angle:.2f} degrees; tolerance {tolerance:.3f} mm)",
         )
-
-
-def _decode(ds: Dataset, uid: str) -> npt.NDArray[np.generic]:
-    """Stored pixel values as (frames, rows, columns); SeriesError if they cannot be decoded."""
-    meta = ds.get("file_meta")
-    syntax = UID(str(meta.get("TransferSyntaxUID", ""))) if meta else None
-    sop = str(ds.get("SOPInstanceUID", ""))
-    try:
-        array = np.asarray(ds.pixel_array)
-    except Exception as exc:  # any decoder or plugin failure
-        name = f"{syntax.name} ({syntax})" if syntax else "unknown"
-        raise SeriesError(
-            uid,
-            f"instance {sop}: cannot decode pixel data in transfer syntax {name}: "
-            f"{type(exc).__name__}: {exc}",
-        ) from exc
-    frames = int(ds.get("NumberOfFrames") or 1)
-    shape = (frames, int(ds.Rows), int(ds.Columns))
-    if array.size != np.prod(shape):
-        raise SeriesError(
-            uid, f"instance {sop}: decoded pixel data has shape {array.shape}, expected {shape}"
-        )
-    return array.reshape(shape)

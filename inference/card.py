@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from inference.semver import SEMVER_PATTERN
+from preread.domain import CodedTerm, FindingConcept
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -107,7 +108,11 @@ class InferenceSpec(_Strict):
 
 
 class Label(_Strict):
-    """One output class; ``value`` is its channel in the logits (0 is background)."""
+    """One output class; ``value`` is its channel in the logits (0 is background).
+
+    The SNOMED CT codes say what the class is in every report (:attr:`concept`): the finding
+    type, its category (a SEG Segmented Property Category, CID 7150) and its site.
+    """
 
     value: Annotated[int, Field(ge=1)]
     name: Code
@@ -117,6 +122,15 @@ class Label(_Strict):
     category_meaning: Code
     finding_site_code: Code
     finding_site_meaning: Code
+
+    @property
+    def concept(self) -> FindingConcept:
+        """The coded concept the report encoders use for this class's findings."""
+        return FindingConcept(
+            finding=CodedTerm(self.snomed_code, "SCT", self.snomed_meaning),
+            category=CodedTerm(self.category_code, "SCT", self.category_meaning),
+            site=CodedTerm(self.finding_site_code, "SCT", self.finding_site_meaning),
+        )
 
 
 class Thresholds(_Strict):

@@ -64,8 +64,14 @@ class RenderCache:
 
 
 class ViewCache:
-    """Finished pre-reads by study (``(study_uid, model_id)`` → study record and done job),
-    forgotten the moment the store says the study changed (:mod:`preread.store.changes`).
+    """Finished pre-reads by tenant and study (``(tenant, study_uid, model_id)`` → study record
+    and done job), forgotten the moment the store says the study changed
+    (:mod:`preread.store.changes`).
+
+    The caller's tenant is part of the key: a lookup can only ever find the caller's own
+    studies, so another tenant's study misses exactly like a missing one and both take the
+    same (tenant-scoped) database statement — the cache cannot tell an id's existence by its
+    speed.
 
     Only finished reads are kept: a done job changes only by being superseded or by its study's
     record changing, and both notify. A reader takes :attr:`generation` before it reads the
@@ -82,7 +88,7 @@ class ViewCache:
         self._lock = threading.Lock()
         self.generation = 0
 
-    def get(self, key: tuple[str, str | None]) -> object | None:
+    def get(self, key: tuple[str, str, str | None]) -> object | None:
         if self.size <= 0 or not self.active():
             return None
         with self._lock:
@@ -91,7 +97,7 @@ class ViewCache:
                 self._entries.move_to_end(key)
             return found
 
-    def put(self, key: tuple[str, str | None], value: object, generation: int) -> None:
+    def put(self, key: tuple[str, str, str | None], value: object, generation: int) -> None:
         if self.size <= 0 or not self.active():
             return
         with self._lock:
@@ -99,11 +105,11 @@ class ViewCache:
                 return  # something changed while the value was read: it may be stale
             self._entries[key] = value
             self._entries.move_to_end(key)
-            self._by_study.setdefault(key[0], set()).add(key)
+            self._by_study.setdefault(key[1], set()).add(key)
             while len(self._entries) > self.size:
                 old, _ = self._entries.popitem(last=False)
                 assert isinstance(old, tuple)
-                self._by_study.get(old[0], set()).discard(old)
+                self._by_study.get(old[1], set()).discard(old)
 
     def evict(self, study_uid: str) -> None:
         with self._lock:

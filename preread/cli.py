@@ -245,7 +245,6 @@ def evaluate(
         doc = run_eval(
             predictor,
             scans,
-            threshold=package.card.thresholds.probability,
             meta=meta,
             progress=lambda s: bar.advance(task, 1),
             min_probability=min_probability,
@@ -296,11 +295,10 @@ def _api_thread(service: Any, host: str, port: int) -> Any:
 
     import uvicorn
 
-    # no uvicorn access log: it prints paths, which hold study UIDs; the app logs route
-    # templates instead (preread.api.app.AccessLog)
-    server = uvicorn.Server(
-        uvicorn.Config(service.app(), host=host, port=port, log_level="warning", access_log=False)
-    )
+    from preread.api.server import server_config
+
+    # limits on request heads (431); no uvicorn access log (see preread.api.server)
+    server = uvicorn.Server(server_config(service.app(), service.settings, host=host, port=port))
     thread = threading.Thread(target=server.run, name="preread-api", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -466,7 +464,12 @@ def read(
     as_json: Annotated[bool, typer.Option("--json", help="print the PreRead JSON")] = False,
     model: Annotated[str, typer.Option(help="model id[@version]")] = "lung-nodule",
 ) -> None:
-    """Pre-read a folder of DICOM files without Orthanc; SR and SEG go to --out."""
+    """Pre-read a folder of DICOM files without Orthanc; SR and SEG go to --out.
+
+    Exit 0 when every study was read or is not applicable (reason on stderr), 2 with one
+    ``error:`` line per study on stderr when a study was refused or none could be read.
+    """
+    from dicom_gateway.errors import printable
     from inference.package import ModelPackage
     from preread.models import predictor_for
     from preread.read import read_folder
@@ -474,7 +477,7 @@ def read(
     settings = Settings()
     package = ModelPackage.load(_resolve_package(model, settings))
     predictor = predictor_for(package, settings)
-    results = read_folder(folder, predictor, out_dir)
+    results = read_folder(folder, predictor, out_dir, limits=settings.series_limits())
     if not results:
         raise PrereadError(f"{folder}: no DICOM study found")
     docs = [r.as_json() for r in results]
@@ -484,13 +487,29 @@ def read(
         for r in results:
             n = len(r.preread["findings"]) if r.preread else 0
             out.print(
-                f"{r.study_instance_uid}: {r.status}"
-                + (f", {n} finding(s)" if r.preread else f" ({r.reason})")
+                f"{printable(r.study_instance_uid)}: {r.status}"
+                + (f", {n} finding(s)" if r.preread else ""),
+                highlight=False,
+                markup=False,
             )
             for f in r.files:
-                out.print(f"  {f}")
-    if any(r.status == "failed" for r in results):
-        raise typer.Exit(1)
+                out.print(f"  {f}", highlight=False, markup=False)
+    for skipped in dict.fromkeys(f for r in results for f in r.skipped):
+        console.print(f"[yellow]skipped:[/] {escape(skipped)}", highlight=False)
+    refused = any(r.status == "failed" for r in results)
+    nothing_read = all(r.status != "done" for r in results)
+    for r in results:
+        if r.status == "done":
+            continue
+        prefix = "error" if refused or nothing_read else "not read"
+        what = "refused" if r.status == "failed" else "not applicable"
+        console.print(
+            f"[bold red]{prefix}:[/] study {escape(printable(r.study_instance_uid))} {what}: "
+            f"{escape(printable(r.reason or ''))}",
+            highlight=False,
+        )
+    if refused or nothing_read:
+        raise typer.Exit(2)
 
 
 @models_app.command("list")

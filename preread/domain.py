@@ -11,6 +11,7 @@ Arrays are indexed ``array[k, j, i]``: ``k`` the slice (along :attr:`Geometry.sl
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -171,6 +172,67 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class CodedTerm:
+    """A coded concept as DICOM writes one (PS3.3 8.8): code value, coding scheme designator
+    (PS3.16 Table 8-1, e.g. ``"SCT"``) and code meaning. The attribute names are those of
+    :class:`pydicom.sr.coding.Code`, which the report encoders make of it."""
+
+    value: str
+    scheme_designator: str
+    meaning: str
+
+    def same_code(self, other: CodedTerm) -> bool:
+        """Same code value and scheme; the meaning is display text and may be worded otherwise."""
+        return (self.value, self.scheme_designator) == (other.value, other.scheme_designator)
+
+
+LUNG = CodedTerm("39607008", "SCT", "Lung")
+
+
+@dataclass(frozen=True)
+class FindingConcept:
+    """What a model finds, coded once for every report (declared by the model card's label).
+
+    ``finding`` is the finding type (SR TID 1411 "Finding", SEG Segmented Property Type, FHIR
+    Observation.code, HL7 "Finding" OBX), ``category`` its category (SR finding category, SEG
+    Segmented Property Category) and ``site`` where it lies (SR finding site, SEG anatomic
+    region, FHIR bodySite, HL7 Finding Site). A finding's ``lung_side`` is reported only when
+    the site is the lung (:attr:`in_lung`).
+    """
+
+    finding: CodedTerm
+    category: CodedTerm
+    site: CodedTerm
+
+    @property
+    def in_lung(self) -> bool:
+        """Whether the site is the lung (SCT 39607008), whose findings have a side."""
+        return self.site.same_code(LUNG)
+
+    @property
+    def site_name(self) -> str:
+        """The site in running text: "Lung structure (body structure)" → "lung"."""
+        site = re.sub(r"\s*\(.*\)\s*$", "", self.site.meaning).strip().lower()
+        return site.removesuffix(" structure")
+
+    def name(self, count: int = 1) -> str:
+        """The finding in running text: "lung nodule", or "lung nodules" when ``count`` ≠ 1."""
+        noun = self.finding.meaning.strip().lower()
+        if count != 1:
+            noun += "es" if noun.endswith(("s", "x", "z", "ch", "sh")) else "s"
+        return f"{self.site_name} {noun}"
+
+
+LUNG_NODULE = FindingConcept(
+    finding=CodedTerm("27925004", "SCT", "Nodule"),
+    category=CodedTerm("49755003", "SCT", "Morphologically Abnormal Structure"),
+    site=LUNG,
+)
+"""The concept of PreRead's first model, and of every result stored before results named
+theirs; the codes and meanings of :mod:`preread.reports.codes` (pydicom's PS3.16 copy)."""
+
+
+@dataclass(frozen=True)
 class ModelRef:
     """Which model produced a result (recorded in the job, the SR and every report)."""
 
@@ -195,3 +257,5 @@ class PreReadResult:
     provider: str
     findings: tuple[Finding, ...]
     created: datetime
+    #: What the findings are (the card's label): the codes every report uses.
+    concept: FindingConcept = LUNG_NODULE

@@ -21,8 +21,9 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from dicom_gateway.checks import SeriesLimits
 from dicom_gateway.errors import (
     DicomFileError,
     GatewayError,
@@ -70,6 +71,8 @@ class JobContext:
     audit: AuditLog
     lease_s: float = 600.0
     tenant_of: Callable[[str], str | None] = lambda _sender: None  # settings.tenant_of
+    #: what one series may be (settings' PREREAD_MAX_SERIES_*); checked before pixels are fetched
+    series_limits: SeriesLimits = field(default_factory=SeriesLimits)
 
 
 def run_job(job_id: str, ctx: JobContext) -> FinishResult | None:
@@ -145,6 +148,13 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
         return store.finish_not_applicable(job.id, owner, selection.reason, selection.decisions)
     series_uid = selection.chosen.series_instance_uid
     store.record(job.id, owner, JobUpdate(series_instance_uid=series_uid))
+    limits = ctx.series_limits
+    if selection.chosen.n_images > limits.max_slices:  # never fetched
+        raise SeriesError(
+            series_uid,
+            f"{selection.chosen.n_images} images, more than the limit of {limits.max_slices} "
+            "slices per series (PREREAD_MAX_SERIES_SLICES)",
+        )
 
     audit(AuditAction.PIXELS_FETCH, Outcome.SUCCESS, grant_id=grant.id, series=series_uid)
     t0 = time.perf_counter()
@@ -152,7 +162,7 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
     timings["fetch"] = time.perf_counter() - t0
     store.advance(job.id, owner, JobState.INFERRING, JobUpdate(timings=timings))
 
-    analysis = analyze(datasets, predictor, created=job.created_at)
+    analysis = analyze(datasets, predictor, created=job.created_at, limits=limits)
     info = analysis.prediction.session_info
     audit(
         AuditAction.INFERENCE_RUN,

@@ -20,13 +20,14 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
 
+from dicom_gateway.checks import SeriesLimits
 from dicom_gateway.errors import SeriesError
 from dicom_gateway.selection import SeriesCandidate
 from dicom_gateway.source import SeriesInfo
 from dicom_gateway.volume import assemble_volume
 from inference.predict import Prediction, Predictor
 from inference.preprocess import labels_to_source_grid
-from preread.domain import ModelRef, PreReadResult, Volume
+from preread.domain import FindingConcept, ModelRef, PreReadResult, Volume
 from preread.reports import EncodedSeries, InstanceRef, build_seg, build_sr
 
 
@@ -70,7 +71,18 @@ def model_ref(predictor: Predictor) -> ModelRef:
     return ModelRef(id=card.id, version=card.version, name=card.name, sha256=card.onnx.sha256)
 
 
-def analyze(datasets: Sequence[Dataset], predictor: Predictor, *, created: datetime) -> Analysis:
+def finding_concept(predictor: Predictor) -> FindingConcept:
+    """What the model finds, as its card declares it (a Predictor has one label)."""
+    return predictor.package.card.labels[0].concept
+
+
+def analyze(
+    datasets: Sequence[Dataset],
+    predictor: Predictor,
+    *,
+    created: datetime,
+    limits: SeriesLimits | None = None,
+) -> Analysis:
     """Decode and assemble the series, run the model, measure the findings.
 
     Raises :class:`~dicom_gateway.errors.SeriesError` (naming the series) for a series that
@@ -81,7 +93,9 @@ def analyze(datasets: Sequence[Dataset], predictor: Predictor, *, created: datet
     timings: dict[str, float] = {}
     series_uid = str(datasets[0].get("SeriesInstanceUID", ""))
     # the datasets' pixel data is released slice by slice: the encoders need headers only
-    volume = assemble_volume(datasets, release_pixel_data=True, timings=timings)
+    volume = assemble_volume(
+        datasets, release_pixel_data=True, timings=timings, limits=limits or SeriesLimits()
+    )
     prediction = predictor.predict(volume)
     t0 = time.perf_counter()
     n_labels = len(prediction.findings)
@@ -115,6 +129,7 @@ def analyze(datasets: Sequence[Dataset], predictor: Predictor, *, created: datet
         provider=prediction.session_info.provider,
         findings=findings,
         created=created,
+        concept=finding_concept(predictor),
     )
     return Analysis(result, volume, labels, prediction, timings)
 

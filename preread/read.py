@@ -3,23 +3,40 @@
 Every study in the folder gets the same treatment as in the service: series selection by the
 card's rules, volume assembly, the model, SR + SEG. Results are returned as the PreRead JSON
 and, with an output folder, written as ``<OUT>/<StudyInstanceUID>/{SR,SEG}.dcm``. A study that
-is not applicable or cannot be read is reported with its reason, never dropped.
+is not applicable or cannot be read is reported with its reason, never dropped; one study's
+bad files never end the others' reading, and files of the folder that are not readable DICOM
+are named in the reason of every study that was not read.
+
+The input is untrusted: a StudyInstanceUID becomes a folder name only when it is a DICOM UID
+(PS3.5 9.1) and the folder lies inside ``OUT``; the chosen series is bounded by
+:class:`~dicom_gateway.checks.SeriesLimits` before its pixel data are read.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dicom_gateway.errors import SeriesError
+from dicom_gateway.checks import SeriesLimits, is_valid_uid
+from dicom_gateway.errors import GatewayError, SeriesError, printable
 from dicom_gateway.folder import FolderStudySource
 from dicom_gateway.selection import is_preread_series, select_series
+from dicom_gateway.source import StudyInfo
+from inference.errors import PreprocessError
 from inference.predict import Predictor
+from preread.errors import PrereadError
 from preread.pipeline import analyze, candidate, encode, model_ref
 from preread.reports import ReportError, to_json
+
+#: Unreadable files named in a reason (the rest are counted).
+_NAMED_UNREADABLE = 3
+
+
+class OutputPathError(PrereadError):
+    """A study's output folder would not lie inside the output folder asked for."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +46,8 @@ class FolderResult:
     reason: str | None
     preread: dict[str, Any] | None
     files: tuple[Path, ...]
+    #: files of the folder that are not readable DICOM (path: why); they may belong to the study
+    skipped: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -37,52 +56,117 @@ class FolderResult:
             "reason": self.reason,
             "preread": self.preread,
             "files": [str(f) for f in self.files],
+            "skipped_files": list(self.skipped),
         }
 
 
-def read_folder(folder: Path, predictor: Predictor, out: Path | None = None) -> list[FolderResult]:
-    """Pre-read every study under ``folder``; write SR/SEG into ``out`` when given."""
+def read_folder(
+    folder: Path,
+    predictor: Predictor,
+    out: Path | None = None,
+    *,
+    limits: SeriesLimits | None = None,
+) -> list[FolderResult]:
+    """Pre-read every study under ``folder``; write SR/SEG into ``out`` when given.
+
+    ``limits`` bound the series read (default: :class:`SeriesLimits`' defaults; the CLI passes
+    the settings' ``PREREAD_MAX_SERIES_*``).
+    """
+    limits = limits or SeriesLimits()
     source = FolderStudySource(folder, store_dir=out or folder / ".preread-unused")
-    rules = predictor.package.card.series_rules
     results: list[FolderResult] = []
     for study in source.studies():
-        series = [source.series(sid) for sid in study.series_ids]
-        selection = select_series(
-            [
-                candidate(s)
-                for s in series
-                if not is_preread_series(s.modality, s.series_description)
-            ],
-            rules,
-        )
         uid = study.study_instance_uid
-        if selection.chosen is None:
-            results.append(FolderResult(uid, "not_applicable", selection.reason, None, ()))
-            continue
-        series_uid = selection.chosen.series_instance_uid
-        datasets = source.series_datasets(uid, series_uid)
-        ref = model_ref(predictor)
-        # Same input and model: same UIDs (a re-run replaces its files rather than adding).
-        seed = hashlib.sha256(f"{uid}|{series_uid}|{ref.id}|{ref.version}".encode()).hexdigest()
         try:
-            analysis = analyze(datasets, predictor, created=datetime.now(UTC))
-            encoded = encode(analysis, datasets, uid_seed=seed)
-        except (SeriesError, ReportError) as exc:
-            results.append(FolderResult(uid, "failed", str(exc), None, ()))
-            continue
-        files: list[Path] = []
-        if out is not None:
-            target = out / uid
-            target.mkdir(parents=True, exist_ok=True)
-            for name, enc in (("SR.dcm", encoded.sr), ("SEG.dcm", encoded.seg)):
-                if enc is None:
-                    continue
-                path = target / name
-                tmp = path.with_suffix(".tmp")
-                enc.dataset.save_as(tmp, enforce_file_format=True)
-                tmp.replace(path)  # never a half-written object
-                files.append(path)
-        doc = to_json(analysis.result, uid_seed=seed)
-        doc["timings"] = analysis.timings
-        results.append(FolderResult(uid, "done", None, doc, tuple(files)))
+            result = _read_study(source, study, predictor, out, limits)
+        except (GatewayError, PreprocessError, ReportError, OutputPathError) as exc:  # this study
+            result = FolderResult(uid, "failed", printable(str(exc)), None, ())
+        if source.unreadable:
+            skipped = tuple(str(e) for e in source.unreadable)
+            result = replace(result, skipped=skipped)
+            if result.status != "done":
+                result = replace(result, reason=f"{result.reason}; {_unreadable(skipped)}")
+        results.append(result)
     return results
+
+
+def _read_study(
+    source: FolderStudySource,
+    study: StudyInfo,
+    predictor: Predictor,
+    out: Path | None,
+    limits: SeriesLimits,
+) -> FolderResult:
+    uid = study.study_instance_uid
+    if not is_valid_uid(uid):
+        return FolderResult(
+            uid,
+            "failed",
+            f"StudyInstanceUID {printable(uid)!r} is not a DICOM UID (digits and dots, at most "
+            "64 characters; PS3.5 9.1): the study is not read",
+            None,
+            (),
+        )
+    target = None if out is None else study_dir(out, uid)  # before any pixel is read
+    rules = predictor.package.card.series_rules
+    series = [source.series(sid) for sid in study.series_ids]
+    own = [s for s in series if not is_preread_series(s.modality, s.series_description)]
+    selection = select_series([candidate(s) for s in own], rules)
+    if selection.chosen is None:
+        reason = selection.reason
+        if not any(s.modality == rules.modality for s in own):
+            found = ", ".join(sorted({printable(s.modality) or "no Modality" for s in series}))
+            reason = f"no {rules.modality} image series: found only {found}" + (
+                "" if own else " (PreRead's own results, never read as input)"
+            )
+        return FolderResult(uid, "not_applicable", printable(reason), None, ())
+    chosen = selection.chosen
+    series_uid = chosen.series_instance_uid
+    if chosen.n_images > limits.max_slices:  # before any pixel data is read
+        raise SeriesError(
+            series_uid,
+            f"{chosen.n_images} images, more than the limit of {limits.max_slices} slices per "
+            "series (PREREAD_MAX_SERIES_SLICES)",
+        )
+    datasets = source.series_datasets(uid, series_uid)
+    ref = model_ref(predictor)
+    # Same input and model: same UIDs (a re-run replaces its files rather than adding).
+    seed = hashlib.sha256(f"{uid}|{series_uid}|{ref.id}|{ref.version}".encode()).hexdigest()
+    analysis = analyze(datasets, predictor, created=datetime.now(UTC), limits=limits)
+    encoded = encode(analysis, datasets, uid_seed=seed)
+    files: list[Path] = []
+    if target is not None:
+        target.mkdir(parents=True, exist_ok=True)
+        for name, enc in (("SR.dcm", encoded.sr), ("SEG.dcm", encoded.seg)):
+            if enc is None:
+                continue
+            path = target / name
+            tmp = path.with_suffix(".tmp")
+            enc.dataset.save_as(tmp, enforce_file_format=True)
+            tmp.replace(path)  # never a half-written object
+            files.append(path)
+    doc = to_json(analysis.result, uid_seed=seed)
+    doc["timings"] = analysis.timings
+    return FolderResult(uid, "done", None, doc, tuple(files))
+
+
+def study_dir(out: Path, study_uid: str) -> Path:
+    """``out/<study_uid>``, refused unless it lies strictly inside ``out`` once resolved
+    (symbolic links followed): a UID is never trusted to be a harmless file name."""
+    root = Path(out).resolve()
+    target = (root / study_uid).resolve()
+    if target == root or not target.is_relative_to(root):
+        raise OutputPathError(
+            f"the output folder of study {printable(study_uid)!r} would be {target}, "
+            f"outside {root}: nothing written"
+        )
+    return target
+
+
+def _unreadable(errors: tuple[str, ...]) -> str:
+    named = "; ".join(errors[:_NAMED_UNREADABLE])
+    more = len(errors) - _NAMED_UNREADABLE
+    return (
+        f"{len(errors)} file(s) of the folder are not readable DICOM and may belong to this "
+        f"study: {named}" + (f"; and {more} more" if more > 0 else "")
+    )

@@ -1,11 +1,15 @@
 """Finished pre-reads as a tenant sees them: the lookups behind the report API.
 
-Every lookup takes the caller's tenant. A study or job of another tenant raises exactly the
-error a missing one does (same type, same message), so that an id cannot be probed.
+Every lookup takes the caller's tenant first: caches are keyed by it and database statements
+are scoped by it, so a study or job of another tenant takes the same path as a missing one to
+the same error (same type, same message, no id in it) — an id cannot be probed, not even by
+timing. Whether the caller may *use* a study it owns is :func:`authorize` (grants), applied by
+the API's one enforcement point, :mod:`preread.api.access`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -71,61 +75,83 @@ def authorize_listing(grants: GrantStore, tenant: str, purpose_of_use: str) -> N
         )
 
 
-def tenant_study(store: JobStore, tenant: str, study_uid: str) -> StudyRecord:
-    study = store.study(study_uid)
-    if study is None or study.tenant != tenant:
-        raise StudyNotFoundError(f"no study {study_uid}")
-    return study
+NO_STUDY = "no study with this StudyInstanceUID for this tenant"
+"""The answer for another tenant's study and for a missing one alike (it names no id)."""
 
 
-def tenant_job(store: JobStore, tenant: str, job_id: str) -> JobRecord:
-    try:
-        job = store.get(job_id)
-    except JobNotFoundError:
-        raise JobNotFoundError(job_id) from None
-    study = store.study(job.study_instance_uid)
-    if study is None or study.tenant != tenant:
-        raise JobNotFoundError(job_id)
-    return job
+@dataclass(frozen=True)
+class StudyView:
+    """A study of the caller's tenant and its current jobs (of one model when asked).
+
+    From :class:`~preread.caches.ViewCache` only the finished read is kept: then ``jobs`` is
+    that one done job."""
+
+    study: StudyRecord
+    jobs: tuple[JobRecord, ...]
+
+    @property
+    def done(self) -> JobRecord | None:
+        """The finished read that reports show (the first done job with a result)."""
+        return next((j for j in self.jobs if j.state is JobState.DONE and j.result), None)
+
+    def report_job(self) -> JobRecord:
+        """:attr:`done`, else :class:`ReportNotReadyError` saying why there is none."""
+        done = self.done
+        if done is not None:
+            return done
+        uid = self.study.facts.study_instance_uid
+        if self.jobs:
+            job = self.jobs[0]
+            why = f": {job.reason}" if job.reason and job.state is not JobState.FAILED else ""
+            raise ReportNotReadyError(
+                f"no pre-read of study {uid}: job {job.id} is {job.state.value}{why}"
+            )
+        raise ReportNotReadyError(f"no pre-read of study {uid} yet")
 
 
-def current_report(
+def cached_view(
+    views: ViewCache | None, tenant: str, study_uid: str, model_id: str | None = None
+) -> StudyView | None:
+    """``tenant``'s finished read of ``study_uid`` if ``views`` keeps it (memory only).
+
+    The tenant is part of the key: another tenant's entries cannot answer, so another
+    tenant's study misses here exactly like a missing one."""
+    if views is None:
+        return None
+    hit = views.get((tenant, study_uid, model_id))
+    return hit if isinstance(hit, StudyView) else None
+
+
+def load_view(
     store: JobStore,
     tenant: str,
     study_uid: str,
     model_id: str | None = None,
     *,
     views: ViewCache | None = None,
-) -> tuple[StudyRecord, JobRecord]:
-    """The study and its current done job (of ``model_id``, else the first model's).
-
-    ``views`` remembers finished reads between calls (see :class:`ViewCache`); the tenant is
-    checked on every call, cached or not.
-    """
-    key = (study_uid, model_id)
-    hit = views.get(key) if views is not None else None
-    if isinstance(hit, tuple):
-        study, job = hit
-        if study.tenant != tenant:
-            raise StudyNotFoundError(f"no study {study_uid}")
-        return study, job
+) -> StudyView:
+    """``tenant``'s study ``study_uid`` with its current jobs (of ``model_id``, else all), from
+    the database with one tenant-scoped statement: another tenant's study and a missing one run
+    the same statement, find nothing alike and raise the same :class:`StudyNotFoundError`.
+    A finished read is kept in ``views`` (see :class:`~preread.caches.ViewCache`)."""
     generation = views.generation if views is not None else 0
-    found, current = store.study_view(study_uid, model_id)
-    if found is None or found.tenant != tenant:
-        raise StudyNotFoundError(f"no study {study_uid}")
-    study = found
-    done = [j for j in current if j.state is JobState.DONE and j.result is not None]
-    if not done:
-        if current:
-            job = current[0]
-            why = f": {job.reason}" if job.reason and job.state is not JobState.FAILED else ""
-            raise ReportNotReadyError(
-                f"no pre-read of study {study_uid}: job {job.id} is {job.state.value}{why}"
-            )
-        raise ReportNotReadyError(f"no pre-read of study {study_uid} yet")
-    if views is not None:
-        views.put(key, (study, done[0]), generation)
-    return study, done[0]
+    found, current = store.study_view(study_uid, model_id, tenant=tenant)
+    if found is None:
+        raise StudyNotFoundError(NO_STUDY)
+    view = StudyView(found, current)
+    done = view.done
+    if views is not None and done is not None:
+        views.put((tenant, study_uid, model_id), StudyView(found, (done,)), generation)
+    return view
+
+
+def tenant_job(store: JobStore, tenant: str, job_id: str) -> tuple[StudyRecord, JobRecord]:
+    """``tenant``'s job ``job_id`` and its study (one tenant-scoped statement): another
+    tenant's job raises the :class:`JobNotFoundError` of a missing one."""
+    found = store.tenant_job(job_id, tenant)
+    if found is None:
+        raise JobNotFoundError(job_id)
+    return found
 
 
 def report_input(study: StudyRecord, job: JobRecord) -> ReportInput:

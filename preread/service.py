@@ -48,6 +48,7 @@ from preread.settings import Settings
 from preread.store import JobState, JobStore, default_url
 from preread.store.webhooks import WebhookStore
 from preread.watcher import Watcher
+from preread.webhooks.addresses import DestinationPolicy
 from preread.webhooks.delivery import Deliverer
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class Service:
                 audit=self.audit,
                 lease_s=s.lease_s,
                 tenant_of=s.tenant_of,
+                series_limits=s.series_limits(),
             )
             self.metrics = ApiMetrics()
             if self.api_only:
@@ -138,7 +140,13 @@ class Service:
             )
             self.webhooks = WebhookStore(self.store.engine)
             self._http = httpx.Client(follow_redirects=False)
-            self.deliverer = Deliverer(self.webhooks, self._http, timeout_s=s.webhook_timeout_s)
+            self.webhook_policy = DestinationPolicy.from_settings(s)
+            self.deliverer = Deliverer(
+                self.webhooks,
+                self._http,
+                policy=self.webhook_policy,
+                timeout_s=s.webhook_timeout_s,
+            )
         except BaseException:
             self.close()
             raise
@@ -258,6 +266,7 @@ class Service:
             grants=watched.grants,
             on_grant_created=self.grant_created,
             audit=self._audit_writer(),
+            webhook_policy=self.webhook_policy,
             ready_checks={
                 "database": lambda: self.store.counts_by_state(),
                 "orthanc": lambda: self.source.system(),

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -20,6 +20,9 @@ from pydantic_settings import (
 )
 
 from preread.errors import PrereadError
+
+if TYPE_CHECKING:
+    from dicom_gateway.checks import SeriesLimits
 
 #: credentials that may come from a file: ``PREREAD_<NAME>_FILE=/run/secrets/…`` (the postgres
 #: image's convention; Docker/Kubernetes secrets are files). Not for the path settings that end
@@ -164,6 +167,13 @@ class Settings(BaseSettings):
         description="Celery queue the watcher sends jobs to and workers consume (one per "
         "deployment sharing a broker)",
     )
+    # --- untrusted input: what one series may be (checked on headers, before decoding) --------
+    max_series_slices: int = Field(
+        default=2000, ge=1, description="slices (instances and frames) of one series"
+    )
+    max_series_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="decoded stored pixel data of one series, bytes"
+    )
 
     # --- tenants: every study belongs to the tenant of the AE title that sent it ----------------
     tenants: dict[str, str] = Field(
@@ -187,12 +197,37 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         default=600, ge=1, description="default requests per minute of a new API client"
     )
-    max_request_bytes: int = Field(default=1_000_000, ge=1024, description="largest request body")
+    max_request_bytes: int = Field(
+        default=1_000_000,
+        ge=1024,
+        description="largest request body, however it is sent (Content-Length or chunked): 413",
+    )
+    max_header_bytes: int = Field(
+        default=32_768,
+        ge=4096,
+        le=1_048_576,
+        description="largest request line and headers together: 431 beyond (the server's limit)",
+    )
+    unauthenticated_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="requests without a valid token per source address: a burst of that many, "
+        "refilled over a minute, then 429 (clients with a token have their own limit)",
+    )
     report_cache_size: int = Field(
         default=1024, ge=0, description="rendered reports kept in memory (0: render each time)"
     )
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_interval_s: float = Field(default=2.0, gt=0, description="outbox poll interval")
+    webhook_allowed_networks: list[IPvAnyNetwork] = Field(
+        default=[],
+        description="networks webhooks may reach although not public, JSON CIDRs: "
+        '["10.20.0.0/16"] (e.g. the integration engine); loopback, private, link-local and '
+        "other non-global addresses are refused otherwise (preread.webhooks.addresses)",
+    )
+    webhook_https_only: bool = Field(
+        default=False, description="refuse webhook URLs that are not https"
+    )
 
     # --- authorized data use: audit retention, de-identification secrets ------------------------
     audit_retention_days: int = Field(
@@ -248,6 +283,14 @@ class Settings(BaseSettings):
     @property
     def reid_vault_key_path(self) -> Path:
         return self.reid_vault_key_file or self.data_dir / "secrets" / "reid-vault.key"
+
+    def series_limits(self) -> SeriesLimits:
+        """What one series may be (``max_series_*``), for volume assembly."""
+        from dicom_gateway.checks import SeriesLimits
+
+        return SeriesLimits(
+            max_slices=self.max_series_slices, max_pixel_bytes=self.max_series_bytes
+        )
 
     def tenant_of(self, sender_aet: str) -> str | None:
         """The tenant a study sent by ``sender_aet`` belongs to (None: no tenant)."""

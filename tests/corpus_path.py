@@ -14,3 +14,9 @@ _CANDIDATES = [
     Path("/work/shared/corpus/orthanc-tests"),
 ]
 CORPUS = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
+MISSING = (
+    f"the Orthanc regression corpus is missing: {CORPUS}. It is the Database/ folder of the "
+    "Orthanc project's integration tests (https://github.com/orthanc-mirrors/orthanc-tests, "
+    "files under 4 MiB), laid out as ../shared/corpus/orthanc-tests beside the checkout; set "
+    "PREREAD_TEST_CORPUS to its folder if it lies elsewhere"
+)

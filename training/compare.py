@@ -13,10 +13,15 @@ and robustness headlines from the same run) added; ``evaluation.md`` shows both 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing
+import os
+import pickle
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +39,7 @@ from training.evaluate import (
     summarize,
 )
 from training.report import write_report
-from training.staged import SeedRange, load_staged_config, serving_predictor
+from training.staged import SeedRange, load_staged_config
 
 Progress = Callable[[str, int, int], None]
 ROBUSTNESS_FP_RATE = 2.0
@@ -46,30 +51,83 @@ def scans(seeds: SeedRange, profile: str) -> Iterator[EvalScan]:
         yield EvalScan(f"phantom-{s}", ph.volume, ph.label, ph.nodules)
 
 
+Scored = tuple[list[NoduleResult], list[ScanResult]]
+_WORKER: dict[str, Predictor] = {}
+
+
+def _start_worker(packages: dict[str, Path], threads: int) -> None:
+    """A scoring process: its own sessions, ``threads`` intra-op threads each (0: as
+    configured)."""
+    from preread.models import predictor_for
+    from preread.settings import Settings
+
+    settings = Settings(intra_op_threads=threads) if threads else Settings()
+    for name, path in packages.items():
+        _WORKER[name] = predictor_for(ModelPackage.load(path), settings, full_probability=True)
+
+
+def _score_seed(seed: int, seeds: SeedRange, profile: str, out: Path) -> int:
+    """Every model of this process on phantom ``seed`` (generated once); the results are
+    written to ``out/<seed>.pkl`` (renamed into place whole), so an interrupted run resumes."""
+    ph = seeds.phantom(seed, profile)
+    scan = EvalScan(f"phantom-{seed}", ph.volume, ph.label, ph.nodules)
+    results: dict[str, tuple[list[NoduleResult], ScanResult]] = {}
+    for name, predictor in _WORKER.items():
+        t0 = time.perf_counter()
+        prediction = predictor.predict(scan.volume)
+        seconds = time.perf_counter() - t0
+        sr, nr = score_scan(scan, prediction)
+        sr.seconds = seconds
+        sr.provider = prediction.session_info.provider
+        results[name] = (nr, sr)
+    tmp = out / f"{seed}.pkl.tmp"
+    tmp.write_bytes(pickle.dumps(results))
+    tmp.replace(out / f"{seed}.pkl")
+    return seed
+
+
 def score_side_by_side(
-    predictors: dict[str, Predictor],
-    data: Iterator[EvalScan],
-    total: int,
+    packages: dict[str, Path],
+    seeds: SeedRange,
+    profile: str,
+    out: Path,
+    *,
     step: str,
+    workers: int,
     progress: Progress | None = None,
-) -> dict[str, tuple[list[NoduleResult], list[ScanResult]]]:
-    """Every predictor on every scan (each scan generated once)."""
-    out: dict[str, tuple[list[NoduleResult], list[ScanResult]]] = {
-        name: ([], []) for name in predictors
-    }
-    for done, scan in enumerate(data):
-        for name, predictor in predictors.items():
-            t0 = time.perf_counter()
-            prediction = predictor.predict(scan.volume)
-            seconds = time.perf_counter() - t0
-            sr, nr = score_scan(scan, prediction, predictor.package.card.thresholds.probability)
-            sr.seconds = seconds
-            sr.provider = prediction.session_info.provider
-            out[name][0].extend(nr)
-            out[name][1].append(sr)
-        if progress:
-            progress(step, done + 1, total)
-    return out
+) -> dict[str, Scored]:
+    """Every package on every phantom of ``seeds`` (each generated once), ``workers`` scans at
+    a time in separate processes (the CPU's cores split between them: generation, lung mask
+    and post-processing are single-threaded); scans already in ``out`` are not redone."""
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in seeds.seeds if not (out / f"{s}.pkl").exists()]
+    done = seeds.count - len(todo)
+    if todo and workers == 1:  # in this process (a GPU machine, or tests)
+        _start_worker(packages, 0)
+        try:
+            for seed in todo:
+                _score_seed(seed, seeds, profile, out)
+                done += 1
+                if progress:
+                    progress(step, done, seeds.count)
+        finally:
+            _WORKER.clear()
+    elif todo:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        ctx = multiprocessing.get_context("spawn")  # fresh ONNX Runtime sessions per process
+        with ctx.Pool(workers, _start_worker, (packages, threads)) as pool:
+            job = partial(_score_seed, seeds=seeds, profile=profile, out=out)
+            for _ in pool.imap_unordered(job, todo):
+                done += 1
+                if progress:
+                    progress(step, done, seeds.count)
+    scored: dict[str, Scored] = {name: ([], []) for name in packages}
+    for s in seeds.seeds:
+        per_model = pickle.loads((out / f"{s}.pkl").read_bytes())  # written above, by us
+        for name, (nr, sr) in per_model.items():
+            scored[name][0].extend(nr)
+            scored[name][1].append(sr)
+    return scored
 
 
 def _meta(package: ModelPackage, seeds: SeedRange, profile: str) -> dict[str, Any]:
@@ -101,6 +159,18 @@ def _robust_headline(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _key(package: ModelPackage, baseline: ModelPackage) -> str:
+    """What the per-scan results depend on: both cards (graphs' sha256, thresholds, pipeline)
+    and the generator; a rebuilt package or another generator starts afresh."""
+    from training.phantoms import GENERATOR_VERSION
+
+    h = hashlib.sha256()
+    for p in (package, baseline):
+        h.update(p.card_path.read_bytes())
+    h.update(GENERATOR_VERSION.encode())
+    return h.hexdigest()[:16]
+
+
 def compare(
     config: Path, package: ModelPackage, models_dir: Path, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -109,16 +179,16 @@ def compare(
     ev = cfg.evaluation
     model_id, _, version = ev.baseline.partition("@")
     baseline = Registry(models_dir).find(model_id, version or None)
-    predictors = {
-        "new": serving_predictor(package, full_probability=True),
-        "baseline": serving_predictor(baseline, full_probability=True),
-    }
+    packages = {"new": package.path, "baseline": baseline.path}
+    out = cfg.output_dir / "compare" / _key(package, baseline)
     docs: dict[str, dict[str, dict[str, Any]]] = {"new": {}, "baseline": {}}
     for name, seeds, profile in (
         ("held_out", ev.held_out, "train"),
         ("robustness", ev.robustness, "robustness"),
     ):
-        scored = score_side_by_side(predictors, scans(seeds, profile), seeds.count, name, progress)
+        scored = score_side_by_side(
+            packages, seeds, profile, out / name, step=name, workers=ev.workers, progress=progress
+        )
         for side, (nodules, results) in scored.items():
             pkg = package if side == "new" else baseline
             docs[side][name] = summarize(nodules, results, _meta(pkg, seeds, profile))

@@ -42,9 +42,9 @@ Definitions (also written into evaluation.json under ``definitions``):
 * **Type accuracy**: over the detected relevant nodules whose finding carries a type, the share
   whose type equals the true type (None when no finding carries a type); ``type_confusion``
   counts them with rows = true type, columns = the finding's type.
-* **Dice** per detected nodule on the scan's native grid: the probability map brought back to
-  the original slices (linear), cut at the card's threshold, restricted to the finding's
-  component, against the nodule's ground-truth mask.
+* **Dice** per detected nodule on the scan's native grid: the finding's voxels as the SEG
+  delivers them (its label map brought back to the original slices by nearest neighbour,
+  :func:`inference.preprocess.labels_to_source_grid`), against the nodule's ground-truth mask.
 * **Diameter error**: finding long axis − true long axis (mm); **volume error**:
   (finding − truth) / truth; both on detected relevant nodules. The finding's mean diameter
   (Lung-RADS) is recorded per nodule; the truth has none to compare it with.
@@ -200,7 +200,7 @@ def match(
 
 
 def _native_dice(
-    scan: EvalScan, nodule: TruthNodule, finding: Finding, prediction: Prediction, threshold: float
+    scan: EvalScan, nodule: TruthNodule, finding: Finding, prediction: Prediction
 ) -> float | None:
     """Dice of one finding against one nodule, on the scan's native grid, in a local box."""
     g = scan.volume.geometry
@@ -216,23 +216,17 @@ def _native_dice(
     hi = np.maximum(np.ceil(corners.max(0)), tz.max(0) if tz.size else -np.inf) + 3
     region = tuple(slice(int(max(0, lo[a])), int(min(g.shape[a], hi[a]))) for a in range(3))
     sub = g.crop(region)  # type: ignore[arg-type]
-    prob = to_source_grid(prediction.probability, mg, sub, order=1)
-    comp_native = to_source_grid(
-        (prediction.labels == finding.label).astype(np.float32), mg, sub, order=0
-    )
-    pred = (prob >= threshold) & ndimage.binary_dilation(comp_native > 0.5, iterations=1)
+    pred = to_source_grid((prediction.labels == finding.label).view(np.uint8), mg, sub, order=0) > 0
     t = truth[region]
     denom = int(pred.sum()) + int(t.sum())
     return 2.0 * float((pred & t).sum()) / denom if denom else 0.0
 
 
-def score_scan(
-    scan: EvalScan, prediction: Prediction, threshold: float
-) -> tuple[ScanResult, list[NoduleResult]]:
+def score_scan(scan: EvalScan, prediction: Prediction) -> tuple[ScanResult, list[NoduleResult]]:
     """Match one scan's findings to its nodules and measure the detected ones.
 
-    ``threshold`` is the card's probability threshold (for Dice); every finding is kept with
-    its probability, so :func:`summarize` can apply any cut-off afterwards.
+    Every finding is kept with its probability, so :func:`summarize` can apply any cut-off
+    afterwards.
     """
     finding_results, best = match(prediction.findings, scan.nodules)
     sr = ScanResult(scan.case_id, len(scan.nodules), len(prediction.findings), finding_results)
@@ -259,7 +253,7 @@ def score_scan(
                 r.pred_long_axis_mm = f.long_axis_mm
                 r.pred_volume_mm3 = f.volume_mm3
                 r.pred_mean_diameter_mm = f.mean_diameter_mm
-                r.dice = _native_dice(scan, n, f, prediction, threshold)
+                r.dice = _native_dice(scan, n, f, prediction)
         results.append(r)
     return sr, results
 
@@ -587,17 +581,16 @@ def score(
     predictor: Predictor,
     scans: Iterable[EvalScan],
     *,
-    threshold: float,
     progress: Callable[[ScanResult], None] | None = None,
 ) -> tuple[list[NoduleResult], list[ScanResult]]:
-    """Run the predictor on every scan and match its findings (``threshold``: for Dice)."""
+    """Run the predictor on every scan and match its findings."""
     all_nodules: list[NoduleResult] = []
     all_scans: list[ScanResult] = []
     for scan in scans:
         t0 = time.perf_counter()
         prediction = predictor.predict(scan.volume)
         seconds = time.perf_counter() - t0
-        sr, nr = score_scan(scan, prediction, threshold)
+        sr, nr = score_scan(scan, prediction)
         sr.seconds = seconds
         sr.provider = prediction.session_info.provider
         all_scans.append(sr)
@@ -611,7 +604,6 @@ def evaluate(
     predictor: Predictor,
     scans: Iterable[EvalScan],
     *,
-    threshold: float,
     meta: dict[str, Any] | None = None,
     progress: Callable[[ScanResult], None] | None = None,
     min_probability: float = 0.0,
@@ -619,7 +611,7 @@ def evaluate(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Run the predictor on every scan and score it; returns the evaluation.json document."""
-    nodules, results = score(predictor, scans, threshold=threshold, progress=progress)
+    nodules, results = score(predictor, scans, progress=progress)
     return summarize(
         nodules,
         results,

@@ -218,7 +218,6 @@ def publish(
         doc = evaluate(
             predictor,
             phantom_scans(eval_seed, eval_count, matrix=eval_matrix),
-            threshold=card.thresholds.probability,
             meta={
                 "model": {"id": card.id, "version": card.version, "onnx_sha256": card.onnx.sha256},
                 "data": {

@@ -137,6 +137,9 @@ class EvaluationConfig(_Strict):
     held_out: SeedRange
     robustness: SeedRange
     baseline: str = "lung-nodule@1.0.0"
+    #: scans scored at once, each in its own process with the CPU's cores split between them
+    #: (phantom generation, the lung mask and post-processing are single-threaded)
+    workers: int = Field(default=2, ge=1, le=64)
 
 
 class StagedConfig(_Strict):
@@ -443,7 +446,7 @@ def validate(
         ph = cfg.validation.phantom(seed)
         scan = EvalScan(f"phantom-{seed}", ph.volume, ph.label, ph.nodules)
         pred = predictor.predict(ph.volume)
-        sr, nodules = score_scan(scan, pred, package.card.thresholds.probability)
+        sr, nodules = score_scan(scan, pred)
         results.append(sr)
         hu = to_model_grid(ph.volume, package.card.input).hu
         by_label = {f.label: f for f in pred.findings}

@@ -4,13 +4,21 @@ Handlers only translate: they call PreRead's functions with the caller's tenant 
 PreRead's errors to HTTP in one place (:func:`_errors`). Everything the app uses comes in as
 one :class:`~preread.api.deps.Services`; nothing is built at import time.
 
-Two pure-ASGI middlewares wrap every request: a body size limit (413) and the access log +
-latency histogram, which record the route *template* (``/api/v1/studies/{study_uid}``), never
-the path, so no identifier reaches a log line or a metric label.
+Every path id is checked against its format before anything else (:mod:`preread.api.ids`:
+404 when malformed); every study is reached through one enforcement point
+(:mod:`preread.api.access`: tenant, purpose, grant, audit).
+
+Two pure-ASGI middlewares wrap every request: a body size limit (413, :class:`BodyLimit`) and
+the access log + latency histogram, which record the route *template*
+(``/api/v1/studies/{study_uid}``), never the path, so no identifier reaches a log line or a
+metric label. Request heads over ``PREREAD_MAX_HEADER_BYTES`` are refused by the server
+(431, :mod:`preread.api.server`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -18,13 +26,14 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dicom_gateway.errors import GatewayError, ResourceNotFoundError
 from preread.api.deps import Services
 from preread.api.idempotency import IdempotencyConflictError
+from preread.api.ids import check_path_ids, unchecked_path_params
 from preread.api.routes import grants, models, oauth, ops, reports, studies, webhooks
 from preread.audit import AuditError
 from preread.grants import GrantError, GrantNotFoundError
@@ -43,15 +52,32 @@ _T = TypeVar("_T")
 VERSION = "1.0.0"
 
 
+FLUSH_INTERVAL_S = 5.0  # how often closed windows of failed authentications are recorded
+
+
 @asynccontextmanager
-async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Everything imported and built so far lives as long as the process: move it out of the
     # garbage collector's reach. Full collections otherwise walk the whole heap (pydicom,
     # highdicom, fhir.resources models) and stall every request in flight: measured p99 of a
     # trivial route 117 ms -> 21 ms (bench/api_reports.py).
     gc.collect()
     gc.freeze()
-    yield
+    guard = app.state.services.guard
+
+    async def flush() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            guard.flush()
+
+    task = asyncio.create_task(flush())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        guard.flush(everything=True)
 
 
 def create_app(services: Services, *, title: str = "PreRead") -> FastAPI:
@@ -69,7 +95,10 @@ def create_app(services: Services, *, title: str = "PreRead") -> FastAPI:
     app.state.services = services
     services.metrics.watch_store(services.store.counts_by_state)
     for module in (oauth, studies, reports, models, webhooks, grants, ops):
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=[Depends(check_path_ids)])
+    unchecked = unchecked_path_params(app.routes)
+    if unchecked:
+        raise RuntimeError(f"path parameters without a format in preread.api.ids: {unchecked}")
     _errors(app)
     app.add_middleware(AccessLog, services=services)
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_request_bytes)
@@ -130,7 +159,14 @@ async def _hidden(_: Request, exc: Exception) -> JSONResponse:
 
 
 class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, by Content-Length or while reading."""
+    """Refuse request bodies over ``max_bytes`` with 413, however they are sent.
+
+    A declared ``Content-Length`` over the limit is refused at once. Otherwise (chunked, or a
+    length that lies) the body is read here, up to the limit, *before* the app runs: one byte
+    more and the answer is 413, with nothing authenticated, parsed or stored. The app then
+    receives the body it would have read. (Raising inside the app's ``receive`` instead would
+    be caught by FastAPI's body parsing and answered 400.)
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -149,29 +185,35 @@ class BodyLimit:
                 if too_big:
                     await self._refuse(scope, receive, send)
                     return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # after the body: disconnect
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = _json_error(413, f"the request body exceeds {self.max_bytes} bytes")
+        response.headers["Connection"] = "close"  # the rest of the body is not read
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class AccessLog:

@@ -21,18 +21,28 @@ from fastapi.security import OAuth2
 
 from dicom_gateway.source import StudySource
 from inference.registry import Registry
-from preread.api import auditing
 from preread.api.idempotency import IdempotencyKeys
 from preread.api.metrics import ApiMetrics
+from preread.api.unauthenticated import UnauthenticatedGuard
 from preread.audit import AuditError, AuditLog
 from preread.audit.batch import AuditWriter
 from preread.caches import RenderCache, ViewCache
 from preread.grants import Grant, GrantStore
 from preread.results import GrantLookup
-from preread.security import AuthError, ClientStore, Principal, RateLimiter, Scope, TokenService
+from preread.security import (
+    AuthError,
+    ClientStore,
+    FailureThrottle,
+    Principal,
+    RateLimiter,
+    Scope,
+    TokenService,
+    source_key,
+)
 from preread.settings import Settings
 from preread.store import JobRecord, JobStore
 from preread.store.webhooks import WebhookStore
+from preread.webhooks.addresses import DestinationPolicy
 
 log = logging.getLogger(__name__)
 AnalyzeFn = Callable[[str], Sequence[JobRecord]]  # StudyInstanceUID -> its current jobs
@@ -49,6 +59,7 @@ class Services:
     webhooks: WebhookStore
     registry: Registry
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    token_failures: FailureThrottle = field(default_factory=FailureThrottle)
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     source: StudySource | None = None
     analyze: AnalyzeFn | None = None
@@ -60,6 +71,8 @@ class Services:
     views: ViewCache | None = None
     audit: AuditWriter | None = None
     idempotency: IdempotencyKeys | None = None
+    unauthenticated: UnauthenticatedGuard | None = None  # default: from the settings
+    webhook_policy: DestinationPolicy | None = None  # default: from the settings
 
     def __post_init__(self) -> None:
         if self.renders is None:
@@ -72,11 +85,29 @@ class Services:
             self.audit = AuditWriter(AuditLog(self.store.engine))
         if self.idempotency is None:
             self.idempotency = IdempotencyKeys(self.store.engine)
+        if self.unauthenticated is None:
+            self.unauthenticated = UnauthenticatedGuard(
+                self.audit, self.settings.unauthenticated_per_minute
+            )
+        if self.webhook_policy is None:
+            self.webhook_policy = DestinationPolicy.from_settings(self.settings)
 
     @property
     def auditor(self) -> AuditWriter:
         assert self.audit is not None
         return self.audit
+
+    @property
+    def guard(self) -> UnauthenticatedGuard:
+        """Unauthenticated traffic: its limit per source and its aggregated audit."""
+        assert self.unauthenticated is not None
+        return self.unauthenticated
+
+    @property
+    def destinations(self) -> DestinationPolicy:
+        """Which webhook URLs may be registered (the deliverer checks them again)."""
+        assert self.webhook_policy is not None
+        return self.webhook_policy
 
 
 async def get_services(request: Request) -> Services:
@@ -120,24 +151,44 @@ async def principal(
 ) -> Principal:
     """The caller, from ``Authorization: Bearer <JWT>``: verified, active, within its rate.
 
+    A request without a valid token counts against its source's allowance of unauthenticated
+    traffic (429 beyond it); a failed authentication is audited, aggregated per source
+    (:mod:`preread.api.unauthenticated`).
+
     ``async``: it runs on the event loop (no thread hop per request); its work is in memory
     (verified tokens and client states are cached) except a client-state query every 30 s.
     """
     if not authorization:
-        raise HTTPException(
-            401, "authentication required", headers={"WWW-Authenticate": 'Bearer realm="preread"'}
+        raise await _unauthenticated(
+            services,
+            request,
+            HTTPException(
+                401,
+                "authentication required",
+                headers={"WWW-Authenticate": 'Bearer realm="preread"'},
+            ),
         )
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized("use Authorization: Bearer <access token>", "invalid_request")
+        raise await _unauthenticated(
+            services,
+            request,
+            _unauthorized("use Authorization: Bearer <access token>", "invalid_request"),
+        )
     try:
         who = services.tokens.verify(token.strip())
     except AuthError as exc:
-        await _audit_failure(services, None, str(exc))
-        raise _unauthorized(str(exc)) from None
+        raise await _unauthenticated(
+            services, request, _unauthorized(str(exc)), "unauthenticated", str(exc)
+        ) from None
     if not services.clients.is_active(who.client_id):  # cached: a query every 30 s at most
-        await _audit_failure(services, who.client_id, "revoked client")
-        raise _unauthorized("the client of this token is revoked")
+        raise await _unauthenticated(
+            services,
+            request,
+            _unauthorized("the client of this token is revoked"),
+            f"client:{who.client_id}",
+            "revoked client",
+        )
     wait = services.limiter.take(who.client_id, who.rate_limit_per_minute)
     if wait > 0:
         raise HTTPException(
@@ -149,13 +200,34 @@ async def principal(
     return who
 
 
-async def _audit_failure(services: Services, client: str | None, reason: str) -> None:
-    """A failed authentication is audited; if that fails, it is logged (the request is refused
-    either way: nothing is accessed)."""
-    try:
-        await services.auditor.arecord(auditing.auth_failed(client, reason))
-    except AuditError as exc:
-        log.error("could not audit a failed authentication: %s", exc)
+async def _unauthenticated(
+    services: Services,
+    request: Request,
+    refusal: HTTPException,
+    actor: str | None = None,
+    reason: str | None = None,
+) -> HTTPException:
+    """``refusal`` (401), or 429 once the source has sent more unauthenticated requests than
+    its allowance. A failed authentication (``reason``) is counted for the audit trail; the
+    first of its source's window is recorded before the answer (if that fails, it is logged:
+    the request is refused either way, nothing is accessed)."""
+    guard = services.guard
+    source = source_key(request.client.host if request.client is not None else None)
+    wait = guard.take(source)
+    if reason is not None:
+        event = guard.failed(source, actor or "unauthenticated", reason, rate_limited=wait > 0)
+        if event is not None:
+            try:
+                await services.auditor.arecord(event)
+            except AuditError as exc:
+                log.error("could not audit a failed authentication: %s", exc)
+    if wait > 0:
+        return HTTPException(
+            429,
+            "too many unauthenticated requests from this address",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    return refusal
 
 
 def require(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:

@@ -35,6 +35,7 @@ pixels.fetch           110103 DICOM Instances Accessed                  R
 inference.run          110103 DICOM Instances Accessed                  E
 results.store          110104 DICOM Instances Transferred               C
 report.read            110110 Patient Record                            R
+analysis.request       110103 DICOM Instances Accessed                  E
 export                 110106 Export                                    R
 deid                   110103 DICOM Instances Accessed                  E
 dataset.include        110106 Export                                    R
@@ -95,6 +96,7 @@ _TYPES: dict[AuditAction, tuple[tuple[str, str], tuple[str, str] | None, str]] =
     AuditAction.INFERENCE_RUN: (_ACCESSED, None, "E"),
     AuditAction.RESULTS_STORE: (_TRANSFERRED, None, "C"),
     AuditAction.REPORT_READ: (("110110", "Patient Record"), None, "R"),
+    AuditAction.ANALYSIS_REQUEST: (_ACCESSED, None, "E"),
     AuditAction.EXPORT: (_EXPORT, None, "R"),
     AuditAction.DEID: (_ACCESSED, None, "E"),
     AuditAction.DATASET_INCLUDE: (_EXPORT, None, "R"),

@@ -63,6 +63,8 @@ class AuditAction(StrEnum):
     INFERENCE_RUN = "inference.run"
     RESULTS_STORE = "results.store"
     REPORT_READ = "report.read"
+    ANALYSIS_REQUEST = "analysis.request"
+    """A client asked for a study to be (re)read (``POST /api/v1/studies/{uid}/analyze``)."""
     EXPORT = "export"
     DEID = "deid"
     DATASET_INCLUDE = "dataset.include"

@@ -2,7 +2,10 @@
 
 Codes come from pydicom's copy of the DICOM PS3.16 dictionaries (``pydicom.sr.codedict``)
 wherever it has them, so that a typo cannot slip in; the few it lacks are spelled out with
-their source. Value sets are named as in PS3.16 (``CID nnnn``).
+their source. Value sets are named as in PS3.16 (``CID nnnn``). What a model finds (finding
+type, category and site) is the exception: its card declares it and the result carries it
+(``PreReadResult.concept``); :data:`NODULE`, :data:`FINDING_CATEGORY` and :data:`LUNG` are the
+lung-nodule model's.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from highdicom.sr import CodedConcept
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from preread.domain import NoduleType
+from preread.domain import CodedTerm, NoduleType
 
 __all__ = [
     "ABSENT",
@@ -47,9 +50,19 @@ __all__ = [
     "SOLID_COMPONENT",
     "SOLID_COMPONENT_LONG_AXIS",
     "VOLUME",
+    "code",
 ]
 
+
 # --- What was found (SEG segment and SR finding) -------------------------------------------
+def code(term: CodedTerm) -> Code:
+    """A concept of the result as pydicom's :class:`~pydicom.sr.coding.Code` (for highdicom)."""
+    return Code(term.value, term.scheme_designator, term.meaning)
+
+
+# The encoders code the result's concept (``PreReadResult.concept``, the model card's label);
+# these three are the lung-nodule model's (:data:`preread.domain.LUNG_NODULE`, which the tests
+# check against them).
 FINDING_CATEGORY: Code = codes.SCT.MorphologicallyAbnormalStructure
 """SCT 49755003; CID 7150 "Segmentation Property Categories", also the TID 1501 finding
 category. The same pair the phantom truth SEG and the training annotations use."""

@@ -26,12 +26,15 @@ Study Instance UID                   DiagnosticReport.imagingStudy: Reference.id
                                      ``urn:dicom:uid`` / ``urn:oid:<uid>``
 accession number                     DiagnosticReport.identifier, type v2-0203 ACSN
 the result                           DiagnosticReport: preliminary, RAD, LOINC 24627-2
-                                     "CT Chest", conclusion, conclusionCode SCT 27925004
+                                     "CT Chest", conclusion, conclusionCode: the finding
+                                     type of the result's concept (SCT 27925004 Nodule)
 model (id, name, version, sha256,    Device: identifier (model id, the SR's Device Observer
 provider)                            UID), deviceName (model-name), version (+ "sha256"),
                                      manufacturer "PreRead", property "execution provider"
-each finding                         Observation: preliminary, imaging, SCT 27925004 Nodule,
-                                     bodySite SCT left/right lung (else lung), device
+each finding                         Observation: preliminary, imaging, the concept's finding
+                                     type (SCT 27925004 Nodule), bodySite its site (SCT
+                                     left/right lung when the site is the lung and the side
+                                     known, else the site: lung), device
 long axis / volume / mean HU /       Observation.component: SCT 103339001 mm, SCT 118565006
 probability / centre                 mm3, DCM 112031 [hnsf'U], DCM 111012 %, text "x, y, z"
 Lung-RADS sizes, when given          Observation.component, mm: 99PRERD AXIAL-LONG-AXIS, SCT
@@ -76,7 +79,7 @@ from pydantic import ValidationError
 from pydicom.sr.codedict import codes as dicom_codes
 from pydicom.sr.coding import Code
 
-from preread.domain import ModelRef
+from preread.domain import FindingConcept, ModelRef
 from preread.reports import codes
 from preread.reports.context import ReportInput, ReportStudy
 from preread.reports.errors import ReportError
@@ -298,24 +301,31 @@ def _study(study: ReportStudy) -> Reference:
     )
 
 
-def _site(side: str | None) -> str:
+def _site(concept: FindingConcept, side: str | None) -> str:
+    """The site in words; a lung's side when known ("left lung")."""
+    if not concept.in_lung:
+        return concept.site_name
     return "lung, side not determined" if side is None else f"{side} lung"
 
 
 def _conclusion(report: ReportInput) -> str:
     """The one-sentence summary in DiagnosticReport.conclusion."""
     preread = report.preread
+    concept = preread.concept.finding_concept()
     head = "AI pre-read (preliminary, not verified by a radiologist): "
     by = f"{preread.model.name} {preread.model.version}"
     if not preread.findings:
-        return f"{head}no lung nodule was found by {by}."
+        return f"{head}no {concept.name()} was found by {by}."
     count = len(preread.findings)
-    items = "; ".join(f"{f.long_axis_mm:.1f} mm {_site(f.lung_side)}" for f in preread.findings)
-    return f"{head}{count} lung nodule{'s' if count > 1 else ''} found by {by}: {items}."
+    items = "; ".join(
+        f"{f.long_axis_mm:.1f} mm {_site(concept, f.lung_side)}" for f in preread.findings
+    )
+    return f"{head}{count} {concept.name(count)} found by {by}: {items}."
 
 
 def _diagnostic_report(report: ReportInput) -> DiagnosticReport:
     findings = report.preread.findings
+    concept = report.preread.concept.finding_concept()
     with _validating("DiagnosticReport"):
         return DiagnosticReport(
             id=_uuid(report, "report"),
@@ -323,7 +333,7 @@ def _diagnostic_report(report: ReportInput) -> DiagnosticReport:
             identifier=_report_identifiers(report),
             status="preliminary",
             category=[_hl7(_RADIOLOGY)],
-            code=_concept(codes.CT_CHEST, text="AI pre-read: lung nodules"),
+            code=_concept(codes.CT_CHEST, text=f"AI pre-read: {concept.name(2)}"),
             subject=_subject(report.study),
             # A FHIR dateTime may be a date alone; fhir_core accepts a date but types datetime.
             effectiveDateTime=_effective(report),  # type: ignore[arg-type]
@@ -334,7 +344,7 @@ def _diagnostic_report(report: ReportInput) -> DiagnosticReport:
                 for f in findings
             ],
             conclusion=_conclusion(report),
-            conclusionCode=[_concept(codes.NODULE)] if findings else None,
+            conclusionCode=[_concept(concept.finding)] if findings else None,
         )
 
 
@@ -463,8 +473,9 @@ def _identifiers(finding: FindingOut) -> list[Identifier]:
 
 
 def _observation(report: ReportInput, finding: FindingOut) -> Observation:
-    side = finding.lung_side
-    site = codes.LUNG if side is None else _LUNG_SITES[side]
+    concept = report.preread.concept.finding_concept()
+    side = finding.lung_side if concept.in_lung else None
+    site: _Concept = concept.site if side is None else _LUNG_SITES[side]
     with _validating(f"Observation of finding {finding.label}"):
         return Observation(
             id=_uuid(report, _observation_role(finding)),
@@ -472,11 +483,11 @@ def _observation(report: ReportInput, finding: FindingOut) -> Observation:
             identifier=_identifiers(finding),
             status="preliminary",
             category=[_hl7(_IMAGING)],
-            code=_concept(codes.NODULE),
+            code=_concept(concept.finding),
             subject=_subject(report.study),
             effectiveDateTime=_effective(report),  # type: ignore[arg-type]  # as in the report
             issued=_issued(report),
-            bodySite=_concept(site, text=_site(side)),
+            bodySite=_concept(site, text=_site(concept, side)),
             device=Reference(reference=_url(report, "device"), type="Device"),
             note=[Annotation(text=AI_NOTICE)],
             component=_components(finding),

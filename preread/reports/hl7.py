@@ -20,7 +20,7 @@ OBR        -1 ``1``; -3 filler order number: job id ^ sending application (``PRE
            -24 ``CT``; -25 ``P``
 OBX 1      TX ``121106^Comment^DCM``: the AI notice ~ model name, version, id, provider
 OBX 2      ST ``121077^Conclusion^DCM``: "2 lung nodules found" / "No lung nodule was found by
-           <model> <version>"
+           <model> <version>" (the result's concept in words: "<site> <finding type>")
 OBX per    -4 sub-id = the finding's label, on all of them; findings ordered by label:
 finding    NM ``103339001^Long axis^SCT`` [mm] (3-D); the Lung-RADS sizes the model gives, NM
            [mm]: ``AXIAL-LONG-AXIS^Axial long axis^99PRERD``, ``103340004^Short axis^SCT``,
@@ -29,8 +29,10 @@ finding    NM ``103339001^Long axis^SCT`` [mm] (3-D); the Lung-RADS sizes the mo
            NM ``112031^Attenuation Coefficient^DCM`` [HU], method -17 ``373098007^Mean^SCT``;
            NM ``111012^Certainty of Finding^DCM`` [%]; when typed, CWE ``RID46010^solidness
            descriptor^RADLEX`` = ``RID50151^solid pulmonary nodule^RADLEX`` / RID50152
-           part-solid / RID50153 non-solid; CWE ``363698007^Finding Site^SCT`` =
-           Lung / Left lung / Right lung; ST ``128138^Center of Mass^DCM`` = LPS centre [mm]
+           part-solid / RID50153 non-solid; CWE ``121071^Finding^DCM`` = the concept's
+           finding type (``27925004^Nodule^SCT``); CWE ``363698007^Finding Site^SCT`` = its
+           site (Lung; Left lung / Right lung when the site is the lung and the side known);
+           ST ``128138^Center of Mass^DCM`` = LPS centre [mm]
 every OBX  -11 ``P``; -14 finished at; -18 model ``id:version^PreRead^<device UID>^ISO``
 =========  =========================================================================================
 
@@ -62,7 +64,7 @@ from hl7apy.v2_5_1 import ST
 from pydicom.sr.codedict import codes as sr_codes
 from pydicom.sr.coding import Code
 
-from preread.domain import ModelRef
+from preread.domain import CodedTerm, FindingConcept, ModelRef
 from preread.reports import codes
 from preread.reports.context import ReportInput
 from preread.reports.errors import ReportError
@@ -104,7 +106,7 @@ class _Coded:
     system: str
 
     @classmethod
-    def of(cls, code: Code, text: str | None = None) -> _Coded:
+    def of(cls, code: Code | CodedTerm, text: str | None = None) -> _Coded:
         return cls(code.value, text or code.meaning, code.scheme_designator)
 
     def components(self) -> tuple[str, str, str]:
@@ -113,6 +115,7 @@ class _Coded:
 
 # OBX-3 names the SR does not use as concept names; unit texts are UCUM print names.
 _CONCLUSION = _Coded.of(sr_codes.DCM.Conclusion)  # DCM 121077
+_FINDING = _Coded.of(sr_codes.DCM.Finding)  # DCM 121071, TID 1411 row 7
 _FINDING_SITE = _Coded.of(sr_codes.SCT.FindingSite)  # SCT 363698007, TID 1411 row 8
 _SIDE_LUNG = {  # pre-coordinated; SNOMED CT body structures, not in pydicom's dictionary
     "left": _Coded("44029006", "Left lung", "SCT"),
@@ -249,24 +252,26 @@ def _observations(report: ReportInput) -> list[_Obx]:
             ),
         ),
     )
+    concept = out.concept.finding_concept()
     n = len(out.findings)
     if n:
-        text = f"{n} lung nodule{'s' if n != 1 else ''} found"
+        text = f"{n} {concept.name(n)} found"
     else:
-        text = f"No lung nodule was found by {model.name} {model.version}"
+        text = f"No {concept.name()} was found by {model.name} {model.version}"
     obxs = [notice, _Obx("ST", _CONCLUSION, ((text,),))]
     for finding in sorted(out.findings, key=lambda f: f.label):
-        obxs.extend(_finding_obxs(finding))
+        obxs.extend(_finding_obxs(concept, finding))
     return obxs
 
 
-def _finding_obxs(finding: FindingOut) -> list[_Obx]:
+def _finding_obxs(concept: FindingConcept, finding: FindingOut) -> list[_Obx]:
     sub = str(finding.label)
 
     def number(name: Code, value: float, digits: int, units: _Coded) -> _Obx:
         return _Obx("NM", _Coded.of(name), ((_nm(value, digits, name, sub),),), sub, units)
 
-    site = _SIDE_LUNG[finding.lung_side] if finding.lung_side else _Coded.of(codes.LUNG)
+    side = finding.lung_side if concept.in_lung else None
+    site = _SIDE_LUNG[side] if side else _Coded.of(concept.site)
     centre = " ".join(
         f"{axis}={_nm(v, 2, codes.CENTER_OF_MASS, sub)}"
         for axis, v in zip("xyz", finding.center_lps_mm, strict=True)
@@ -291,6 +296,7 @@ def _finding_obxs(finding: FindingOut) -> list[_Obx]:
         replace(attenuation, method=_Coded.of(codes.MEAN)),
         number(codes.PROBABILITY, 100.0 * finding.probability, 2, _PERCENT),
         *typed,
+        _Obx("CWE", _FINDING, (_Coded.of(concept.finding).components(),), sub),
         _Obx("CWE", _FINDING_SITE, (site.components(),), sub),
         _Obx("ST", _Coded.of(codes.CENTER_OF_MASS), ((f"{centre} (LPS)",),), sub, _MM),
     ]

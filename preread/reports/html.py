@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
+from preread.domain import FindingConcept
 from preread.reports.context import ReportInput
 from preread.reports.json import FindingOut
 from preread.reports.series import AI_NOTICE
@@ -50,6 +51,12 @@ def _type(finding: FindingOut) -> str:
     return finding.nodule_type + ("" if solid is None else f" (solid component {solid:.1f} mm)")
 
 
+def _site(concept: FindingConcept, finding: FindingOut) -> str:
+    """The concept's site, with the lung's side when known ("left lung")."""
+    side = finding.lung_side if concept.in_lung else None
+    return f"{side} {concept.site_name}" if side else concept.site_name
+
+
 def _mm(value: float | None) -> str:
     return _NONE if value is None else f"{value:.1f}"
 
@@ -57,11 +64,12 @@ def _mm(value: float | None) -> str:
 def to_html(report: ReportInput) -> str:
     """The page (UTF-8 text) of ``report``."""
     pre, study = report.preread, report.study
+    concept = pre.concept.finding_concept()
     model = f"{pre.model.name} {pre.model.version}"
     rows = "".join(
         "<tr>"
         f"<td>{escape(f.tracking_id)}</td>"
-        f"<td>{escape(f'{f.lung_side} lung' if f.lung_side else 'lung')}</td>"
+        f"<td>{escape(_site(concept, f))}</td>"
         f"<td>{escape(_type(f))}</td>"
         f'<td class="n">{_mm(f.mean_diameter_mm)}</td>'
         f'<td class="n">{f.long_axis_mm:.1f}</td>'
@@ -72,9 +80,10 @@ def to_html(report: ReportInput) -> str:
         "</tr>"
         for f in pre.findings
     )
-    if pre.findings:
+    count = len(pre.findings)
+    if count:
         body = (
-            f"<p>{len(pre.findings)} lung nodule(s) found by {escape(model)}.</p>"
+            f"<p>{count} {escape(concept.name(count))} found by {escape(model)}.</p>"
             "<table><thead><tr><th>Finding</th><th>Site</th><th>Type</th>"
             "<th>Mean diameter (mm)</th><th>Long axis, 3-D (mm)</th>"
             "<th>Volume (mm³)</th><th>Mean (HU)</th><th>AI probability</th>"
@@ -82,7 +91,7 @@ def to_html(report: ReportInput) -> str:
             f"<tbody>{rows}</tbody></table>"
         )
     else:
-        body = f"<p>No lung nodule was found by {escape(model)}.</p>"
+        body = f"<p>No {escape(concept.name())} was found by {escape(model)}.</p>"
     facts = [
         ("Patient", _pn(study.patient_name)),
         ("Patient ID", study.patient_id),
@@ -103,7 +112,7 @@ def to_html(report: ReportInput) -> str:
         f"<title>AI pre-read (preliminary) — {escape(_da(study.study_date))}</title>"
         f"<style>{_STYLE}</style></head><body>"
         f'<p class="notice">{escape(AI_NOTICE)}</p>'
-        "<h1>AI pre-read: lung nodules (preliminary)</h1>"
+        f"<h1>AI pre-read: {escape(concept.name(2))} (preliminary)</h1>"
         f"<dl>{dl}</dl>{body}"
         f"<footer>{escape(AI_NOTICE)} Measurements are automatic; the DICOM SR and SEG of this "
         "reading are stored in the study for review in the viewer.</footer>"

@@ -3,7 +3,8 @@
 :class:`PreReadOut` is the response model (FastAPI can use it as ``response_model``);
 :func:`to_json` gives its JSON-ready dict. Tracking UIDs are those of the SEG segments and
 SR measurement groups of the same result (:func:`preread.reports.uids.tracking_uid`), so a
-finding can be followed from the JSON into the viewer.
+finding can be followed from the JSON into the viewer. ``concept`` says, in codes, what the
+findings are (the SR's finding type, category and site).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from preread.domain import NoduleType, PreReadResult
+from preread.domain import LUNG_NODULE, CodedTerm, FindingConcept, NoduleType, PreReadResult
 from preread.reports.uids import tracking_id, tracking_uid
 
-__all__ = ["FindingOut", "ModelOut", "PreReadOut", "to_json", "to_model"]
+__all__ = ["CodeOut", "ConceptOut", "FindingOut", "ModelOut", "PreReadOut", "to_json", "to_model"]
 
 
 class ModelOut(BaseModel):
@@ -30,8 +31,47 @@ class ModelOut(BaseModel):
     sha256: str
 
 
+class CodeOut(BaseModel):
+    """A coded concept: code value, coding scheme designator (PS3.16 Table 8-1) and meaning."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str = Field(description="Code value, e.g. 27925004")
+    scheme: str = Field(description="Coding scheme designator, e.g. SCT (SNOMED CT)")
+    meaning: str
+
+    @classmethod
+    def of(cls, term: CodedTerm) -> CodeOut:
+        return cls(code=term.value, scheme=term.scheme_designator, meaning=term.meaning)
+
+    def term(self) -> CodedTerm:
+        return CodedTerm(self.code, self.scheme, self.meaning)
+
+
+class ConceptOut(BaseModel):
+    """What the model finds, as the SR, SEG, FHIR and HL7 reports code it (its model card's)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    finding: CodeOut = Field(description="Finding type, e.g. SCT 27925004 Nodule")
+    category: CodeOut = Field(description="Its category, e.g. SCT 49755003")
+    site: CodeOut = Field(description="Where it lies, e.g. SCT 39607008 Lung")
+
+    @classmethod
+    def of(cls, concept: FindingConcept) -> ConceptOut:
+        return cls(
+            finding=CodeOut.of(concept.finding),
+            category=CodeOut.of(concept.category),
+            site=CodeOut.of(concept.site),
+        )
+
+    def finding_concept(self) -> FindingConcept:
+        return FindingConcept(self.finding.term(), self.category.term(), self.site.term())
+
+
 class FindingOut(BaseModel):
-    """One nodule the model found; coordinates in DICOM patient space (LPS, mm).
+    """One finding of the model (what :class:`ConceptOut` says: a nodule, for the lung-nodule
+    model); coordinates in DICOM patient space (LPS, mm).
 
     The nodule type and the Lung-RADS sizes are null when the model does not give them (models
     before 2.0.0); a result stored without these fields reads back with them null.
@@ -80,6 +120,10 @@ class PreReadOut(BaseModel):
     model: ModelOut
     provider: str = Field(description="ONNX Runtime execution provider that ran the model")
     created: datetime
+    concept: ConceptOut = Field(
+        default_factory=lambda: ConceptOut.of(LUNG_NODULE),
+        description="What the findings are; results stored without it are lung nodules",
+    )
     ai_generated: Literal[True] = True
     status: Literal["preliminary"] = "preliminary"
     findings: list[FindingOut]
@@ -99,10 +143,11 @@ def to_model(result: PreReadResult, *, uid_seed: str | None = None) -> PreReadOu
         ),
         provider=result.provider,
         created=result.created,
+        concept=ConceptOut.of(result.concept),
         findings=[
             FindingOut(
                 label=f.label,
-                tracking_id=tracking_id(f),
+                tracking_id=tracking_id(f, result.concept),
                 tracking_uid=str(tracking_uid(result, f, uid_seed=uid_seed)),
                 center_lps_mm=f.center_lps_mm,
                 long_axis_mm=f.long_axis_mm,

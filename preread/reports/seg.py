@@ -1,13 +1,14 @@
-"""A PreRead result's nodule masks as a DICOM Segmentation (PS3.3 A.51, C.8.20).
+"""A PreRead result's finding masks as a DICOM Segmentation (PS3.3 A.51, C.8.20).
 
 One BINARY segment per finding (segment ``n`` is the ``n``-th finding by label), labelled
-"Nodule <label>" (with the type when the model gives one: "Nodule 2 (part-solid)", also said
-in the Segment Description), with the finding's Tracking ID and Tracking UID (the same the SR
-and the JSON carry), SNOMED CT category 49755003 "Morphologically abnormal structure", type
-27925004 "Nodule" (whatever the nodule type), anatomic region 39607008 "Lung", algorithm type
-AUTOMATIC and the model as the algorithm (family DCM 123110 "Artificial Intelligence"). Frames
-reference the source CT slices they lie on (Derivation Image, Source Image Sequence); empty
-frames are left out.
+"<finding type> <label>" ("Nodule 1"; with the type when the model gives one: "Nodule 2
+(part-solid)", also said in the Segment Description), with the finding's Tracking ID and
+Tracking UID (the same the SR and the JSON carry), the category, type and anatomic region of the
+result's concept (the model card's label; for the lung-nodule model SNOMED CT 49755003
+"Morphologically abnormal structure", 27925004 "Nodule" whatever the nodule type, 39607008
+"Lung"), algorithm type AUTOMATIC and the model as the algorithm (family DCM 123110 "Artificial
+Intelligence"). Frames reference the source CT slices they lie on (Derivation Image, Source
+Image Sequence); empty frames are left out.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
 
-from preread.domain import Finding, PreReadResult
+from preread.domain import Finding, FindingConcept, PreReadResult
 from preread.reports import codes
 from preread.reports.errors import ReportError
 from preread.reports.series import (
@@ -89,18 +90,19 @@ def build_seg(
         source=MANUFACTURER,
         parameters=algorithm_parameters(result),
     )
+    concept = result.concept
     descriptions = []
     for number, finding in enumerate(findings, start=1):
         description = hd.seg.SegmentDescription(
             segment_number=number,
-            segment_label=segment_label(finding),
-            segmented_property_category=codes.FINDING_CATEGORY,
-            segmented_property_type=codes.NODULE,
+            segment_label=lo(segment_label(finding, concept)),
+            segmented_property_category=codes.code(concept.category),
+            segmented_property_type=codes.code(concept.finding),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
             tracking_uid=tracking_uid(result, finding, uid_seed=uid_seed),
-            tracking_id=tracking_id(finding),
-            anatomic_regions=[codes.LUNG],
+            tracking_id=lo(tracking_id(finding, concept)),
+            anatomic_regions=[codes.code(concept.site)],
         )
         description.SegmentDescription = _description(finding)  # (0062,0006), Type 3
         descriptions.append(description)
@@ -122,7 +124,7 @@ def build_seg(
             software_versions=lo(result.model.version),
             device_serial_number=lo(result.model.sha256 or result.model.id),
             content_description=lo(
-                f"AI-generated, preliminary: lung nodules, {result.model.name} "
+                f"AI-generated, preliminary: {concept.name(2)}, {result.model.name} "
                 f"{result.model.version}"
             ),
             content_label=CONTENT_LABEL,
@@ -142,10 +144,11 @@ def build_seg(
     return EncodedSeries(dataset=seg, series_instance_uid=series_uid, sop_instance_uid=sop_uid)
 
 
-def segment_label(finding: Finding) -> str:
-    """ "Nodule <label>", and the type when the model gives one: "Nodule 2 (part-solid)"."""
+def segment_label(finding: Finding, concept: FindingConcept) -> str:
+    """ "<finding type> <label>" ("Nodule 1"), and the nodule type when the model gives one:
+    "Nodule 2 (part-solid)"."""
     kind = "" if finding.nodule_type is None else f" ({finding.nodule_type})"
-    return f"Nodule {finding.label}{kind}"
+    return f"{concept.finding.meaning} {finding.label}{kind}"
 
 
 def _description(finding: Finding) -> str:

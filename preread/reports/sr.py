@@ -10,7 +10,8 @@ Content tree (all built by highdicom's TID classes)::
     └── Imaging Measurements
         per finding, both groups with its Tracking ID / UID       TID 4108
         ├── Measurement Group                                     TID 1411 (volumetric ROI)
-        │   ├── Finding category / Finding: Nodule, site Lung (+ laterality)
+        │   ├── Finding category / Finding / site: the result's concept, e.g.
+        │   │   Morphologically abnormal structure / Nodule / Lung (+ laterality)
         │   ├── Algorithm Identification (model, version, provider)  TID 4019
         │   ├── Referenced Segment: the SEG instance, segment n, source series
         │   ├── Long axis (3-D) [mm], then the sizes the model gives [mm]:
@@ -27,6 +28,10 @@ Content tree (all built by highdicom's TID classes)::
         without findings, one group                               TID 1501
         └── Finding: Nodule, site Lung; Presence of property: Absent; Comment: "No lung
             nodule was found by <model> <version>. AI-generated, preliminary ..."
+
+The finding category, type and site are those of the result's concept (``PreReadResult.
+concept``, declared by the model card); the laterality modifier of the site is written only
+when the site is the lung.
 
 TID 1411 allows one ROI reference per group (the segment), so the centre point, which a
 viewer can jump to, goes into a second group of the same finding (same tracking UID). The
@@ -52,7 +57,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
-from preread.domain import Finding, PreReadResult
+from preread.domain import Finding, FindingConcept, PreReadResult
 from preread.reports import codes
 from preread.reports.errors import ReportError
 from preread.reports.seg import algorithm_parameters
@@ -72,7 +77,8 @@ __all__ = ["build_sr", "library_images", "no_finding_text"]
 
 def no_finding_text(result: PreReadResult) -> str:
     """The statement of an SR without findings."""
-    return f"No lung nodule was found by {result.model.name} {result.model.version}. {AI_NOTICE}"
+    model = result.model
+    return f"No {result.concept.name()} was found by {model.name} {model.version}. {AI_NOTICE}"
 
 
 def build_sr(
@@ -212,13 +218,16 @@ def _algorithm(result: PreReadResult) -> hd.sr.AlgorithmIdentification:
     )
 
 
-def _tracking(finding: Finding, uid: str) -> hd.sr.TrackingIdentifier:
-    return hd.sr.TrackingIdentifier(uid=uid, identifier=tracking_id(finding))
+def _tracking(result: PreReadResult, finding: Finding, uid: str) -> hd.sr.TrackingIdentifier:
+    return hd.sr.TrackingIdentifier(uid=uid, identifier=tracking_id(finding, result.concept))
 
 
-def _finding_sites(finding: Finding) -> list[hd.sr.FindingSite]:
-    side = None if finding.lung_side is None else codes.LATERALITY[finding.lung_side]
-    return [hd.sr.FindingSite(anatomic_location=codes.LUNG, laterality=side)]
+def _finding_sites(concept: FindingConcept, finding: Finding) -> list[hd.sr.FindingSite]:
+    """The concept's site, with the finding's side when the site is the lung."""
+    side = None
+    if concept.in_lung and finding.lung_side is not None:
+        side = codes.LATERALITY[finding.lung_side]
+    return [hd.sr.FindingSite(anatomic_location=codes.code(concept.site), laterality=side)]
 
 
 def _comment(text: str) -> hd.sr.TextContentItem:
@@ -289,18 +298,19 @@ def _qualitative_evaluations(finding: Finding) -> list[hd.sr.QualitativeEvaluati
 def _volumetric_group(
     result: PreReadResult, finding: Finding, uid: str, seg: EncodedSeries, segment: int
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    concept = result.concept
     group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(finding, uid),
+        tracking_identifier=_tracking(result, finding, uid),
         referenced_segment=hd.sr.ReferencedSegment(
             sop_class_uid=str(seg.dataset.SOPClassUID),
             sop_instance_uid=seg.sop_instance_uid,
             segment_number=segment,
             source_series=hd.sr.SourceSeriesForSegmentation(result.series_instance_uid),
         ),
-        finding_category=codes.FINDING_CATEGORY,
-        finding_type=codes.NODULE,
+        finding_category=codes.code(concept.category),
+        finding_type=codes.code(concept.finding),
         algorithm_id=_algorithm(result),
-        finding_sites=_finding_sites(finding),
+        finding_sites=_finding_sites(concept, finding),
         measurements=_measurements(result, finding),
         qualitative_evaluations=_qualitative_evaluations(finding),
     )
@@ -311,17 +321,18 @@ def _volumetric_group(
 def _centre_group(
     result: PreReadResult, finding: Finding, uid: str
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    concept = result.concept
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(finding, uid),
+        tracking_identifier=_tracking(result, finding, uid),
         referenced_region=hd.sr.ImageRegion3D(
             graphic_type=hd.sr.GraphicTypeValues3D.POINT,
             graphic_data=np.asarray([finding.center_lps_mm], dtype=np.float64),
             frame_of_reference_uid=result.frame_of_reference_uid,
         ),
-        finding_category=codes.FINDING_CATEGORY,
-        finding_type=codes.NODULE,
+        finding_category=codes.code(concept.category),
+        finding_type=codes.code(concept.finding),
         algorithm_id=_algorithm(result),
-        finding_sites=_finding_sites(finding),
+        finding_sites=_finding_sites(concept, finding),
         geometric_purpose=codes.CENTER_OF_MASS,
     )
 
@@ -329,15 +340,16 @@ def _centre_group(
 def _no_finding_group(
     result: PreReadResult, uid_seed: str | None
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    concept = result.concept
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=report_uid(result, "tracking-none", uid_seed=uid_seed),
-            identifier="AI: no nodule",
+            identifier=f"AI: no {concept.finding.meaning.lower()}",
         ),
-        finding_category=codes.FINDING_CATEGORY,
-        finding_type=codes.NODULE,
+        finding_category=codes.code(concept.category),
+        finding_type=codes.code(concept.finding),
         algorithm_id=_algorithm(result),
-        finding_sites=[hd.sr.FindingSite(anatomic_location=codes.LUNG)],
+        finding_sites=[hd.sr.FindingSite(anatomic_location=codes.code(concept.site))],
         qualitative_evaluations=[
             hd.sr.QualitativeEvaluation(name=codes.PRESENCE, value=codes.ABSENT)
         ],

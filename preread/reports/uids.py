@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pydicom.uid import UID, generate_uid
 
-from preread.domain import Finding, ModelRef, PreReadResult
+from preread.domain import Finding, FindingConcept, ModelRef, PreReadResult
 
 __all__ = ["device_uid", "report_uid", "tracking_id", "tracking_uid"]
 
@@ -50,9 +50,10 @@ def tracking_uid(result: PreReadResult, finding: Finding, *, uid_seed: str | Non
     return report_uid(result, f"tracking-{finding.label}", uid_seed=uid_seed)
 
 
-def tracking_id(finding: Finding) -> str:
-    """The human-readable Tracking Identifier (TID 4108) viewers show for ``finding``."""
-    return f"AI nodule {finding.label}"
+def tracking_id(finding: Finding, concept: FindingConcept) -> str:
+    """The human-readable Tracking Identifier (TID 4108) viewers show for ``finding``: "AI
+    nodule 3" (the result's finding type, in lower case)."""
+    return f"AI {concept.finding.meaning.lower()} {finding.label}"
 
 
 def device_uid(model: ModelRef) -> UID:

@@ -198,6 +198,7 @@ class WorkerContext:
             audit=audit,
             lease_s=s.lease_s,
             tenant_of=s.tenant_of,
+            series_limits=s.series_limits(),
         )
 
     def predictor(self, model_id: str, version: str) -> Predictor:

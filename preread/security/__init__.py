@@ -4,7 +4,8 @@ scopes, tenants, rate limits.
 * :class:`ClientStore` — clients of a tenant with hashed secrets (``preread clients create``);
 * :class:`KeyRing` — ES256 signing keys in a folder, newest signs, all verify (rotation);
 * :class:`TokenService` — issues and verifies short-lived JWT access tokens;
-* :class:`RateLimiter` — a token bucket per client.
+* :class:`RateLimiter` — a token bucket per client;
+* :class:`FailureThrottle` — failed client authentications per source and (client, source).
 
 A verified token becomes a :class:`Principal`: the client, its tenant and its scopes. Every
 route asks for the scope it needs; every query is limited to the principal's tenant.
@@ -15,6 +16,7 @@ from preread.security.errors import AuthError, ClientNotFoundError, InvalidClien
 from preread.security.keys import KeyRing
 from preread.security.principal import SCOPES, Principal, Scope
 from preread.security.ratelimit import RateLimiter
+from preread.security.throttle import FailureThrottle, source_key
 from preread.security.tokens import TokenService
 
 __all__ = [
@@ -23,10 +25,12 @@ __all__ = [
     "AuthError",
     "ClientNotFoundError",
     "ClientStore",
+    "FailureThrottle",
     "InvalidClientError",
     "KeyRing",
     "Principal",
     "RateLimiter",
     "Scope",
     "TokenService",
+    "source_key",
 ]

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from preread.grants.purposes import Purpose, purpose
 from preread.security.errors import ClientNotFoundError, InvalidClientError
-from preread.security.passwords import hash_secret, new_secret, verify_secret
+from preread.security.passwords import SecretVerifier, hash_secret, new_secret, verify_secret
 from preread.security.principal import SCOPES
 from preread.store.database import READ_ONLY
 from preread.store.schema import ApiClientRow
@@ -68,13 +68,18 @@ class ClientStore:
     """The ``api_clients`` table (in the job store's database)."""
 
     def __init__(
-        self, engine: Engine, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        verify: SecretVerifier = verify_secret,
     ) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._readers = sessionmaker(
             engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
         self._clock = clock
+        self._verify = verify
         self._active: dict[str, tuple[bool, float]] = {}
         self._lock = threading.Lock()
 
@@ -124,7 +129,7 @@ class ClientStore:
         (the same error, after the same hashing work, whichever part was wrong)."""
         found = self._find(client_id)
         stored = found[1] if found is not None else _DUMMY_HASH
-        matches = verify_secret(secret, stored)
+        matches = self._verify(secret, stored)
         if found is None or not matches or not found[0].active:
             raise InvalidClientError("client authentication failed")
         return found[0]

@@ -256,13 +256,22 @@ class JobStore:
             return queries.get_job(session, job_id)
 
     def study_view(
-        self, study_instance_uid: str, model_id: str | None = None
+        self, study_instance_uid: str, model_id: str | None = None, *, tenant: str
     ) -> tuple[StudyRecord | None, tuple[JobRecord, ...]]:
-        """The study record and its current jobs, read with one statement (on PostgreSQL
-        outside an explicit transaction: one round trip, for the report API's hot path)."""
+        """The study record and its current jobs if the study is ``tenant``'s, read with one
+        statement (on PostgreSQL outside an explicit transaction: one round trip, for the
+        report API's hot path)."""
         try:
             with self._quick() as session:
-                return queries.study_view(session, study_instance_uid, model_id)
+                return queries.study_view(session, study_instance_uid, model_id, tenant=tenant)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"reading the job store failed: {exc}") from exc
+
+    def tenant_job(self, job_id: str, tenant: str) -> tuple[StudyRecord, JobRecord] | None:
+        """The job and its study if the study is ``tenant``'s (one statement)."""
+        try:
+            with self._quick() as session:
+                return queries.tenant_job(session, job_id, tenant)
         except SQLAlchemyError as exc:
             raise StoreError(f"reading the job store failed: {exc}") from exc
 

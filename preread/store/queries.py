@@ -207,10 +207,12 @@ def get_study(session: Session, study_instance_uid: str) -> StudyRecord | None:
 
 
 def study_view(
-    session: Session, study_instance_uid: str, model_id: str | None = None
+    session: Session, study_instance_uid: str, model_id: str | None = None, *, tenant: str
 ) -> tuple[StudyRecord | None, tuple[JobRecord, ...]]:
     """The study record and its current jobs (of ``model_id`` when given), in one statement
-    (what every report request needs: the tenant and the current result)."""
+    (what every report request needs: the tenant and the current result), if the study is
+    ``tenant``'s: another tenant's study and a missing one run the same statement and find
+    nothing alike."""
     on = [
         JobRow.study_instance_uid == StudyRow.study_instance_uid,
         JobRow.state != JobState.SUPERSEDED.value,
@@ -220,13 +222,24 @@ def study_view(
     rows = session.execute(
         select(StudyRow, JobRow)
         .outerjoin(JobRow, and_(*on))
-        .where(StudyRow.study_instance_uid == study_instance_uid)
+        .where(StudyRow.study_instance_uid == study_instance_uid, StudyRow.tenant == tenant)
         .order_by(JobRow.model_id, JobRow.model_version)
     ).all()
     if not rows:
         return None, ()
     study = study_record(rows[0][0])
     return study, tuple(job_record(job) for _, job in rows if job is not None)
+
+
+def tenant_job(session: Session, job_id: str, tenant: str) -> tuple[StudyRecord, JobRecord] | None:
+    """The job and its study, in one statement, if the study is ``tenant``'s (another
+    tenant's job and a missing one alike: None)."""
+    row = session.execute(
+        select(StudyRow, JobRow)
+        .join(JobRow, JobRow.study_instance_uid == StudyRow.study_instance_uid)
+        .where(JobRow.id == job_id, StudyRow.tenant == tenant)
+    ).first()
+    return None if row is None else (study_record(row[0]), job_record(row[1]))
 
 
 def study_tenant(session: Session, study_instance_uid: str) -> str | None:

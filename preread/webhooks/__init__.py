@@ -4,9 +4,12 @@ deliverer that empties the persisted outbox of :mod:`preread.store.webhooks`.
 Typical use::
 
     store = WebhookStore(engine)
-    webhook, secret = store.create("tenant-a", "https://ris.example.org/hooks/preread")
-    deliverer = Deliverer(store, httpx.Client(), timeout_s=settings.webhook_timeout_s)
-    deliverer.start(settings.webhook_interval_s)       # … deliverer.stop() at shutdown
+    policy = DestinationPolicy.from_settings(settings)  # the addresses webhooks may reach
+    url = "https://ris.example.org/hooks/preread"
+    policy.check(url)                                   # InvalidWebhookError saying why not
+    webhook, secret = store.create("tenant-a", url)
+    deliverer = Deliverer(store, httpx.Client(), policy=policy, timeout_s=10.0)
+    deliverer.start(settings.webhook_interval_s)        # … deliverer.stop() at shutdown
 
 A receiver checks each message with :func:`verify` (or any Standard Webhooks library).
 """
@@ -23,7 +26,20 @@ from preread.store.webhooks import (
     WebhookRecord,
     WebhookStore,
 )
-from preread.webhooks.delivery import RETRY_SCHEDULE_S, Deliverer, DeliveryStats
+from preread.webhooks.addresses import (
+    DestinationPolicy,
+    RefusedAddressError,
+    Resolver,
+    UnresolvableHostError,
+    system_resolver,
+)
+from preread.webhooks.delivery import (
+    RETRY_SCHEDULE_S,
+    Deliverer,
+    DeliveryResult,
+    DeliveryStats,
+    public_result,
+)
 from preread.webhooks.signing import SignatureError, new_secret, sign, verify
 
 __all__ = [
@@ -32,16 +48,23 @@ __all__ = [
     "Deliverer",
     "DeliveryNotFoundError",
     "DeliveryRecord",
+    "DeliveryResult",
     "DeliveryState",
     "DeliveryStateError",
     "DeliveryStats",
+    "DestinationPolicy",
     "InvalidWebhookError",
+    "RefusedAddressError",
+    "Resolver",
     "SignatureError",
+    "UnresolvableHostError",
     "WebhookError",
     "WebhookNotFoundError",
     "WebhookRecord",
     "WebhookStore",
     "new_secret",
+    "public_result",
     "sign",
+    "system_resolver",
     "verify",
 ]

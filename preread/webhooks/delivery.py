@@ -8,11 +8,21 @@ as Standard Webhooks asks). Answers:
 * ``410 Gone``: the receiver says the endpoint is gone: given up at once (``failed``; the
   tenant may fix it and redeliver);
 * anything else — ``3xx`` (redirects are not followed: register the final URL), other ``4xx``,
-  ``5xx``, timeouts, refused connections: tried again per :data:`RETRY_SCHEDULE_S`; a
-  ``Retry-After`` on ``429`` or ``503`` is honoured when it asks for longer (at most 12 h).
+  ``5xx``, timeouts, refused connections, an address the
+  :class:`~preread.webhooks.addresses.DestinationPolicy` refuses: tried again per
+  :data:`RETRY_SCHEDULE_S`; a ``Retry-After`` on ``429`` or ``503`` is honoured when it asks
+  for longer (at most 12 h).
 
-Errors are recorded without the body, and log lines name the delivery and webhook ids and the
-receiver's host only (never payloads, paths or query strings, which may carry tokens).
+Before every attempt the URL's host is resolved again and every address checked; the request
+goes to the checked address (``Host`` header and TLS server name unchanged), so DNS rebinding
+cannot turn a registered public name into a way in to loopback or the internal network.
+
+What a tenant sees of an attempt is a coarse :class:`DeliveryResult` (``delivered``,
+``rejected`` with the status class, ``unreachable``, ``refused-address``): the delivery record
+keeps the status and that word, never an error text from the network (it would make the
+deliverer a port scanner). The details go to the operator's log, whose lines name the delivery
+and webhook ids and the receiver's host only (never payloads, paths or query strings, which
+may carry tokens).
 """
 
 from __future__ import annotations
@@ -31,7 +41,20 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from preread.store.webhooks import Claim, Clock, WebhookStore, utcnow
+from preread.store.webhooks import (
+    Claim,
+    Clock,
+    DeliveryRecord,
+    DeliveryState,
+    InvalidWebhookError,
+    WebhookStore,
+    utcnow,
+)
+from preread.webhooks.addresses import (
+    Destination,
+    DestinationPolicy,
+    UnresolvableHostError,
+)
 from preread.webhooks.signing import signed_headers
 
 log = logging.getLogger(__name__)
@@ -58,13 +81,29 @@ class Outcome(StrEnum):
     GIVE_UP = "give_up"
 
 
+class DeliveryResult(StrEnum):
+    """What a tenant may know of an attempt (stored as the delivery's ``last_error``)."""
+
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    """the receiver answered, not with 2xx (its status class is shown)"""
+    UNREACHABLE = "unreachable"
+    """no answer: the name did not resolve, the connection failed or timed out, TLS failed"""
+    REFUSED_ADDRESS = "refused-address"
+    """PreRead did not connect: the URL resolves to an address webhooks may not reach"""
+    DISABLED = "disabled"
+    """the webhook was disabled while the message waited"""
+
+
 @dataclass(frozen=True)
 class Attempt:
-    """The result of one POST: the status (``None``: no answer) and, when it failed, why."""
+    """The result of one POST: the status (``None``: no answer), what the tenant may see of it
+    and, for the operator's log only, the details of a failure."""
 
     outcome: Outcome
     status: int | None
-    error: str | None = None
+    result: DeliveryResult
+    detail: str | None = None
     retry_after_s: float | None = None
 
 
@@ -152,12 +191,36 @@ def describe_status(status: int, retry_after_s: float | None) -> str:
     return f"HTTP {status}"
 
 
-def describe_exception(exc: Exception, url: str, timeout_s: float) -> str:
-    """The error recorded for an attempt that got no answer, with the URL cut to its host."""
+def describe_exception(exc: Exception, urls: tuple[str, ...], timeout_s: float) -> str:
+    """The log's details of an attempt that got no answer, with the ``urls`` tried cut to
+    their hosts."""
     if isinstance(exc, httpx.TimeoutException):
         return f"no answer within {timeout_s:g} s ({type(exc).__name__})"
-    text = str(exc).replace(url, host_of(url)) or "no details"
-    return f"{type(exc).__name__}: {text}"
+    text = str(exc)
+    for url in urls:
+        text = text.replace(url, host_of(url))
+    return f"{type(exc).__name__}: {text or 'no details'}"
+
+
+def status_class(status: int | None) -> str | None:
+    """``"4xx"`` for 404: the most of an answer's status a tenant is shown."""
+    return None if status is None else f"{status // 100}xx"
+
+
+def public_result(delivery: DeliveryRecord) -> DeliveryResult | None:
+    """The coarse result of a delivery's last attempt (``None``: not tried yet), read from
+    what :class:`Deliverer` records; older records' error texts are never passed on."""
+    if delivery.state is DeliveryState.DELIVERED:
+        return DeliveryResult.DELIVERED
+    if delivery.last_error == "webhook disabled":
+        return DeliveryResult.DISABLED
+    if delivery.last_error in (DeliveryResult.REFUSED_ADDRESS, DeliveryResult.UNREACHABLE):
+        return DeliveryResult(delivery.last_error)
+    if delivery.last_status is not None:
+        return DeliveryResult.REJECTED
+    if delivery.last_attempt_at is not None:
+        return DeliveryResult.UNREACHABLE
+    return None
 
 
 # --- the deliverer ------------------------------------------------------------------------------
@@ -167,9 +230,11 @@ class Deliverer:
     """Sends due outbox messages with ``client`` (passed in; its proxies, TLS settings and
     connection pool are the caller's), one batch per :meth:`run_once`, or in a thread.
 
-    ``timeout_s`` bounds each phase of a request (connect, send, each read) and the reading of
-    the answer; at most ``max_body_bytes`` of an answer are read (then dropped), so a receiver
-    cannot keep the deliverer downloading. A claim lasts ``lease_s`` (default: long enough for
+    ``policy`` says which addresses may be reached (default: public ones only, resolved by the
+    operating system); it is checked before every attempt. ``timeout_s`` bounds each phase of
+    a request (connect, send, each read) and the reading of the answer; at most
+    ``max_body_bytes`` of an answer are read (then dropped), so a receiver cannot keep the
+    deliverer downloading. A claim lasts ``lease_s`` (default: long enough for
     a whole batch of slow receivers); when a deliverer dies holding one, another sends the
     message after it — with the same ``webhook-id``.
     """
@@ -179,6 +244,7 @@ class Deliverer:
         store: WebhookStore,
         client: httpx.Client,
         *,
+        policy: DestinationPolicy | None = None,
         clock: Clock = utcnow,
         timeout_s: float = 10.0,
         max_body_bytes: int = 64 * 1024,
@@ -193,6 +259,7 @@ class Deliverer:
             )
         self.store = store
         self._client = client
+        self.policy = policy if policy is not None else DestinationPolicy()
         self._clock = clock
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes
@@ -249,7 +316,7 @@ class Deliverer:
             delivery.id,
             ok=outcome is Outcome.DELIVERED,
             status=attempt.status,
-            error=attempt.error,
+            error=None if outcome is Outcome.DELIVERED else attempt.result.value,
             now=at,
             next_attempt_at=retry_at,
         )
@@ -260,34 +327,40 @@ class Deliverer:
             log.warning(
                 "webhook delivery %s to webhook %s (%s): attempt %d failed (%s); next at %s",
                 *where,
-                attempt.error,
+                attempt.detail,
                 retry_at and retry_at.isoformat(),
             )
         else:
             log.error(
                 "webhook delivery %s to webhook %s (%s): attempt %d failed (%s); given up",
                 *where,
-                attempt.error,
+                attempt.detail,
             )
         return outcome
 
     def send(self, claim: Claim, at: datetime) -> Attempt:
-        """POST one claimed message, signed for time ``at``; never raises for network trouble
-        (a failure is an :class:`Attempt` like any other answer)."""
+        """POST one claimed message, signed for time ``at``, to an address of its URL that
+        :attr:`policy` allows (checked now); never raises for network trouble (a failure is an
+        :class:`Attempt` like any other answer)."""
+        try:
+            destination = self.policy.check(claim.url)
+        except UnresolvableHostError as exc:
+            return Attempt(Outcome.RETRY, None, DeliveryResult.UNREACHABLE, str(exc))
+        except InvalidWebhookError as exc:  # RefusedAddressError, or https only by now
+            return Attempt(Outcome.RETRY, None, DeliveryResult.REFUSED_ADDRESS, str(exc))
         body = encode_body(claim.delivery.payload)
         headers = {
+            "host": destination.host_header,
             "content-type": "application/json",
             "user-agent": USER_AGENT,
             **signed_headers(claim.secret, claim.delivery.id, int(at.timestamp()), body),
         }
         try:
-            request = self._client.build_request(
-                "POST", claim.url, content=body, headers=headers, timeout=self.timeout_s
-            )
-            response = self._client.send(request, stream=True, follow_redirects=False)
+            response = self._post(destination, headers, body)
         except Exception as exc:
-            error = describe_exception(exc, claim.url, self.timeout_s)
-            return Attempt(Outcome.RETRY, None, error)
+            tried = (claim.url, str(destination.pinned_url))
+            detail = describe_exception(exc, tried, self.timeout_s)
+            return Attempt(Outcome.RETRY, None, DeliveryResult.UNREACHABLE, detail)
         try:
             self._drain(response)
         finally:
@@ -295,11 +368,27 @@ class Deliverer:
         status = response.status_code
         outcome = classify(status)
         if outcome is Outcome.DELIVERED:
-            return Attempt(outcome, status)
+            return Attempt(outcome, status, DeliveryResult.DELIVERED)
         retry_after = None
         if status in RETRY_AFTER_STATUSES:
             retry_after = parse_retry_after(response.headers.get("retry-after"), at)
-        return Attempt(outcome, status, describe_status(status, retry_after), retry_after)
+        detail = describe_status(status, retry_after)
+        return Attempt(outcome, status, DeliveryResult.REJECTED, detail, retry_after)
+
+    def _post(
+        self, destination: Destination, headers: dict[str, str], body: bytes
+    ) -> httpx.Response:
+        """Open the request to the checked address; redirects are never followed."""
+        server_name = destination.server_name
+        request = self._client.build_request(
+            "POST",
+            destination.pinned_url,
+            content=body,
+            headers=headers,
+            timeout=self.timeout_s,
+            extensions={"sni_hostname": server_name} if server_name else None,
+        )
+        return self._client.send(request, stream=True, follow_redirects=False)
 
     def _drain(self, response: httpx.Response) -> None:
         """Read (and drop) at most ``max_body_bytes`` of the answer within ``timeout_s``; the

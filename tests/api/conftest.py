@@ -1,7 +1,9 @@
 """Fixtures of the API tests: the real app on a real job store (SQLite and PostgreSQL), real
 clients, keys and tokens; studies of two tenants with finished pre-reads written through the
 store's own state machine. Only the Orthanc side is a folder (``FolderStudySource``) holding
-each study's SR and SEG files."""
+each study's SR and SEG files; DNS is a :class:`~tests.webhooks.fake_dns.FakeDns` that puts
+``example.org`` and ``example.net`` on a public address (literals and localhost resolve as
+usual)."""
 
 from __future__ import annotations
 
@@ -37,7 +39,9 @@ from preread.store import (
     StudyFingerprint,
 )
 from preread.store.webhooks import WebhookStore
+from preread.webhooks.addresses import DestinationPolicy
 from tests.store.conftest import BACKENDS, fresh_postgres_database
+from tests.webhooks.fake_dns import example_dns
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = ModelRef("lung-nodule", "1.0.0", "PreRead Lung Nodule UNet", "ab" * 32)
@@ -198,6 +202,7 @@ def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
             views=watched.views,
             grant_store=grants,
             grants=watched.grants,
+            webhook_policy=DestinationPolicy.from_settings(settings, resolve=example_dns()),
         )
         try:
             with TestClient(create_app(services)) as client:

@@ -1,14 +1,24 @@
 """Analysis on request (Idempotency-Key) through the real watcher over a folder of DICOM, and
-the tenant's webhook management."""
+the tenant's webhook management: registration refuses what webhooks may not reach, and the
+deliveries list shows coarse results only."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_network
 from pathlib import Path
 
+import httpx
+
 from preread.domain import ModelRef
+from preread.settings import Settings
 from preread.store import JobState
 from preread.watcher import Watcher
-from tests.api.conftest import Api
+from preread.webhooks import Deliverer, DestinationPolicy
+from tests.api.conftest import Api, finding
+from tests.webhooks.conftest import Receiver
+from tests.webhooks.fake_dns import PUBLIC, FakeDns
+from tests.webhooks.test_addresses import ATTACKS, attacker_dns
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import generate_phantom
 
@@ -91,8 +101,6 @@ def test_webhook_management(api: Api, tmp_path: Path) -> None:
         assert answer.status_code == 422 and why in answer.text, (bad, answer.text)
 
     # a finished job of the tenant puts a message in the outbox (delivered by the deliverer)
-    from tests.api.conftest import finding
-
     facts, job = api.study("hosp-a", (finding(1, "left", 10.0),))
     deliveries = api.client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=w).json()
     assert len(deliveries) == 1
@@ -107,3 +115,77 @@ def test_webhook_management(api: Api, tmp_path: Path) -> None:
     assert disabled["enabled"] is False
     assert api.client.delete(f"/api/v1/webhooks/{hook['id']}", headers=w).status_code == 204
     assert api.client.get(f"/api/v1/webhooks/{hook['id']}", headers=w).status_code == 404
+
+
+# --- server-side request forgery (issue 12, finding 1) ------------------------------------------
+
+
+def test_webhook_urls_of_the_probe_are_refused_at_registration(api: Api) -> None:
+    api.services.webhook_policy = DestinationPolicy.from_settings(
+        api.services.settings, resolve=attacker_dns()
+    )
+    w = api.token("hosp-a", "webhooks:manage")
+    for url, why in ATTACKS:
+        answer = api.client.post("/api/v1/webhooks", json={"url": url}, headers=w)
+        assert answer.status_code == 422, (url, answer.text)
+        assert answer.json()["detail"] == f"the webhook URL's host resolves to {why}", url
+    unknown = api.client.post("/api/v1/webhooks", json={"url": "https://x.invalid/"}, headers=w)
+    assert unknown.status_code == 422 and "does not resolve" in unknown.text
+    assert api.client.get("/api/v1/webhooks", headers=w).json() == []
+
+
+def test_rebinding_is_refused_and_clients_see_only_coarse_delivery_results(api: Api) -> None:
+    dns = FakeDns({"hooks.example.net": [PUBLIC]})
+    api.services.webhook_policy = DestinationPolicy(resolve=dns)
+    receiver = Receiver()
+    receiver.start()
+    w = api.token("hosp-a", "webhooks:manage")
+    url = f"http://hooks.example.net:{receiver.port}/hook"
+    try:
+        hook = api.client.post("/api/v1/webhooks", json={"url": url}, headers=w).json()
+        deliveries = f"/api/v1/webhooks/{hook['id']}/deliveries"
+        api.study("hosp-a", (finding(1, "left", 10.0),))  # a finished job: one message queued
+        dns.zones["hooks.example.net"] = ["127.0.0.1"]  # the name now points at loopback
+        with httpx.Client(trust_env=False) as http:
+            strict = Deliverer(api.services.webhooks, http, policy=api.services.destinations)
+            assert strict.run_once().retrying == 1
+            assert receiver.received == []  # nothing connected to 127.0.0.1
+            seen = [_last(api, deliveries, w)]
+            # the operator allows loopback: the receiver answers 500, 302, then is gone, then ok
+            allowed = Deliverer(
+                api.services.webhooks,
+                http,
+                policy=DestinationPolicy.from_settings(
+                    Settings(webhook_allowed_networks=[ip_network("127.0.0.0/8")]), resolve=dns
+                ),
+            )
+            later = datetime.now(UTC)
+            for step in ("error", "redirect", "stop", "ok"):
+                if step == "stop":
+                    receiver.stop()  # connection refused
+                elif step == "ok":
+                    receiver.start()
+                receiver.mode = "ok" if step == "stop" else step
+                later += timedelta(hours=1)  # past the retry schedule's wait
+                allowed.run_once(later)
+                seen.append(_last(api, deliveries, w))
+    finally:
+        receiver.stop()
+    assert seen == [
+        ("refused-address", None),
+        ("rejected", "5xx"),
+        ("rejected", "3xx"),
+        ("unreachable", None),
+        ("delivered", None),
+    ]
+    assert len(receiver.received) == 3  # 500, 302 (not followed), 200
+
+
+def _last(api: Api, deliveries: str, headers: dict[str, str]) -> tuple[str, str | None]:
+    """The one delivery's coarse result, after checking nothing else about the attempt shows."""
+    answer = api.client.get(deliveries, headers=headers)
+    [delivery] = answer.json()
+    assert "last_error" not in delivery and "last_status" not in delivery
+    for leak in ("Errno", "Connection refused", "ConnectError", "not known", "127.0.0.1", "HTTP "):
+        assert leak not in answer.text, leak
+    return delivery["last_result"], delivery["last_status_class"]

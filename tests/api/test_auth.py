@@ -6,8 +6,11 @@ import base64
 from datetime import UTC, datetime, timedelta
 
 import jwt
+import pytest
+from fastapi.testclient import TestClient
 
-from preread.security import TokenService
+from preread.security import ClientStore, FailureThrottle, TokenService, source_key
+from preread.security.passwords import verify_secret
 from tests.api.conftest import Api
 
 
@@ -159,3 +162,77 @@ def test_request_body_size_limit(api: Api) -> None:
     answer = api.client.post("/api/v1/webhooks", json=big, headers=headers)
     assert answer.status_code == 413
     assert "exceeds" in answer.json()["detail"]
+
+
+# --- lockout and CPU load through /oauth/token (issue 12, finding 4) ----------------------------
+
+
+class CountingVerifier:
+    """The real :func:`verify_secret`, counting its (scrypt) calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, secret: str, stored: str) -> bool:
+        self.calls += 1
+        return verify_secret(secret, stored)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # in memory: one backend suffices
+def test_failed_guesses_never_lock_the_client_out_and_cost_no_scrypt_once_limited(
+    api: Api,
+) -> None:
+    verify = CountingVerifier()
+    api.services.clients = ClientStore(api.store.engine, verify=verify)
+    api.services.token_failures = FailureThrottle(per_client_and_source=3, per_source=6)
+    client, secret = api.services.clients.create("hosp-a", "ris", ["reports:read"], 60)
+    attacker = TestClient(api.client.app, client=("198.51.100.7", 40000))
+    hospital = TestClient(api.client.app, client=("203.0.113.20", 40001))
+
+    guesses = [
+        attacker.post("/oauth/token", data=_form(client.client_id, f"guess-{i}")).status_code
+        for i in range(70)
+    ]
+    assert guesses == [401] * 3 + [429] * 67
+    assert verify.calls == 3  # the 67 refused guesses hashed nothing
+    refused = attacker.post("/oauth/token", data=_form(client.client_id, "guess-x"))
+    assert refused.json()["error"] == "slow_down" and int(refused.headers["retry-after"]) >= 1
+
+    # the client itself, from its own address: never refused because of the attacker
+    assert hospital.post("/oauth/token", data=_form(client.client_id, secret)).status_code == 200
+    assert api.client.post("/oauth/token", data=_form(client.client_id, secret)).status_code == 200
+
+    # unknown client ids from the attacker: each costs a hash until the source's own limit,
+    # then 429 without hashing, whichever id
+    unknown = [
+        attacker.post("/oauth/token", data=_form(f"prc_{i:016x}", secret)).status_code
+        for i in range(20)
+    ]
+    assert unknown == [401] * 3 + [429] * 17
+    assert verify.calls == 3 + 2 + 3  # 2: the client's own successes
+    # … including the right secret from the attacker's address (it could not know it is right)
+    assert attacker.post("/oauth/token", data=_form(client.client_id, secret)).status_code == 429
+    assert verify.calls == 8
+
+
+def test_failure_counts_drain_and_a_success_clears_its_own() -> None:
+    now = [0.0]
+    throttle = FailureThrottle(
+        per_client_and_source=2, per_source=3, window_s=60, clock=lambda: now[0]
+    )
+    attacker, other = "198.51.100.7", "203.0.113.20"
+    throttle.failed("prc_a", attacker)
+    throttle.failed("prc_a", attacker)
+    assert throttle.wait("prc_a", attacker) == pytest.approx(30.0)  # 2 per 60 s: one in 30 s
+    assert throttle.wait("prc_b", attacker) == 0.0  # the source has one failure left
+    assert throttle.wait("prc_a", other) == 0.0  # another source: untouched
+    now[0] = 15.0
+    assert throttle.wait("prc_a", attacker) == pytest.approx(15.0)  # draining
+    throttle.succeeded("prc_a", attacker)
+    assert throttle.wait("prc_a", attacker) == 0.0  # its own count cleared …
+    throttle.failed("prc_b", attacker)
+    assert throttle.wait("prc_z", attacker) == pytest.approx(5.0)  # … not the source's
+    # IPv6 sources count per /64; an IPv4-mapped address as its IPv4 address
+    assert source_key("2001:db8:1:2:aaaa::1") == source_key("2001:db8:1:2:bbbb::9")
+    assert source_key("::ffff:198.51.100.7") == "198.51.100.7"
+    assert source_key(None) == "unknown"

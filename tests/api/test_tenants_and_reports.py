@@ -154,7 +154,12 @@ def test_another_tenants_ids_answer_like_missing_ones_on_every_route(api: Api) -
         ("GET", "/api/v1/webhooks/{}", hook_b["id"], missing_hook),
         ("GET", "/api/v1/webhooks/{}/deliveries", hook_b["id"], missing_hook),
         ("POST", "/api/v1/webhooks/{}/disable", hook_b["id"], missing_hook),
-        ("POST", "/api/v1/webhooks/{}/deliveries/msg_x/redeliver", hook_b["id"], missing_hook),
+        (
+            "POST",
+            f"/api/v1/webhooks/{{}}/deliveries/msg_{'0' * 32}/redeliver",
+            hook_b["id"],
+            missing_hook,
+        ),
         ("DELETE", "/api/v1/webhooks/{}", hook_b["id"], missing_hook),
     ]
     for method, template, theirs, missing in pairs:

@@ -16,7 +16,7 @@ from pydicom.uid import JPEGLosslessSV1, generate_uid
 from dicom_gateway.errors import DicomFileError, SeriesError
 from dicom_gateway.volume import assemble_volume, read_instance, read_series_dir
 from preread.domain import Geometry
-from tests.corpus_path import CORPUS
+from tests.corpus_path import CORPUS, MISSING
 from tests.dicom_gateway.synthetic import ct_datasets, geometry, write_series
 
 
@@ -189,7 +189,7 @@ REFUSALS: dict[str, tuple[Spoil, str]] = {
         lambda d: setattr(d[2], "ImagePositionPatient", list(d[3].ImagePositionPatient)),
         "duplicate slice position",
     ),
-    "missing slice": (_drop_slice, r"slices are missing.*slice 2 .*slice 3 .*2 × the median"),
+    "missing slice": (_drop_slice, r"slices are missing.*slice 2 .*slice 3 .*2 x the median"),
     "uneven": (_uneven, r"inconsistent slice spacing.*slice 3"),
     "in-plane drift": (_tilt, "gantry tilt"),
     "tilt attribute": (lambda d: setattr(d[0], "GantryDetectorTilt", 15.0), "GantryDetectorTilt"),
@@ -229,7 +229,7 @@ def test_unreadable_file_is_named(tmp_path: Path) -> None:
 
 def test_corpus_is_read_or_refused_with_a_reason() -> None:
     """Every file of the Orthanc test corpus is read, or refused by a GatewayError."""
-    assert CORPUS.is_dir(), f"the regression corpus is missing: {CORPUS}"
+    assert CORPUS.is_dir(), MISSING
     unreadable: dict[str, str] = {}
     groups: dict[str, list[pydicom.Dataset]] = collections.defaultdict(list)
     names: dict[str, str] = {}
@@ -266,7 +266,8 @@ def test_corpus_is_read_or_refused_with_a_reason() -> None:
     assert "no pixel data" in refused["DummyCTInvalidRows.dcm"]
     assert "orientation differs" in refused["Knix/Loc/IM-0001-0001.dcm"]
     assert "SamplesPerPixel 3" in refused["ColorTestMalaterre.dcm"]
-    assert len(read) >= 20 and len(refused) >= 80, (sorted(read), sorted(refused))
+    # 30 read since the JPEG Lossless decoder (GDCM) is a dependency; 79 refused
+    assert len(read) >= 30 and len(refused) >= 75, (sorted(read), sorted(refused))
 
 
 def test_pixel_data_released_only_after_the_volume_is_whole() -> None:

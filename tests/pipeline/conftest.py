@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tests.corpus_path import CORPUS
+from tests.corpus_path import CORPUS, MISSING
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import NoduleSpec, generate_phantom, lung_mask
 
@@ -74,5 +74,5 @@ def two_studies(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyOnDisk, 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     if not CORPUS.is_dir():
-        pytest.fail(f"the regression corpus is missing: {CORPUS} (../shared/corpus/orthanc-tests)")
+        pytest.fail(MISSING)
     return CORPUS

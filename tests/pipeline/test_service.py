@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_network
 from pathlib import Path
 
 import highdicom as hd
@@ -52,6 +53,8 @@ def settings_for(tmp: Path, orthanc: OrthancServer, database_url: str | None) ->
         poll_interval_s=0.2,
         reconcile_interval_s=3600,
         webhook_interval_s=0.2,
+        # the tests' webhook receiver listens on 127.0.0.1: allowed as an operator allows it
+        webhook_allowed_networks=[ip_network("127.0.0.0/8")],
     )
 
 

@@ -137,7 +137,7 @@ def _by_finding(message: Any) -> dict[str, dict[str, Any]]:
 
 
 def _obx_count(findings: tuple[FindingOut, ...]) -> int:
-    """Notice and conclusion, then six OBXs per finding, one per Lung-RADS size given and one
+    """Notice and conclusion, then seven OBXs per finding, one per Lung-RADS size given and one
     for the type when given."""
     sizes = (
         "axial_long_axis_mm",
@@ -146,7 +146,7 @@ def _obx_count(findings: tuple[FindingOut, ...]) -> int:
         "solid_component_long_axis_mm",
     )
     return 2 + sum(
-        6 + sum(getattr(f, size) is not None for size in sizes) + (f.nodule_type is not None)
+        7 + sum(getattr(f, size) is not None for size in sizes) + (f.nodule_type is not None)
         for f in findings
     )
 
@@ -299,6 +299,7 @@ def test_values_and_units() -> None:
         "118565006": ("NM", "Volume", "SCT", "mm3^cubic millimeter^UCUM"),
         "112031": ("NM", "Attenuation Coefficient", "DCM", "[hnsf'U]^Hounsfield unit^UCUM"),
         "111012": ("NM", "Certainty of Finding", "DCM", "%^percent^UCUM"),
+        "121071": ("CWE", "Finding", "DCM", ""),
         "363698007": ("CWE", "Finding Site", "SCT", ""),
         "128138": ("ST", "Center of Mass", "DCM", "mm^millimeter^UCUM"),
     }
@@ -322,6 +323,7 @@ def test_values_and_units() -> None:
         "1436.8",
         "-35.5",
         "77.51",
+        "27925004^Nodule^SCT",
         "44029006^Left lung^SCT",
         "x=99.70 y=-15.50 z=-145.60 (LPS)",
     ]
@@ -366,6 +368,7 @@ def test_typed_findings_carry_their_type_and_lung_rads_sizes() -> None:
             "112031",
             "111012",
             "RID46010",
+            "121071",
             "363698007",
             "128138",
         ]

@@ -87,7 +87,7 @@ def scored(
     nodules: list[NoduleResult] = []
     scans: list[ScanResult] = []
     for i, (truth, findings) in enumerate(cases):
-        sr, nr = score_scan(eval_scan(f"case-{i}", truth), prediction(findings), 0.5)
+        sr, nr = score_scan(eval_scan(f"case-{i}", truth), prediction(findings))
         scans.append(sr)
         nodules += nr
     return nodules, scans
@@ -119,7 +119,7 @@ def test_the_finding_component_covering_the_centre_no_longer_counts() -> None:
     labels = np.zeros(SHAPE, np.int32)
     labels[10:23, 10:23, 10:23] = 1  # the finding's voxels hold the nodule's centre (16, 16, 16)
     f = finding(1, at(6.0), 0.9)  # but its centre is 6 mm away from a 10 mm nodule
-    sr, (nr,) = score_scan(eval_scan("c", [nodule(1, at(0), 10.0)]), prediction([f], labels), 0.5)
+    sr, (nr,) = score_scan(eval_scan("c", [nodule(1, at(0), 10.0)]), prediction([f], labels))
     assert not nr.detected
     assert [r.outcome for r in sr.findings] == ["fp"]
 
@@ -370,7 +370,7 @@ def test_evaluate_through_a_predictor_and_write_the_report(tmp_path: Path) -> No
             return prediction([f, fp], labels)
 
     scans = [eval_scan(f"s{i}", [nodule(1, (16.0, 16.0, 16.0), 10.0)], truth) for i in range(3)]
-    doc = evaluate(Fake(), scans, threshold=0.5, meta={"data": {"source": "phantoms"}})  # type: ignore[arg-type]
+    doc = evaluate(Fake(), scans, meta={"data": {"source": "phantoms"}})  # type: ignore[arg-type]
     json.dumps(doc, allow_nan=False)
     assert (doc["sensitivity_ge6mm"], doc["fp_per_scan"], doc["n_scans"]) == (1.0, 1.0, 3)
     assert 0.8 < doc["dice_ge6mm"]["median"] < 1.0

@@ -4,30 +4,44 @@ tests/store/conftest.py), a webhook store on a fake clock, and a real HTTP recei
 :class:`Receiver` is a ``ThreadingHTTPServer`` on 127.0.0.1 (a free port) whose answer a test
 switches: ``ok`` (200), ``error`` (500), ``throttle`` (429 + ``Retry-After``), ``gone`` (410),
 ``redirect`` (302), ``hang`` (answers only after ``hang_s``); :meth:`Receiver.stop` closes the
-port (connection refused) and :meth:`Receiver.start` opens the same one again.
+port (connection refused) and :meth:`Receiver.start` opens the same one again. With ``tls`` (a
+server-side :class:`ssl.SSLContext`) it speaks https.
+
+Webhooks refuse loopback by default; these tests deliver to the receiver on 127.0.0.1 because
+they allow ``127.0.0.0/8`` the way an operator allows a network (:data:`LOOPBACK_ALLOWED`, from
+``PREREAD_WEBHOOK_ALLOWED_NETWORKS``), not by weakening the check.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_network
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
+from preread.settings import Settings
 from preread.store import JobOutputs, JobRecord, JobState, StudyFingerprint
 from preread.store.webhooks import WebhookStore
+from preread.webhooks.addresses import DestinationPolicy
 from tests.store.conftest import FakeClock, backend, clock, db_url, engine, postgres_url
 
 __all__ = ["backend", "clock", "db_url", "engine", "postgres_url"]
 
 TENANT = "tenant-a"
 OTHER_TENANT = "tenant-b"
+
+LOOPBACK_ALLOWED = DestinationPolicy.from_settings(
+    Settings(webhook_allowed_networks=[ip_network("127.0.0.0/8")])
+)
+"""The policy of an operator who set ``PREREAD_WEBHOOK_ALLOWED_NETWORKS=["127.0.0.0/8"]``."""
 
 
 @pytest.fixture
@@ -51,6 +65,7 @@ class Receiver:
     mode: str = "ok"
     retry_after: str = "600"
     hang_s: float = 5.0
+    tls: ssl.SSLContext | None = None
     received: list[Received] = field(default_factory=list)
     port: int = 0
     _server: ThreadingHTTPServer | None = None
@@ -99,6 +114,8 @@ class Receiver:
         self._released.clear()
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(

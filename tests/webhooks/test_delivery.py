@@ -1,6 +1,8 @@
-"""The deliverer against a real HTTP receiver on 127.0.0.1, on SQLite and PostgreSQL: signed
-requests, retries on the schedule (a fake clock steps through it), giving up, redelivery,
-``Retry-After``, timeouts, refused connections, concurrent deliverers, and its thread."""
+"""The deliverer against a real HTTP receiver on 127.0.0.1 (allowed the way an operator allows
+a network: ``LOOPBACK_ALLOWED``), on SQLite and PostgreSQL: signed requests, retries on the
+schedule (a fake clock steps through it), giving up, redelivery, ``Retry-After``, timeouts,
+refused connections, concurrent deliverers, and its thread; what the delivery record keeps of
+an attempt (a coarse result, never the network's error text)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from preread.webhooks.delivery import (
     parse_retry_after,
 )
 from tests.store.conftest import FakeClock
-from tests.webhooks.conftest import TENANT, Receiver, finished_job
+from tests.webhooks.conftest import LOOPBACK_ALLOWED, TENANT, Receiver, finished_job
 
 COMPLETED = "preread.completed"
 
@@ -52,7 +54,7 @@ def only_delivery(webhooks: WebhookStore, webhook_id: str) -> DeliveryRecord:
 
 @pytest.fixture
 def deliverer(webhooks: WebhookStore, http_client: httpx.Client, clock: FakeClock) -> Deliverer:
-    return Deliverer(webhooks, http_client, clock=clock, timeout_s=2.0)
+    return Deliverer(webhooks, http_client, policy=LOOPBACK_ALLOWED, clock=clock, timeout_s=2.0)
 
 
 def test_a_message_is_posted_signed_and_verifies(
@@ -104,7 +106,7 @@ def test_a_receiver_down_for_hours_gets_the_message_exactly_once(
     for step in RETRY_SCHEDULE_S[2:7]:
         assert deliverer.run_once().retrying == 1
         delivery = only_delivery(webhooks, webhook.id)
-        assert delivery.last_status is None and "ConnectError" in (delivery.last_error or "")
+        assert (delivery.last_status, delivery.last_error) == (None, "unreachable")
         clock.advance(step)
     receiver.mode = "ok"  # … and back.
     receiver.start()
@@ -139,7 +141,7 @@ def test_giving_up_after_the_schedule_then_redelivering(
         len(RETRY_SCHEDULE_S) + 1,
         None,
     )
-    assert (delivery.last_status, delivery.last_error) == (500, "HTTP 500")
+    assert (delivery.last_status, delivery.last_error) == (500, "rejected")
     assert deliverer.run_once(clock.now + timedelta(days=30)).claimed == 0
     receiver.mode = "ok"
     webhooks.redeliver(TENANT, delivery.id)
@@ -164,9 +166,7 @@ def test_retry_after_is_honoured_when_longer_than_the_schedule(
     assert deliverer.run_once().retrying == 1
     delivery = only_delivery(webhooks, webhook.id)
     assert delivery.next_attempt_at == clock.now + timedelta(seconds=wait_s)
-    assert delivery.last_status == 429 and f"Retry-After {retry_after} s" in (
-        delivery.last_error or ""
-    )
+    assert (delivery.last_status, delivery.last_error) == (429, "rejected")
 
 
 def test_a_receiver_slower_than_the_timeout_is_retried(
@@ -175,17 +175,20 @@ def test_a_receiver_slower_than_the_timeout_is_retried(
     clock: FakeClock,
     receiver: Receiver,
     http_client: httpx.Client,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     webhook, _ = webhooks.create(TENANT, receiver.url)
     queue(engine, clock)
     receiver.mode = "hang"
-    deliverer = Deliverer(webhooks, http_client, clock=clock, timeout_s=0.3)
+    deliverer = Deliverer(
+        webhooks, http_client, policy=LOOPBACK_ALLOWED, clock=clock, timeout_s=0.3
+    )
     started = time.monotonic()
     assert deliverer.run_once().retrying == 1
     assert time.monotonic() - started < 2.5
     delivery = only_delivery(webhooks, webhook.id)
-    assert delivery.last_status is None
-    assert (delivery.last_error or "").startswith("no answer within 0.3 s (ReadTimeout)")
+    assert (delivery.last_status, delivery.last_error) == (None, "unreachable")
+    assert "no answer within 0.3 s (ReadTimeout)" in caplog.text  # the details: the log's
     assert delivery.next_attempt_at == clock.now + timedelta(seconds=RETRY_SCHEDULE_S[0])
 
 
@@ -200,8 +203,9 @@ def test_gone_gives_up_at_once_and_redirects_are_not_followed(
     queue(engine, clock)
     receiver.mode = "redirect"
     assert deliverer.run_once().retrying == 1
-    assert "redirects are not followed" in (only_delivery(webhooks, webhook.id).last_error or "")
-    assert len(receiver.received) == 1
+    redirected = only_delivery(webhooks, webhook.id)
+    assert (redirected.last_status, redirected.last_error) == (302, "rejected")
+    assert len(receiver.received) == 1  # the Location (http://127.0.0.1:1/…) was not followed
     clock.advance(RETRY_SCHEDULE_S[0])
     receiver.mode = "gone"
     assert deliverer.run_once().failed == 1
@@ -227,7 +231,11 @@ def test_two_deliverers_never_send_a_message_twice(
         try:
             with httpx.Client(trust_env=False) as client:
                 deliverer = Deliverer(
-                    WebhookStore(own_engine, clock=clock), client, clock=clock, batch_size=3
+                    WebhookStore(own_engine, clock=clock),
+                    client,
+                    policy=LOOPBACK_ALLOWED,
+                    clock=clock,
+                    batch_size=3,
                 )
                 start.wait()
                 while (round_ := deliverer.run_once()).claimed:
@@ -266,7 +274,7 @@ def test_the_thread_survives_errors_and_delivers(
     store = FlakyStore(engine, clock=clock)
     store.create(TENANT, receiver.url)
     queue(engine, clock)
-    deliverer = Deliverer(store, http_client, clock=clock)
+    deliverer = Deliverer(store, http_client, policy=LOOPBACK_ALLOWED, clock=clock)
     deliverer.start(interval_s=0.02)
     try:
         deadline = time.monotonic() + 10

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from preread.api.deps import GrantsManager, ServicesDep
+from preread.api.ids import TENANT_PATTERN, TEXT_PATTERN
 from preread.grants import Grant, GrantError, GrantSpec, Purpose
 from preread.grants.records import check_senders
 
@@ -18,11 +19,13 @@ router = APIRouter(prefix="/api/v1", tags=["grants"])
 
 
 class GrantIn(BaseModel):
-    tenant: str = Field(max_length=64, description="the data source (tenant)")
+    tenant: str = Field(max_length=64, pattern=TENANT_PATTERN, description="the data source")
     purpose: Purpose
     valid_from: datetime
     valid_to: datetime
-    legal_basis: str = Field(max_length=2000, description="law, contract or consent reference")
+    legal_basis: str = Field(
+        max_length=2000, pattern=TEXT_PATTERN, description="law, contract or consent reference"
+    )
     sender_aets: list[str] = Field(default=[], max_length=100)
     modalities: list[str] = Field(default=[], max_length=50)
     study_date_from: str | None = Field(default=None, description="YYYYMMDD, inclusive")
@@ -31,7 +34,7 @@ class GrantIn(BaseModel):
 
 
 class RevokeIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=2000, pattern=TEXT_PATTERN)
 
 
 class GrantOut(BaseModel):
@@ -110,7 +113,7 @@ async def create_grant(services: ServicesDep, who: GrantsManager, body: GrantIn)
 def list_grants(
     services: ServicesDep,
     who: GrantsManager,
-    tenant: Annotated[str | None, Query(max_length=64)] = None,
+    tenant: Annotated[str | None, Query(max_length=64, pattern=TENANT_PATTERN)] = None,
     purpose: Purpose | None = None,
 ) -> list[GrantOut]:
     assert services.grant_store is not None

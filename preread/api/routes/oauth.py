@@ -1,7 +1,11 @@
 """OAuth2 token endpoint (client-credentials grant, RFC 6749 4.4) and the public keys.
 
 Errors follow RFC 6749 5.2: ``{"error": ..., "error_description": ...}``, 400 for a bad
-request, 401 with ``WWW-Authenticate: Basic`` for failed client authentication.
+request, 401 with ``WWW-Authenticate: Basic`` for failed client authentication, 429
+``slow_down`` with ``Retry-After`` when the source failed too often (counted per source and per
+(client, source) by :class:`~preread.security.FailureThrottle`, *before* the secret is hashed)
+or a client asked for too many tokens (counted on successes only, so nobody without the secret
+can lock a client out).
 """
 
 from __future__ import annotations
@@ -11,18 +15,19 @@ import binascii
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Header
+from fastapi import APIRouter, Form, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from preread.api import auditing
 from preread.api.deps import ServicesDep
+from preread.api.ids import is_client_id
 from preread.audit import AuditError
-from preread.security import AuthError, InvalidClientError
+from preread.security import AuthError, InvalidClientError, source_key
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["oauth"])
-TOKEN_REQUESTS_PER_MINUTE = 60  # per client id: bounds secret guessing
+TOKEN_REQUESTS_PER_MINUTE = 60  # tokens issued per client id (successes only)
 
 
 class TokenOut(BaseModel):
@@ -39,6 +44,14 @@ def _error(status: int, error: str, description: str) -> JSONResponse:
         headers["WWW-Authenticate"] = 'Basic realm="preread"'
     return JSONResponse(
         {"error": error, "error_description": description}, status_code=status, headers=headers
+    )
+
+
+def _slow_down(wait: float) -> JSONResponse:
+    return JSONResponse(
+        {"error": "slow_down", "error_description": "too many token requests"},
+        status_code=429,
+        headers={"Retry-After": str(max(1, int(wait) + 1)), "Cache-Control": "no-store"},
     )
 
 
@@ -59,6 +72,7 @@ def _basic(authorization: str | None) -> tuple[str, str] | None:
     responses={400: {"description": "invalid request"}, 401: {"description": "invalid client"}},
 )
 def token(
+    request: Request,
     services: ServicesDep,
     grant_type: Annotated[str, Form()],
     client_id: Annotated[str | None, Form()] = None,
@@ -77,23 +91,25 @@ def token(
         client_id, client_secret = basic
     if not client_id or not client_secret:
         return _error(401, "invalid_client", "client_id and client_secret are required")
-    if len(client_id) > 64 or len(client_secret) > 256:
+    if not is_client_id(client_id) or len(client_secret) > 256:  # e.g. a NUL: never queried
         return _error(401, "invalid_client", "client authentication failed")
-    wait = services.limiter.take(f"token:{client_id}", TOKEN_REQUESTS_PER_MINUTE)
-    if wait > 0:
-        return JSONResponse(
-            {"error": "slow_down", "error_description": "too many token requests"},
-            status_code=429,
-            headers={"Retry-After": str(max(1, int(wait) + 1))},
-        )
+    source = source_key(request.client.host if request.client else None)
+    wait = services.token_failures.wait(client_id, source)
+    if wait > 0:  # before any hashing: failed guesses cannot be turned into CPU load
+        return _slow_down(wait)
     try:
         client = services.clients.authenticate(client_id, client_secret)
     except InvalidClientError:
+        services.token_failures.failed(client_id, source)
         try:
             services.auditor.record(auditing.auth_failed(client_id, "invalid_client"))
         except AuditError as exc:
             log.error("could not audit a failed authentication: %s", exc)
         return _error(401, "invalid_client", "client authentication failed")
+    services.token_failures.succeeded(client_id, source)
+    wait = services.limiter.take(f"token:{client_id}", TOKEN_REQUESTS_PER_MINUTE)
+    if wait > 0:  # only the secret's holder can get here
+        return _slow_down(wait)
     try:
         issued = services.tokens.issue(client, scope.split() if scope else None, purpose)
     except AuthError as exc:

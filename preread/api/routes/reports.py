@@ -7,24 +7,24 @@ have paths of their own: ``/report/json``, ``/report/fhir``, ``/report/hl7``, ``
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from preread.api.auditing import aauthorize_read, authorize_read
-from preread.api.deps import ReportsReader, Services, ServicesDep
-from preread.caches import GrantCache
+from preread.api.access import ModelQuery, StudyAccess, authorized_study
+from preread.api.deps import Services, ServicesDep
+from preread.audit.chain import Json
 from preread.reports import PreReadOut
 from preread.reports.context import ReportInput
 from preread.reports.fhir import FHIR_JSON, fhir_json
 from preread.reports.hl7 import HL7_MEDIA_TYPE, Hl7Options, to_oru
 from preread.reports.html import HTML_MEDIA_TYPE, to_html
-from preread.results import current_report, report_input
-from preread.security import Principal
+from preread.results import report_input
+from preread.security import Scope
 from preread.store import JobRecord, StudyRecord
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
@@ -93,20 +93,22 @@ def negotiate(accept: str | None) -> Format:
     raise HTTPException(406, f"offered: {', '.join(sorted(MEDIA_TYPES))}")
 
 
-def _render(
-    services: Services, who: Principal, study_uid: str, fmt: Format, model_id: str | None
-) -> Response:
-    tenant = who.tenant
-    study, job = current_report(services.store, tenant, study_uid, model_id, views=services.views)
-    authorize_read(services, who, study, format=fmt.value, job_id=job.id)
+def _render(services: Services, access: StudyAccess, fmt: Format) -> Response:
+    study, job = access.study, access.view.report_job()
+    tenant = access.who.tenant
     if fmt in (Format.SR, Format.SEG):
         stored = job.outputs.sr if fmt is Format.SR else job.outputs.seg
         if stored is None:
-            raise HTTPException(404, f"the pre-read of study {study_uid} has no SEG (no findings)")
+            raise HTTPException(
+                404, f"the pre-read of study {access.study_uid} has no SEG (no findings)"
+            )
         if services.source is None:
             raise HTTPException(503, "this PreRead process has no connection to Orthanc")
         data = services.source.instance_file(
-            study.facts.patient_id, study_uid, stored.series_instance_uid, stored.sop_instance_uid
+            study.facts.patient_id,
+            access.study_uid,
+            stored.series_instance_uid,
+            stored.sop_instance_uid,
         )
         name = f"{fmt.value}-{stored.sop_instance_uid}.dcm"
         return Response(
@@ -133,21 +135,17 @@ def _render_key(study: StudyRecord, job: JobRecord, tenant: str, fmt: Format) ->
     return (job.id, job.finished_at, study.updated_at, tenant, fmt.value)
 
 
-async def _respond(
-    services: Services, who: Principal, study_uid: str, fmt: Format, model_id: str | None
-) -> Response:
-    """From memory on the event loop when the study's finished read, its grants and its
-    rendering are cached (the common case of a report polled again); else in a thread."""
-    views, renders, grants = services.views, services.renders, services.grants
-    tenant = who.tenant
-    if views is not None and renders is not None and isinstance(grants, GrantCache):
-        hit = views.get((study_uid, model_id))
-        if fmt in _MEDIA and isinstance(hit, tuple) and hit[0].tenant == tenant:
-            body = renders.peek(_render_key(hit[0], hit[1], tenant, fmt))
-            if body is not None and grants.active():
-                await aauthorize_read(services, who, hit[0], format=fmt.value, job_id=hit[1].id)
+async def _respond(services: Services, access: StudyAccess, fmt: Format) -> Response:
+    """From memory on the event loop when the rendering is cached (the common case of a
+    report polled again: the enforcement point answered from memory too); else in a thread."""
+    renders = services.renders
+    if fmt in _MEDIA and renders is not None:
+        job = access.view.done
+        if job is not None:
+            body = renders.peek(_render_key(access.study, job, access.who.tenant, fmt))
+            if body is not None:
                 return Response(body, media_type=_MEDIA[fmt])
-    return await run_in_threadpool(_render, services, who, study_uid, fmt, model_id)
+    return await run_in_threadpool(_render, services, access, fmt)
 
 
 def _bytes(report: ReportInput, fmt: Format, tenant: str) -> bytes:
@@ -160,48 +158,67 @@ def _bytes(report: ReportInput, fmt: Format, tenant: str) -> bytes:
     return to_html(report).encode()
 
 
-ModelQuery = Annotated[str | None, Query(max_length=128, description="model id (default: first)")]
+def requested_format(request: Request) -> Format:
+    """The format a report route was asked for: its path, else ``?format=``, else ``Accept``
+    (406 when none is offered)."""
+    for given in (request.path_params.get("fmt"), request.query_params.get("format")):
+        if given in _FORMATS:
+            return Format(given)
+    return negotiate(request.headers.get("accept"))
+
+
+_FORMATS = frozenset(f.value for f in Format)
+
+
+def _audited_format(request: Request) -> Mapping[str, Json]:
+    return {"format": requested_format(request).value}
+
+
+ReportReader = Annotated[
+    StudyAccess,
+    Depends(authorized_study(Scope.REPORTS_READ, detail=_audited_format, by_model=True)),
+]
 
 
 @router.get("/studies/{study_uid}/report", responses=_DOC, response_class=Response)
 async def report(
+    request: Request,
     services: ServicesDep,
-    who: ReportsReader,
+    access: ReportReader,
     study_uid: str,
     format: Annotated[Format | None, Query(description="overrides Accept")] = None,
     model_id: ModelQuery = None,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The current pre-read of a study, in the format asked for by ``Accept`` or ``format``."""
-    fmt = format or negotiate(accept)
-    return await _respond(services, who, study_uid, fmt, model_id)
+    return await _respond(services, access, requested_format(request))
 
 
 @router.get("/studies/{study_uid}/report/{fmt}", responses=_DOC, response_class=Response)
 async def report_as(
     services: ServicesDep,
-    who: ReportsReader,
+    access: ReportReader,
     study_uid: str,
     fmt: Format,
     model_id: ModelQuery = None,
 ) -> Response:
     """The current pre-read of a study in one format (``json``, ``fhir``, ``hl7``, ``html``,
     ``sr``, ``seg``)."""
-    return await _respond(services, who, study_uid, fmt, model_id)
+    return await _respond(services, access, fmt)
 
 
 @router.get("/studies/{study_uid}/preread", response_model=PreReadOut)
 async def preread_json(
-    services: ServicesDep, who: ReportsReader, study_uid: str, model_id: ModelQuery = None
+    access: Annotated[
+        StudyAccess,
+        Depends(
+            authorized_study(
+                Scope.REPORTS_READ, detail=lambda _: {"format": Format.JSON.value}, by_model=True
+            )
+        ),
+    ],
+    study_uid: str,
+    model_id: ModelQuery = None,
 ) -> PreReadOut:
     """The current pre-read as PreRead JSON (the same as ``/report/json``)."""
-
-    def lookup() -> JobRecord:
-        study, job = current_report(
-            services.store, who.tenant, study_uid, model_id, views=services.views
-        )
-        authorize_read(services, who, study, format="json", job_id=job.id)
-        return job
-
-    job = await run_in_threadpool(lookup)
-    return PreReadOut.model_validate(job.result)
+    return PreReadOut.model_validate(access.view.report_job().result)

@@ -1,4 +1,5 @@
-"""Studies and jobs of the caller's tenant; (re)analysis on request."""
+"""Studies and jobs of the caller's tenant; (re)analysis on request. Every route reaches its
+study through the enforcement point (:mod:`preread.api.access`): tenant, grant, audit."""
 
 from __future__ import annotations
 
@@ -6,21 +7,30 @@ import json
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from preread.api import auditing
-from preread.api.auditing import authorize_read
-from preread.api.deps import Analyzer, ReportsReader, ServicesDep
+from preread.api.access import (
+    ModelQuery,
+    StudyAccess,
+    authorized_listing,
+    authorized_study,
+)
+from preread.api.deps import ServicesDep
 from preread.api.idempotency import MAX_KEY_LENGTH, request_hash
+from preread.api.ids import IDEMPOTENCY_KEY_PATTERN
 from preread.api.schemas import AnalyzeOut, JobOut, StudyDetailOut, StudyOut, StudyPageOut
-from preread.results import authorize_listing, tenant_job, tenant_study
+from preread.audit import AuditAction
+from preread.grants import Purpose
+from preread.security import Principal, Scope
 from preread.store import JobState, StudyFilter
 
 router = APIRouter(prefix="/api/v1", tags=["studies"])
 DICOM_DATE = re.compile(r"^\d{8}$")
-StudyUid = Annotated[str, "a StudyInstanceUID"]
+StudyUid = Annotated[str, Path(description="a StudyInstanceUID")]
+StudyReader = Annotated[StudyAccess, Depends(authorized_study(Scope.REPORTS_READ))]
+Lister = Annotated[Principal, Depends(authorized_listing)]
 
 
 def _date(value: str | None, name: str) -> str | None:
@@ -35,9 +45,9 @@ def _date(value: str | None, name: str) -> str | None:
 @router.get("/studies", response_model=StudyPageOut)
 def list_studies(
     services: ServicesDep,
-    who: ReportsReader,
+    who: Lister,
     state: Annotated[list[JobState] | None, Query(description="current job state")] = None,
-    model_id: Annotated[str | None, Query(max_length=128)] = None,
+    model_id: ModelQuery = None,
     study_date_from: Annotated[str | None, Query(description="YYYY-MM-DD, inclusive")] = None,
     study_date_to: Annotated[str | None, Query(description="YYYY-MM-DD, inclusive")] = None,
     has_findings: Annotated[bool | None, Query(description="a done job found nodules")] = None,
@@ -46,8 +56,6 @@ def list_studies(
 ) -> StudyPageOut:
     """The tenant's studies, most recently changed first, filtered (403 unless a grant for
     the token's purpose of use is in force for the tenant)."""
-    assert services.grant_store is not None
-    authorize_listing(services.grant_store, who.tenant, who.purpose)
     where = StudyFilter(
         tenant=who.tenant,
         states=tuple(state or ()),
@@ -57,9 +65,6 @@ def list_studies(
         has_findings=has_findings,
     )
     page = services.store.list_studies(where=where, limit=limit, offset=offset)
-    services.auditor.record(  # a listing shows patient ids: it is an access too
-        auditing.read(who, None, route="studies", returned=len(page.items), offset=offset)
-    )
     return StudyPageOut(
         items=[StudyOut.of(s) for s in page.items],
         total=page.total,
@@ -69,11 +74,10 @@ def list_studies(
 
 
 @router.get("/studies/{study_uid}", response_model=StudyDetailOut)
-def get_study(services: ServicesDep, who: ReportsReader, study_uid: StudyUid) -> StudyDetailOut:
+def get_study(services: ServicesDep, access: StudyReader, study_uid: StudyUid) -> StudyDetailOut:
     """One study with its current jobs and its earlier readings."""
-    study = tenant_study(services.store, who.tenant, study_uid)
-    authorize_read(services, who, study, route="study")
-    history = services.store.history(study_uid)
+    study = access.study
+    history = services.store.history(access.study_uid)
     current = [j for j in history if j.is_current]
     counts = [j.findings_count for j in current if j.findings_count is not None]
     f = study.facts
@@ -99,16 +103,32 @@ def get_study(services: ServicesDep, who: ReportsReader, study_uid: StudyUid) ->
 async def analyze_study(
     request: Request,
     services: ServicesDep,
-    who: Analyzer,
+    access: Annotated[
+        StudyAccess,
+        Depends(
+            authorized_study(
+                Scope.STUDIES_ANALYZE,
+                AuditAction.ANALYSIS_REQUEST,
+                purpose=Purpose.CLINICAL_PREREAD,
+            )
+        ),
+    ],
     study_uid: StudyUid,
     idempotency_key: Annotated[
-        str | None, Header(max_length=MAX_KEY_LENGTH, description="makes retries safe")
+        str | None,
+        Header(
+            max_length=MAX_KEY_LENGTH,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="makes retries safe (visible ASCII)",
+        ),
     ] = None,
 ) -> Any:
     """Request the (re)analysis of a study: queues what its current images need and retries
     failed jobs. A study whose current jobs already read its current images is not read again
-    (same images, same model version: same result); its jobs are returned."""
-    await run_in_threadpool(tenant_study, services.store, who.tenant, study_uid)  # else 404
+    (same images, same model version: same result); its jobs are returned. Needs a token for
+    the purpose of use ``clinical-preread`` and a grant in force for it that covers the study
+    (403 otherwise, audited like the request itself)."""
+    who = access.who
     analyze = services.analyze
     if analyze is None:
         raise HTTPException(503, "this PreRead process does not run analyses")
@@ -133,8 +153,9 @@ async def analyze_study(
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-def get_job(services: ServicesDep, who: ReportsReader, job_id: str) -> JobOut:
-    job = tenant_job(services.store, who.tenant, job_id)
-    study = tenant_study(services.store, who.tenant, job.study_instance_uid)
-    authorize_read(services, who, study, route="job", job_id=job.id)
-    return JobOut.of(job)
+async def get_job(
+    access: StudyReader, job_id: Annotated[str, Path(description="a job id (UUID)")]
+) -> JobOut:
+    """One job of the tenant (its study's grant is checked and the read audited)."""
+    assert access.job is not None
+    return JobOut.of(access.job)

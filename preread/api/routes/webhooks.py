@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
@@ -15,12 +15,17 @@ from preread.store.webhooks import (
     DeliveryRecord,
     WebhookRecord,
 )
+from preread.webhooks.delivery import DeliveryResult, public_result, status_class
 
 router = APIRouter(prefix="/api/v1", tags=["webhooks"])
 
 
 class WebhookIn(BaseModel):
-    url: str = Field(max_length=2048, description="https URL that receives the events")
+    url: str = Field(
+        max_length=2048,
+        description="https URL that receives the events; its host must resolve to public "
+        "addresses only (or to networks the operator allows): 422 says why not",
+    )
     events: list[str] = Field(
         default=list(EVENT_TYPES), max_length=len(EVENT_TYPES), description="event types"
     )
@@ -60,14 +65,24 @@ class DeliveryOut(BaseModel):
     attempts: int
     next_attempt_at: datetime | None
     last_attempt_at: datetime | None
-    last_status: int | None
-    last_error: str | None
+    last_result: (
+        Literal["delivered", "rejected", "unreachable", "refused-address", "disabled"] | None
+    ) = Field(
+        description="the last attempt: delivered; rejected (the receiver answered, not 2xx); "
+        "unreachable (no answer); refused-address (the URL resolves to an address webhooks "
+        "may not reach); disabled (the webhook was disabled); null: not tried yet"
+    )
+    last_status_class: str | None = Field(
+        description="the status class of a rejected attempt's answer: 3xx (redirects are not "
+        "followed), 4xx or 5xx"
+    )
     created_at: datetime
     delivered_at: datetime | None
     payload: dict[str, Any]
 
     @classmethod
     def of(cls, d: DeliveryRecord) -> DeliveryOut:
+        result = public_result(d)
         return cls(
             id=d.id,
             event_type=d.event_type,
@@ -75,8 +90,10 @@ class DeliveryOut(BaseModel):
             attempts=d.attempts,
             next_attempt_at=d.next_attempt_at,
             last_attempt_at=d.last_attempt_at,
-            last_status=d.last_status,
-            last_error=d.last_error,
+            last_result=None if result is None else result.value,
+            last_status_class=status_class(d.last_status)
+            if result is DeliveryResult.REJECTED
+            else None,
             created_at=d.created_at,
             delivered_at=d.delivered_at,
             payload=dict(d.payload),
@@ -87,7 +104,10 @@ class DeliveryOut(BaseModel):
 def create_webhook(
     services: ServicesDep, who: WebhooksManager, body: WebhookIn
 ) -> WebhookCreatedOut:
-    """Register a URL for the tenant's events; the answer holds the signing secret, once."""
+    """Register a URL for the tenant's events; the answer holds the signing secret, once.
+
+    The URL's host is resolved and every address checked (422 naming why one is refused)."""
+    services.destinations.check(body.url)
     hook, secret = services.webhooks.create(who.tenant, body.url, body.events, body.description)
     return WebhookCreatedOut(**WebhookOut.of(hook).model_dump(), secret=secret)
 
