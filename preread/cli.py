@@ -30,6 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 from preread.errors import PrereadError
+from preread.private_files import write_private_file
 from preread.settings import Settings
 
 app = typer.Typer(
@@ -309,13 +310,34 @@ def _api_thread(service: Any, host: str, port: int) -> Any:
     return server
 
 
+ORTHANC_PASSWORD_FILE = "orthanc-password"
+"""In ``<data_dir>/secrets``: the generated password of the private Orthanc (mode 0600)."""
+
+
 def _print_endpoints(service: Any, host: str, port: int) -> None:
-    out.print(f"API:     http://{host}:{port}/api/v1/studies   (docs: http://{host}:{port}/docs)")
-    out.print("         clients: preread clients create --tenant default --scopes reports:read")
+    for line in endpoint_lines(service, host, port):
+        out.print(line)
+
+
+def endpoint_lines(service: Any, host: str, port: int) -> list[str]:
+    """What ``serve`` and ``demo`` print about where to reach them: never a secret. The private
+    Orthanc's generated password is written to ``<data_dir>/secrets/orthanc-password`` (0600,
+    replaced at each start) and only that path is printed."""
+    lines = [
+        f"API:     http://{host}:{port}/api/v1/studies   (docs: http://{host}:{port}/docs)",
+        "         clients: preread clients create --tenant default --scopes reports:read",
+    ]
     if service.orthanc is not None:
         o = service.orthanc
-        out.print(f"Orthanc: {o.url}  DICOM {o.aet}@127.0.0.1:{o.dicom_port}  user {o.username}")
-        out.print(f"         password: {o.password}")
+        lines.append(f"Orthanc: {o.url}  DICOM {o.aet}@127.0.0.1:{o.dicom_port}  user {o.username}")
+        settings = service.settings
+        if settings.orthanc_password is not None:
+            lines.append("         password: the one set in PREREAD_ORTHANC_PASSWORD(_FILE)")
+        else:
+            path = settings.data_dir / "secrets" / ORTHANC_PASSWORD_FILE
+            write_private_file(path, o.password.encode("utf-8") + b"\n")
+            lines.append(f"         password: in {path} (readable by this user only)")
+    return lines
 
 
 def _print_demo_client(service: Any, host: str, port: int, study_uid: str | None) -> None:
@@ -438,13 +460,10 @@ def serve(
 ) -> None:
     """Watcher + workers + API in one process (a private Orthanc unless PREREAD_ORTHANC_URL);
     with --api-only, the API of a scale-out deployment."""
-    import logging
-
+    from preread.logs import configure_logging
     from preread.service import Service
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()  # third-party loggers (httpx, highdicom, ...) only from WARNING
     settings = Settings()
     with Service(settings, api_only=api_only) as service:
         service.start_loop()

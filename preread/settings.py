@@ -235,6 +235,17 @@ class Settings(BaseSettings):
         ge=180,
         description="audit records kept at least this long (PRC Cybersecurity Law: >= 6 months)",
     )
+    audit_checkpoint_file: Path | None = Field(
+        default=None,
+        description="signed audit checkpoints, JSON lines appended by `preread audit checkpoint`;"
+        " keep it where the database's administrators cannot rewrite it;"
+        " unset = <data_dir>/audit-checkpoints.jsonl",
+    )
+    audit_checkpoint_key_file: Path | None = Field(
+        default=None,
+        description="HMAC-SHA256 key of the audit checkpoints (>= 32 bytes; created 0600 by the"
+        " first checkpoint); never beside the database; unset = <data_dir>/secrets",
+    )
     deid_key_file: Path | None = Field(
         default=None, description="de-identification secret (32 bytes); unset = <data_dir>/secrets"
     )
@@ -271,6 +282,14 @@ class Settings(BaseSettings):
     @property
     def signing_keys_dir(self) -> Path:
         return self.keys_dir if self.keys_dir is not None else self.data_dir / "keys"
+
+    @property
+    def audit_checkpoint_path(self) -> Path:
+        return self.audit_checkpoint_file or self.data_dir / "audit-checkpoints.jsonl"
+
+    @property
+    def audit_checkpoint_key_path(self) -> Path:
+        return self.audit_checkpoint_key_file or self.data_dir / "secrets" / "audit-checkpoint.key"
 
     @property
     def deid_key_path(self) -> Path:

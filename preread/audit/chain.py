@@ -12,10 +12,11 @@ it first moves the *anchor* (the last removed record's seq and hash), and the fi
 record must chain to it.
 
 What the chain alone cannot show is a *truncated tail*: removing the newest records (or the
-whole table) leaves a chain that verifies. An operator therefore keeps a :class:`Checkpoint`
-(the head's seq and hash, e.g. printed by ``preread audit checkpoint`` into a ticket or another
-system) and passes it as ``expected_head`` to :func:`verify_chain`: the chain must still contain
-that record, with that hash.
+whole table) leaves a chain that verifies; nor a *rewritten* trail: SHA-256 has no key, so
+whoever can write the table can recompute every hash. Checkpoints kept outside the database
+catch both: :func:`verify_chain` takes them (``expected_head``, ``checkpoints``) and the chain
+must still contain each of those records with that hash. ``preread audit checkpoint`` signs
+them into a file the database never sees (:mod:`preread.audit.checkpoints`).
 
 Numbers in ``detail`` are put in one form before hashing (:func:`normalize_detail`): PostgreSQL's
 ``jsonb`` gives back ``1e+20`` as ``100000000000000000000`` and ``1.0`` as ``1.0``, so an
@@ -130,6 +131,8 @@ class Problem:
     message: str
     missing: tuple[int, int] | None = None
     """For :attr:`ProblemKind.REMOVED`: the first and last missing seq."""
+    checkpoint: Checkpoint | None = None
+    """The checkpoint kept elsewhere that the chain contradicts, if that is the problem."""
 
 
 @dataclass(frozen=True)
@@ -137,12 +140,15 @@ class VerifyResult:
     """The outcome of verifying the chain.
 
     ``checked`` records were read; ``head`` is the last one that verified (the anchor when there
-    was none); ``first_problem`` is None when the chain is intact.
+    was none) and ``head_at`` its time (None for the anchor); ``anchor`` is where the chain
+    started; ``first_problem`` is None when the chain is intact.
     """
 
     checked: int
     head: Checkpoint
     first_problem: Problem | None = None
+    anchor: Checkpoint = ORIGIN
+    head_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -204,29 +210,44 @@ def link_hash(prev_hash: str, seq: int, fields: Fields) -> str:
 
 
 def verify_chain(
-    records: Iterable[Link], *, anchor: Checkpoint, expected_head: Checkpoint | None = None
+    records: Iterable[Link],
+    *,
+    anchor: Checkpoint,
+    expected_head: Checkpoint | None = None,
+    checkpoints: Iterable[Checkpoint] = (),
 ) -> VerifyResult:
     """Check ``records`` (in ascending seq order, streamed) against each other and ``anchor``.
 
     Stops at the first problem (:class:`ProblemKind`): a gap in seq (removed, naming the missing
     seqs), a record whose hash does not match its content (changed), a record whose
     ``prev_hash`` is not the previous record's hash (the previous one was rewritten: changed),
-    the first record not chaining to ``anchor`` (anchor). With ``expected_head`` (a head stored
-    elsewhere), the chain must also reach that seq and hold the same hash there: this is what
-    catches a truncated tail. Memory use is constant in the number of records.
+    the first record not chaining to ``anchor`` (anchor). ``expected_head`` and ``checkpoints``
+    are points stored elsewhere: the chain must hold each of them, same seq, same hash (this
+    catches a truncated tail and a rewritten, re-chained history); one before the anchor was
+    purged and is not checked here. The problem then names it (:attr:`Problem.checkpoint`).
+    Memory use is constant in the number of records (plus the checkpoints).
     """
-    prev = anchor
-    checked = 0
+    expected: dict[int, list[Checkpoint]] = {}
+    for point in (*checkpoints, *(() if expected_head is None else (expected_head,))):
+        expected.setdefault(point.seq, []).append(point)
+    prev, checked = anchor, 0
+    prev_at: datetime | None = None
     for link in records:
-        problem = _link_problem(link, prev, anchor)
-        if problem is None and expected_head is not None and link.seq == expected_head.seq:
-            problem = _checkpoint_problem(link.seq, link.hash, expected_head)
+        problem = _link_problem(link, prev, anchor) or _first(
+            _checkpoint_problem(link.seq, link.hash, point) for point in expected.get(link.seq, ())
+        )
         if problem is not None:
-            return VerifyResult(checked, prev, problem)
+            return VerifyResult(checked, prev, problem, anchor, prev_at)
         checked += 1
-        prev = Checkpoint(link.seq, link.hash)
-    problem = None if expected_head is None else _head_problem(prev, anchor, expected_head)
-    return VerifyResult(checked, prev, problem)
+        prev, prev_at = Checkpoint(link.seq, link.hash), link.fields.at
+    problem = _first(
+        _head_problem(prev, anchor, point) for seq in sorted(expected) for point in expected[seq]
+    )
+    return VerifyResult(checked, prev, problem, anchor, prev_at)
+
+
+def _first(problems: Iterable[Problem | None]) -> Problem | None:
+    return next((p for p in problems if p is not None), None)
 
 
 def _link_problem(link: Link, prev: Checkpoint, anchor: Checkpoint) -> Problem | None:
@@ -266,6 +287,7 @@ def _checkpoint_problem(seq: int, digest: str, expected: Checkpoint) -> Problem 
         seq,
         ProblemKind.CHANGED,
         f"its hash is not the checkpointed {expected.hash[:12]}…: history was rewritten",
+        checkpoint=expected,
     )
 
 
@@ -277,6 +299,7 @@ def _head_problem(head: Checkpoint, anchor: Checkpoint, expected: Checkpoint) ->
             ProblemKind.REMOVED,
             f"{_seqs(missing)} missing: the chain ends before the checkpoint {expected.seq}",
             missing=missing,
+            checkpoint=expected,
         )
     if expected.seq == anchor.seq and expected.seq > 0:  # purged up to exactly the checkpoint
         return _checkpoint_problem(anchor.seq, anchor.hash, expected)

@@ -1,8 +1,12 @@
-"""``preread audit ...``: verify the audit trail, export it as FHIR, purge it after retention.
+"""``preread audit ...``: verify the audit trail, sign checkpoints of it, export it as FHIR,
+purge it after retention.
 
 The store is the job store's database (``PREREAD_DATABASE_URL``, else SQLite in
-``PREREAD_DATA_DIR``), migrated first. Exit codes: 0 done (``verify``: the trail is intact),
-1 ``verify`` found a problem, 2 the command could not run (the error says why).
+``PREREAD_DATA_DIR``), migrated first; the signed checkpoints are a file outside it
+(``PREREAD_AUDIT_CHECKPOINT_FILE``, key ``PREREAD_AUDIT_CHECKPOINT_KEY_FILE``, see
+:mod:`preread.audit.checkpoints`). Exit codes: 0 done (``verify``: the trail is intact), 1
+``verify`` or ``checkpoint`` found a problem in the trail or the checkpoint file, 2 the command
+could not run (the error says why).
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ from typing import Annotated
 import typer
 
 from preread.audit.chain import Checkpoint
+from preread.audit.checkpoints import (
+    CheckpointFile,
+    CheckpointsTampered,
+    SignedCheckpoint,
+    verify_signed,
+)
 from preread.audit.fhir import write_audit_bundle
 from preread.audit.log import (
     DEFAULT_RETENTION_DAYS,
@@ -38,17 +48,36 @@ audit_app = typer.Typer(
 @contextmanager
 def _audit_log() -> Iterator[AuditLog]:
     """The audit log in the configured store; PreRead's errors end the command (exit 2)."""
+    with _trail() as (log, _):
+        yield log
+
+
+@contextmanager
+def _trail() -> Iterator[tuple[AuditLog, CheckpointFile]]:
+    """The audit log and the configured file of signed checkpoints (exit 2 as above)."""
     try:
         settings = Settings()
+        checkpoints = CheckpointFile(
+            settings.audit_checkpoint_path, settings.audit_checkpoint_key_path
+        )
         store = JobStore.create(settings.database_url or default_url(settings.data_dir))
         try:
             store.migrate()
-            yield AuditLog(store.engine)
+            yield AuditLog(store.engine), checkpoints
         finally:
             store.close()
     except (PrereadError, OSError) as exc:  # OSError: the export file cannot be written
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _signed(checkpoints: CheckpointFile) -> list[SignedCheckpoint]:
+    """Every line of the checkpoint file; a line that does not verify ends the command (1)."""
+    try:
+        return checkpoints.read()
+    except CheckpointsTampered as exc:
+        typer.echo(f"audit checkpoints broken: {exc}")
+        raise typer.Exit(1) from None
 
 
 def _actor() -> str:
@@ -90,21 +119,47 @@ def verify(
         typer.Option(help="a checkpoint '<seq>:<hash>' kept elsewhere (detects a cut tail)"),
     ] = None,
 ) -> None:
-    """Check the hash chain; exit 0 when intact, 1 at the first problem."""
+    """Check the chain against every signed checkpoint; exit 1 at the first problem.
+
+    The problem names the checkpoint's line when it contradicts one."""
     expected = _checkpoint(expected_head)
-    with _audit_log() as log:
-        result = log.verify(expected_head=expected)
+    with _trail() as (log, checkpoints):
+        signed = _signed(checkpoints)
+        result = verify_signed(log, signed, expected_head=expected, now=datetime.now(UTC))
     typer.echo(result.message)
     if not result.ok:
         raise typer.Exit(1)
     typer.echo(f"head: {result.head}")
+    if signed:
+        typer.echo(f"signed checkpoints: {len(signed)} in {checkpoints.path}, all held")
+    else:
+        typer.echo(
+            f"signed checkpoints: none in {checkpoints.path}; without them a trail rewritten"
+            " by someone who can bypass the database's triggers verifies too"
+            " (run `preread audit checkpoint` regularly)",
+            err=True,
+        )
 
 
 @audit_app.command("checkpoint")
 def checkpoint() -> None:
-    """Print the head '<seq>:<hash>': keep it outside this database for `verify`."""
-    with _audit_log() as log:
-        typer.echo(str(log.checkpoint()))
+    """Verify the trail, then sign its head into the checkpoint file; print it.
+
+    The head '<seq>:<hash>' printed also serves as `verify --expected-head`."""
+    with _trail() as (log, checkpoints):
+        signed = _signed(checkpoints)
+        result = verify_signed(log, signed, now=datetime.now(UTC))
+        if not result.ok:
+            typer.echo(result.message)
+            typer.echo("refusing to sign the head of a trail that does not verify", err=True)
+            raise typer.Exit(1)
+        try:
+            point = checkpoints.append(result.head, result.head_at, datetime.now(UTC))
+        except CheckpointsTampered as exc:  # a line appended meanwhile does not verify
+            typer.echo(f"audit checkpoints broken: {exc}")
+            raise typer.Exit(1) from None
+    typer.echo(str(point.checkpoint))
+    typer.echo(f"signed and appended to {checkpoints.path} (line {point.line})", err=True)
 
 
 @audit_app.command("export")

@@ -1,8 +1,14 @@
 """The audit log in the job store's database: append, verify, read, and retention.
 
 Each access to patient data is one :class:`AuditEvent`; :meth:`AuditLog.record` stores it as the
-next link of the hash chain (:mod:`preread.audit.chain`) in table ``audit_events``, whose
-triggers refuse every UPDATE and every DELETE the retention anchor does not cover.
+next link of the hash chain (:mod:`preread.audit.chain`) in table ``audit_events``. Records
+leave only through :meth:`AuditLog.purge`, past retention, as its own recorded event: the
+triggers (migrations 0003, 0004) refuse every UPDATE, every TRUNCATE, and every DELETE unless
+the purge runs (a transaction-local flag only :func:`_purging` sets) and the retention anchor
+covers the record; the anchor (table ``audit_anchor``) is moved only by the purge, forward, to a
+stored record. These keep out SQL that is not the purge code; someone who can disable
+triggers (a database superuser, the tables' owner, whoever holds the SQLite file) is caught by
+the signed checkpoints of :mod:`preread.audit.checkpoints` instead.
 
 Appends are serialized so that the chain never forks: on PostgreSQL by a transaction-level
 advisory lock (:data:`APPEND_LOCK`), on SQLite by the write lock that ``BEGIN IMMEDIATE`` takes
@@ -41,7 +47,7 @@ from preread.audit.chain import (
     verify_chain,
 )
 from preread.errors import PrereadError
-from preread.store.database import READ_ONLY
+from preread.store.database import AUDIT_PURGING, READ_ONLY
 from preread.store.schema import AuditAnchorRow, AuditEventRow
 
 Clock = Callable[[], datetime]
@@ -215,16 +221,24 @@ class AuditLog:
         with _failing_as("reading the audit head"), self._reader() as session:
             return _head(session)
 
-    def verify(self, expected_head: Checkpoint | None = None) -> VerifyResult:
+    def verify(
+        self, expected_head: Checkpoint | None = None, *, checkpoints: Sequence[Checkpoint] = ()
+    ) -> VerifyResult:
         """Check the whole stored chain from the anchor, streaming it in seq order.
 
-        ``expected_head`` is a :meth:`checkpoint` kept elsewhere: the chain must still hold it
-        (this is the only way to detect a truncated tail). Problems are reported in the result,
-        not raised; AuditError only when the database cannot be read.
+        ``expected_head`` and ``checkpoints`` are :meth:`checkpoint` values kept elsewhere: the
+        chain must still hold each (this is the only way to detect a truncated tail or a
+        rewritten and re-chained trail). Problems are reported in the result, not raised;
+        AuditError only when the database cannot be read.
         """
         with _failing_as("verifying the audit trail"), self._reader() as session:
             links = (_link(row) for row in _stream(session, _by_seq()))
-            return verify_chain(links, anchor=_anchor(session), expected_head=expected_head)
+            return verify_chain(
+                links,
+                anchor=_anchor(session),
+                expected_head=expected_head,
+                checkpoints=checkpoints,
+            )
 
     def records(
         self,
@@ -267,7 +281,8 @@ class AuditLog:
 
         In one transaction: verify the records to be removed (evidence of tampering is never
         purged), move the anchor to the last of them, delete them (the triggers allow exactly
-        that), and record an ``audit.purge`` event. Only a prefix of the chain all older than
+        that, and only while this method has its flag set), and record an ``audit.purge``
+        event. Only a prefix of the chain all older than
         the cutoff goes, so a record inside the period is never removed because of clock skew.
         The cutoff is :func:`retention_cutoff`.
 
@@ -289,8 +304,9 @@ class AuditLog:
             last_hash = session.scalars(
                 select(AuditEventRow.hash).where(AuditEventRow.seq == last)
             ).one()
-            _move_anchor(session, Checkpoint(last, last_hash), self._clock())
-            deleted = _delete_upto(session, last)
+            with _purging(session):
+                _move_anchor(session, Checkpoint(last, last_hash), self._clock())
+                deleted = _delete_upto(session, last)
             detail: dict[str, Json] = {
                 "after_seq": last,
                 "after_hash": last_hash,
@@ -401,6 +417,27 @@ def _refuse_patient_keys(detail: Json, where: str = "detail") -> None:
             if flat in _PATIENT_KEYS or any(part in flat for part in _PATIENT_KEY_PARTS):
                 raise ValueError(f"{where}.{key}: audit details must not carry patient identifiers")
             _refuse_patient_keys(value, f"{where}.{key}")
+
+
+@contextmanager
+def _purging(session: Session) -> Iterator[None]:
+    """The flag the audit triggers require to move the anchor and delete records (migration
+    0004), set for the statements inside only: PostgreSQL's transaction-local
+    ``preread.audit_purge``; on SQLite the connection's ``info``, which the SQL function
+    ``preread_audit_purging()`` reads."""
+    connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
+    flag = text("SELECT set_config('preread.audit_purge', :value, true)")
+    if postgres:
+        session.execute(flag, {"value": "on"})
+    else:
+        connection.info[AUDIT_PURGING] = True
+    try:
+        yield
+    finally:
+        connection.info.pop(AUDIT_PURGING, None)
+    if postgres:  # not after a failure: the transaction is aborted, and the flag ends with it
+        session.execute(flag, {"value": ""})
 
 
 def _lock(session: Session) -> None:

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
+from preread.logs import configure_logging
 from preread.scale.celery_app import ScaleError, make_celery
 from preread.scale.leader import Leadership
 from preread.scale.tasks import CeleryDispatcher, WorkerContext
@@ -141,13 +142,8 @@ def watch() -> None:
 
 def _log_to_stderr() -> None:
     """INFO and above to stderr: leadership, retries, providers, and (in a worker) Celery's
-    task lines; not every HTTP request or copied DICOM module (httpx, highdicom log each at
-    INFO)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for chatty in ("httpx", "httpcore", "highdicom"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    task lines; not every HTTP request or copied DICOM module (:mod:`preread.logs`)."""
+    configure_logging(logging.INFO)
 
 
 class Sender:

@@ -22,6 +22,9 @@ from sqlalchemy.engine import URL, Connection, make_url
 DATABASE_FILE = "preread.db"
 READ_ONLY = "preread_read_only"
 """Execution option: a SQLite transaction that only reads starts with a deferred ``BEGIN``."""
+AUDIT_PURGING = "preread_audit_purging"
+"""Key in a connection's ``info``: true while the audit purge removes records (on SQLite the
+audit triggers read it through the SQL function of the same name; see migration 0004)."""
 
 
 def default_url(data_dir: Path) -> str:
@@ -54,10 +57,13 @@ def make_engine(url: str | URL, *, busy_timeout_s: float = 30.0, echo: bool = Fa
     return engine
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
     # Hand transaction control to SQLAlchemy's "begin" event (pysqlite would otherwise issue
     # its own deferred BEGIN lazily and break SAVEPOINTs).
     dbapi_connection.isolation_level = None
+    dbapi_connection.create_function(  # the audit triggers' "is the purge running?"
+        AUDIT_PURGING, 0, lambda: int(bool(record.info.get(AUDIT_PURGING)))
+    )
     cursor = dbapi_connection.cursor()
     try:
         _wal(cursor)

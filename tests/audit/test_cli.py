@@ -15,18 +15,24 @@ from typer.testing import CliRunner
 from preread.audit import AuditLog
 from preread.audit.cli import audit_app
 from preread.store import default_url, make_engine, upgrade
-from tests.audit.conftest import fill, tampering
+from tests.audit.conftest import fill, rechain, tampering
 from tests.store.conftest import FakeClock
 
 
 @pytest.fixture
 def env(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str | None]:
-    """The environment the command sees: its data folder, and the database on PostgreSQL."""
+    """The environment the command sees: its data folder (which holds the signed checkpoints
+    and their key by default), and the database on PostgreSQL."""
+    defaults: dict[str, str | None] = {
+        "PREREAD_DATA_DIR": str(tmp_path),
+        "PREREAD_AUDIT_CHECKPOINT_FILE": None,
+        "PREREAD_AUDIT_CHECKPOINT_KEY_FILE": None,
+    }
     if backend == "sqlite":
         upgrade(default_url(tmp_path))
-        return {"PREREAD_DATA_DIR": str(tmp_path), "PREREAD_DATABASE_URL": None}
+        return {**defaults, "PREREAD_DATABASE_URL": None}
     url = str(request.getfixturevalue("db_url"))
-    return {"PREREAD_DATA_DIR": str(tmp_path), "PREREAD_DATABASE_URL": url}
+    return {**defaults, "PREREAD_DATABASE_URL": url}
 
 
 @pytest.fixture
@@ -67,17 +73,49 @@ def test_verify_reports_the_first_problem(
 
 
 def test_verify_against_a_checkpoint_catches_a_cut_tail(
-    env: dict[str, str | None], filled: AuditLog, cli_engine: Engine
+    env: dict[str, str | None], filled: AuditLog, cli_engine: Engine, tmp_path: Path
 ) -> None:
-    code, head = run(env, "checkpoint")
-    assert code == 0 and head.startswith("3:")
+    code, output = run(env, "verify")
+    assert code == 0 and "signed checkpoints: none" in output
+    code, output = run(env, "checkpoint")
+    head = output.splitlines()[0]
+    assert code == 0 and head == str(filled.checkpoint()) and head.startswith("3:")
+    checkpoints = tmp_path / "audit-checkpoints.jsonl"
+    assert f"signed and appended to {checkpoints} (line 1)" in output
+    assert run(env, "verify")[1].endswith(f"signed checkpoints: 1 in {checkpoints}, all held\n")
     with tampering(cli_engine) as conn:
         conn.execute(text("DELETE FROM audit_events WHERE seq = 3"))
-    assert run(env, "verify")[0] == 0
-    code, output = run(env, "verify", "--expected-head", head.strip())
+    code, output = run(env, "verify")
+    assert code == 1 and "record 3 missing" in output and f"line 1 of {checkpoints}" in output
+    elsewhere = {**env, "PREREAD_AUDIT_CHECKPOINT_FILE": str(tmp_path / "none.jsonl")}
+    assert run(elsewhere, "verify")[0] == 0  # the chain alone cannot see it
+    code, output = run(elsewhere, "verify", "--expected-head", head)
     assert code == 1 and "record 3 missing" in output
     code, output = run(env, "verify", "--expected-head", "not-a-checkpoint")
     assert code == 2 and "checkpoint" in output
+
+
+def test_a_rewritten_and_rechained_trail_fails_verify_and_is_not_signed(
+    env: dict[str, str | None], filled: AuditLog, cli_engine: Engine, tmp_path: Path
+) -> None:
+    assert run(env, "checkpoint")[0] == 0
+    with tampering(cli_engine) as conn:  # a superuser (or the SQLite file's holder)
+        conn.execute(text("UPDATE audit_events SET outcome = 'refused' WHERE seq = 1"))
+        rechain(conn)
+    code, output = run(env, "verify")
+    assert code == 1
+    assert "audit trail broken at record 3 (changed)" in output
+    assert f"line 1 of {tmp_path / 'audit-checkpoints.jsonl'}" in output
+    code, output = run(env, "checkpoint")
+    assert code == 1 and "refusing to sign" in output
+    checkpoints = tmp_path / "audit-checkpoints.jsonl"
+    assert len(checkpoints.read_text().splitlines()) == 1
+    checkpoints.write_text(checkpoints.read_text().replace('"seq":3', '"seq":2'))
+    code, output = run(env, "verify")
+    assert code == 1 and "broken at line 1: its signature does not verify" in output
+    (tmp_path / "secrets" / "audit-checkpoint.key").unlink()
+    code, output = run(env, "verify")
+    assert code == 2 and "key" in output and "missing" in output
 
 
 def test_export_writes_a_fhir_bundle(

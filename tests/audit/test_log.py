@@ -120,6 +120,62 @@ def test_the_triggers_refuse_update_and_delete(
     assert audit.verify().ok and audit.verify().checked == 2
 
 
+def test_an_anchor_inserted_in_sql_is_refused_and_so_is_the_delete_it_would_allow(
+    audit: AuditLog, clock: FakeClock, engine: Engine
+) -> None:
+    fill(audit, clock, 3)
+    second = list(audit.records())[1]
+    anchor = text(
+        "INSERT INTO audit_anchor (id, after_seq, after_hash, updated_at)"
+        " VALUES (1, :seq, :hash, :at)"
+    ).bindparams(seq=second.seq, hash=second.hash, at=clock.now)
+    with pytest.raises(DBAPIError, match=r"audit_anchor.*INSERT refused"), engine.begin() as conn:
+        conn.execute(anchor)
+    with pytest.raises(DBAPIError, match="DELETE refused"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events WHERE seq <= 2"))
+    if engine.dialect.name == "postgresql":  # the purge's flag alone does not allow it either
+        with pytest.raises(DBAPIError, match="DELETE refused"), engine.begin() as conn:
+            conn.execute(text("SELECT set_config('preread.audit_purge', 'on', true)"))
+            conn.execute(text("DELETE FROM audit_events WHERE seq <= 2"))
+    assert audit.verify().ok and audit.verify().checked == 3
+
+
+def test_the_anchor_a_purge_left_cannot_be_moved_or_removed_in_sql(
+    audit: AuditLog, clock: FakeClock, engine: Engine
+) -> None:
+    fill(audit, clock, 4, step_s=86400 * 100)  # at day 0, 100, 200, 300; now day 400
+    assert audit.purge(180, clock.now) == 3
+    kept = next(audit.records())
+    for statement, refused in (
+        (f"UPDATE audit_anchor SET after_seq = 4, after_hash = '{kept.hash}'", "UPDATE refused"),
+        ("DELETE FROM audit_anchor", "DELETE refused"),
+        ("DELETE FROM audit_events WHERE seq <= 4", "DELETE refused"),
+    ):
+        with pytest.raises(DBAPIError, match=refused), engine.begin() as conn:
+            conn.execute(text(statement))
+    result = audit.verify()
+    assert result.ok and result.anchor.seq == 3 and result.checked == 2  # 4 and the purge's
+
+
+def test_truncate_is_refused(audit: AuditLog, clock: FakeClock, engine: Engine) -> None:
+    fill(audit, clock, 2)
+    # SQLite has no TRUNCATE: its "DELETE without WHERE" shortcut is skipped for tables with
+    # triggers, so the row triggers refuse it
+    postgres = engine.dialect.name == "postgresql"
+    statements = (
+        ["TRUNCATE audit_events", "TRUNCATE audit_anchor", "TRUNCATE audit_events, audit_anchor"]
+        if postgres
+        else ["DELETE FROM audit_events"]
+    )
+    for statement in statements:
+        with (
+            pytest.raises(DBAPIError, match="TRUNCATE refused" if postgres else "DELETE refused"),
+            engine.begin() as conn,
+        ):
+            conn.execute(text(statement))
+    assert audit.verify().checked == 2
+
+
 def test_concurrent_appends_never_fork_the_chain(db_url: str, clock: FakeClock) -> None:
     engines = [make_engine(db_url), make_engine(db_url)]  # as two processes would
     logs = [AuditLog(e, clock=clock) for e in engines]
