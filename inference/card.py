@@ -270,6 +270,12 @@ class ModelCard(_Strict):
         raise KeyError(name)
 
     @property
+    def operating_point(self) -> float:
+        """The score a finding must reach to be reported: a staged card's classifier threshold;
+        0 for a card whose findings are all reported (their score is the segmentation's)."""
+        return self.stages[0].threshold if self.stages else 0.0
+
+    @property
     def num_channels(self) -> int:
         """Channels in the logits: background plus the largest label value."""
         return 1 + max(label.value for label in self.labels)

@@ -61,6 +61,8 @@ class StageOutputs:
     lungs: LungMask | None  # when the card asks for the lung mask
     midline_x_mm: float | None
     classifiers: Mapping[str, StageSession]
+    #: evaluation: keep every candidate, whatever the classifier's operating point
+    all_candidates: bool = False
 
 
 Postprocess = Callable[[StageOutputs], Detections]
@@ -100,7 +102,8 @@ def lung_nodules(out: StageOutputs) -> Detections:
         chunk = cands[start : start + _BATCH]
         patches = candidate_patches(out.image, [c.centre_kji for c in chunk], stage.patch_vox)
         scores[start : start + len(chunk)] = expit(_flip_averaged(classifier, patches))
-    kept = [(c, float(s)) for c, s in zip(cands, scores, strict=True) if s >= stage.threshold]
+    cut = 0.0 if out.all_candidates else stage.threshold
+    kept = [(c, float(s)) for c, s in zip(cands, scores, strict=True) if s >= cut]
     kept.sort(key=lambda cs: -cs[1])
     rule_spec = card.pipeline.type_rule
     rule = TypeRule(**rule_spec.model_dump()) if rule_spec is not None else None

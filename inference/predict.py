@@ -85,7 +85,10 @@ class Predictor:
     ``device_window`` (see :data:`DeviceWindowMode`) chooses where windows are blended and
     thresholded: on a GPU, by default, on the device (:mod:`inference.device_window`), so that
     only the mask and its probabilities come back to the host; ``full_probability`` copies the
-    whole probability map back too (for evaluation, which interpolates it).
+    whole probability map back too (for evaluation, which interpolates it). ``all_candidates``
+    (evaluation) keeps a staged card's candidates below the classifier's operating point as
+    findings, with their scores, so that the whole FROC curve can be drawn; serving never
+    sets it.
     """
 
     def __init__(
@@ -99,9 +102,11 @@ class Predictor:
         sessions: SessionCache | None = None,
         device_window: DeviceWindowMode = "auto",
         full_probability: bool = False,
+        all_candidates: bool = False,
     ) -> None:
         self.package = package
         self.full_probability = full_probability
+        self.all_candidates = all_candidates
         self.crop_to_body = crop_to_body
         cache = sessions if sessions is not None else shared_sessions()
         self.session = cache.get(package, providers, policy, intra_op_threads=intra_op_threads)
@@ -218,6 +223,7 @@ class Predictor:
                 lungs=lungs,
                 midline_x_mm=body.midline_x_mm,
                 classifiers=self.stages,
+                all_candidates=self.all_candidates,
             )
         )
         t3 = time.perf_counter()

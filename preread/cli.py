@@ -208,9 +208,14 @@ def evaluate(
     ],
     output: Annotated[Path | None, typer.Option("--out", help="write evaluation.json here")] = None,
     min_probability: Annotated[
-        float,
-        typer.Option(min=0.0, max=1.0, help="count only findings with at least this probability"),
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="the operating point: count only findings with at least this probability "
+            "(default: the card's; the FROC and CPM always use every candidate)",
+        ),
+    ] = None,
     bootstrap: Annotated[
         int, typer.Option(min=0, help="bootstrap resamples of the scans for the 95 % CIs")
     ] = 1000,
@@ -224,8 +229,10 @@ def evaluate(
 
     settings = Settings()
     package = ModelPackage.load(_resolve_package(model, settings))
-    # the evaluation's Dice interpolates the whole probability map across the threshold
-    predictor = predictor_for(package, settings, full_probability=True)
+    # every candidate with its score (the whole FROC), the operating point applied in scoring
+    predictor = predictor_for(package, settings, full_probability=True, all_candidates=True)
+    if min_probability is None:
+        min_probability = package.card.operating_point
     if data.startswith("phantoms:"):
         parts = data.split(":")
         if len(parts) not in (3, 4):

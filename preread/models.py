@@ -21,11 +21,15 @@ def provider_config(settings: Settings) -> ProviderConfig:
 
 
 def predictor_for(
-    package: ModelPackage, settings: Settings, *, full_probability: bool = False
+    package: ModelPackage,
+    settings: Settings,
+    *,
+    full_probability: bool = False,
+    all_candidates: bool = False,
 ) -> Predictor:
     """A predictor with the configured providers (and their options), provider policy, thread
-    count and device-window mode; ``full_probability`` for evaluation (see
-    :class:`~inference.predict.Prediction`)."""
+    count and device-window mode; ``full_probability`` and ``all_candidates`` for evaluation
+    (see :class:`~inference.predict.Predictor`)."""
     return Predictor(
         package,
         providers=provider_config(settings).entries(),
@@ -33,4 +37,5 @@ def predictor_for(
         intra_op_threads=settings.intra_op_threads or None,
         device_window=settings.device_window,
         full_probability=full_probability,
+        all_candidates=all_candidates,
     )

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from inference.registry import Registry
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,10 +27,18 @@ def preread(
     )  # fmt: skip
 
 
+def _copy_newest_package(models: Path) -> Path:
+    """The newest shipped lung-nodule package, alone, in a models folder of its own."""
+    newest = Registry(ROOT / "models").find("lung-nodule").path
+    package = models / "lung-nodule" / newest.name
+    shutil.copytree(newest, package)
+    return package
+
+
 def test_models_list_and_show_the_shipped_package() -> None:
     listed = preread("models", "list")
     assert listed.returncode == 0, listed.stderr
-    version = sorted(p.name for p in (ROOT / "models" / "lung-nodule").iterdir())[-1]
+    version = Registry(ROOT / "models").find("lung-nodule").card.version
     assert "lung-nodule" in listed.stdout and version in listed.stdout
     shown = preread("models", "show", f"lung-nodule@{version}")
     assert shown.returncode == 0, shown.stderr
@@ -35,8 +47,7 @@ def test_models_list_and_show_the_shipped_package() -> None:
 
 def test_a_tampered_model_is_refused_by_name(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    shutil.copytree(ROOT / "models" / "lung-nodule", models / "lung-nodule")
-    (package,) = (models / "lung-nodule").iterdir()
+    package = _copy_newest_package(models)
     onnx = package / "model.onnx"
     data = bytearray(onnx.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -112,7 +123,6 @@ def test_clients_and_keys_commands(tmp_path: Path) -> None:
 
 
 def test_grants_commands_and_the_models_a_revoked_grant_trained(tmp_path: Path) -> None:
-    import yaml
 
     data = tmp_path / "data"
     bad = preread(
@@ -136,8 +146,7 @@ def test_grants_commands_and_the_models_a_revoked_grant_trained(tmp_path: Path) 
     assert grant_id in listed.stdout and "model-training" in listed.stdout
     # a model whose card says it was trained on this grant's studies
     models = tmp_path / "models"
-    shutil.copytree(ROOT / "models" / "lung-nodule", models / "lung-nodule")
-    (package,) = (models / "lung-nodule").iterdir()
+    package = _copy_newest_package(models)
     card = yaml.safe_load((package / "model.yaml").read_text())
     card["training"]["grants"] = [grant_id]
     (package / "model.yaml").write_text(yaml.safe_dump(card, sort_keys=False))

@@ -4,7 +4,9 @@ Both models read the same phantoms, each generated once: the held-out set (seeds
 from training, mining and validation; the training profile of the generator) and the
 robustness set (the generator's ``robustness`` profile: thicker slices, more noise, other
 kernels and body sizes than any training or threshold choice saw). Each model is scored at its
-own shipped operating point (everything its card reports) by :mod:`training.evaluate`.
+own shipped operating point (:attr:`inference.card.ModelCard.operating_point`) by
+:mod:`training.evaluate`; every candidate is kept with its score, so the FROC and CPM cover the
+whole curve and another operating point can be read off the same results.
 
 The package's ``evaluation.json`` is its held-out document with ``robustness`` (the same
 headline keys plus the sensitivity at ≤ 2 FP/scan) and ``baseline`` (the baseline's held-out
@@ -63,7 +65,9 @@ def _start_worker(packages: dict[str, Path], threads: int) -> None:
 
     settings = Settings(intra_op_threads=threads) if threads else Settings()
     for name, path in packages.items():
-        _WORKER[name] = predictor_for(ModelPackage.load(path), settings, full_probability=True)
+        _WORKER[name] = predictor_for(
+            ModelPackage.load(path), settings, full_probability=True, all_candidates=True
+        )
 
 
 def _score_seed(seed: int, seeds: SeedRange, profile: str, out: Path) -> int:
@@ -164,7 +168,7 @@ def _key(package: ModelPackage, baseline: ModelPackage) -> str:
     and the generator; a rebuilt package or another generator starts afresh."""
     from training.phantoms import GENERATOR_VERSION
 
-    h = hashlib.sha256()
+    h = hashlib.sha256(b"all candidates")  # what each scan's results hold
     for p in (package, baseline):
         h.update(p.card_path.read_bytes())
     h.update(GENERATOR_VERSION.encode())
@@ -191,7 +195,12 @@ def compare(
         )
         for side, (nodules, results) in scored.items():
             pkg = package if side == "new" else baseline
-            docs[side][name] = summarize(nodules, results, _meta(pkg, seeds, profile))
+            docs[side][name] = summarize(
+                nodules,
+                results,
+                _meta(pkg, seeds, profile),
+                min_probability=pkg.card.operating_point,
+            )
     doc = docs["new"]["held_out"]
     doc["robustness"] = _robust_headline(docs["new"]["robustness"])
     doc["baseline"] = {

@@ -432,8 +432,11 @@ def summarize(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The evaluation.json document for the findings with probability ≥ ``min_probability``.
+    """The evaluation.json document at the operating point ``min_probability``.
 
+    Sensitivity, false positives, Dice, measurements and type accuracy are those of the
+    findings with probability ≥ ``min_probability``; the FROC curve, its points and the CPM
+    use every finding (the whole curve, not only its part above the operating point).
     ``n_resamples`` bootstrap resamples of the scans (seeded by ``seed``; 0: no intervals) give
     the 95 % confidence intervals.
     """
@@ -444,6 +447,7 @@ def summarize(
     det_all = [n for n in live if n.detected_at(cut)]
     n_scans = len(scans)
     table = _table(scans, cut)
+    table_all = _table(scans, 0.0)
     kept = [f for s in scans for f in s.findings if f.probability >= cut]
 
     def count(*outcomes: str) -> int:
@@ -459,8 +463,9 @@ def summarize(
 
     sensitivity = len(det6) / len(ge6) if ge6 else None
     fp_per_scan = count(*FP_OUTCOMES) / n_scans if n_scans else None
-    froc_doc = froc(nodules, scans, min_probability=cut)
+    froc_doc = froc(nodules, scans)
     ci = _bootstrap(ge6, table, n_resamples, seed)
+    ci["cpm"] = _bootstrap(ge6, table_all, n_resamples, seed)["cpm"]
     typed = [n for n in det6 if n.pred_type is not None]
     diam_err = [
         n.pred_long_axis_mm - n.long_axis_mm for n in det6 if n.pred_long_axis_mm is not None
@@ -472,12 +477,12 @@ def summarize(
     ]
     breakdown = {
         "band": {
-            name: _group_figures([n for n in live if n.band == name], table, cut)
+            name: _group_figures([n for n in live if n.band == name], table_all, cut)
             for name, _, _ in BANDS
         },
-        "type": {t: _group_figures([n for n in ge6 if n.type == t], table, cut) for t in TYPES},
+        "type": {t: _group_figures([n for n in ge6 if n.type == t], table_all, cut) for t in TYPES},
         "attachment": {
-            a: _group_figures([n for n in ge6 if n.attachment == a], table, cut)
+            a: _group_figures([n for n in ge6 if n.attachment == a], table_all, cut)
             for a in ATTACHMENTS.values()
         },
     }

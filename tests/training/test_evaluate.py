@@ -218,7 +218,9 @@ def test_operating_point_and_figures_at_it() -> None:
         0.25,
         cut,
     )
-    assert doc["froc_ge6mm"]["points"]["8.0"] == 0.25  # nothing below the cut-off exists
+    # the FROC covers every finding, below the operating point too: the same curve at any cut
+    assert doc["froc_ge6mm"]["points"]["8.0"] == 0.75
+    assert doc["cpm"] == summarize(nodules, scans, n_resamples=0)["cpm"]
     assert operating_point(scans, 0.0) > 0.95
     assert operating_point(scans, 2.0) == 0.3  # every finding fits: the lowest one
 
