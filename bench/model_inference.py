@@ -44,6 +44,13 @@ LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENA
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak RSS since its ``exec`` (``VmHWM``: ``ru_maxrss`` would carry over
+    the parent's peak from before the fork)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -198,9 +205,12 @@ def quantize(work: Path, package: Any, calibration: npt.NDArray[np.float32]) -> 
             x = next(self._it, None)
             return None if x is None else {name: np.ascontiguousarray(x[None])}
 
-    try:
-        pre = work / "pre.onnx"
+    pre = work / "pre.onnx"
+    try:  # shape inference first, as ONNX Runtime advises; without it when it cannot finish
         quant_pre_process(str(package.model_path), str(pre))
+    except Exception:  # the quantisation below is still worth trying
+        pre = package.model_path
+    try:
         quantize_static(
             str(pre),
             str(work / "int8.onnx"),
