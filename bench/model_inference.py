@@ -21,6 +21,7 @@ tables; asserts nothing: the figures go into the closing note and the model doc.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import pickle
 import resource
@@ -186,7 +187,8 @@ def dice(a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]) -> float:
 
 
 def quantize(work: Path, package: Any, calibration: npt.NDArray[np.float32]) -> str | None:
-    """Write ``work/int8.onnx``; None, or why it could not be made."""
+    """Write ``work/int8.onnx`` calibrated on ``calibration`` (``[N, 1, d, h, w]`` windows);
+    None, or why it could not be made."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -261,7 +263,8 @@ def main() -> None:
             calib = generate_phantom(args.seed + 1, matrix=512, max_slices=120).volume
             cw = serving_windows(calib, new)
             pick = np.linspace(0, len(cw) - 1, min(args.calibration_windows, len(cw)))
-            int8_error = quantize(work, new, cw[pick.astype(int), 0])
+            with contextlib.chdir(work):  # ONNX Runtime's quantiser writes temporaries here
+                int8_error = quantize(work, new, cw[pick.astype(int)])
         del volume
 
         common = ["--work", str(work), "--threads", str(args.threads)]
