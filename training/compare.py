@@ -21,7 +21,6 @@ import multiprocessing
 import os
 import pickle
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -36,7 +35,7 @@ from training.evaluate import (
     NoduleResult,
     ScanResult,
     headline,
-    score_scan,
+    read_and_score,
     sensitivity_at,
     summarize,
 )
@@ -77,12 +76,7 @@ def _score_seed(seed: int, seeds: SeedRange, profile: str, out: Path) -> int:
     scan = EvalScan(f"phantom-{seed}", ph.volume, ph.label, ph.nodules)
     results: dict[str, tuple[list[NoduleResult], ScanResult]] = {}
     for name, predictor in _WORKER.items():
-        t0 = time.perf_counter()
-        prediction = predictor.predict(scan.volume)
-        seconds = time.perf_counter() - t0
-        sr, nr = score_scan(scan, prediction)
-        sr.seconds = seconds
-        sr.provider = prediction.session_info.provider
+        sr, nr = read_and_score(predictor, scan)
         results[name] = (nr, sr)
     tmp = out / f"{seed}.pkl.tmp"
     tmp.write_bytes(pickle.dumps(results))

@@ -582,6 +582,17 @@ def operating_point(scans: Sequence[ScanResult], max_fp_per_scan: float) -> floa
     return min((f.probability for s in scans for f in s.findings), default=0.0)
 
 
+def read_and_score(predictor: Predictor, scan: EvalScan) -> tuple[ScanResult, list[NoduleResult]]:
+    """One scan through the predictor, scored (:func:`score_scan`), with its time and provider."""
+    t0 = time.perf_counter()
+    prediction = predictor.predict(scan.volume)
+    seconds = time.perf_counter() - t0
+    sr, nr = score_scan(scan, prediction)
+    sr.seconds = seconds
+    sr.provider = prediction.session_info.provider
+    return sr, nr
+
+
 def score(
     predictor: Predictor,
     scans: Iterable[EvalScan],
@@ -592,12 +603,7 @@ def score(
     all_nodules: list[NoduleResult] = []
     all_scans: list[ScanResult] = []
     for scan in scans:
-        t0 = time.perf_counter()
-        prediction = predictor.predict(scan.volume)
-        seconds = time.perf_counter() - t0
-        sr, nr = score_scan(scan, prediction)
-        sr.seconds = seconds
-        sr.provider = prediction.session_info.provider
+        sr, nr = read_and_score(predictor, scan)
         all_scans.append(sr)
         all_nodules.extend(nr)
         if progress:
