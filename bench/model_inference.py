@@ -210,7 +210,12 @@ def quantize(work: Path, package: Any, calibration: npt.NDArray[np.float32]) -> 
     pre = work / "pre.onnx"
     try:  # shape inference first, as ONNX Runtime advises; without it when it cannot finish
         quant_pre_process(str(package.model_path), str(pre))
-    except Exception:  # the quantisation below is still worth trying
+    except Exception as exc:  # the quantisation below is still worth trying, said aloud
+        print(
+            f"int8: ONNX Runtime's shape-inference pre-processing failed "
+            f"({type(exc).__name__}: {exc}); quantising the graph without it",
+            file=sys.stderr,
+        )
         pre = package.model_path
     try:
         quantize_static(

@@ -10,8 +10,10 @@ candidate, one at 2 mm its surroundings.
 * Data (:func:`mine`): the detector's own candidates on training scans, labelled by the LUNA16
   rule (the candidate centre within the nodule's radius, 2 mm floor) — the hard negatives are
   exactly its false positives — plus each true nodule's centre, jittered, as extra positives
-  (so the classifier does not depend on where the detector puts a centre). Calcified nodules
-  are negatives: they are not to be reported.
+  (so the classifier does not depend on where the detector puts a centre), also from phantoms
+  the detector never reads (:func:`truth_samples`: more nodules for the cost of generating
+  them). Calcified nodules are negatives, jittered copies included: they are not to be
+  reported.
 * Network (:class:`CandidateNet`): 2 × 32³ in (:func:`inference.candidates.candidate_patches`),
   six convolutions over four scales (8-16-32-64 channels, batch norm), global average and max
   pooling, one logit.
@@ -133,19 +135,35 @@ def mine_scan(
                 peak,
             )
         )
-    for n in truth:
-        if n.calcified:
-            continue
+    samples.extend(truth_samples(case_id, array, geometry, truth, rng, copies=truth_copies))
+    return samples
+
+
+def truth_samples(
+    case_id: str,
+    array: npt.NDArray[np.float32],
+    geometry: Geometry,
+    nodules: Iterable[TruthNodule],
+    rng: np.random.Generator,
+    *,
+    copies: int,
+) -> list[CandidateSample]:
+    """``copies`` patches around each true nodule's centre, jittered within 0.4 of its radius:
+    positives, except calcified nodules, which are negatives (never to be reported; 10 % of
+    the first release's false positives sat on them). Needs no detector, so any phantom can
+    add nodules the classifier has not seen."""
+    samples: list[CandidateSample] = []
+    for n in nodules:
         at = geometry.lps_to_index(n.center_lps_mm)
         radius_vox = max(n.long_axis_mm / 2.0, 2.0) / np.asarray(geometry.spacing)
-        for _ in range(truth_copies):
+        for _ in range(copies):
             jitter = rng.uniform(-0.4, 0.4, 3) * radius_vox
             samples.append(
                 CandidateSample(
                     two_scale_patch(array, at + jitter, STORED).astype(np.float16),
-                    True,
+                    not n.calcified,
                     case_id,
-                    "truth",
+                    "calcified" if n.calcified else "truth",
                     1.0,
                 )
             )

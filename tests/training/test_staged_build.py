@@ -44,7 +44,9 @@ DETECTOR = {
 BUILD = {
     "detector": "detector.yaml",
     "candidate_probability": 0.3,
-    "mining": {"seed": 40, "count": 2, "truth_copies": 2, **SMALL},
+    "version": "0.0.3",  # the published version, not the detector config's 0.0.2
+    "mining": {"seed": 40, "count": 2, "truth_copies": 2, "workers": 2, **SMALL},
+    "nodule_patches": {"seed": 50, "count": 2, "copies": 2, **SMALL},
     "classifier": {"iterations": 8, "batch_size": 8, "width": 4, "seed": 1},
     "validation": {"seed": 60, "count": 2, "max_fp_per_scan": 1.0, **SMALL},
     "evaluation": {
@@ -72,6 +74,10 @@ def test_overlapping_seeds_are_refused(tmp_path: Path) -> None:
     doc["mining"]["seed"] = 19  # a detector training seed
     with pytest.raises(ConfigError, match="detector training and mining seeds overlap"):
         load_staged_config(_write(tmp_path, doc))
+    doc = json.loads(json.dumps(BUILD))
+    doc["nodule_patches"]["seed"] = 41  # a mining seed
+    with pytest.raises(ConfigError, match="mining and nodule patches seeds overlap"):
+        load_staged_config(_write(tmp_path, doc))
 
 
 def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
@@ -94,14 +100,14 @@ def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
     assert chosen["at_threshold"]["fp_per_scan"] <= 1.0
 
     published = compare_and_publish(config, package_dir, models)
-    assert published == models / "tiny-nodule" / "0.0.2"
+    assert published == models / "tiny-nodule" / "0.0.3"
     doc = json.loads((published / "evaluation.json").read_text())
     assert {"sensitivity_ge6mm", "fp_per_scan", "n_scans", "cpm", "robustness"} <= set(doc)
     assert doc["n_scans"] == 2 and doc["robustness"]["n_scans"] == 1
     assert doc["baseline"]["model"] == "tiny-nodule@1.0.0"
     assert doc["baseline"]["held_out"]["n_scans"] == 2
     assert "1.0.0" in (published / "evaluation.md").read_text()
-    served = Registry(models).find("tiny-nodule", "0.0.2")
+    served = Registry(models).find("tiny-nodule", "0.0.3")
     assert served.card.metrics["n_scans"] == 2.0 and "cpm" in served.card.metrics
 
     # a second run finds every step done: nothing is trained, mined or validated again
@@ -111,6 +117,39 @@ def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
     assert again == package_dir
     assert set(steps) == {"mining"}  # only the progress of the cached scans
     assert (tmp_path / "run" / "classifier" / "fpr.pt").stat().st_mtime == mtime
-    with np.load(next((tmp_path / "run" / "mining").glob("*.npz"))) as z:
+    with np.load(next((tmp_path / "run" / "mining").glob("phantom-*.npz"))) as z:
         assert z["patches"].shape[1:] == (2, 40, 40, 40)
         assert z["positive"].any()
+        assert "detector" in set(z["source"])
+    # the nodule-patch phantoms: their true nodules only (the detector never read them)
+    sources: set[str] = set()
+    for path in (tmp_path / "run" / "mining").glob("nodules-*.npz"):
+        with np.load(path) as z:
+            sources |= set(z["source"]) if len(z["patches"]) else set()
+    assert sources and sources <= {"truth", "calcified"}
+
+
+def test_nodule_patches_calcified_nodules_are_negatives() -> None:
+    """Jittered copies of true nodules: positives, but calcified nodules are negatives (they
+    are not to be reported), each patch two-scale and of the stored size."""
+    from preread.domain import Geometry, TruthNodule
+    from training.fpr import STORED, truth_samples
+
+    geometry = Geometry(
+        (64, 64, 64),
+        (0.0, 0.0, 0.0),
+        (1.0, 0.0, 0.0),
+        (0.0, 1.0, 0.0),
+        (0.0, 0.0, 1.0),
+        (1.0, 1.0, 1.0),
+    )
+    solid = TruthNodule(1, (20.0, 20.0, 20.0), 8.0, 268.0, "solid")
+    calcified = TruthNodule(2, (40.0, 40.0, 40.0), 6.0, 113.0, "solid", calcified=True)
+    array = np.zeros((64, 64, 64), np.float32)
+    samples = truth_samples(
+        "case", array, geometry, [solid, calcified], np.random.default_rng(0), copies=3
+    )
+    assert [(s.positive, s.source) for s in samples] == [(True, "truth")] * 3 + [
+        (False, "calcified")
+    ] * 3
+    assert all(s.patch.shape == (2, STORED, STORED, STORED) for s in samples)
