@@ -154,19 +154,68 @@ def _robust_headline(doc: dict[str, Any]) -> dict[str, Any]:
         f"sensitivity_at_{ROBUSTNESS_FP_RATE:g}_fp_per_scan": sensitivity_at(
             doc, ROBUSTNESS_FP_RATE
         ),
+        "data": doc["data"],
     }
 
 
-def _key(package: ModelPackage, baseline: ModelPackage) -> str:
+def _key(package: ModelPackage, baseline: ModelPackage | None) -> str:
     """What the per-scan results depend on: both cards (graphs' sha256, thresholds, pipeline)
     and the generator; a rebuilt package or another generator starts afresh."""
     from training.phantoms import GENERATOR_VERSION
 
     h = hashlib.sha256(b"all candidates")  # what each scan's results hold
     for p in (package, baseline):
-        h.update(p.card_path.read_bytes())
+        if p is not None:
+            h.update(p.card_path.read_bytes())
     h.update(GENERATOR_VERSION.encode())
     return h.hexdigest()[:16]
+
+
+def _baseline_headlines(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The baseline's held-out and robustness headlines from its evaluation documents."""
+    held = docs["held_out"]
+    return {
+        "held_out": headline(held)
+        | {
+            "dice_median_ge6mm": held["dice_ge6mm"]["median"],
+            "diameter_mae_mm_ge6mm": held["diameter_error_mm_ge6mm"]["mae"],
+            "volume_median_abs_rel_error_ge6mm": held["volume_error_rel_ge6mm"]["median_abs"],
+        },
+        "robustness": docs["robustness"],
+        "seconds_per_scan": held["seconds_per_scan"],
+    }
+
+
+def published_baseline(
+    baseline: ModelPackage, held_out: SeedRange, robustness: SeedRange
+) -> dict[str, Any]:
+    """The baseline's figures from its published ``evaluation.json``, refused unless that
+    evaluation read the same held-out phantoms (seeds, size, generator) and the same number
+    of robustness phantoms: figures of other scans are not a comparison."""
+    from training.phantoms import GENERATOR_VERSION
+
+    path = baseline.path / "evaluation.json"
+    try:
+        doc = json.loads(path.read_text())
+        data, robust = doc["data"], doc["robustness"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TrainingError(f"{path}: no published evaluation to compare with ({exc})") from exc
+    want = {
+        "seed": held_out.seed,
+        "count": held_out.count,
+        "matrix": held_out.matrix,
+        "generator_version": GENERATOR_VERSION,
+    }
+    got = {k: data.get(k) for k in want}
+    # documents before 2.1.0 did not record the robustness seeds: their count then
+    robust_seed = robust.get("data", {}).get("seed", robustness.seed)
+    if got != want or robust.get("n_scans") != robustness.count or robust_seed != robustness.seed:
+        raise TrainingError(
+            f"{path}: its evaluation is of other scans (held-out {got}, "
+            f"{robust.get('n_scans')} robustness scans; this build: {want}, "
+            f"{robustness.count}); set evaluation.baseline_from: run"
+        )
+    return _baseline_headlines({"held_out": doc, "robustness": robust})
 
 
 def compare(
@@ -177,8 +226,9 @@ def compare(
     ev = cfg.evaluation
     model_id, _, version = ev.baseline.partition("@")
     baseline = Registry(models_dir).find(model_id, version or None)
-    packages = {"new": package.path, "baseline": baseline.path}
-    out = cfg.output_dir / "compare" / _key(package, baseline)
+    in_run = ev.baseline_from == "run"
+    packages = {"new": package.path} | ({"baseline": baseline.path} if in_run else {})
+    out = cfg.output_dir / "compare" / _key(package, baseline if in_run else None)
     docs: dict[str, dict[str, dict[str, Any]]] = {"new": {}, "baseline": {}}
     for name, seeds, profile in (
         ("held_out", ev.held_out, "train"),
@@ -197,18 +247,19 @@ def compare(
             )
     doc = docs["new"]["held_out"]
     doc["robustness"] = _robust_headline(docs["new"]["robustness"])
+    if in_run:
+        base = _baseline_headlines(
+            {
+                "held_out": docs["baseline"]["held_out"],
+                "robustness": _robust_headline(docs["baseline"]["robustness"]),
+            }
+        )
+    else:
+        base = published_baseline(baseline, ev.held_out, ev.robustness)
     doc["baseline"] = {
         "model": f"{baseline.card.id}@{baseline.card.version}",
-        "held_out": headline(docs["baseline"]["held_out"])
-        | {
-            "dice_median_ge6mm": docs["baseline"]["held_out"]["dice_ge6mm"]["median"],
-            "diameter_mae_mm_ge6mm": docs["baseline"]["held_out"]["diameter_error_mm_ge6mm"]["mae"],
-            "volume_median_abs_rel_error_ge6mm": docs["baseline"]["held_out"][
-                "volume_error_rel_ge6mm"
-            ]["median_abs"],
-        },
-        "robustness": _robust_headline(docs["baseline"]["robustness"]),
-        "seconds_per_scan": docs["baseline"]["held_out"]["seconds_per_scan"],
+        "source": "same run" if in_run else "its published evaluation.json (same scans)",
+        **base,
     }
     return doc
 

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -151,6 +151,11 @@ class EvaluationConfig(_Strict):
     held_out: SeedRange
     robustness: SeedRange
     baseline: str = "lung-nodule@1.0.0"
+    #: ``run``: the baseline reads the same scans in this run; ``published``: its figures come
+    #: from its package's ``evaluation.json``, which must be of the same held-out and
+    #: robustness phantoms and generator (checked) — half the evaluation's time, for a
+    #: baseline whose published evaluation is of exactly these scans
+    baseline_from: Literal["run", "published"] = "run"
     #: scans scored at once, each in its own process with the CPU's cores split between them
     #: (phantom generation, the lung mask and post-processing are single-threaded)
     workers: int = Field(default=2, ge=1, le=64)

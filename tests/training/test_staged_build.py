@@ -14,7 +14,7 @@ from inference.package import ModelPackage
 from inference.registry import Registry
 from tests.inference.tiny_model import write_tiny_package
 from training.compare import compare_and_publish
-from training.errors import ConfigError
+from training.errors import ConfigError, TrainingError
 from training.staged import build, load_staged_config
 
 pytestmark = pytest.mark.train
@@ -153,3 +153,40 @@ def test_nodule_patches_calcified_nodules_are_negatives() -> None:
         (False, "calcified")
     ] * 3
     assert all(s.patch.shape == (2, STORED, STORED, STORED) for s in samples)
+
+
+def test_a_published_baseline_must_be_of_the_same_scans(tmp_path: Path) -> None:
+    """``baseline_from: published`` takes the baseline's figures from its evaluation.json only
+    when that evaluation read the same held-out phantoms (seeds, matrix, generator) and the
+    same robustness phantoms; figures of other scans are refused, naming the difference."""
+    from training.compare import published_baseline
+    from training.phantoms import GENERATOR_VERSION
+    from training.staged import SeedRange
+
+    folder = write_tiny_package(tmp_path / "tiny-nodule" / "1.0.0")
+    held, robust = SeedRange(seed=70, count=2), SeedRange(seed=80, count=1)
+    doc = {
+        "sensitivity_ge6mm": 0.5,
+        "fp_per_scan": 2.0,
+        "n_scans": 2,
+        "cpm": 0.4,
+        "froc_ge6mm": {"cpm": 0.4},
+        "dice_ge6mm": {"median": 0.8},
+        "diameter_error_mm_ge6mm": {"mae": 1.5},
+        "volume_error_rel_ge6mm": {"median_abs": 0.2},
+        "seconds_per_scan": {"median": 3.0},
+        "data": {"seed": 70, "count": 2, "matrix": 512, "generator_version": GENERATOR_VERSION},
+        "robustness": {"n_scans": 1, "data": {"seed": 80}, "sensitivity_ge6mm": 0.3},
+    }
+    (folder / "evaluation.json").write_text(json.dumps(doc))
+    got = published_baseline(ModelPackage.load(folder), held, robust)
+    assert got["held_out"]["cpm"] == 0.4 and got["held_out"]["dice_median_ge6mm"] == 0.8
+    assert got["robustness"]["sensitivity_ge6mm"] == 0.3
+    for other in (SeedRange(seed=71, count=2), SeedRange(seed=70, count=3)):
+        with pytest.raises(TrainingError, match="evaluation is of other scans"):
+            published_baseline(ModelPackage.load(folder), other, robust)
+    with pytest.raises(TrainingError, match="evaluation is of other scans"):
+        published_baseline(ModelPackage.load(folder), held, SeedRange(seed=81, count=1))
+    (folder / "evaluation.json").write_text("{}")
+    with pytest.raises(TrainingError, match="no published evaluation"):
+        published_baseline(ModelPackage.load(folder), held, robust)
