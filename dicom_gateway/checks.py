@@ -50,7 +50,9 @@ __all__ = [
     "check_spacing",
     "frame_count",
     "header_errors",
+    "header_int",
     "instance_label",
+    "is_encapsulated",
     "is_valid_uid",
     "stored_pixel_bytes",
     "transfer_syntax",
@@ -173,6 +175,22 @@ def frame_count(ds: Dataset, index: int, uid: str, limits: SeriesLimits) -> int:
     return frames
 
 
+def header_int(ds: Dataset, keyword: str, label: str, uid: str, default: int | None = None) -> int:
+    """An integer attribute of the instance; SeriesError naming it when it is absent (and has
+    no ``default``) or not one integer (a list, a text, a NaN)."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        if default is None:
+            raise SeriesError(uid, f"{label} has no {keyword}")
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise SeriesError(uid, f"{label} has an invalid {keyword} {shown}") from None
+
+
 def stored_pixel_bytes(ds: Dataset, frames: int, index: int, uid: str, encapsulated: bool) -> int:
     """The decoded size of the instance's pixel data, from Rows, Columns, BitsAllocated, frames.
 
@@ -180,18 +198,24 @@ def stored_pixel_bytes(ds: Dataset, frames: int, index: int, uid: str, encapsula
     byte): a header whose sizes do not describe its pixel data gives scrambled images.
     """
     label = instance_label(ds, index)
-    sizes = {}
-    for keyword in ("Rows", "Columns", "BitsAllocated"):
-        value = ds.get(keyword)
-        if value is None or value == "":
-            raise SeriesError(uid, f"{label} has no {keyword}")
-        sizes[keyword] = int(value)
-    rows, columns, bits = sizes["Rows"], sizes["Columns"], sizes["BitsAllocated"]
+    rows, columns, bits = (
+        header_int(ds, k, label, uid) for k in ("Rows", "Columns", "BitsAllocated")
+    )
     if rows < 1 or columns < 1:
         raise SeriesError(uid, f"{label} has Rows {rows} and Columns {columns}")
     if bits not in (1, 8, 16, 32, 64):
         raise SeriesError(uid, f"{label} has BitsAllocated {bits}")
-    samples = int(ds.get("SamplesPerPixel") or 1)
+    if "PixelData" in ds:  # integer pixels (float pixel data have neither attribute)
+        stored = header_int(ds, "BitsStored", label, uid, default=bits)
+        high = header_int(ds, "HighBit", label, uid, default=stored - 1)
+        sign = header_int(ds, "PixelRepresentation", label, uid, default=0)
+        if not (1 <= stored <= bits and 0 <= high < bits and sign in (0, 1)):
+            raise SeriesError(
+                uid,
+                f"{label} has BitsAllocated {bits}, BitsStored {stored}, HighBit {high}, "
+                f"PixelRepresentation {sign}: not a pixel layout (PS3.5 8.1.1, PS3.3 C.7.6.3.1)",
+            )
+    samples = header_int(ds, "SamplesPerPixel", label, uid, default=1)
     count = rows * columns * frames * samples
     expected = (count + 7) // 8 if bits == 1 else count * (bits // 8)
     if not encapsulated and "PixelData" in ds:
@@ -259,6 +283,23 @@ def transfer_syntax(ds: Dataset) -> UID | None:
     return UID(value) if value else None
 
 
+def is_encapsulated(ds: Dataset, label: str, uid: str) -> bool:
+    """Whether the instance's pixel data are encapsulated (compressed, PS3.5 A.4); SeriesError
+    when its TransferSyntaxUID names no transfer syntax (PS3.5 10): neither the native nor an
+    encapsulated layout can then be trusted."""
+    syntax = transfer_syntax(ds)
+    if syntax is None:
+        return False
+    if not syntax.is_transfer_syntax:
+        known = f" ({syntax.name})" if syntax.name != syntax else ""
+        raise SeriesError(
+            uid,
+            f"{label} has TransferSyntaxUID '{syntax}'{known}, not a transfer syntax "
+            "(PS3.5 Annex A): its pixel data cannot be read",
+        )
+    return syntax.is_encapsulated
+
+
 def check_series_size(datasets: Sequence[Dataset], uid: str, limits: SeriesLimits) -> None:
     """Frames and bytes of the whole series within ``limits``, and each native PixelData as
     long as its header says, before a frame is parsed or a byte allocated."""
@@ -276,9 +317,8 @@ def check_series_size(datasets: Sequence[Dataset], uid: str, limits: SeriesLimit
                 f"more than {limits.max_slices} slices (the limit per series): "
                 f"{total_frames} in the first {index + 1} instance(s)",
             )
-        syntax = transfer_syntax(ds)
-        encapsulated = bool(syntax and syntax.is_encapsulated)
         with header_errors(uid, index, ds):
+            encapsulated = is_encapsulated(ds, instance_label(ds, index), uid)
             total_bytes += stored_pixel_bytes(ds, frames, index, uid, encapsulated)
         if total_bytes > limits.max_pixel_bytes:
             raise SeriesError(
@@ -292,7 +332,7 @@ def check_monochrome(ds: Dataset, label: str, uid: str) -> None:
     """Pixel data present, one sample per pixel, grey levels (PS3.3 C.7.6.3.1.2)."""
     if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
         raise SeriesError(uid, f"{label} has no pixel data")
-    samples = int(ds.get("SamplesPerPixel", 1))
+    samples = header_int(ds, "SamplesPerPixel", label, uid, default=1)
     if samples != 1:
         raise SeriesError(uid, f"{label} has SamplesPerPixel {samples}, expected 1")
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()

@@ -257,17 +257,25 @@ class FolderStudySource:
 
 
 def _sample_tag(header: Dataset, keyword: str) -> str | None:
-    """A keyword's value as a DICOM string, also from the Shared Functional Groups."""
-    value = header.get(keyword)
-    if value is None and keyword in ("ImageOrientationPatient", "PixelSpacing", "SliceThickness"):
-        shared = header.get("SharedFunctionalGroupsSequence")
-        group = (
-            "PlaneOrientationSequence"
-            if keyword == "ImageOrientationPatient"
-            else "PixelMeasuresSequence"
-        )
-        if shared and shared[0].get(group):
-            value = shared[0].get(group)[0].get(keyword)
+    """A keyword's value as a DICOM string, also from the Shared Functional Groups; ``None``
+    when absent or not decodable (the sample guides selection; the volume check is strict)."""
+    try:
+        value = header.get(keyword)
+        if value is None and keyword in (
+            "ImageOrientationPatient",
+            "PixelSpacing",
+            "SliceThickness",
+        ):
+            shared = header.get("SharedFunctionalGroupsSequence")
+            group = (
+                "PlaneOrientationSequence"
+                if keyword == "ImageOrientationPatient"
+                else "PixelMeasuresSequence"
+            )
+            if shared and shared[0].get(group):
+                value = shared[0].get(group)[0].get(keyword)
+    except Exception:  # untrusted nested items: any decoder failure
+        return None
     if value is None:
         return None
     if isinstance(value, MultiValue):

@@ -19,6 +19,8 @@ frame is parsed, a volume allocated or a pixel decoded.
 
 from __future__ import annotations
 
+import io
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -83,6 +85,24 @@ class _Plane:
     thickness: float | None
 
 
+class _BoundedReader(io.BufferedReader):
+    """A file whose ``read(n)`` never asks for more bytes than are left in it.
+
+    pydicom reads a value with ``read(length)`` of the length the file declares, and a
+    buffered file allocates ``length`` bytes before reading: a 200-byte file whose garbage
+    declares 0xFFFFFFF0 bytes would cost 4 GiB of address space (MemoryError under a limit).
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(io.FileIO(str(path), "r"))  # a str name: ds.filename, in reasons
+        self._size = os.fstat(self.fileno()).st_size
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, self._size - self.tell()))
+        return super().read(size)
+
+
 def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
     """Read one DICOM file (PS3.10), also one without the 128-byte preamble.
 
@@ -94,7 +114,8 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
             than the file holds), or is not a composite instance (it has no SOPInstanceUID).
     """
     try:
-        ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+        with _BoundedReader(path) as fp:
+            ds = pydicom.dcmread(fp, force=True, stop_before_pixels=stop_before_pixels)
         sop_uid = ds.get("SOPInstanceUID")
         if sop_uid and "TransferSyntaxUID" not in ds.file_meta:
             implicit, little = ds.original_encoding
@@ -112,6 +133,7 @@ def read_instance(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
     if not sop_uid:
         raise DicomFileError(path, "not a DICOM instance (no SOPInstanceUID)")
     _check_complete(ds, path)
+    _check_values(ds, path)
     return ds
 
 
@@ -119,7 +141,7 @@ def _check_complete(ds: Dataset, path: Path) -> None:
     """Refuse a file cut short: pydicom reads what is there when an element's declared length
     runs past the end of the file (a truncated copy, or a forged length such as 0x7FFFFFF0)."""
     for tag in list(ds.keys()):
-        element = ds.get_item(tag)
+        element = ds.get_item(tag, keep_deferred=True)  # no conversion of an empty value
         if not isinstance(element, RawDataElement) or element.length == _UNDEFINED_LENGTH:
             continue
         held = 0 if element.value is None else len(element.value)
@@ -129,6 +151,25 @@ def _check_complete(ds: Dataset, path: Path) -> None:
                 f"the file is cut short: element {tag} declares {element.length} bytes, the file "
                 f"holds {held}",
             )
+
+
+def _check_values(ds: Dataset, path: Path) -> None:
+    """Refuse a file with a top-level value that cannot be decoded (an unknown VR such as
+    ``XX``, one bit flipped in ``OW``, a value that does not fit its VR): pydicom decodes values
+    when they are first used, and the first use may lie outside every check (grouping a
+    folder by study and series, or asking whether an element is empty)."""
+    for tag in list(ds.keys()):
+        element = ds.get_item(tag, keep_deferred=True)
+        if not isinstance(element, RawDataElement) or element.VR == "SQ":
+            continue  # sequences are read item by item where they are used, under checks
+        try:  # pixel data too: their bytes are kept as they are (decoded later, under checks)
+            ds[tag]
+        except Exception as exc:  # untrusted bytes: any decoder failure
+            raise DicomFileError(
+                path,
+                f"element {tag} (VR {element.VR!r}, {element.length} bytes) cannot be read "
+                f"({type(exc).__name__}: {exc})",
+            ) from exc
 
 
 def read_series_dir(path: Path, *, min_slices: int = 2) -> Volume:

@@ -15,6 +15,7 @@ The input is untrusted: a StudyInstanceUID becomes a folder name only when it is
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,10 @@ _NAMED_UNREADABLE = 3
 
 class OutputPathError(PrereadError):
     """A study's output folder would not lie inside the output folder asked for."""
+
+
+class UnreadableFolderError(PrereadError):
+    """The folder holds files, but none of them is a readable DICOM instance."""
 
 
 @dataclass(frozen=True)
@@ -71,11 +76,31 @@ def read_folder(
 
     ``limits`` bound the series read (default: :class:`SeriesLimits`' defaults; the CLI passes
     the settings' ``PREREAD_MAX_SERIES_*``).
+
+    Raises:
+        UnreadableFolderError: the folder holds files and none is a readable DICOM instance
+            (the reason names them); a folder without files gives an empty list.
     """
     limits = limits or SeriesLimits()
+    with warnings.catch_warnings():
+        # pydicom's notes on invalid values of the input reach no terminal: a study that
+        # cannot be read is refused with its reason, one line per study (the CLI's contract)
+        warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
+        return _read_studies(folder, predictor, out, limits)
+
+
+def _read_studies(
+    folder: Path, predictor: Predictor, out: Path | None, limits: SeriesLimits
+) -> list[FolderResult]:
     source = FolderStudySource(folder, store_dir=out or folder / ".preread-unused")
     results: list[FolderResult] = []
-    for study in source.studies():
+    studies = source.studies()
+    if not studies and source.unreadable:
+        skipped = tuple(str(e) for e in source.unreadable)
+        raise UnreadableFolderError(
+            printable(f"{folder}: no DICOM study found: {_unreadable(skipped, of_study=False)}")
+        )
+    for study in studies:
         uid = study.study_instance_uid
         try:
             result = _read_study(source, study, predictor, out, limits)
@@ -163,10 +188,12 @@ def study_dir(out: Path, study_uid: str) -> Path:
     return target
 
 
-def _unreadable(errors: tuple[str, ...]) -> str:
+def _unreadable(errors: tuple[str, ...], *, of_study: bool = True) -> str:
     named = "; ".join(errors[:_NAMED_UNREADABLE])
     more = len(errors) - _NAMED_UNREADABLE
     return (
-        f"{len(errors)} file(s) of the folder are not readable DICOM and may belong to this "
-        f"study: {named}" + (f"; and {more} more" if more > 0 else "")
+        f"{len(errors)} file(s) of the folder are not readable DICOM"
+        + (" and may belong to this study" if of_study else "")
+        + f": {named}"
+        + (f"; and {more} more" if more > 0 else "")
     )

@@ -34,12 +34,17 @@ HOSPITAL_AET = "HOSPITAL"
 
 
 def storescu(
-    server: OrthancServer, paths: Sequence[Path], *, calling_aet: str = HOSPITAL_AET
+    server: OrthancServer,
+    paths: Sequence[Path],
+    *,
+    calling_aet: str = HOSPITAL_AET,
+    options: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """C-STORE files (or folders, with ``+sd``) to ``server`` as a modality would."""
+    """C-STORE files (or folders, with ``+sd``) to ``server`` as a modality would; ``options``
+    go to storescu (e.g. ``-nh``: go on after a file it cannot read or send)."""
     if shutil.which("storescu") is None:
         pytest.fail("DCMTK's storescu is not installed (Debian: dcmtk; ./run setup installs it)")
-    command = ["storescu", "-aec", server.aet, "-aet", calling_aet]
+    command = ["storescu", "-aec", server.aet, "-aet", calling_aet, *options]
     if any(Path(p).is_dir() for p in paths):
         command.append("+sd")
     command += ["127.0.0.1", str(server.dicom_port), *(str(p) for p in paths)]

@@ -86,7 +86,10 @@ def order_sources(result: PreReadResult, datasets: Sequence[Dataset]) -> list[Da
     for ds in datasets:
         sop = str(ds.get("SOPInstanceUID", "?"))
         if int(ds.get("NumberOfFrames") or 1) != 1:
-            raise ReportError(f"source image {sop} is multi-frame; only single-frame series")
+            raise ReportError(
+                f"source image {sop} is a multi-frame image ({ds.get('NumberOfFrames')} frames): "
+                "PreRead writes its SR and SEG for series of single-frame images only"
+            )
         for keyword, expected in (
             ("StudyInstanceUID", result.study_instance_uid),
             ("SeriesInstanceUID", result.series_instance_uid),

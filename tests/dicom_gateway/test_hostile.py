@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,11 +37,17 @@ from pydicom.uid import (
 )
 
 from dicom_gateway.checks import SeriesLimits, is_valid_uid
-from dicom_gateway.errors import SeriesError
-from dicom_gateway.volume import assemble_volume, read_series_dir
+from dicom_gateway.errors import DicomFileError, SeriesError
+from dicom_gateway.volume import assemble_volume, read_instance, read_series_dir
 from inference.package import ModelPackage
 from inference.predict import Predictor
-from preread.read import FolderResult, OutputPathError, read_folder, study_dir
+from preread.read import (
+    FolderResult,
+    OutputPathError,
+    UnreadableFolderError,
+    read_folder,
+    study_dir,
+)
 from tests.dicom_gateway.synthetic import ct_datasets, geometry, write_series
 from tests.inference.tiny_model import write_tiny_package
 
@@ -152,6 +159,12 @@ REFUSED: dict[str, tuple[Callable[[list[Dataset]], None], tuple[str, ...]]] = {
     "pixel spacing 1e30": (_set("PixelSpacing", [1e30, 1e30]), ("PixelSpacing 1e+30 mm",)),
     "rows 0": (_matrix(0, 64), ("Rows 0",)),
     "rows = columns = 65535": (_matrix(65535, 65535), ("PixelData holds 8192 bytes",)),
+    # found by the fuzzer (bench/fuzz_dicom.py): pixel layouts that pydicom cannot decode,
+    # refused with the attribute named (were "unreadable header (TypeError: ...)" or "cannot
+    # decode pixel data ... TypeError: '<=' not supported")
+    "BitsStored [1, 2]": (_set("BitsStored", [1, 2]), ("has an invalid BitsStored [1, 2]",)),
+    "BitsStored 17": (_set("BitsStored", 17), ("BitsStored 17, HighBit 15", "not a pixel layout")),
+    "PixelRepresentation 2": (_set("PixelRepresentation", 2), ("PixelRepresentation 2:",)),
     # unclear reasons: raw bytes in a header value
     "raw bytes": (
         _set("PhotometricInterpretation", "MONO\x00\x1b[31m\xff"),
@@ -242,6 +255,92 @@ def test_a_file_cut_in_its_header_is_named(tmp_path: Path, predictor: Predictor)
     assert_refused(result, tmp_path, "slices are missing", str(middle), "cut short")
 
 
+def _patch(path: Path, old: bytes, new: bytes) -> None:
+    raw = path.read_bytes()
+    assert raw.count(old) == 1 and len(old) == len(new)
+    path.write_bytes(raw.replace(old, new))
+
+
+def test_a_transfer_syntax_uid_that_names_no_transfer_syntax_is_refused(
+    tmp_path: Path, predictor: Predictor
+) -> None:
+    """Found by the fuzzer (one bit flipped in the file meta): was a traceback, exit 1
+    (``ValueError: UID is not a transfer syntax`` in checks.check_series_size)."""
+    datasets = series()
+    files = write_series(tmp_path / "in", datasets)
+    _patch(files[3], b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2.9\x00")
+
+    result = read_folder(tmp_path / "in", predictor, tmp_path / "out")[0]
+
+    assert_refused(
+        result,
+        tmp_path,
+        str(files[3]),
+        "has TransferSyntaxUID '1.2.840.10008.1.2.9', not a transfer syntax",
+    )
+
+
+def test_a_value_of_an_unknown_vr_makes_its_file_unreadable_and_named(
+    tmp_path: Path, predictor: Predictor
+) -> None:
+    """Found by the fuzzer (the VR of SeriesNumber forged to ``XX``): pydicom decodes a value on
+    first use, here while the folder was grouped by series, outside every check: a traceback
+    (NotImplementedError), exit 1. Now the file is unreadable, and named."""
+    datasets = series()
+    files = write_series(tmp_path / "in", datasets)
+    middle = next(p for p, k in zip(files, _order(datasets, files), strict=True) if k == 4)
+    series_number = b"\x20\x00\x11\x00IS"
+    _patch(middle, series_number, b"\x20\x00\x11\x00XX")
+
+    result = read_folder(tmp_path / "in", predictor, tmp_path / "out")[0]
+
+    assert_refused(result, tmp_path, "slices are missing", str(middle), "VR 'XX'", "cannot be read")
+    for path in files:
+        if path != middle:
+            _patch(path, series_number, b"\x20\x00\x11\x00XX")
+    with pytest.raises(UnreadableFolderError, match="no DICOM study found: 8 file") as refused:
+        read_folder(tmp_path / "in", predictor, tmp_path / "out")
+    assert str(files[0].parent) in str(refused.value) and "Unknown Value Representation" in str(
+        refused.value
+    )  # was "no DICOM study found", naming no file and no reason
+
+
+def test_one_bit_flipped_in_the_pixel_data_vr_is_named(
+    tmp_path: Path, predictor: Predictor
+) -> None:
+    """Found by the fuzzer (long run, case 571): PixelData's VR ``OW`` read as ``Ow``, an
+    unknown VR with an empty value, which pydicom decodes when asked for the raw element: a
+    traceback (NotImplementedError), exit 1."""
+    datasets = series()
+    files = write_series(tmp_path / "in", datasets)
+    _patch(files[2], b"\xe0\x7f\x10\x00OW", b"\xe0\x7f\x10\x00Ow")
+
+    result = read_folder(tmp_path / "in", predictor, tmp_path / "out")[0]
+
+    assert_refused(result, tmp_path, str(files[2]))
+
+
+def test_a_garbage_length_costs_no_memory(tmp_path: Path) -> None:
+    """Found by the fuzzer: a 200-byte file declaring a 4 GiB value made pydicom allocate
+    4 GiB before reading (``MemoryError`` under a memory limit, and that was the reason)."""
+    ds = series()[0]
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "in" / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    header = path.read_bytes()[: path.read_bytes().find(b"\x28\x00\x02\x00")]  # before (0028,)
+    path.write_bytes(
+        header + b"\x09\x00\x10\x10UN\x00\x00" + struct.pack("<I", 0xFFFFFFF0) + b"x" * 10
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(DicomFileError, match="declares 4294967280 bytes, the file holds 10"):
+            read_instance(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 1024**2, peak
+
+
 def _order(datasets: list[Dataset], files: list[Path]) -> list[int]:
     """Which slice each written file holds."""
     sops = [ds.SOPInstanceUID for ds in datasets]
@@ -273,6 +372,17 @@ def test_a_million_frames_are_refused_before_any_frame_is_parsed(
     result = read_folder(tmp_path / "in", predictor, tmp_path / "out")[0]
     assert_refused(result, tmp_path, "1000000 images, more than the limit of 2000")
     assert time.perf_counter() - started < 5
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+        series(), generate_uid(), 2, generate_uid(), 1
+    )
+    enhanced.save_as(tmp_path / "in" / "enhanced.dcm")
+    result = read_folder(tmp_path / "in", predictor, tmp_path / "out")[0]
+    assert_refused(  # was "... is multi-frame; only single-frame series"
+        result,
+        tmp_path,
+        "is a multi-frame image (8 frames): PreRead writes its SR and SEG for series of "
+        "single-frame images only",
+    )
 
 
 def _sr(study_uid: str) -> Dataset:
@@ -359,6 +469,7 @@ def test_compressed_series_read_as_the_uncompressed_one(
 def test_read_cli_refusal_is_exit_2_with_one_line(tmp_path: Path, models: Path) -> None:
     datasets = series()
     _set("RescaleSlope", 0)(datasets)
+    _set("InstitutionName", "x" * 100)(datasets)  # pydicom warns (LO: at most 64): not printed
     write_series(tmp_path / "in", datasets)
     env = {**os.environ, "PREREAD_MODELS_DIR": str(models), "PREREAD_DATA_DIR": str(tmp_path)}
     cmd = ["read", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--json"]
