@@ -2,7 +2,8 @@
 token's purpose of use), which study, what, and how it ended. Nothing is returned to a caller
 before its access is recorded (:class:`~preread.audit.batch.AuditWriter` group-commits); the
 records of study accesses are written by the enforcement point, :mod:`preread.api.access`, and
-those of failed bearer tokens, aggregated per source, by :mod:`preread.api.unauthenticated`."""
+those of failed authentications (bearer tokens, ``/oauth/token`` requests), aggregated per
+source, actor and window, by :mod:`preread.api.unauthenticated`."""
 
 from __future__ import annotations
 
@@ -38,13 +39,4 @@ def read(who: Principal, study_uid: str | None, **detail: Json) -> AuditEvent:
 def refused(who: Principal, study_uid: str | None, reason: str, **detail: Json) -> AuditEvent:
     return access(
         who, AuditAction.ACCESS_REFUSED, Outcome.REFUSED, study_uid, {**detail, "reason": reason}
-    )
-
-
-def auth_failed(client: str | None, reason: str) -> AuditEvent:
-    return AuditEvent(
-        actor=f"client:{client}" if client else "unauthenticated",
-        action=AuditAction.AUTH_FAILED,
-        outcome=Outcome.REFUSED,
-        detail={"reason": reason},
     )

@@ -24,7 +24,8 @@ tenant           1-64 of ``a-z 0-9 - _ .`` (:func:`preread.security.clients.chec
 
 :func:`check_path_ids` is a dependency of every router (:func:`preread.api.app.create_app`);
 :func:`unchecked_path_params` lists route parameters that have no format here, and the app
-refuses to start with one.
+refuses to start with one. JSON request bodies refuse a NUL byte in any field
+(:mod:`preread.api.bodies`).
 """
 
 from __future__ import annotations

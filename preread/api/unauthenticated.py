@@ -7,12 +7,14 @@ proxies in ``--forwarded-allow-ips``) it may send ``PREREAD_UNAUTHENTICATED_PER_
 requests in a burst, refilled over a minute; beyond that it is answered 429 with
 ``Retry-After`` (a valid token is never refused by this limit: clients have their own).
 
-A failed authentication (a token that is not valid, a revoked client) is audited as
-``auth.failed`` with the source address, aggregated per source and actor and window (a
-minute): the first failure of a window is recorded at once (``count`` 1), the others are
-counted and recorded as one record when the window closes (``count`` = how many it stands
-for, ``rate_limited`` = how many of them got 429, ``reasons`` = up to five reasons with their
-counts, ``first_at``/``last_at``). So a flood adds at most two records per source and minute.
+A failed authentication (a token that is not valid, a revoked client; at ``/oauth/token`` a
+wrong client secret, or a request refused for the failures before it, actor ``client:<id>``:
+:mod:`preread.api.routes.oauth`) is audited as ``auth.failed`` with the source address,
+aggregated per source and actor and window (a minute): the first failure of a window is
+recorded at once (``count`` 1), the others are counted and recorded as one record when the
+window closes (``count`` = how many it stands for, ``rate_limited`` = how many of them got 429,
+``reasons`` = up to five reasons with their counts, ``first_at``/``last_at``). So a flood adds
+at most two records per source, actor and minute.
 Windows that closed are written by :meth:`UnauthenticatedGuard.flush` (the app calls it every
 few seconds and at shutdown). Requests with no credentials at all are limited, not audited.
 """

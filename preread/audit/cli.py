@@ -80,7 +80,8 @@ def _signed(checkpoints: CheckpointFile) -> list[SignedCheckpoint]:
         raise typer.Exit(1) from None
 
 
-def _actor() -> str:
+def cli_actor() -> str:
+    """Who runs this command, for the audit trail: ``cli:<login name>``."""
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no user name in a bare container
@@ -176,7 +177,7 @@ def export(
     with _audit_log() as log, out.open("wb") as sink:  # no record of an export that cannot be
         log.record(  # written; no export without its record
             AuditEvent(
-                _actor(),
+                cli_actor(),
                 AuditAction.AUDIT_EXPORT,
                 Outcome.SUCCESS,
                 tenant=tenant,
@@ -199,5 +200,5 @@ def purge(
     with _audit_log() as log:
         now = datetime.now(UTC)
         cutoff = retention_cutoff(now, days)
-        removed = log.purge(days, now, actor=_actor())
+        removed = log.purge(days, now, actor=cli_actor())
     typer.echo(f"purged {removed} records before {cutoff:%Y-%m-%d %H:%M:%S} UTC")

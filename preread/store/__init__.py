@@ -19,6 +19,7 @@ from preread.store.records import (
     EnqueueResult,
     FinishResult,
     JobOutputs,
+    JobPage,
     JobRecord,
     JobUpdate,
     ModelKey,
@@ -32,6 +33,7 @@ from preread.store.records import (
     StudyRecord,
     StudySummary,
     Sweep,
+    TenantJob,
 )
 from preread.store.states import JobState
 from preread.store.transaction import Transaction
@@ -42,6 +44,7 @@ __all__ = [
     "IllegalTransitionError",
     "JobNotFoundError",
     "JobOutputs",
+    "JobPage",
     "JobRecord",
     "JobState",
     "JobStore",
@@ -59,6 +62,7 @@ __all__ = [
     "StudyRecord",
     "StudySummary",
     "Sweep",
+    "TenantJob",
     "Transaction",
     "default_url",
     "make_engine",

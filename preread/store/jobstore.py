@@ -31,6 +31,7 @@ from preread.store.migrate import upgrade
 from preread.store.records import (
     EnqueueResult,
     FinishResult,
+    JobPage,
     JobRecord,
     JobUpdate,
     ModelKey,
@@ -302,6 +303,18 @@ class JobStore:
             where = StudyFilter(states=tuple(states or ()), model_id=model_id)
         with self._reading() as session:
             return queries.list_studies(session, where, limit=limit, offset=offset)
+
+    def list_jobs(
+        self,
+        *,
+        states: Collection[JobState] = (),
+        tenant: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        """Jobs newest change first, with their study's tenant (operators: ``preread jobs
+        list``); default every current job, ``tenant`` None every tenant's."""
+        with self._reading() as session:
+            return queries.list_jobs(session, states=states, tenant=tenant, limit=limit)
 
     def study(self, study_instance_uid: str) -> StudyRecord | None:
         """The study as the watcher recorded it (None: never recorded)."""

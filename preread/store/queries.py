@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from preread.store.errors import JobNotFoundError
 from preread.store.records import (
     JobOutputs,
+    JobPage,
     JobRecord,
     SeriesDecision,
     StoredObject,
@@ -19,6 +21,7 @@ from preread.store.records import (
     StudyPage,
     StudyRecord,
     StudySummary,
+    TenantJob,
 )
 from preread.store.schema import JobRow, SeriesDecisionRow, StudyRow, WatcherStateRow
 from preread.store.states import JobState
@@ -175,6 +178,36 @@ def list_studies(
         if js
     )
     return StudyPage(items=items, total=total, limit=limit, offset=offset)
+
+
+def list_jobs(
+    session: Session,
+    *,
+    states: Collection[JobState] = (),
+    tenant: str | None = None,
+    limit: int = 50,
+) -> JobPage:
+    """Jobs in ``states`` (default: every current one, i.e. all but superseded) of ``tenant``'s
+    studies (None: every tenant's, for operators), newest change first, each with its study's
+    tenant."""
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    match: list[ColumnElement[bool]] = [
+        JobRow.state.in_([JobState(s).value for s in states])
+        if states
+        else JobRow.state != JobState.SUPERSEDED.value
+    ]
+    if tenant is not None:
+        match.append(StudyRow.tenant == tenant)
+    joined = select(JobRow, StudyRow.tenant).outerjoin(
+        StudyRow, StudyRow.study_instance_uid == JobRow.study_instance_uid
+    )
+    total = session.scalar(select(func.count()).select_from(joined.where(*match).subquery())) or 0
+    rows = session.execute(
+        joined.where(*match).order_by(JobRow.updated_at.desc(), JobRow.id).limit(limit)
+    ).all()
+    items = tuple(TenantJob(job_record(row), owner) for row, owner in rows)
+    return JobPage(items=items, total=total, limit=limit)
 
 
 def study_record(row: StudyRow) -> StudyRecord:

@@ -80,7 +80,9 @@ class JobUpdate:
     """Facts a worker records about the job it holds; ``None`` leaves a field as it is.
 
     ``timings`` (seconds per stage: fetch, decode, volume, preprocess, infer, postprocess,
-    encode, store) are merged into those already recorded, and so are ``outputs``.
+    encode, store) are merged into those already recorded, and so are ``outputs``, unless
+    ``replace_outputs``: then ``outputs`` are all the job wrote (an attempt that read other
+    content than the one before it, whose objects it removed from Orthanc first).
     """
 
     series_instance_uid: str | None = None
@@ -89,6 +91,7 @@ class JobUpdate:
     provider_warning: str | None = None
     timings: Mapping[str, float] | None = None
     outputs: JobOutputs | None = None
+    replace_outputs: bool = False
 
 
 class SeriesVerdict(Protocol):
@@ -210,6 +213,25 @@ class Sweep:
     @property
     def to_dispatch(self) -> tuple[JobRecord, ...]:
         return self.requeued + self.follow_ups
+
+
+@dataclass(frozen=True)
+class TenantJob:
+    """A job in an operator's listing, with the tenant of its study (None: the watcher never
+    recorded the study, or its sender belongs to no tenant)."""
+
+    job: JobRecord
+    tenant: str | None
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """A page of :meth:`JobStore.list_jobs`, newest change first; ``total`` counts every
+    matching job."""
+
+    items: tuple[TenantJob, ...]
+    total: int
+    limit: int
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ used to answer 503 "the job store is unavailable" with an ERROR log).
 Every path parameter of every route, found in the app's route table, gets malformed values
 (a NUL byte, path tricks, overlong): 404, no 5xx, no ERROR log. ``client_id`` at
 ``/oauth/token`` (form and Basic): 401 ``invalid_client``. Ids in query parameters and the
-grant routes' text fields: 422.
+grant routes' text fields: 422. A NUL in any field of any JSON body: 422 naming the field
+(every body model is a :class:`~preread.api.bodies.RequestBody`, checked on the route table).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
+from preread.api.bodies import RequestBody, has_nul
 from preread.api.ids import PATH_IDS
 from tests.api.conftest import Api
 
@@ -123,3 +125,65 @@ def test_malformed_client_ids_and_query_ids_never_reach_the_database(
     )
     assert analyze.status_code == 422, analyze.text  # refused before the key is stored
     assert not errors.records, [r.getMessage() for r in errors.records]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_nul_in_any_body_field_is_422_naming_it(
+    api: Api, errors: pytest.LogCaptureFixture
+) -> None:
+    # a webhook's description with a NUL used to reach PostgreSQL: 503 and an ERROR log
+    a = api.token("hosp-a", "admin grants:manage")
+    hook = {"url": "https://example.org/hook", "description": "RIS"}
+    grant_body = {
+        "tenant": "hosp-a",
+        "purpose": "research",
+        "valid_from": "2025-01-01T00:00:00Z",
+        "valid_to": "2030-01-01T00:00:00Z",
+        "legal_basis": "IRB 1",
+    }
+    cases: list[tuple[str, dict[str, object], str]] = [
+        ("/api/v1/webhooks", {**hook, "description": "R\x00IS"}, "description"),
+        ("/api/v1/webhooks", {**hook, "url": "https://example.org/h\x00"}, "url"),
+        ("/api/v1/webhooks", {**hook, "events": ["preread.completed\x00"]}, "events"),
+        ("/api/v1/grants", {**grant_body, "sender_aets": ["HOSP\x00"]}, "sender_aets"),
+        ("/api/v1/grants", {**grant_body, "modalities": ["CT", "\x00"]}, "modalities"),
+        ("/api/v1/grants", {**grant_body, "study_uids": ["1.2\x00"]}, "study_uids"),
+        ("/api/v1/grants", {**grant_body, "study_date_to": "2025\x000101"}, "study_date_to"),
+        ("/api/v1/grants", {**grant_body, "purpose": "research\x00"}, "purpose"),
+        ("/api/v1/grants", {**grant_body, "valid_to": "2030\x00"}, "valid_to"),
+    ]
+    for path, body, name in cases:
+        answer = api.client.post(path, json=body, headers=a)
+        assert answer.status_code == 422, (path, name, answer.text)
+        (problem,) = answer.json()["detail"]
+        assert problem["loc"] == ["body", name], (name, problem)
+        assert f"{name} contains a NUL byte" in problem["msg"], (name, problem)
+    assert api.client.get("/api/v1/webhooks", headers=a).json() == []  # nothing stored
+    made = api.client.post("/api/v1/webhooks", json=hook, headers=a)
+    assert made.status_code == 201, made.text  # the same body without the NUL is fine
+    assert not errors.records, [r.getMessage() for r in errors.records]
+
+
+FORM_FIELDS = {"/oauth/token"}
+"""Routes whose body is form fields (checked by the route: client_id by its format, the
+others against fixed values), not a JSON model."""
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the route table alone
+def test_every_json_body_refuses_nul(api: Api) -> None:
+    checked = 0
+    for context in iter_route_contexts(api.client.app.routes):  # type: ignore[attr-defined]
+        route = context.original_route
+        if not isinstance(route, APIRoute) or not route.dependant.body_params:
+            continue
+        if str(context.path) in FORM_FIELDS:
+            continue
+        for param in route.dependant.body_params:
+            kind = param.field_info.annotation
+            assert isinstance(kind, type) and issubclass(kind, RequestBody), (
+                f"{context.path}: body {param.name} is {kind!r}, not a RequestBody "
+                "(preread.api.bodies): a NUL byte in it would reach the database"
+            )
+            checked += 1
+    assert checked >= 3, checked
+    assert has_nul({"a": [{"b\x00": 1}]}) and has_nul([[["\x00"]]]) and not has_nul({"a": [1]})

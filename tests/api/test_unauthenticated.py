@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from preread.api.unauthenticated import UnauthenticatedGuard
 from preread.audit import AuditAction, AuditEvent, AuditLog
+from preread.security import FailureThrottle
 from tests.api.conftest import Api
 
 BURST = 60
@@ -111,3 +112,37 @@ def test_the_guard_stays_bounded_however_many_sources() -> None:
     clock.now += 60
     guard.flush()
     assert not guard._buckets and not guard._windows
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # in memory: one backend suffices
+def test_failed_token_requests_are_audited_in_aggregate_per_client_and_source(api: Api) -> None:
+    # each wrong secret at /oauth/token used to be one audit record (and 429s none)
+    clock = Clock()
+    guard = UnauthenticatedGuard(api.services.auditor, BURST, clock=clock)
+    api.services.unauthenticated = guard
+    api.services.token_failures = FailureThrottle(per_client_and_source=3, per_source=100)
+    client, _ = api.services.clients.create("hosp-a", "ris", ["reports:read"], 60)
+    seen = len(list(AuditLog(api.store.engine).records()))
+    attacker = TestClient(api.client.app, client=("198.51.100.7", 40000))
+
+    def guess(who: TestClient, client_id: str) -> int:
+        form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": "x"}
+        return int(who.post("/oauth/token", data=form).status_code)
+
+    assert [guess(attacker, client.client_id) for _ in range(10)] == [401] * 3 + [429] * 7
+    assert guess(api.client, client.client_id) == 401  # another source: a window of its own
+    assert guess(attacker, "prc_unknown") == 401  # another client id: its own too
+    now = _failures(api, seen)  # the first of each (client, source) window, at once
+    assert [(e.actor, e.detail["source"], e.detail["count"]) for e in now] == [
+        (f"client:{client.client_id}", "198.51.100.7", 1),
+        (f"client:{client.client_id}", "testclient", 1),
+        ("client:prc_unknown", "198.51.100.7", 1),
+    ]
+    clock.now += 61
+    assert guard.flush() == 1  # the other 9 guesses: one record
+    _eventually(lambda: len(_failures(api, seen)) == 4)
+    summary = _failures(api, seen)[-1]
+    assert summary.actor == f"client:{client.client_id}"
+    assert summary.detail["source"] == "198.51.100.7"
+    assert summary.detail["count"] == 9 and summary.detail["rate_limited"] == 7
+    assert summary.detail["reasons"] == {"invalid_client": 2, "too many failed attempts": 7}

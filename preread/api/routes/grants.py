@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from preread.api.bodies import RequestBody
 from preread.api.deps import GrantsManager, ServicesDep
 from preread.api.ids import TENANT_PATTERN, TEXT_PATTERN
 from preread.grants import Grant, GrantError, GrantSpec, Purpose
@@ -18,7 +19,7 @@ from preread.grants.records import check_senders
 router = APIRouter(prefix="/api/v1", tags=["grants"])
 
 
-class GrantIn(BaseModel):
+class GrantIn(RequestBody):
     tenant: str = Field(max_length=64, pattern=TENANT_PATTERN, description="the data source")
     purpose: Purpose
     valid_from: datetime
@@ -33,7 +34,7 @@ class GrantIn(BaseModel):
     study_uids: list[str] | None = Field(default=None, max_length=10_000)
 
 
-class RevokeIn(BaseModel):
+class RevokeIn(RequestBody):
     reason: str = Field(min_length=1, max_length=2000, pattern=TEXT_PATTERN)
 
 

@@ -6,6 +6,11 @@ request, 401 with ``WWW-Authenticate: Basic`` for failed client authentication, 
 (client, source) by :class:`~preread.security.FailureThrottle`, *before* the secret is hashed)
 or a client asked for too many tokens (counted on successes only, so nobody without the secret
 can lock a client out).
+
+Failed attempts (a wrong secret, or one refused with 429 for the failures before it) are
+audited as ``auth.failed`` aggregated per (client, source) and window, by the mechanism that
+aggregates failed bearer tokens (:mod:`preread.api.unauthenticated`): a guessing run adds at
+most two records per client, source and minute, each with its ``count``.
 """
 
 from __future__ import annotations
@@ -19,8 +24,7 @@ from fastapi import APIRouter, Form, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from preread.api import auditing
-from preread.api.deps import ServicesDep
+from preread.api.deps import Services, ServicesDep
 from preread.api.ids import is_client_id
 from preread.audit import AuditError
 from preread.security import AuthError, InvalidClientError, source_key
@@ -66,6 +70,22 @@ def _basic(authorization: str | None) -> tuple[str, str] | None:
     return (client_id, secret) if sep else None
 
 
+def _audit_failure(
+    services: Services, source: str, client_id: str, reason: str, *, limited: bool
+) -> None:
+    """Count a failed token request in the aggregated ``auth.failed`` records of
+    :class:`~preread.api.unauthenticated.UnauthenticatedGuard` (per client, source and
+    window): the first of a window is recorded before the answer, the rest as one record with
+    their count when the window closes."""
+    event = services.guard.failed(source, f"client:{client_id}", reason, rate_limited=limited)
+    if event is None:
+        return
+    try:
+        services.auditor.record(event)
+    except AuditError as exc:
+        log.error("could not audit a failed authentication: %s", exc)
+
+
 @router.post(
     "/oauth/token",
     response_model=TokenOut,
@@ -96,15 +116,13 @@ def token(
     source = source_key(request.client.host if request.client else None)
     wait = services.token_failures.wait(client_id, source)
     if wait > 0:  # before any hashing: failed guesses cannot be turned into CPU load
+        _audit_failure(services, source, client_id, "too many failed attempts", limited=True)
         return _slow_down(wait)
     try:
         client = services.clients.authenticate(client_id, client_secret)
     except InvalidClientError:
         services.token_failures.failed(client_id, source)
-        try:
-            services.auditor.record(auditing.auth_failed(client_id, "invalid_client"))
-        except AuditError as exc:
-            log.error("could not audit a failed authentication: %s", exc)
+        _audit_failure(services, source, client_id, "invalid_client", limited=False)
         return _error(401, "invalid_client", "client authentication failed")
     services.token_failures.succeeded(client_id, source)
     wait = services.limiter.take(f"token:{client_id}", TOKEN_REQUESTS_PER_MINUTE)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
+from preread.api.bodies import RequestBody
 from preread.api.deps import ServicesDep, WebhooksManager
 from preread.store.webhooks import (
     EVENT_TYPES,
@@ -20,7 +21,7 @@ from preread.webhooks.delivery import DeliveryResult, public_result, status_clas
 router = APIRouter(prefix="/api/v1", tags=["webhooks"])
 
 
-class WebhookIn(BaseModel):
+class WebhookIn(RequestBody):
     url: str = Field(
         max_length=2048,
         description="https URL that receives the events; its host must resolve to public "
