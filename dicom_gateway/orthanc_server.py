@@ -38,14 +38,18 @@ What Orthanc 1.10 cannot do (checked against ``Orthanc --config=FILE`` and the b
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -194,6 +198,23 @@ def free_port() -> int:
         return port
 
 
+def _parent_death_signal() -> Callable[[], None] | None:
+    """What the child runs before ``exec``: ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` (Linux), so
+    the kernel sends it SIGTERM when the thread that forked it ends. ``None`` elsewhere.
+
+    The C function is looked up here, before the fork; the child only calls it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+
+    def set_signal() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return set_signal
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` to a file only its owner can read (created 0600, never wider)."""
     path.unlink(missing_ok=True)
@@ -209,8 +230,14 @@ class OrthancServer:
         config: what to run; ports 0 and an empty password are chosen at :meth:`start`.
         work_dir: where the configuration and ``orthanc.log`` go (default: a new 0700
             temporary folder, removed by :meth:`stop`).
+        work_root: where that temporary folder is made (default: the system's temporary
+            folder).
         binary: the Orthanc executable.
         start_timeout_s: how long to wait for ``GET /system``.
+        die_with_parent: Linux only: Orthanc gets SIGTERM when the thread that started it
+            ends, e.g. when this process is killed with SIGKILL and can clean nothing up (no
+            orphaned Orthanc keeps serving, or holding its storage, for the next start). Start
+            it from a thread that lives as long as the server should: the main thread.
 
     Raises (from :meth:`start`):
         OrthancStartError: the binary is missing, Orthanc exited, or it did not answer in
@@ -222,12 +249,16 @@ class OrthancServer:
         config: OrthancConfig,
         *,
         work_dir: Path | None = None,
+        work_root: Path | None = None,
         binary: Path = ORTHANC_BINARY,
         start_timeout_s: float = 30.0,
+        die_with_parent: bool = False,
     ) -> None:
         self._requested = config
+        self._die_with_parent = die_with_parent
         self.config = config
         self._work_dir = work_dir
+        self._work_root = work_root
         self._own_work_dir = False
         self._binary = binary
         self._timeout = start_timeout_s
@@ -302,7 +333,7 @@ class OrthancServer:
                     f"Orthanc plugin {plugin} is missing (Debian: apt-get install orthanc-dicomweb)"
                 )
         if self._work_dir is None:
-            self._work_dir = Path(tempfile.mkdtemp(prefix="preread-orthanc-"))
+            self._work_dir = Path(tempfile.mkdtemp(prefix="preread-orthanc-", dir=self._work_root))
             self._own_work_dir = True
         storage = Path(self._requested.storage_dir)
         storage.mkdir(mode=0o700, parents=True, exist_ok=True)  # patient data: owner only
@@ -338,6 +369,7 @@ class OrthancServer:
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self._work_dir,
+                preexec_fn=_parent_death_signal() if self._die_with_parent else None,
             )
         self._wait_ready()
 

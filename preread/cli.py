@@ -297,24 +297,58 @@ def _print_eval(doc: dict[str, Any]) -> None:
     out.print(t)
 
 
-def _api_thread(service: Any, host: str, port: int) -> Any:
-    """Serve the API from a background thread; returns the uvicorn server (``should_exit``)."""
-    import threading
+API_SHUTDOWN_S = 5.0
+"""How long a stopping ``serve`` lets requests in flight finish (uvicorn's graceful shutdown,
+the app's lifespan shutdown after it)."""
 
-    import uvicorn
 
-    from preread.api.server import server_config
+class _ApiThread:
+    """The API served by uvicorn from a background thread (the main thread handles signals:
+    uvicorn installs its own handlers only in the main thread)."""
 
-    # limits on request heads (431); no uvicorn access log (see preread.api.server)
-    server = uvicorn.Server(server_config(service.app(), service.settings, host=host, port=port))
-    thread = threading.Thread(target=server.run, name="preread-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise PrereadError(f"the API could not start on {host}:{port}")
-        time.sleep(0.05)
-    return server
+    def __init__(self, service: Any, host: str, port: int) -> None:
+        import threading
+
+        import uvicorn
+
+        from preread.api.server import server_config
+
+        # limits on request heads (431); no uvicorn access log (see preread.api.server)
+        config = server_config(
+            service.app(),
+            service.settings,
+            host=host,
+            port=port,
+            timeout_graceful_shutdown=API_SHUTDOWN_S,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="preread-api", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise PrereadError(f"the API could not start on {host}:{port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop listening, let requests in flight finish, run the lifespan's shutdown."""
+        self.server.should_exit = True
+        self.thread.join(timeout=API_SHUTDOWN_S + 5)
+
+
+def _exit_leaving(service: Any, code: int = 0) -> None:
+    """Leave at once (with ``code``) when ``service`` released jobs whose threads still run
+    (inside the model, say): their leases are released, and the interpreter would otherwise
+    wait for them."""
+    if getattr(service, "abandoned", 0):
+        import logging
+        import os
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
 
 
 ORTHANC_PASSWORD_FILE = "orthanc-password"
@@ -368,12 +402,10 @@ def _print_demo_client(service: Any, host: str, port: int, study_uid: str | None
     )
 
 
-def _wait_for_ctrl_c() -> None:
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        console.print("stopping")
+def _wait_for_signal(signals: Any) -> None:
+    """Until SIGTERM or SIGINT (:class:`preread.shutdown.ShutdownSignals`)."""
+    received = signals.wait()
+    console.print(f"stopping ({received.name if received else 'asked'})")
 
 
 @app.command()
@@ -388,11 +420,15 @@ def demo(
     port: Annotated[int, typer.Option(help="API port")] = 8000,
 ) -> None:
     """Send phantom chest CTs to a private Orthanc by C-STORE; print found vs truth per study."""
+    import signal
+
     from preread.demo import demo_grant, run_demo
     from preread.service import Service
+    from preread.shutdown import ShutdownSignals
 
     settings = Settings()
-    with Service(settings) as service:
+    # SIGTERM: a clean stop; Ctrl-C stays KeyboardInterrupt, so it also ends the demo's run
+    with ShutdownSignals((signal.SIGTERM,)) as signals, Service(settings) as service:
         grant = demo_grant(service)
         out.print(
             f"grant {grant.id}: {grant.purpose.value} of the demo's own source "
@@ -400,7 +436,7 @@ def demo(
             f"{grant.spec.legal_basis})"
         )
         service.start_loop()
-        server = _api_thread(service, host, port)
+        api = _ApiThread(service, host, port)
         _print_endpoints(service, host, port)
         with console.status("demo") as status:
             rows = run_demo(
@@ -445,9 +481,15 @@ def demo(
         _print_demo_client(service, host, port, rows[0].study if rows else None)
         if not once:
             out.print("PreRead and Orthanc keep running; Ctrl-C stops them.")
-            _wait_for_ctrl_c()
-        server.should_exit = True
-    if any(r.state != "done" for r in rows):
+            try:
+                _wait_for_signal(signals)
+            except KeyboardInterrupt:
+                console.print("stopping (SIGINT)")
+        api.stop()
+        service.close(hurry=signals.urgent)
+    failed = any(r.state != "done" for r in rows)
+    _exit_leaving(service, 1 if failed else 0)
+    if failed:
         raise typer.Exit(1)
 
 
@@ -466,18 +508,25 @@ def serve(
     ] = False,
 ) -> None:
     """Watcher + workers + API in one process (a private Orthanc unless PREREAD_ORTHANC_URL);
-    with --api-only, the API of a scale-out deployment."""
+    with --api-only, the API of a scale-out deployment.
+
+    SIGTERM or SIGINT stops it: the API finishes its requests, running jobs get
+    PREREAD_SHUTDOWN_GRACE_S to finish (a second signal: at once) and are released after it,
+    the private Orthanc stops and its temporary folder is removed; exit 0."""
     from preread.logs import configure_logging
     from preread.service import Service
+    from preread.shutdown import ShutdownSignals
 
     configure_logging()  # third-party loggers (httpx, highdicom, ...) only from WARNING
     settings = Settings()
-    with Service(settings, api_only=api_only) as service:
+    with ShutdownSignals() as signals, Service(settings, api_only=api_only) as service:
         service.start_loop()
-        server = _api_thread(service, host, port)
+        api = _ApiThread(service, host, port)
         _print_endpoints(service, host, port)
-        _wait_for_ctrl_c()
-        server.should_exit = True
+        _wait_for_signal(signals)
+        api.stop()
+        service.close(hurry=signals.urgent)
+    _exit_leaving(service)
 
 
 @app.command()
@@ -714,6 +763,9 @@ def _register_access_commands() -> None:
         (access.grants_app, "revoke", access.revoke_grant),
     ):
         group.command(name)(_friendly(fn))
+    from preread.cli_jobs import register as register_jobs
+
+    register_jobs(app, _friendly)
 
 
 _register_access_commands()

@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 import httpx
@@ -70,6 +72,8 @@ class Service:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.loop_error: BaseException | None = None
+        self.abandoned = 0  # jobs still running when close() released them
+        self._closed = False
         self._watched: list[Watched] = []
         self._writers: list[AuditWriter] = []
 
@@ -118,6 +122,7 @@ class Service:
                     ctx,
                     workers=s.workers,
                     on_finished=lambda result: self.metrics.observe_stages(result.job.timings),
+                    job_timeout_s=s.job_timeout_s,
                 )
                 self.dispatch = self.runner.dispatch
             self.watcher = Watcher(
@@ -172,7 +177,10 @@ class Service:
                     DicomPeer(name=aet.lower(), aet=aet, host="127.0.0.1", port=104)
                     for aet in s.allowed_senders
                 ),
-            )
+            ),
+            work_root=_run_dir(s.data_dir),
+            # a serve killed with SIGKILL takes its Orthanc along (SIGTERM to Orthanc)
+            die_with_parent=threading.current_thread() is threading.main_thread(),
         )
         self.orthanc.start()
         return self.orthanc.client()
@@ -298,8 +306,19 @@ class Service:
             else:
                 self._predictors[(model.id, model.version)].session_info  # noqa: B018
 
-    def close(self) -> None:
+    def close(self, *, hurry: threading.Event | None = None) -> None:
+        """Stop everything, in order: no more polling or new jobs; running jobs get
+        ``PREREAD_SHUTDOWN_GRACE_S`` to finish (less once ``hurry`` is set), then their leases
+        are released; then the webhooks, the store and the private Orthanc (its temporary
+        folder with the configuration removed). :attr:`abandoned` counts the released jobs
+        whose threads still run. Closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
+        runner = getattr(self, "runner", None)
+        if runner is not None:  # before the watcher's thread: no dispatch reaches a closed pool
+            self.abandoned = runner.close(self.settings.shutdown_grace_s, hurry=hurry)
         if self._thread is not None:
             self._thread.join(timeout=30)
         for watched in self._watched:
@@ -312,9 +331,6 @@ class Service:
         http = getattr(self, "_http", None)
         if http is not None:
             http.close()
-        runner = getattr(self, "runner", None)
-        if runner is not None:
-            runner.close(wait=True)
         store = getattr(self, "store", None)
         if store is not None:
             store.close()
@@ -328,6 +344,18 @@ class Service:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _run_dir(data_dir: Path) -> Path:
+    """``<data_dir>/run``: the private Orthanc's folder (configuration with its password, mode
+    0600; its log) is made in it and removed when it stops. One that a killed ``serve`` left
+    (SIGKILL cleans nothing up) is removed here, at the next start."""
+    run = data_dir / "run"
+    for stale in run.glob("preread-orthanc-*"):
+        log.info("removing %s, left by a PreRead that did not stop cleanly", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    run.mkdir(mode=0o700, exist_ok=True)
+    return run
 
 
 def _check_api_only(settings: Settings) -> None:

@@ -148,13 +148,26 @@ class Settings(BaseSettings):
     )
     poll_interval_s: float = Field(default=1.0, gt=0)
     reconcile_interval_s: float = Field(default=60.0, gt=0)
-    lease_s: float = Field(default=900.0, gt=0, description="a job's lease; longer than any study")
+    lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a job's lease, renewed every third of it while the job runs: a killed "
+        "worker's job is free again (and read by the next worker, or the restarted serve) at "
+        "most this long after",
+    )
     job_max_attempts: int = Field(default=3, ge=1)
     job_timeout_s: float = Field(
         default=3600.0,
         gt=0,
-        description="a scale-out worker stops renewing the lease of a job still running after "
-        "this long (hung): the leader re-queues it one lease later, within the attempt limit",
+        description="a worker stops renewing the lease of a job still running after this long "
+        "(hung): it is re-queued one lease later, within the attempt limit",
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="on SIGTERM/SIGINT, how long serve and worker let a running job finish "
+        "before releasing its lease (another worker takes it at once); keep it below the "
+        "orchestrator's stop timeout",
     )
     broker_url: str = Field(
         default="",

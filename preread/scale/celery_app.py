@@ -27,6 +27,7 @@ from celery import Celery  # type: ignore[import-untyped]
 
 from preread.errors import PrereadError
 from preread.jobs import JobContext
+from preread.leases import HeldLeases
 from preread.settings import Settings
 
 QUEUE = "preread.jobs"  # the default of ``Settings.queue`` (PREREAD_QUEUE)
@@ -41,7 +42,8 @@ class PrereadCelery(Celery):  # type: ignore[misc]  # celery is untyped
     """A Celery app that knows how to build the :class:`JobContext` of its worker process.
 
     ``job_context()`` builds it on first use (in the worker process, after any fork) and
-    keeps it for the life of the process.
+    keeps it for the life of the process. ``held`` lists the leases of the jobs running now
+    (released when a stopping worker's grace period ends).
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class PrereadCelery(Celery):  # type: ignore[misc]  # celery is untyped
         self._context_factory = context_factory
         self._context: JobContext | None = None
         self._context_lock = threading.Lock()
+        self.held = HeldLeases()
 
     def job_context(self) -> JobContext:
         with self._context_lock:

@@ -7,6 +7,11 @@
 * ``watch`` — the watcher, run only by the leader (:class:`~preread.scale.leader.Leadership`);
   other ``watch`` processes stand by and re-check every second.
 
+Both stop cleanly on SIGTERM and SIGINT (exit 0): ``watch`` ends its round and releases the
+leadership (a standby takes over at once); ``worker`` is Celery's warm shutdown (it takes no new
+message and finishes the running job), and after ``PREREAD_SHUTDOWN_GRACE_S`` it releases the
+lease of a job still running, so that the leader hands it to another worker at once.
+
 Both read ``PREREAD_*`` settings and the broker from ``PREREAD_BROKER_URL`` (``redis://…`` or
 ``amqp://…``).
 """
@@ -32,6 +37,9 @@ from preread.watcher import Watcher
 
 log = logging.getLogger(__name__)
 LEADERSHIP = "watcher"
+RESEND_AFTER_S = 900.0
+"""A queued job's message is sent again when the leader did not send it within this long (or
+within a lease, if longer); sooner only when the broker's queue is short (:class:`Sender`)."""
 
 
 def broker_url(settings: Settings | None = None) -> str:
@@ -61,6 +69,7 @@ def worker(
     settings = Settings()
     context = WorkerContext(settings)
     app = make_celery(settings, broker_url(settings), context=context.build)
+    release_after_grace(app, settings.shutdown_grace_s)
     try:
         for predictor in context.load_models():
             info = predictor.session_info
@@ -85,12 +94,33 @@ def worker(
         context.close()
 
 
+def release_after_grace(app: Any, grace_s: float) -> None:
+    """When Celery starts a warm shutdown (SIGTERM, or the first SIGINT), wait ``grace_s`` for
+    the running job, then release its lease (:meth:`preread.leases.HeldLeases.release_all`)
+    so that the leader's sweep hands it to another worker at once; the task itself stops at
+    its next step, its lease lost (Celery's shutdown then completes)."""
+    from celery.signals import worker_shutting_down  # type: ignore[import-untyped]
+
+    def on_shutdown(**_: Any) -> None:  # in the signal handler: start a thread, no more
+        def release() -> None:
+            if app.held.release_all():
+                log.warning("released the running job after %.0f s of shutdown", grace_s)
+
+        timer = threading.Timer(grace_s, release)
+        timer.daemon = True
+        timer.start()
+
+    worker_shutting_down.connect(on_shutdown, weak=False)
+
+
 def watch() -> None:
-    """Run the watcher while this process is the leader; stand by otherwise."""
+    """Run the watcher while this process is the leader; stand by otherwise. SIGTERM or
+    SIGINT stops it (the leadership released, exit 0)."""
     from dicom_gateway.client import OrthancClient
     from inference.registry import Registry
     from preread.audit import AuditLog
     from preread.domain import ModelRef
+    from preread.shutdown import ShutdownSignals
     from preread.store import default_url
 
     _log_to_stderr()
@@ -111,7 +141,7 @@ def watch() -> None:
     ) as store:
         dispatch = Sender(
             CeleryDispatcher(app),
-            resend_after_s=settings.lease_s,
+            resend_after_s=max(settings.lease_s, RESEND_AFTER_S),
             depth=lambda: queue_depth(app, settings.queue),
         )
         watcher = Watcher(
@@ -124,20 +154,20 @@ def watch() -> None:
         )
         leadership = Leadership(store.engine, LEADERSHIP)
         typer.echo("watch: standing by until this process is the leader")
-        try:
-            watch_loop(
-                leadership,
-                watcher,
-                store,
-                dispatch,
-                poll_s=settings.poll_interval_s,
-                reconcile_s=settings.reconcile_interval_s,
-                stop=threading.Event(),
-            )
-        except KeyboardInterrupt:
-            pass
-        finally:
-            leadership.release()
+        with ShutdownSignals() as signals:
+            try:
+                watch_loop(
+                    leadership,
+                    watcher,
+                    store,
+                    dispatch,
+                    poll_s=settings.poll_interval_s,
+                    reconcile_s=settings.reconcile_interval_s,
+                    stop=signals.requested,
+                )
+            finally:
+                leadership.release()
+        typer.echo("watch: stopped")
 
 
 def _log_to_stderr() -> None:

@@ -4,9 +4,12 @@ The task runs :func:`preread.jobs.run_job` with the worker process's :class:`Job
 once on first use. It is safe to deliver twice (late acknowledgement redelivers after a crash):
 ``run_job`` leaves a job that is already final, or leased by a live worker, alone.
 
-* While the task runs, a :class:`LeaseKeeper` renews the job's lease every third of
-  ``PREREAD_LEASE_S``: a study that takes longer than one lease is not taken from a live worker
-  (and read again and again); a killed worker's job is free again one lease later.
+* While the task runs, a :class:`~preread.leases.LeaseKeeper` renews the job's lease every
+  third of ``PREREAD_LEASE_S``: a study that takes longer than one lease is not taken from a
+  live worker (and read again and again); a killed worker's job is free again one lease later.
+  The app's :attr:`~preread.scale.celery_app.PrereadCelery.held` lists them, so that a worker
+  told to stop can release a job still running after its grace period
+  (:func:`preread.scale.cli.worker`).
 * :class:`~preread.jobs.TransientError` (Orthanc or the audit trail unreachable): retried after
   :data:`RETRY_DELAYS_S`, the lease running out when the retry is due (so the leader does not
   re-queue the job meanwhile, which would spend its attempts in seconds); after the last retry
@@ -22,9 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from inference.predict import Predictor
@@ -86,7 +87,7 @@ def _run_task(task: Any, job_id: str) -> dict[str, str] | None:
     ctx = app.job_context()
     delays: tuple[float, ...] = task.retry_delays_s
     try:
-        with LeaseKeeper(ctx, job_id, max_s=task.job_timeout_s):
+        with app.held.keep(ctx, job_id, max_s=task.job_timeout_s):
             result = run_job(job_id, ctx)
     except TransientError as exc:
         retries: int = task.request.retries
@@ -107,50 +108,6 @@ def _run_task(task: Any, job_id: str) -> dict[str, str] | None:
     if result.follow_up is not None:
         CeleryDispatcher(app).dispatch(result.follow_up.id)
     return {"job_id": result.job.id, "state": result.job.state.value}
-
-
-class LeaseKeeper:
-    """Renews ``ctx.owner``'s lease on ``job_id`` every third of ``ctx.lease_s`` while the
-    block runs (a thread; a killed process renews nothing, so its lease runs out).
-
-    Renewal needs the lease to be held: before the job is claimed, after it is finished, or
-    once another worker took it, nothing happens. After ``max_s`` (``PREREAD_JOB_TIMEOUT_S``)
-    it stops: a hung job's lease runs out and the leader re-queues it; if the hung worker
-    wakes up, it finds its lease lost and stops.
-    """
-
-    def __init__(self, ctx: JobContext, job_id: str, *, max_s: float | None = None) -> None:
-        self.ctx = ctx
-        self.job_id = job_id
-        self.max_s = max_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id[:8]}", daemon=True)
-
-    def _run(self) -> None:
-        started = time.monotonic()
-        while not self._stop.wait(self.ctx.lease_s / 3):
-            if self.max_s is not None and time.monotonic() - started >= self.max_s:
-                log.warning(
-                    "job %s: still running after %.0f s (PREREAD_JOB_TIMEOUT_S): no longer "
-                    "renewing its lease; the leader re-queues it",
-                    self.job_id,
-                    self.max_s,
-                )
-                return
-            try:
-                self.ctx.store.renew_lease(self.job_id, self.ctx.owner, self.ctx.lease_s)
-            except StoreError as exc:  # not (or no longer) held, or the database is away
-                log.debug("job %s: lease not renewed: %s", self.job_id, exc)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class WorkerContext:

@@ -23,9 +23,9 @@ from preread.audit import AuditLog
 from preread.domain import ModelRef
 from preread.grants import GrantStore
 from preread.jobs import JobContext
+from preread.leases import LeaseKeeper
 from preread.scale import QUEUE, TASK_NAME, CeleryDispatcher, make_celery
 from preread.scale.celery_app import visibility_timeout_s
-from preread.scale.tasks import LeaseKeeper
 from preread.settings import Settings
 from preread.store import JobRecord, JobState, JobStore, StudyFingerprint
 from training.phantom_dicom import write_phantom_study
