@@ -8,11 +8,24 @@ worker will call the same function with the same arguments. It is idempotent:
   fingerprint) and recorded *before* they are stored, so a worker killed half way and run again
   — or a second job for the same content, even from a fresh database — stores the very same
   instances (Orthanc keeps one copy);
-* a result that supersedes an older one is stored first, then the older series are deleted.
+* a result that supersedes an older one is stored first, then the older series are deleted
+  (one already gone counts as deleted);
+* an attempt that reads other content than the attempt before it (the study grew in between)
+  first deletes what that attempt may have stored under its own UIDs, so the study never holds
+  two results of one job.
 
 Every outcome is recorded: ``done`` with the UIDs written, ``not_applicable`` with each series'
 reason, ``failed`` with a reason naming the series. Nothing is written to the study unless the
 whole SR and SEG were built.
+
+Faults that may pass (:class:`TransientError`): Orthanc unreachable or answering 5xx, Orthanc
+not storing the results (STOW-RS retried in the job first, :data:`STORE_RETRY_DELAYS_S`: the
+UIDs are fixed, so a retry after a lost answer stores nothing twice), the audit trail or the
+job store unavailable (PostgreSQL restarting, a full disk). The job is tried again within the
+store's attempt limit; at the last attempt it ends ``failed`` with the fault as its reason
+(``results_not_stored``, ``orthanc_unavailable``, ``audit_unavailable``,
+``store_unavailable``). A lease that could not be released because the store was away is
+released by the next run of the job in this process, before it claims the job again.
 """
 
 from __future__ import annotations
@@ -23,10 +36,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pydicom.dataset import Dataset
+
 from dicom_gateway.checks import SeriesLimits
 from dicom_gateway.errors import (
     DicomFileError,
     GatewayError,
+    OrthancError,
     ResourceNotFoundError,
     SeriesError,
 )
@@ -36,27 +52,41 @@ from inference.errors import InferenceError
 from inference.predict import Predictor
 from preread.audit import AuditAction, AuditError, AuditEvent, AuditLog, Outcome
 from preread.audit.chain import Json
+from preread.errors import PrereadError
 from preread.grants import GrantStore, Purpose, StudyScope
 from preread.pipeline import analyze, candidate, encode
 from preread.reports import InstanceRef, ReportError, to_json
 from preread.store import (
     FinishResult,
+    IllegalTransitionError,
+    JobNotFoundError,
     JobOutputs,
     JobRecord,
     JobState,
     JobStore,
     JobUpdate,
+    LeaseLostError,
     StoredObject,
+    StoreError,
 )
 from preread.watcher import study_facts, survey
 
 log = logging.getLogger(__name__)
 
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+STORE_RETRY_DELAYS_S: tuple[float, ...] = (0.5, 2.0)
+"""Seconds to wait before each further STOW-RS of a job's results when Orthanc did not store
+them (5xx, no answer, instances refused: a full disk); then the attempt ends."""
+RELEASED_LEASE_S = 0.001
 
 
 class TransientError(Exception):
-    """Orthanc could not be reached: the job keeps its lease and is retried when it expires."""
+    """A fault that may pass (Orthanc, the audit trail or the job store unavailable): the job's
+    lease is given up and the job is tried again, within the store's attempt limit."""
+
+
+class ResultsNotStoredError(PrereadError):
+    """Orthanc did not store a job's SR and SEG, even after :data:`STORE_RETRY_DELAYS_S`."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +103,10 @@ class JobContext:
     tenant_of: Callable[[str], str | None] = lambda _sender: None  # settings.tenant_of
     #: what one series may be (settings' PREREAD_MAX_SERIES_*); checked before pixels are fetched
     series_limits: SeriesLimits = field(default_factory=SeriesLimits)
+    store_retry_delays_s: tuple[float, ...] = STORE_RETRY_DELAYS_S
+    #: jobs whose lease a transient fault left held (the store was away): released first
+    #: when this process runs the job again
+    leases_to_release: set[str] = field(default_factory=set)
 
 
 def run_job(job_id: str, ctx: JobContext) -> FinishResult | None:
@@ -80,10 +114,20 @@ def run_job(job_id: str, ctx: JobContext) -> FinishResult | None:
 
     The result's ``follow_up`` is a job to dispatch next (the study grew while this one ran).
 
-    Raises :class:`TransientError` when Orthanc is unreachable (the lease then expires and the
-    job is claimed again, up to the store's attempt limit).
+    Raises :class:`TransientError` for a fault that may pass (see the module docstring): the
+    lease is given up at once, so a retry claims the job again, up to the store's attempt
+    limit. A run that lost its job to another (its lease ran out, e.g. a sweeper's clock
+    jumped ahead) stops without writing more and returns ``None``.
     """
-    job = ctx.store.claim(job_id, ctx.owner, ctx.lease_s)
+    if job_id in ctx.leases_to_release and _release(job_id, ctx):
+        ctx.leases_to_release.discard(job_id)
+    try:
+        job = ctx.store.claim(job_id, ctx.owner, ctx.lease_s)
+    except (JobNotFoundError, LeaseLostError, IllegalTransitionError):
+        raise
+    except StoreError as exc:
+        log.warning("job %s: will retry: the job store is unavailable", job_id)
+        raise TransientError(f"the job store is unavailable: {exc}") from exc
     if job is None:
         return None
     try:
@@ -94,11 +138,58 @@ def run_job(job_id: str, ctx: JobContext) -> FinishResult | None:
         return ctx.store.finish_failed(job.id, ctx.owner, str(exc), "inference")
     except ResourceNotFoundError as exc:
         return ctx.store.finish_failed(job.id, ctx.owner, str(exc), "study_gone")
-    except (GatewayError, AuditError) as exc:
-        # Orthanc unreachable, or the audit trail: no unaudited access, so try again later
-        log.warning("job %s: will retry: %s", job.id, type(exc).__name__)
-        ctx.store.renew_lease(job.id, ctx.owner, 0.001)  # the retry may claim it at once
-        raise TransientError(str(exc)) from exc
+    except (LeaseLostError, IllegalTransitionError) as exc:
+        log.warning("job %s: lost to another run, which finishes it: %s", job.id, exc)
+        return None
+    except (GatewayError, AuditError, ResultsNotStoredError, StoreError) as exc:
+        # no unaudited access and nothing half recorded: try again later
+        return _retry_later(job, ctx, exc)
+
+
+def _retry_later(job: JobRecord, ctx: JobContext, exc: Exception) -> FinishResult:
+    """End this attempt after a transient fault: ``failed`` with the fault as its reason at
+    the last attempt (when the store takes it), else raise :class:`TransientError`."""
+    code, reason = _fault(exc)
+    if job.attempts >= ctx.store.max_attempts:
+        try:
+            return ctx.store.finish_failed(
+                job.id,
+                ctx.owner,
+                f"{reason} (attempt {job.attempts} of {ctx.store.max_attempts}: given up; "
+                "PREREAD_JOB_MAX_ATTEMPTS)",
+                code,
+            )
+        except (LeaseLostError, IllegalTransitionError):
+            raise TransientError(reason) from exc  # finished by another run meanwhile
+        except StoreError as error:
+            log.warning("job %s: could not record the failure: %s", job.id, type(error).__name__)
+    log.warning("job %s: will retry: %s (%s)", job.id, code, type(exc).__name__)
+    if not _release(job.id, ctx):
+        ctx.leases_to_release.add(job.id)
+    raise TransientError(reason) from exc
+
+
+def _fault(exc: Exception) -> tuple[str, str]:
+    """The reason code and text of a transient fault."""
+    if isinstance(exc, ResultsNotStoredError):
+        return "results_not_stored", str(exc)
+    if isinstance(exc, AuditError):
+        return "audit_unavailable", f"the audit trail could not be written: {exc}"
+    if isinstance(exc, StoreError):
+        return "store_unavailable", f"the job store is unavailable: {exc}"
+    return "orthanc_unavailable", f"Orthanc is unavailable: {exc}"
+
+
+def _release(job_id: str, ctx: JobContext) -> bool:
+    """End this process's lease on the job now, so that a retry may claim it at once; False
+    when the store could not be reached (the lease stays until it runs out)."""
+    try:
+        ctx.store.renew_lease(job_id, ctx.owner, RELEASED_LEASE_S)
+    except (JobNotFoundError, LeaseLostError, IllegalTransitionError):
+        return True  # not ours any more: nothing to release
+    except StoreError:
+        return False
+    return True
 
 
 def _code(exc: Exception) -> str:
@@ -195,6 +286,10 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
         seg=_stored(study.patient_id, study.study_instance_uid, encoded.seg.series_instance_uid,
                     encoded.seg.sop_instance_uid) if encoded.seg else None,
     )  # fmt: skip
+    # an earlier attempt that read other content may have stored its results (a lost STOW
+    # answer, a worker killed after storing): remove them before recording these
+    for stale in _stale(job.outputs, outputs):
+        _delete_series(source, stale.orthanc_series_id)
     store.advance(
         job.id,
         owner,
@@ -205,6 +300,7 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
             provider_warning=info.warning,
             timings=timings,
             outputs=outputs,  # recorded before storing: a re-run replaces, never doubles
+            replace_outputs=True,
         ),
     )
     audit(
@@ -215,16 +311,65 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
         seg=encoded.seg.sop_instance_uid if encoded.seg else None,
     )
     t0 = time.perf_counter()
-    source.store(encoded.datasets)
+    _store_results(source, encoded.datasets, ctx.store_retry_delays_s)
     timings["store"] = time.perf_counter() - t0
     for old in older:
         for obj in (old.outputs.sr, old.outputs.seg):
             if obj is not None and obj.orthanc_series_id:
-                source.delete_series(obj.orthanc_series_id)
+                _delete_series(source, obj.orthanc_series_id)
         store.mark_outputs_removed(old.id)
     return store.finish_done(
         job.id, owner, to_json(analysis.result, uid_seed=seed), JobUpdate(timings=timings)
     )
+
+
+def _store_results(
+    source: StudySource, datasets: list[Dataset], delays_s: tuple[float, ...]
+) -> None:
+    """STOW-RS the SR and SEG, again after each of ``delays_s`` while Orthanc does not store
+    them (no answer, 5xx, instances refused). Their UIDs are fixed: an instance stored by a try
+    whose answer was lost is simply stored again (Orthanc keeps one copy). A client error
+    (4xx: our request or our login) is not retried here.
+
+    Raises :class:`ResultsNotStoredError` (with Orthanc's last answer) when every try failed.
+    """
+    for attempt in range(len(delays_s) + 1):
+        try:
+            source.store(datasets)
+            return
+        except OrthancError as exc:
+            status = exc.status
+            client_error = status is not None and 400 <= status < 500
+            if client_error and status not in (408, 409, 429):
+                raise
+            if attempt == len(delays_s):
+                raise ResultsNotStoredError(
+                    f"Orthanc did not store the results (SR, SEG) in {attempt + 1} tries: {exc}"
+                ) from exc
+            log.warning(
+                "results not stored (try %d of %d): %s", attempt + 1, len(delays_s) + 1, exc
+            )
+            time.sleep(delays_s[attempt])
+
+
+def _stale(earlier: JobOutputs, now: JobOutputs) -> list[StoredObject]:
+    """Objects an earlier attempt recorded in series this attempt does not write."""
+    keep = {o.orthanc_series_id for o in (now.sr, now.seg) if o is not None}
+    return [
+        o
+        for o in (earlier.sr, earlier.seg)
+        if o is not None and o.orthanc_series_id and o.orthanc_series_id not in keep
+    ]
+
+
+def _delete_series(source: StudySource, orthanc_series_id: str | None) -> None:
+    """Delete a series PreRead wrote; one already gone is what was wanted."""
+    if not orthanc_series_id:
+        return
+    try:
+        source.delete_series(orthanc_series_id)
+    except ResourceNotFoundError:
+        log.info("series %s was already deleted", orthanc_series_id)
 
 
 class _Auditor:

@@ -276,7 +276,10 @@ class Transaction:
             if changes.timings:
                 row.timings = {**row.timings, **{k: float(v) for k, v in changes.timings.items()}}
             if changes.outputs is not None:
-                _set_outputs(row, queries.job_record(row).outputs.merged(changes.outputs))
+                outputs = changes.outputs
+                if not changes.replace_outputs:
+                    outputs = queries.job_record(row).outputs.merged(outputs)
+                _set_outputs(row, outputs)
         row.updated_at = self._now()
         self.session.flush()
 
@@ -459,11 +462,11 @@ def _excluded(excluded: Any) -> dict[str, Any]:
 
 
 def _set_outputs(row: JobRow, outputs: JobOutputs) -> None:
-    if outputs.sr is not None:
-        row.sr_series_uid = outputs.sr.series_instance_uid
-        row.sr_sop_uid = outputs.sr.sop_instance_uid
-        row.orthanc_sr_series_id = outputs.sr.orthanc_series_id
-    if outputs.seg is not None:
-        row.seg_series_uid = outputs.seg.series_instance_uid
-        row.seg_sop_uid = outputs.seg.sop_instance_uid
-        row.orthanc_seg_series_id = outputs.seg.orthanc_series_id
+    """Record ``outputs``: every column, ``None`` where an object is absent."""
+    sr, seg = outputs.sr, outputs.seg
+    row.sr_series_uid = sr.series_instance_uid if sr else None
+    row.sr_sop_uid = sr.sop_instance_uid if sr else None
+    row.orthanc_sr_series_id = sr.orthanc_series_id if sr else None
+    row.seg_series_uid = seg.series_instance_uid if seg else None
+    row.seg_sop_uid = seg.sop_instance_uid if seg else None
+    row.orthanc_seg_series_id = seg.orthanc_series_id if seg else None

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from preread.store.errors import StoreError
 from preread.store.webhooks import (
     Claim,
     Clock,
@@ -432,7 +433,13 @@ class Deliverer:
             full = False
             try:
                 full = self.run_once().claimed >= self.batch_size
-            except Exception:  # the database may be back next round
+            except StoreError as exc:  # the database restarting, a full disk: back next round
+                log.warning(
+                    "webhook delivery round failed: the store is unavailable (%s); next in %g s",
+                    type(exc).__name__,
+                    interval_s,
+                )
+            except Exception:
                 log.exception("webhook delivery round failed; next in %g s", interval_s)
             if not full:
                 self._stop.wait(interval_s)

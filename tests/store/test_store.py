@@ -339,6 +339,25 @@ def test_expired_lease_is_claimed_again_directly(store: JobStore, clock: FakeClo
         store.finish_failed(job.id, "w1", "too late", "x")
 
 
+def test_a_retry_that_wrote_other_objects_replaces_the_recorded_outputs(
+    store: JobStore, clock: FakeClock
+) -> None:
+    """Attempt 2 read other content (other UIDs) and removed attempt 1's objects: its outputs
+    replace the recorded ones, a SEG it did not write included (``replace_outputs``)."""
+    job = store.enqueue(STUDY, ORTHANC, MODEL, FP).job
+    store.claim(job.id, "w1", 60)
+    store.advance(job.id, "w1", JobState.INFERRING)
+    store.advance(job.id, "w1", JobState.WRITING, JobUpdate(outputs=JobOutputs(sr=SR, seg=SEG)))
+    clock.advance(61)
+    assert store.claim(job.id, "w2", 60) is not None
+    store.advance(job.id, "w2", JobState.INFERRING)
+    newer = StoredObject("1.2.3.300", "1.2.3.301", "sr2-orthanc-id")
+    update = JobUpdate(outputs=JobOutputs(sr=newer), replace_outputs=True)
+    written = store.advance(job.id, "w2", JobState.WRITING, update)
+    assert written.outputs == JobOutputs(sr=newer, seg=None)
+    assert store.finish_done(job.id, "w2", {"findings": []}).job.outputs == JobOutputs(sr=newer)
+
+
 def test_renew_lease(store: JobStore, clock: FakeClock) -> None:
     job = store.enqueue(STUDY, ORTHANC, MODEL, FP).job
     store.claim(job.id, "w1", 60)

@@ -121,6 +121,33 @@ def test_a_receiver_down_for_hours_gets_the_message_exactly_once(
     assert deliverer.run_once(clock.now + timedelta(days=2)).claimed == 0
 
 
+def test_a_clock_that_jumps_neither_loses_nor_doubles_a_message(
+    webhooks: WebhookStore,
+    engine: Engine,
+    clock: FakeClock,
+    receiver: Receiver,
+    deliverer: Deliverer,
+) -> None:
+    """The deliverer's clock jumps three hours back after a failed attempt (the retry then
+    waits until the clock has caught up: late, not lost), then two days ahead (the retry is
+    due at once, sent once)."""
+    webhook, _ = webhooks.create(TENANT, receiver.url)
+    queue(engine, clock)
+    receiver.mode = "error"
+    assert deliverer.run_once().retrying == 1
+    clock.advance(-3 * 3600)
+    assert deliverer.run_once().claimed == 0
+    clock.advance(3 * 3600 + RETRY_SCHEDULE_S[0] - 1)
+    assert deliverer.run_once().claimed == 0
+    receiver.mode = "ok"
+    clock.advance(2 * 86400)
+    assert deliverer.run_once().delivered == 1
+    assert deliverer.run_once(clock.now + timedelta(days=30)).claimed == 0
+    delivery = only_delivery(webhooks, webhook.id)
+    assert (delivery.state, delivery.attempts) == (DeliveryState.DELIVERED, 2)
+    assert receiver.ids() == [delivery.id] * 2
+
+
 def test_giving_up_after_the_schedule_then_redelivering(
     webhooks: WebhookStore,
     engine: Engine,
