@@ -1,10 +1,11 @@
 """Benchmark the shipped lung-nodule models side by side, in one run, on one 512×512×300 phantom.
 
-1. **End to end, baseline vs new model** (default 1.0.0 vs 2.0.0): ``Predictor.predict`` as
-   served (preprocessing, lung mask, sliding window, post-processing and, for 2.0.0, the
-   candidate classifier), each run in a fresh process (so that its peak RSS is its own), the
-   two models alternated over ``--reps`` repetitions; medians, their ratio, and the windows
-   each ran and skipped (2.0.0 tiles only the lungs' box and skips windows without lung).
+1. **End to end, baseline vs new model** (default 1.0.0 vs the newest package):
+   ``Predictor.predict`` as served (preprocessing, lung mask, sliding window, post-processing
+   and, for the staged 2.x packages, the candidate classifier), each run in a fresh process
+   (so that its peak RSS is its own), the two models alternated over ``--reps`` repetitions;
+   medians, their ratio, and the windows each ran and skipped (2.x tiles only the lungs' box
+   and skips windows without lung).
 2. **Engines on the same windows**: the new model's detector on exactly the windows its
    serving path runs, with ONNX Runtime (the serving settings, then each graph optimisation
    level) and with torch eager (the same weights, ``weights.pt``), alternated over the
@@ -235,7 +236,7 @@ def quantize(work: Path, package: Any, calibration: npt.NDArray[np.float32]) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description="lung-nodule models side by side (see docstring)")
     ap.add_argument("--baseline", default="lung-nodule@1.0.0", help="id@version")
-    ap.add_argument("--model", default="lung-nodule@2.0.0", help="id@version")
+    ap.add_argument("--model", default="lung-nodule", help="id@version (default: the newest)")
     ap.add_argument("--seed", type=int, default=424_242, help="phantom seed (512×512)")
     ap.add_argument("--slices", type=int, default=300)
     ap.add_argument("--reps", type=int, default=3)

@@ -258,7 +258,7 @@ def compare(
         base = published_baseline(baseline, ev.held_out, ev.robustness)
     doc["baseline"] = {
         "model": f"{baseline.card.id}@{baseline.card.version}",
-        "source": "same run" if in_run else "its published evaluation.json (same scans)",
+        "source": "same run" if in_run else "its published evaluation.json",
         **base,
     }
     return doc

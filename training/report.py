@@ -174,7 +174,7 @@ def _comparison_lines(doc: dict[str, Any]) -> list[str]:
         return []
     lines = [
         "",
-        f"## Beside {base['model']} (same scans, {base.get('source', 'same run')})",
+        f"## Beside {base['model']} (same scans; {base.get('source', 'same run')})",
         "",
         f"| metric (nodules ≥ 6 mm unless said) | {base['model']} | this model | goal | met |",
         "| --- | --- | --- | --- | --- |",
