@@ -1,4 +1,4 @@
-"""Build a staged nodule model (lung-nodule 2.0.0) from nothing: ``preread models build CONFIG``.
+"""Build a staged nodule model (lung-nodule 2.x) from nothing: ``preread models build CONFIG``.
 
 Every step writes its result into the run folder and is skipped when that result is there, so
 an interrupted build continues where it stopped (the detector and the classifier also resume
