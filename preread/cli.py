@@ -487,7 +487,9 @@ def demo(
                 console.print("stopping (SIGINT)")
         api.stop()
         service.close(hurry=signals.urgent)
-    failed = any(r.state != "done" for r in rows)
+    # a study the series rules turn away (not_applicable, with its reason in the table: the
+    # demo's third phantom has 3 mm slices) is a correct answer, not a failure of the demo
+    failed = any(r.state not in ("done", "not_applicable") for r in rows)
     _exit_leaving(service, 1 if failed else 0)
     if failed:
         raise typer.Exit(1)
