@@ -78,6 +78,7 @@ STORE_RETRY_DELAYS_S: tuple[float, ...] = (0.5, 2.0)
 """Seconds to wait before each further STOW-RS of a job's results when Orthanc did not store
 them (5xx, no answer, instances refused: a full disk); then the attempt ends."""
 RELEASED_LEASE_S = 0.001
+"""What a released lease is shortened to: it has expired by the time anyone sweeps."""
 
 
 class TransientError(Exception):

@@ -24,13 +24,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-from preread.jobs import JobContext
+from preread.jobs import RELEASED_LEASE_S, JobContext
 from preread.store import StoreError
 
 log = logging.getLogger(__name__)
-
-RELEASED_LEASE_S = 0.001
-"""What a released lease is shortened to: it has expired by the time anyone sweeps."""
 
 
 class LeaseKeeper:
