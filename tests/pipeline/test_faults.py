@@ -46,10 +46,11 @@ from dicom_gateway.orthanc_server import (
     free_port,
 )
 from preread.audit import AuditLog
-from preread.grants import GrantSpec, GrantStore, Purpose
+from preread.grants import GrantStore
 from preread.service import Service
 from preread.settings import Settings
 from preread.store import JobRecord, JobState, JobStore, default_url
+from tests.grant_support import clinical_preread
 from tests.orthanc_support import HOSPITAL_AET, storescu
 from tests.pipeline.conftest import MODELS_DIR
 from tests.pipeline.fault_proxy import Action, fault_proxy, is_series_retrieve, is_stow
@@ -124,17 +125,7 @@ def settings_for(
 
 
 def authorize(service: Service) -> None:
-    now = datetime.now(UTC)
-    service.grants.create(
-        GrantSpec(
-            tenant="default",
-            purpose=Purpose.CLINICAL_PREREAD,
-            valid_from=now - timedelta(minutes=1),
-            valid_to=now + timedelta(days=1),
-            legal_basis="synthetic phantom studies, no patient data",
-            issued_by="tests/pipeline",
-        )
-    )
+    service.grants.create(clinical_preread("tests/pipeline"))
 
 
 def send(orthanc: OrthancServer, files: list[Path]) -> None:
@@ -392,16 +383,8 @@ class Serve:
         self.data = tmp / "data"
         self.store = JobStore.create(default_url(self.data))
         self.store.migrate()
-        now = datetime.now(UTC)
         GrantStore(self.store.engine, audit=AuditLog(self.store.engine)).create(
-            GrantSpec(
-                tenant="default",
-                purpose=Purpose.CLINICAL_PREREAD,
-                valid_from=now - timedelta(minutes=1),
-                valid_to=now + timedelta(days=1),
-                legal_basis="synthetic phantom studies, no patient data",
-                issued_by="tests/pipeline",
-            )
+            clinical_preread("tests/pipeline")
         )
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREREAD_")}

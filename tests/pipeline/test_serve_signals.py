@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -33,10 +33,11 @@ import pytest
 
 from dicom_gateway.orthanc_server import ORTHANC_BINARY, free_port
 from preread.audit import AuditLog
-from preread.grants import GrantSpec, GrantStore, Purpose
+from preread.grants import GrantStore
 from preread.settings import Settings
 from preread.store import JobRecord, JobState, JobStore, default_url
 from preread.store.states import IN_PROGRESS
+from tests.grant_support import clinical_preread
 from tests.orthanc_support import HOSPITAL_AET
 from tests.pipeline.conftest import MODELS_DIR
 from training.phantom_dicom import StudyFiles, write_phantom_study
@@ -111,17 +112,8 @@ class Serve:
         self.data.mkdir(parents=True)
         store = JobStore.create(default_url(self.data))
         store.migrate()
-        now = datetime.now(UTC)
         GrantStore(store.engine, audit=AuditLog(store.engine)).create(
-            GrantSpec(
-                tenant="default",
-                purpose=Purpose.CLINICAL_PREREAD,
-                valid_from=now - timedelta(minutes=1),
-                valid_to=now + timedelta(days=1),
-                legal_basis="synthetic phantom studies, no patient data",
-                issued_by="tests/pipeline",
-                sender_aets=(HOSPITAL_AET,),
-            )
+            clinical_preread("tests/pipeline", sender_aets=(HOSPITAL_AET,))
         )
         return store
 

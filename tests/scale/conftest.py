@@ -22,7 +22,6 @@ import secrets
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,8 +29,9 @@ from kombu.connection import Connection
 
 from dicom_gateway.orthanc_server import DicomPeer, OrthancConfig, OrthancServer, free_port
 from preread.audit import AuditLog
-from preread.grants import GrantSpec, GrantStore, Purpose
+from preread.grants import GrantStore
 from preread.store import JobStore, upgrade
+from tests.grant_support import clinical_preread
 from tests.orthanc_support import HOSPITAL_AET, storescu
 from tests.scale.cluster import Cluster
 from tests.store.conftest import fresh_postgres_database
@@ -216,17 +216,8 @@ class FaultScene:
 
 def authorize_hospital(store: JobStore) -> None:
     """The clinical-preread grant of tenant ``default`` for studies sent by HOSPITAL."""
-    now = datetime.now(UTC)
     GrantStore(store.engine, audit=AuditLog(store.engine)).create(
-        GrantSpec(
-            tenant="default",
-            purpose=Purpose.CLINICAL_PREREAD,
-            valid_from=now - timedelta(minutes=1),
-            valid_to=now + timedelta(days=1),
-            legal_basis="synthetic phantom studies (tests/scale), no patient data",
-            issued_by="tests/scale",
-            sender_aets=(HOSPITAL_AET,),
-        )
+        clinical_preread("tests/scale", sender_aets=(HOSPITAL_AET,))
     )
 
 
