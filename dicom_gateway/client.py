@@ -53,6 +53,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -80,7 +81,7 @@ from dicom_gateway.source import (
     orthanc_id,
 )
 
-__all__ = ["OrthancClient"]
+__all__ = ["DicomwebEndpoint", "OrthancClient"]
 
 _PAGE = 500
 _T = TypeVar("_T")
@@ -118,6 +119,18 @@ def _raise_for_status(
         raise OrthancError(method, path, response.status_code, _detail(response))
 
 
+@dataclass(frozen=True)
+class DicomwebEndpoint:
+    """Where a DICOMweb server's root answers and the login it takes (HTTP Basic): what a
+    relay of DICOMweb requests needs (PreRead's viewer proxy, :mod:`preread.dicomweb`). The
+    password is left out of ``repr``."""
+
+    url: str
+    """The root, without a trailing slash (``http://127.0.0.1:8042/dicom-web``)."""
+    username: str
+    password: str = field(repr=False)
+
+
 class OrthancClient:
     """:class:`~dicom_gateway.source.StudySource` over one Orthanc server.
 
@@ -144,6 +157,8 @@ class OrthancClient:
             raise ValueError("pass credentials as username/password, not inside the URL")
         self.url = urlunsplit(parts).rstrip("/")
         self._dicomweb = "/" + dicomweb_root.strip("/")
+        self.dicomweb_endpoint = DicomwebEndpoint(self.url + self._dicomweb, username, password)
+        """Orthanc's DICOMweb root and this client's login, for a relay."""
         self._http = httpx.Client(
             base_url=self.url,
             auth=httpx.BasicAuth(username, password),

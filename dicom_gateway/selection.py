@@ -60,13 +60,17 @@ class Selection:
         )
 
 
-#: SeriesDescription prefix of PreRead's own SR/SEG series (see preread.reports.series).
+#: SeriesDescription prefix of PreRead's own series (see preread.reports.series).
 PREREAD_SERIES_PREFIX = "AI pre-read"
+#: Modalities of PreRead's own series: SR, SEG, the key images (Secondary Capture, OT) and
+#: their Key Object Selection (KO).
+PREREAD_MODALITIES = frozenset({"SR", "SEG", "OT", "KO"})
 
 
 def is_preread_series(modality: str, description: str) -> bool:
-    """PreRead's own SR/SEG series: never read as input, never a training label."""
-    return modality in {"SR", "SEG"} and description.startswith(PREREAD_SERIES_PREFIX)
+    """PreRead's own SR/SEG/key-image/KOS series: never read as input, never a training label,
+    not part of a study's fingerprint (storing them does not make the study change)."""
+    return modality in PREREAD_MODALITIES and description.startswith(PREREAD_SERIES_PREFIX)
 
 
 def judge(series: SeriesCandidate, rules: SeriesRules) -> SeriesDecision:

@@ -402,6 +402,40 @@ def _print_demo_client(service: Any, host: str, port: int, study_uid: str | None
     )
 
 
+DEMO_READER = "demo-radiologist"
+
+
+def _print_demo_reader(service: Any, host: str, port: int, study_uid: str | None) -> None:
+    """The demo's radiologist (an account of the demo's tenant, a fresh password each run) and
+    where to read: the worklist, a study's review page and the same study in OHIF."""
+    from preread.accounts import AccountStore, Role, UserNotFoundError
+    from preread.accounts.passwords import new_password
+    from preread.demo import DEMO_SENDER
+
+    accounts = AccountStore(service.store.engine, audit=service.audit)
+    tenant = service.settings.tenant_of(DEMO_SENDER) or "default"
+    password = new_password()
+    try:
+        accounts.by_username(DEMO_READER)
+        accounts.set_password(DEMO_READER, password, by="preread demo")
+    except UserNotFoundError:
+        accounts.create(
+            tenant,
+            DEMO_READER,
+            Role.RADIOLOGIST,
+            password=password,
+            display_name="Demo Radiologist",
+            by="preread demo",
+        )
+    base = f"http://{host}:{port}"
+    out.print(f"Radiologist (tenant {tenant}): sign in as {DEMO_READER}  password {password}")
+    out.print(f"  worklist: {base}/ui/")
+    if study_uid:
+        out.print(f"  review:   {base}/ui/studies/{study_uid}")
+        if service.settings.viewer:
+            out.print(f"  OHIF:     {base}/viewer/viewer?StudyInstanceUIDs={study_uid}")
+
+
 def _wait_for_signal(signals: Any) -> None:
     """Until SIGTERM or SIGINT (:class:`preread.shutdown.ShutdownSignals`)."""
     received = signals.wait()
@@ -478,7 +512,9 @@ def demo(
         for r in rows:
             if r.reason:
                 out.print(f"{r.study}: {r.reason}")
-        _print_demo_client(service, host, port, rows[0].study if rows else None)
+        shown = next((r.study for r in rows if r.state == "done"), None)
+        _print_demo_client(service, host, port, shown)
+        _print_demo_reader(service, host, port, shown)
         if not once:
             out.print("PreRead and Orthanc keep running; Ctrl-C stops them.")
             try:
@@ -554,7 +590,9 @@ def read(
     settings = Settings()
     package = ModelPackage.load(_resolve_package(model, settings))
     predictor = predictor_for(package, settings)
-    results = read_folder(folder, predictor, out_dir, limits=settings.series_limits())
+    results = read_folder(
+        folder, predictor, out_dir, limits=settings.series_limits(), outputs=settings.outputs
+    )
     if not results:
         raise PrereadError(f"{folder}: no DICOM study found")
     docs = [r.as_json() for r in results]
@@ -768,6 +806,9 @@ def _register_access_commands() -> None:
     from preread.cli_jobs import register as register_jobs
 
     register_jobs(app, _friendly)
+    from preread.cli_users import register as register_users
+
+    register_users(app, _friendly)
 
 
 _register_access_commands()

@@ -4,8 +4,9 @@
 worker will call the same function with the same arguments. It is idempotent:
 
 * a job that is done, superseded or held by another worker is left alone (``claim`` says no);
-* the SR and SEG UIDs are derived from what was read (study, model id and version, the study's
-  fingerprint) and recorded *before* they are stored, so a worker killed half way and run again
+* the SR and SEG UIDs (and those of the key images and KOS, ``PREREAD_OUTPUTS``) are derived
+  from what was read (study, model id and version, the study's fingerprint) and recorded
+  *before* they are stored, so a worker killed half way and run again
   — or a second job for the same content, even from a fresh database — stores the very same
   instances (Orthanc keeps one copy);
 * a result that supersedes an older one is stored first, then the older series are deleted
@@ -54,6 +55,7 @@ from preread.audit import AuditAction, AuditError, AuditEvent, AuditLog, Outcome
 from preread.audit.chain import Json
 from preread.errors import PrereadError
 from preread.grants import GrantStore, Purpose, StudyScope
+from preread.outputs import ALL_OUTPUTS, Output
 from preread.pipeline import analyze, candidate, encode
 from preread.reports import InstanceRef, ReportError, to_json
 from preread.store import (
@@ -108,6 +110,8 @@ class JobContext:
     #: jobs whose lease a transient fault left held (the store was away): released first
     #: when this process runs the job again
     leases_to_release: set[str] = field(default_factory=set)
+    #: what a reading writes into the study (settings' PREREAD_OUTPUTS; SR and SEG always)
+    outputs: frozenset[Output] = ALL_OUTPUTS
 
 
 def run_job(job_id: str, ctx: JobContext) -> FinishResult | None:
@@ -279,13 +283,21 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
         else None
     )
     seed = uid_seed(job)
-    encoded = encode(analysis, datasets, uid_seed=seed, supersedes=supersedes)
+    encoded = encode(analysis, datasets, uid_seed=seed, supersedes=supersedes, outputs=ctx.outputs)
     timings.update(analysis.timings)
+    key_images, kos = encoded.key_images, encoded.kos
     outputs = JobOutputs(
         sr=_stored(study.patient_id, study.study_instance_uid, encoded.sr.series_instance_uid,
                    encoded.sr.sop_instance_uid),
         seg=_stored(study.patient_id, study.study_instance_uid, encoded.seg.series_instance_uid,
                     encoded.seg.sop_instance_uid) if encoded.seg else None,
+        sc=tuple(
+            _stored(study.patient_id, study.study_instance_uid, key_images.series_instance_uid,
+                    sop)
+            for sop in key_images.sop_instance_uids
+        ) if key_images else (),
+        kos=_stored(study.patient_id, study.study_instance_uid, kos.series_instance_uid,
+                    kos.sop_instance_uid) if kos else None,
     )  # fmt: skip
     # an earlier attempt that read other content may have stored its results (a lost STOW
     # answer, a worker killed after storing): remove them before recording these
@@ -310,14 +322,15 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
         grant_id=grant.id,
         sr=encoded.sr.sop_instance_uid,
         seg=encoded.seg.sop_instance_uid if encoded.seg else None,
+        sc=list(key_images.sop_instance_uids) if key_images else [],
+        kos=kos.sop_instance_uid if kos else None,
     )
     t0 = time.perf_counter()
     _store_results(source, encoded.datasets, ctx.store_retry_delays_s)
     timings["store"] = time.perf_counter() - t0
     for old in older:
-        for obj in (old.outputs.sr, old.outputs.seg):
-            if obj is not None and obj.orthanc_series_id:
-                _delete_series(source, obj.orthanc_series_id)
+        for series_id in _series_ids(old.outputs.objects):
+            _delete_series(source, series_id)
         store.mark_outputs_removed(old.id)
     return store.finish_done(
         job.id, owner, to_json(analysis.result, uid_seed=seed), JobUpdate(timings=timings)
@@ -354,13 +367,19 @@ def _store_results(
 
 
 def _stale(earlier: JobOutputs, now: JobOutputs) -> list[StoredObject]:
-    """Objects an earlier attempt recorded in series this attempt does not write."""
-    keep = {o.orthanc_series_id for o in (now.sr, now.seg) if o is not None}
-    return [
-        o
-        for o in (earlier.sr, earlier.seg)
-        if o is not None and o.orthanc_series_id and o.orthanc_series_id not in keep
-    ]
+    """Objects an earlier attempt recorded in series this attempt does not write (one per
+    series: the key images share theirs)."""
+    keep = set(_series_ids(now.objects))
+    stale: dict[str, StoredObject] = {}
+    for o in earlier.objects:
+        if o.orthanc_series_id and o.orthanc_series_id not in keep:
+            stale.setdefault(o.orthanc_series_id, o)
+    return list(stale.values())
+
+
+def _series_ids(objects: tuple[StoredObject, ...]) -> list[str]:
+    """The Orthanc ids of the series holding ``objects``, each once, in order."""
+    return list(dict.fromkeys(o.orthanc_series_id for o in objects if o.orthanc_series_id))
 
 
 def _delete_series(source: StudySource, orthanc_series_id: str | None) -> None:

@@ -6,13 +6,14 @@ talks to a network or a database.
 
 Stages and their timing keys: ``decode`` (pixel data), ``volume`` (assembly and checks),
 ``preprocess``, ``infer``, ``postprocess`` (components, measurements, labels back on the source
-slices), ``encode`` (SEG + SR). ``fetch`` and ``store`` are the runner's.
+slices), ``encode`` (SEG + SR, and the key images + KOS that ``outputs`` asks for). ``fetch`` and
+``store`` are the runner's.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,7 +29,16 @@ from dicom_gateway.volume import assemble_volume
 from inference.predict import Prediction, Predictor
 from inference.preprocess import labels_to_source_grid
 from preread.domain import FindingConcept, ModelRef, PreReadResult, Volume
-from preread.reports import EncodedSeries, InstanceRef, build_seg, build_sr
+from preread.outputs import ALL_OUTPUTS, Output
+from preread.reports import (
+    EncodedSeries,
+    InstanceRef,
+    KeyImageSeries,
+    build_key_images,
+    build_kos,
+    build_seg,
+    build_sr,
+)
 
 
 @dataclass
@@ -44,12 +54,22 @@ class Analysis:
 
 @dataclass(frozen=True)
 class Encoded:
+    """What a reading writes into the study: the SR, the SEG (None without findings), and,
+    when asked for and there are findings, the key images and the KOS."""
+
     sr: EncodedSeries
     seg: EncodedSeries | None
+    key_images: KeyImageSeries | None = None
+    kos: EncodedSeries | None = None
 
     @property
     def datasets(self) -> list[Dataset]:
-        return [e.dataset for e in (self.seg, self.sr) if e is not None]
+        key_images = list(self.key_images.datasets) if self.key_images else []
+        return [
+            *(e.dataset for e in (self.seg, self.sr) if e is not None),
+            *key_images,
+            *([self.kos.dataset] if self.kos else []),
+        ]
 
 
 def candidate(info: SeriesInfo) -> SeriesCandidate:
@@ -140,10 +160,21 @@ def encode(
     *,
     uid_seed: str,
     supersedes: InstanceRef | None = None,
+    outputs: Collection[Output] = ALL_OUTPUTS,
 ) -> Encoded:
-    """The DICOM SEG (when there are findings) and SR of an analysis, UIDs fixed by ``uid_seed``."""
+    """The DICOM SEG (when there are findings) and SR of an analysis, UIDs fixed by ``uid_seed``;
+    with findings also the key images (``Output.SC``) and the KOS (``Output.KOS``) when
+    ``outputs`` names them. The key images take their pixels from the analysis' volume (one
+    slice per finding): the source datasets hold headers only by now."""
     t0 = time.perf_counter()
-    seg = build_seg(analysis.result, datasets, analysis.labels, uid_seed=uid_seed)
-    sr = build_sr(analysis.result, datasets, seg, supersedes=supersedes, uid_seed=uid_seed)
+    result, labels = analysis.result, analysis.labels
+    seg = build_seg(result, datasets, labels, uid_seed=uid_seed)
+    sr = build_sr(result, datasets, seg, supersedes=supersedes, uid_seed=uid_seed)
+    key_images = kos = None
+    if Output.SC in outputs:
+        hu = analysis.volume.array
+        key_images = build_key_images(result, datasets, labels, hu, uid_seed=uid_seed)
+    if Output.KOS in outputs:
+        kos = build_kos(result, datasets, labels, uid_seed=uid_seed)
     analysis.timings["encode"] = time.perf_counter() - t0
-    return Encoded(sr=sr, seg=seg)
+    return Encoded(sr=sr, seg=seg, key_images=key_images, kos=kos)

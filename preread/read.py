@@ -1,8 +1,9 @@
 """``preread read DIR``: the whole pre-read on a folder of DICOM files, no Orthanc, no database.
 
 Every study in the folder gets the same treatment as in the service: series selection by the
-card's rules, volume assembly, the model, SR + SEG. Results are returned as the PreRead JSON
-and, with an output folder, written as ``<OUT>/<StudyInstanceUID>/{SR,SEG}.dcm``. A study that
+card's rules, volume assembly, the model, SR + SEG (+ key images and KOS, as ``outputs`` asks).
+Results are returned as the PreRead JSON and, with an output folder, written as
+``<OUT>/<StudyInstanceUID>/{SR,SEG,SC-<finding>,KOS}.dcm``. A study that
 is not applicable or cannot be read is reported with its reason, never dropped; one study's
 bad files never end the others' reading, and files of the folder that are not readable DICOM
 are named in the reason of every study that was not read.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +31,7 @@ from dicom_gateway.source import StudyInfo
 from inference.errors import PreprocessError
 from inference.predict import Predictor
 from preread.errors import PrereadError
+from preread.outputs import ALL_OUTPUTS, Output
 from preread.pipeline import analyze, candidate, encode, model_ref
 from preread.reports import ReportError, to_json
 
@@ -71,11 +74,13 @@ def read_folder(
     out: Path | None = None,
     *,
     limits: SeriesLimits | None = None,
+    outputs: Collection[Output] = ALL_OUTPUTS,
 ) -> list[FolderResult]:
-    """Pre-read every study under ``folder``; write SR/SEG into ``out`` when given.
+    """Pre-read every study under ``folder``; write SR/SEG (and the key images and KOS that
+    ``outputs`` names) into ``out`` when given.
 
     ``limits`` bound the series read (default: :class:`SeriesLimits`' defaults; the CLI passes
-    the settings' ``PREREAD_MAX_SERIES_*``).
+    the settings' ``PREREAD_MAX_SERIES_*``, and ``PREREAD_OUTPUTS`` as ``outputs``).
 
     Raises:
         UnreadableFolderError: the folder holds files and none is a readable DICOM instance
@@ -86,11 +91,15 @@ def read_folder(
         # pydicom's notes on invalid values of the input reach no terminal: a study that
         # cannot be read is refused with its reason, one line per study (the CLI's contract)
         warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
-        return _read_studies(folder, predictor, out, limits)
+        return _read_studies(folder, predictor, out, limits, outputs)
 
 
 def _read_studies(
-    folder: Path, predictor: Predictor, out: Path | None, limits: SeriesLimits
+    folder: Path,
+    predictor: Predictor,
+    out: Path | None,
+    limits: SeriesLimits,
+    outputs: Collection[Output],
 ) -> list[FolderResult]:
     source = FolderStudySource(folder, store_dir=out or folder / ".preread-unused")
     results: list[FolderResult] = []
@@ -103,7 +112,7 @@ def _read_studies(
     for study in studies:
         uid = study.study_instance_uid
         try:
-            result = _read_study(source, study, predictor, out, limits)
+            result = _read_study(source, study, predictor, out, limits, outputs)
         except (GatewayError, PreprocessError, ReportError, OutputPathError) as exc:  # this study
             result = FolderResult(uid, "failed", printable(str(exc)), None, ())
         if source.unreadable:
@@ -121,6 +130,7 @@ def _read_study(
     predictor: Predictor,
     out: Path | None,
     limits: SeriesLimits,
+    outputs: Collection[Output],
 ) -> FolderResult:
     uid = study.study_instance_uid
     if not is_valid_uid(uid):
@@ -158,16 +168,23 @@ def _read_study(
     # Same input and model: same UIDs (a re-run replaces its files rather than adding).
     seed = hashlib.sha256(f"{uid}|{series_uid}|{ref.id}|{ref.version}".encode()).hexdigest()
     analysis = analyze(datasets, predictor, created=datetime.now(UTC), limits=limits)
-    encoded = encode(analysis, datasets, uid_seed=seed)
+    encoded = encode(analysis, datasets, uid_seed=seed, outputs=outputs)
     files: list[Path] = []
     if target is not None:
         target.mkdir(parents=True, exist_ok=True)
-        for name, enc in (("SR.dcm", encoded.sr), ("SEG.dcm", encoded.seg)):
-            if enc is None:
-                continue
+        named = [("SR.dcm", encoded.sr.dataset)]
+        named += [("SEG.dcm", encoded.seg.dataset)] if encoded.seg else []
+        if encoded.key_images is not None:
+            images = encoded.key_images
+            named += [
+                (f"SC-{label}.dcm", ds)
+                for label, ds in zip(images.finding_labels, images.datasets, strict=True)
+            ]
+        named += [("KOS.dcm", encoded.kos.dataset)] if encoded.kos else []
+        for name, dataset in named:
             path = target / name
             tmp = path.with_suffix(".tmp")
-            enc.dataset.save_as(tmp, enforce_file_format=True)
+            dataset.save_as(tmp, enforce_file_format=True)
             tmp.replace(path)  # never a half-written object
             files.append(path)
     doc = to_json(analysis.result, uid_seed=seed)

@@ -18,6 +18,7 @@ from preread.errors import PrereadError
 from preread.grants import Grant, GrantStore, Purpose, StudyScope
 from preread.reports import PreReadOut
 from preread.reports.context import ReportInput, ReportStudy
+from preread.reports.review import ReviewOut
 from preread.store import JobNotFoundError, JobRecord, JobState, JobStore, StudyRecord
 
 
@@ -154,8 +155,11 @@ def tenant_job(store: JobStore, tenant: str, job_id: str) -> tuple[StudyRecord, 
     return found
 
 
-def report_input(study: StudyRecord, job: JobRecord) -> ReportInput:
-    """What the report formats render, from a done job and its study."""
+def report_input(
+    study: StudyRecord, job: JobRecord, review: ReviewOut | None = None
+) -> ReportInput:
+    """What the report formats render, from a done job and its study (and the current review
+    of the job, when there is one: :meth:`preread.reviews.ReviewStore.current_of`)."""
     if job.result is None or job.finished_at is None or job.outputs.sr is None:
         raise ReportNotReadyError(f"job {job.id} has no stored result")
     f = study.facts
@@ -178,4 +182,5 @@ def report_input(study: StudyRecord, job: JobRecord) -> ReportInput:
         finished_at=job.finished_at,
         sr_sop_instance_uid=job.outputs.sr.sop_instance_uid,
         seg_sop_instance_uid=job.outputs.seg.sop_instance_uid if job.outputs.seg else None,
+        review=review,
     )

@@ -44,6 +44,7 @@ from preread.grants import Grant, GrantStore
 from preread.grants.requeue import queue_newly_covered
 from preread.jobs import JobContext
 from preread.models import predictor_for
+from preread.reviews.service import ReviewContext, store_unstored
 from preread.runner import InProcessRunner
 from preread.security import ClientStore, KeyRing, TokenService
 from preread.settings import Settings
@@ -111,6 +112,7 @@ class Service:
                 lease_s=s.lease_s,
                 tenant_of=s.tenant_of,
                 series_limits=s.series_limits(),
+                outputs=frozenset(s.outputs),
             )
             self.metrics = ApiMetrics()
             if self.api_only:
@@ -219,6 +221,11 @@ class Service:
         if reconcile:
             self.watcher.reconcile()
             self.recover()  # e.g. jobs a grant made elsewhere (preread grants create) re-queued
+            stored = store_unstored(
+                ReviewContext(self.store, self.grants, self.audit, self.source)
+            )  # signed reviews whose SR/SEG Orthanc did not take at signing
+            if stored:
+                log.info("stored the SR/SEG of %d signed review(s)", stored)
 
     def start_loop(self, on_error: Callable[[BaseException], None] | None = None) -> None:
         """Run :meth:`tick` every poll interval in a background thread, and deliver webhooks.

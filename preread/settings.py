@@ -6,20 +6,23 @@ environment at import time.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 from preread.errors import PrereadError
+from preread.outputs import Output, parse_outputs
 
 if TYPE_CHECKING:
     from dicom_gateway.checks import SeriesLimits
@@ -27,9 +30,10 @@ if TYPE_CHECKING:
 #: credentials that may come from a file: ``PREREAD_<NAME>_FILE=/run/secrets/…`` (the postgres
 #: image's convention; Docker/Kubernetes secrets are files). Not for the path settings that end
 #: in ``_file`` themselves (``deid_key_file``…): PreRead reads those files on its own.
-FILE_SETTINGS = ("database_url", "broker_url", "orthanc_password")
+FILE_SETTINGS = ("database_url", "broker_url", "orthanc_password", "oidc_client_secret")
 
 _REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
+_REPO_OHIF = Path(__file__).resolve().parent.parent / "web/ohif/node_modules/@ohif/app/dist"
 
 
 def _default_data_dir() -> Path:
@@ -188,6 +192,14 @@ class Settings(BaseSettings):
         default=2 * 1024**3, ge=1, description="decoded stored pixel data of one series, bytes"
     )
 
+    # --- what a reading writes into the study (preread.outputs) ---------------------------------
+    outputs: Annotated[list[Output], NoDecode] = Field(
+        default_factory=lambda: list(Output),
+        description="DICOM objects written into the study after each reading, a JSON list or "
+        "comma-separated: SR, SEG (always), SC (a key image per finding), KOS (key object "
+        "selection); one list: write-back has one destination, the study in Orthanc",
+    )
+
     # --- tenants: every study belongs to the tenant of the AE title that sent it ----------------
     tenants: dict[str, str] = Field(
         default={},
@@ -230,6 +242,106 @@ class Settings(BaseSettings):
     report_cache_size: int = Field(
         default=1024, ge=0, description="rendered reports kept in memory (0: render each time)"
     )
+
+    # --- people in the browser (preread.ui): sessions, sign-in throttling -----------------------
+    session_idle_timeout_s: int = Field(
+        default=1800,
+        ge=60,
+        description="a browser session ends after this long without a request (30 min)",
+    )
+    session_lifetime_s: int = Field(
+        default=43_200,
+        ge=300,
+        description="a browser session ends this long after sign-in however active (12 h)",
+    )
+    session_cookie_secure: bool = Field(
+        default=False,
+        description="always mark the session cookie Secure; else it is Secure when the request "
+        "came over https (behind a TLS proxy: uvicorn's --forwarded-allow-ips)",
+    )
+    login_failures_per_account: int = Field(
+        default=10,
+        ge=1,
+        description="failed sign-ins to one account from one source address per 10 minutes "
+        "before that pair is answered 429 (the account from elsewhere is never refused)",
+    )
+    login_failures_per_source: int = Field(
+        default=100,
+        ge=1,
+        description="failed sign-ins from one source address (any accounts) per 10 minutes "
+        "before it is answered 429 (a hospital's NAT puts many people on one address)",
+    )
+    ui_volume_cache_mb: int = Field(
+        default=1024,
+        ge=0,
+        description="series the review page shows kept in memory per process, MB in all (a "
+        "thin-slice chest CT is 150-300 MB; 0: fetch from Orthanc for every picture)",
+    )
+    ui_volume_cache_ttl_s: int = Field(
+        default=300,
+        ge=1,
+        description="a series kept for the review page is dropped after this long unused",
+    )
+
+    # --- the hospital's identity provider: OpenID Connect sign-in (preread.oidc) ---------------
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="the OpenID provider's issuer URL (https; its discovery document is "
+        "<issuer>/.well-known/openid-configuration); unset = no OpenID Connect sign-in",
+    )
+    oidc_client_id: str = Field(default="", description="PreRead's client id at the provider")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None,
+        description="PreRead's client secret (or PREREAD_OIDC_CLIENT_SECRET_FILE); unset = a "
+        "public client (PKCE only)",
+    )
+    oidc_scopes: Annotated[list[str], NoDecode] = Field(
+        default=["openid", "profile", "email"],
+        description="scopes asked for, space- or comma-separated or a JSON list (openid always)",
+    )
+    oidc_provider_name: str = Field(
+        default="",
+        description="the name on the sign-in page's button (Sign in with …); unset = the "
+        "issuer's host name",
+    )
+    oidc_redirect_uri: str | None = Field(
+        default=None,
+        description="the callback URL registered at the provider; unset = <this site>/ui/oidc/"
+        "callback as the request reached PreRead (behind a proxy: --forwarded-allow-ips)",
+    )
+    oidc_tenant: str | None = Field(
+        default=None,
+        description="the tenant of everyone who signs in through the provider (set this or "
+        "PREREAD_OIDC_TENANT_CLAIM)",
+    )
+    oidc_tenant_claim: str = Field(
+        default="",
+        description="the ID token claim that names the person's tenant (a dotted path for a "
+        "nested claim); its value is the tenant, or is looked up in PREREAD_OIDC_TENANTS",
+    )
+    oidc_tenants: dict[str, str] = Field(
+        default={}, description='tenant claim value -> tenant, JSON: {"St Mary": "st-mary"}'
+    )
+    oidc_role_claim: str = Field(
+        default="",
+        description="the ID token claim holding the person's groups or roles (a string or a "
+        "list; a dotted path for a nested claim, e.g. realm_access.roles)",
+    )
+    oidc_roles: dict[str, str] = Field(
+        default={},
+        description='role claim value -> PreRead role, JSON: {"pacs-radiologists": '
+        '"radiologist", "pacs-admins": "admin"}; no value mapped = sign-in refused',
+    )
+    oidc_username_claim: str = Field(
+        default="preferred_username",
+        description="the claim a new account's username is made from (the account is found by "
+        "issuer and subject afterwards, never by this claim)",
+    )
+    oidc_timeout_s: float = Field(
+        default=10.0, gt=0, description="timeout of each request to the identity provider"
+    )
+
+    # --- webhooks (preread.webhooks) -----------------------------------------------------
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_interval_s: float = Field(default=2.0, gt=0, description="outbox poll interval")
     webhook_allowed_networks: list[IPvAnyNetwork] = Field(
@@ -240,6 +352,18 @@ class Settings(BaseSettings):
     )
     webhook_https_only: bool = Field(
         default=False, description="refuse webhook URLs that are not https"
+    )
+
+    # --- the OHIF Viewer at /viewer/ (preread.api.viewer; ./run setup installs it) ---------------
+    viewer: bool = Field(
+        default=True,
+        description="serve the OHIF Viewer at /viewer/ (data: PreRead's DICOMweb at /dicomweb); "
+        "off: no /viewer routes; on without the build installed: the app refuses to start",
+    )
+    viewer_dir: Path | None = Field(
+        default=None,
+        description="OHIF's ready build (the dist/ folder of @ohif/app); unset = "
+        "web/ohif/node_modules/@ohif/app/dist of this checkout, where ./run setup puts it",
     )
 
     # --- authorized data use: audit retention, de-identification secrets ------------------------
@@ -287,10 +411,27 @@ class Settings(BaseSettings):
             file_secret_settings,
         )
 
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _outputs(cls, value: object) -> list[Output]:
+        return parse_outputs(value)
+
+    @field_validator("oidc_scopes", mode="before")
+    @classmethod
+    def _scopes(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else text.replace(",", " ").split()
+        return value
+
     @field_validator("default_tenant", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @property
+    def viewer_path(self) -> Path:
+        return self.viewer_dir if self.viewer_dir is not None else _REPO_OHIF
 
     @property
     def signing_keys_dir(self) -> Path:

@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from preread.grants import GrantSpec, Purpose
 
 
-def clinical_preread(issued_by: str, *, sender_aets: tuple[str, ...] = ()) -> GrantSpec:
+def clinical_preread(
+    issued_by: str, *, sender_aets: tuple[str, ...] = (), tenant: str = "default"
+) -> GrantSpec:
     now = datetime.now(UTC)
     return GrantSpec(
-        tenant="default",
+        tenant=tenant,
         purpose=Purpose.CLINICAL_PREREAD,
         valid_from=now - timedelta(minutes=1),
         valid_to=now + timedelta(days=1),

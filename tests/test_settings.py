@@ -24,6 +24,7 @@ def test_credentials_come_from_their_files(tmp_path: Path, monkeypatch: pytest.M
         "database_url": "postgresql+psycopg://preread:pw@db/preread",
         "broker_url": "redis://:pw@redis:6379/0",
         "orthanc_password": "s3cret value",
+        "oidc_client_secret": "oidc s3cret",
     }
     assert set(values) == set(FILE_SETTINGS)
     for name, value in values.items():
@@ -36,6 +37,8 @@ def test_credentials_come_from_their_files(tmp_path: Path, monkeypatch: pytest.M
     assert settings.broker_url == values["broker_url"]
     assert settings.orthanc_password is not None
     assert settings.orthanc_password.get_secret_value() == "s3cret value"
+    assert settings.oidc_client_secret is not None
+    assert settings.oidc_client_secret.get_secret_value() == "oidc s3cret"
     # a setting that is itself a path stays a path: PreRead reads that file on its own
     assert settings.deid_key_path == tmp_path / "deid.key"
 

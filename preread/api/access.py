@@ -92,28 +92,7 @@ def authorized_study(
     async def check(
         request: Request, services: Services, who: Principal, model_id: str | None
     ) -> StudyAccess:
-        params = request.path_params
-        job: JobRecord | None = None
-        if "study_uid" in params:
-            uid = str(params["study_uid"])
-            view = cached_view(services.views, who.tenant, uid, model_id)
-            if view is None:
-                view = await run_in_threadpool(
-                    load_view, services.store, who.tenant, uid, model_id, views=services.views
-                )
-        elif "job_id" in params:
-            study, named = await run_in_threadpool(
-                tenant_job, services.store, who.tenant, str(params["job_id"])
-            )
-            view, job = StudyView(study, (named,)), named
-        else:  # a programming error, found by the route-table test
-            raise RuntimeError(f"{_route(request)} names no study ({{study_uid}} or {{job_id}})")
-        extra: dict[str, Json] = {"route": _route(request), **(detail(request) if detail else {})}
-        shown = job or view.done or (view.jobs[0] if view.jobs else None)
-        if shown is not None:
-            extra["job_id"] = shown.id
-        grant = await _authorize(services, who, view.study, action, purpose, extra)
-        return StudyAccess(who, view, grant, job)
+        return await study_access(request, services, who, model_id, action, purpose, detail)
 
     if by_model:
 
@@ -135,6 +114,46 @@ def authorized_study(
     return without_model
 
 
+async def study_access(
+    request: Request,
+    services: Services,
+    who: Principal,
+    model_id: str | None,
+    action: AuditAction,
+    purpose: Purpose | None,
+    detail: DetailFn | None,
+    *,
+    audit_success: bool = True,
+) -> StudyAccess:
+    """The route's study for ``who`` (tenant → purpose → grant → audit; the module docstring):
+    what :func:`authorized_study`'s dependencies and the signed-in pages' (``preread.ui``)
+    run. ``audit_success=False``: the caller has recorded this reader's access to this study
+    moments ago (the DICOMweb proxy's frames, :mod:`preread.dicomweb`), so a granted access
+    leaves no new record; every check still runs, and a refusal is always recorded."""
+    params = request.path_params
+    job: JobRecord | None = None
+    if "study_uid" in params:
+        uid = str(params["study_uid"])
+        view = cached_view(services.views, who.tenant, uid, model_id)
+        if view is None:
+            view = await run_in_threadpool(
+                load_view, services.store, who.tenant, uid, model_id, views=services.views
+            )
+    elif "job_id" in params:
+        study, named = await run_in_threadpool(
+            tenant_job, services.store, who.tenant, str(params["job_id"])
+        )
+        view, job = StudyView(study, (named,)), named
+    else:  # a programming error, found by the route-table test
+        raise RuntimeError(f"{_route(request)} names no study ({{study_uid}} or {{job_id}})")
+    extra: dict[str, Json] = {"route": _route(request), **(detail(request) if detail else {})}
+    shown = job or view.done or (view.jobs[0] if view.jobs else None)
+    if shown is not None:
+        extra["job_id"] = shown.id
+    grant = await _authorize(services, who, view.study, action, purpose, extra, audit_success)
+    return StudyAccess(who, view, grant, job)
+
+
 async def authorized_listing(
     request: Request,
     services: ServicesDep,
@@ -143,6 +162,11 @@ async def authorized_listing(
     """A dependency: the caller, if some grant for its purpose of use is in force for its
     tenant (each study shown still needs its own grant to be read); the listing is audited
     (it shows patient ids), a refusal too."""
+    return await listing_access(request, services, who)
+
+
+async def listing_access(request: Request, services: Services, who: Principal) -> Principal:
+    """:func:`authorized_listing`'s check, for the signed-in pages' worklist too."""
     grant_store = services.grant_store
     assert grant_store is not None
     route: dict[str, Json] = {"route": _route(request)}
@@ -162,6 +186,7 @@ async def _authorize(
     action: AuditAction,
     purpose: Purpose | None,
     detail: dict[str, Json],
+    audit_success: bool = True,
 ) -> Grant:
     uid = study.facts.study_instance_uid
     grants = services.grants
@@ -179,8 +204,9 @@ async def _authorize(
     except NotAuthorizedError as exc:
         await services.auditor.arecord(auditing.refused(who, uid, str(exc), **detail))
         raise
-    event = auditing.access(who, action, Outcome.SUCCESS, uid, {**detail, "grant_id": grant.id})
-    await services.auditor.arecord(event)
+    if audit_success:
+        event = auditing.access(who, action, Outcome.SUCCESS, uid, {**detail, "grant_id": grant.id})
+        await services.auditor.arecord(event)
     return grant
 
 

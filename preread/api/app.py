@@ -34,11 +34,19 @@ from dicom_gateway.errors import GatewayError, ResourceNotFoundError
 from preread.api.deps import Services
 from preread.api.idempotency import IdempotencyConflictError
 from preread.api.ids import check_path_ids, unchecked_path_params
-from preread.api.routes import grants, models, oauth, ops, reports, studies, webhooks
+from preread.api.routes import grants, models, oauth, ops, reports, reviews, studies, webhooks
+from preread.api.viewer import install as install_viewer
 from preread.audit import AuditError
+from preread.dicomweb import install as install_dicomweb
 from preread.grants import GrantError, GrantNotFoundError
 from preread.reports import ReportError
 from preread.results import NotAuthorizedError, ReportNotReadyError, StudyNotFoundError
+from preread.reviews import (
+    ReviewConflictError,
+    ReviewError,
+    ReviewNotFoundError,
+    ReviewNotStoredError,
+)
 from preread.store import JobNotFoundError, StoreError
 from preread.store.webhooks import (
     DeliveryNotFoundError,
@@ -46,6 +54,7 @@ from preread.store.webhooks import (
     WebhookError,
     WebhookNotFoundError,
 )
+from preread.ui import install as install_ui
 
 log = logging.getLogger("preread.api")
 _T = TypeVar("_T")
@@ -94,8 +103,11 @@ def create_app(services: Services, *, title: str = "PreRead") -> FastAPI:
     )
     app.state.services = services
     services.metrics.watch_store(services.store.counts_by_state)
-    for module in (oauth, studies, reports, models, webhooks, grants, ops):
+    for module in (oauth, studies, reports, reviews, models, webhooks, grants, ops):
         app.include_router(module.router, dependencies=[Depends(check_path_ids)])
+    install_dicomweb(app, services)  # /dicomweb for OHIF: signed-in readers, relayed to Orthanc
+    install_ui(app)  # the pages (/ui/…); after the routers: it checks them for CSRF
+    install_viewer(app, services.settings)  # OHIF at /viewer/ (static files, PREREAD_VIEWER)
     unchecked = unchecked_path_params(app.routes)
     if unchecked:
         raise RuntimeError(f"path parameters without a format in preread.api.ids: {unchecked}")
@@ -123,10 +135,17 @@ _PLAIN_ERRORS: dict[type[Exception], int] = {
     IdempotencyConflictError: 422,
     WebhookError: 422,
     DeliveryStateError: 409,
+    ReviewNotFoundError: 404,
+    ReviewConflictError: 409,
+    ReviewError: 422,
 }
 # Errors answered with a fixed text (their message may name internals), logged by class.
 _HIDDEN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     AuditError: (503, "the audit trail is unavailable: nothing was accessed"),
+    ReviewNotStoredError: (
+        502,
+        "the review is signed and recorded, but its SR and SEG are not in the study yet",
+    ),
     GatewayError: (502, "Orthanc did not answer as expected"),
     StoreError: (503, "the job store is unavailable"),
 }

@@ -22,7 +22,7 @@ def access(
     detail: Mapping[str, Json] | None = None,
 ) -> AuditEvent:
     return AuditEvent(
-        actor=f"client:{who.client_id}",
+        actor=who.actor,
         action=action,
         outcome=outcome,
         tenant=who.tenant,

@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
@@ -21,6 +21,7 @@ from fastapi.security import OAuth2
 
 from dicom_gateway.source import StudySource
 from inference.registry import Registry
+from preread.accounts import AccountStore, SessionPolicy, SessionStore
 from preread.api.idempotency import IdempotencyKeys
 from preread.api.metrics import ApiMetrics
 from preread.api.unauthenticated import UnauthenticatedGuard
@@ -28,6 +29,7 @@ from preread.audit import AuditError, AuditLog
 from preread.audit.batch import AuditWriter
 from preread.caches import RenderCache, ViewCache
 from preread.grants import Grant, GrantStore
+from preread.oidc import OidcSignIn
 from preread.results import GrantLookup
 from preread.security import (
     AuthError,
@@ -42,6 +44,7 @@ from preread.security import (
 from preread.settings import Settings
 from preread.store import JobRecord, JobStore
 from preread.store.webhooks import WebhookStore
+from preread.volume_cache import VolumeCache
 from preread.webhooks.addresses import DestinationPolicy
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,11 @@ class Services:
     idempotency: IdempotencyKeys | None = None
     unauthenticated: UnauthenticatedGuard | None = None  # default: from the settings
     webhook_policy: DestinationPolicy | None = None  # default: from the settings
+    accounts: AccountStore | None = None  # people's accounts (preread.ui signs them in)
+    sessions: SessionStore | None = None  # their browser sessions; default: from the settings
+    login_throttle: FailureThrottle | None = None  # failed sign-ins; default: from the settings
+    volumes: VolumeCache[Any] | None = None  # series the review page shows; from the settings
+    oidc: OidcSignIn | None = None  # the identity provider's sign-in; default: PREREAD_OIDC_*
 
     def __post_init__(self) -> None:
         if self.renders is None:
@@ -91,6 +99,25 @@ class Services:
             )
         if self.webhook_policy is None:
             self.webhook_policy = DestinationPolicy.from_settings(self.settings)
+        if self.accounts is None:
+            self.accounts = AccountStore(self.store.engine)
+        if self.oidc is None:  # OidcConfigError for incomplete settings: the app does not start
+            self.oidc = OidcSignIn.from_settings(
+                self.settings, self.store.engine, audit=self.accounts.audit
+            )
+        if self.sessions is None:
+            self.sessions = SessionStore(
+                self.store.engine, SessionPolicy.from_settings(self.settings)
+            )
+        if self.login_throttle is None:
+            self.login_throttle = FailureThrottle(
+                per_client_and_source=self.settings.login_failures_per_account,
+                per_source=self.settings.login_failures_per_source,
+            )
+        if self.volumes is None:
+            self.volumes = VolumeCache(
+                self.settings.ui_volume_cache_mb * 1024 * 1024, self.settings.ui_volume_cache_ttl_s
+            )
 
     @property
     def auditor(self) -> AuditWriter:

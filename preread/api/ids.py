@@ -18,6 +18,12 @@ Formats:
 ``delivery_id``  ``msg_`` and 32 lower-case hex digits (the ``webhook-id`` header)
 ``model_id``     a model id (lower-case slug, at most 128 characters)
 ``version``      a semantic version (https://semver.org), at most 64 characters
+``series_uid``,  a DICOM UID, as ``study_uid`` (the DICOMweb proxy, :mod:`preread.dicomweb`)
+``instance_uid``
+``frames``       a frame list (PS3.18 §8.3.5.1.3): 1-based numbers, comma-separated, at most 256
+                 characters
+``tag_path``     a bulk data path as Orthanc writes it: a tag (8 hex digits), then
+                 ``/index/tag`` pairs into sequences, at most 8 levels
 client id        1-64 of ``A-Z a-z 0-9 . _ ~ -``
 tenant           1-64 of ``a-z 0-9 - _ .`` (:func:`preread.security.clients.check_tenant`)
 ===============  ==========================================================================
@@ -48,6 +54,8 @@ MESSAGE_ID_PATTERN = r"^msg_[0-9a-f]{32}$"
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9._~-]{1,64}$"
 TENANT_PATTERN = r"^[a-z0-9_.-]{1,64}$"
 MODEL_ID_PATTERN = SLUG_PATTERN
+FRAMES_PATTERN = r"^[1-9][0-9]{0,8}(,[1-9][0-9]{0,8})*$"
+TAG_PATH_PATTERN = r"^[0-9A-Fa-f]{8}(/[0-9]{1,6}/[0-9A-Fa-f]{8}){0,8}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"  # visible ASCII
 TEXT_PATTERN = r"^[^\x00]*$"  # free text: anything PostgreSQL can store (no NUL)
 
@@ -78,6 +86,10 @@ PATH_IDS: dict[str, IdFormat] = {
     "delivery_id": _format("a message id (msg_ and 32 hex digits)", MESSAGE_ID_PATTERN, 36),
     "model_id": _format("a model id", MODEL_ID_PATTERN, 128),
     "version": _format("a semantic version", SEMVER_PATTERN, 64),
+    "series_uid": DICOM_UID,
+    "instance_uid": DICOM_UID,
+    "frames": _format("a frame list (numbers from 1, comma-separated)", FRAMES_PATTERN, 256),
+    "tag_path": _format("a bulk data path (tags and item indexes)", TAG_PATH_PATTERN, 160),
 }
 """Path parameters by name → their format. A new route whose path parameter is neither here
 nor an enumeration fails :func:`preread.api.app.create_app`."""

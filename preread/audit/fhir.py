@@ -47,6 +47,12 @@ access.refused         110113 Security Alert                            110132 U
                                                                         Restricted Function, E
 audit.export           110101 Audit Log Used                            R
 audit.purge            110101 Audit Log Used                            D
+user.sign_in           110114 User Authentication                       110122 Login, E
+user.sign_out          110114 User Authentication                       110123 Logout, E
+user.create/change     110113 Security Alert                            110137 User Security
+                                                                        Attributes Changed;
+                                                                        C / U
+review.sign            110103 DICOM Instances Accessed                  C
 =====================  ===============================================  ======================
 """
 
@@ -89,6 +95,8 @@ _EXPORT = ("110106", "Export")
 _SECURITY_ALERT = ("110113", "Security Alert")
 _ATTRIBUTES_CHANGED = ("110135", "Object Security Attributes Changed")
 _AUDIT_LOG_USED = ("110101", "Audit Log Used")
+_USER_AUTHENTICATION = ("110114", "User Authentication")
+_USER_ATTRIBUTES_CHANGED = ("110137", "User Security Attributes Changed")
 
 _TYPES: dict[AuditAction, tuple[tuple[str, str], tuple[str, str] | None, str]] = {
     AuditAction.STUDY_RECEIVED: (_TRANSFERRED, None, "C"),
@@ -107,6 +115,11 @@ _TYPES: dict[AuditAction, tuple[tuple[str, str], tuple[str, str] | None, str]] =
     AuditAction.ACCESS_REFUSED: (_SECURITY_ALERT, ("110132", "Use of Restricted Function"), "E"),
     AuditAction.AUDIT_EXPORT: (_AUDIT_LOG_USED, None, "R"),
     AuditAction.AUDIT_PURGE: (_AUDIT_LOG_USED, None, "D"),
+    AuditAction.USER_SIGN_IN: (_USER_AUTHENTICATION, ("110122", "Login"), "E"),
+    AuditAction.USER_SIGN_OUT: (_USER_AUTHENTICATION, ("110123", "Logout"), "E"),
+    AuditAction.USER_CREATE: (_SECURITY_ALERT, _USER_ATTRIBUTES_CHANGED, "C"),
+    AuditAction.USER_CHANGE: (_SECURITY_ALERT, _USER_ATTRIBUTES_CHANGED, "U"),
+    AuditAction.REVIEW_SIGN: (_ACCESSED, None, "C"),
 }
 _OUTCOMES = {Outcome.SUCCESS: "0", Outcome.REFUSED: "4", Outcome.FAILURE: "8"}
 _PURPOSES = {  # PreRead's purposes of use (preread.grants.Purpose) → v3-ActReason

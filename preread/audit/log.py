@@ -83,6 +83,15 @@ class AuditAction(StrEnum):
     """The audit trail itself was exported (DICOM's "Audit Log Used")."""
     AUDIT_PURGE = "audit.purge"
     """Retention removed old records (recorded by :meth:`AuditLog.purge` itself)."""
+    USER_SIGN_IN = "user.sign_in"
+    """A person signed in and a browser session began (failures: ``auth.failed``)."""
+    USER_SIGN_OUT = "user.sign_out"
+    """A person signed out (their session ended server-side)."""
+    USER_CREATE = "user.create"
+    USER_CHANGE = "user.change"
+    """A user account was disabled, enabled or had its password reset (``detail.change``)."""
+    REVIEW_SIGN = "review.sign"
+    """A radiologist signed a review of an AI result (:mod:`preread.reviews`), or was refused."""
 
 
 class Outcome(StrEnum):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from preread.reports.json import PreReadOut
+from preread.reports.review import ReviewOut
 
 __all__ = ["ReportInput", "ReportStudy"]
 
@@ -39,7 +40,8 @@ class ReportInput:
 
     ``job_id`` identifies the reading (a new reading of the same study has a new id);
     ``finished_at`` is when it was stored (aware, UTC). The SR and SEG SOP Instance UIDs are
-    those stored in the study (the SEG's is None when there are no findings).
+    those stored in the study (the SEG's is None when there are no findings). ``review`` is
+    the radiologist's current review of this reading (None: not reviewed).
     """
 
     study: ReportStudy
@@ -48,3 +50,4 @@ class ReportInput:
     finished_at: datetime
     sr_sop_instance_uid: str
     seg_sop_instance_uid: str | None
+    review: ReviewOut | None = None

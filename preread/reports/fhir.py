@@ -45,6 +45,9 @@ nodule type, when given              Observation.component: RadLex RID46010, val
 tracking UID / tracking id           Observation.identifier, typed DCM 112040 / 112039
 AI-generated                         meta.tag v3-ObservationValue AIAST on every resource,
                                      Observation.note; status preliminary everywhere
+the radiologist's review, if any     resultsInterpreter (a Practitioner), a Provenance, each
+                                     finding's verdict as components, the reader's own
+                                     Observations (:mod:`preread.reports.fhir_review`)
 ===================================  ======================================================
 
 Codes are those of the SR (:mod:`preread.reports.codes`), with the FHIR URI of each coding
@@ -70,6 +73,7 @@ from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.coding import Coding
 from fhir.resources.R4B.device import Device, DeviceDeviceName, DeviceProperty, DeviceVersion
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.domainresource import DomainResource
 from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.meta import Meta
 from fhir.resources.R4B.observation import Observation, ObservationComponent
@@ -135,11 +139,17 @@ def to_fhir_bundle(report: ReportInput) -> Bundle:
     _check(report)
     findings = report.preread.findings
     with _validating("Bundle"):  # the resources name themselves; this catches the rest
-        resources: list[DiagnosticReport | Device | Observation] = [
-            _diagnostic_report(report),
+        diagnostic = _diagnostic_report(report)
+        observations = [_observation(report, f) for f in findings]
+        resources: list[DiagnosticReport | Device | Observation | DomainResource] = [
+            diagnostic,
             _device(report),
-            *(_observation(report, f) for f in findings),
+            *observations,
         ]
+        if report.review is not None:  # the radiologist's review (preread.reports.fhir_review)
+            from preread.reports.fhir_review import review_resources
+
+            resources += review_resources(report, diagnostic, observations)
         return Bundle(
             meta=_ai_meta(),
             identifier=Identifier(system="urn:ietf:rfc:3986", value=_url(report, "bundle")),
@@ -312,7 +322,11 @@ def _conclusion(report: ReportInput) -> str:
     """The one-sentence summary in DiagnosticReport.conclusion."""
     preread = report.preread
     concept = preread.concept.finding_concept()
-    head = "AI pre-read (preliminary, not verified by a radiologist): "
+    head = (
+        "AI pre-read (preliminary, not verified by a radiologist): "
+        if report.review is None
+        else "AI pre-read (preliminary; the radiologist's review follows): "
+    )
     by = f"{preread.model.name} {preread.model.version}"
     if not preread.findings:
         return f"{head}no {concept.name()} was found by {by}."

@@ -34,6 +34,8 @@ finding    NM ``103339001^Long axis^SCT`` [mm] (3-D); the Lung-RADS sizes the mo
            site (Lung; Left lung / Right lung when the site is the lung and the side known);
            ST ``128138^Center of Mass^DCM`` = LPS centre [mm]
 every OBX  -11 ``P``; -14 finished at; -18 model ``id:version^PreRead^<device UID>^ISO``
+review     when the reading was reviewed, the reviewer's OBXs follow (-14 signed at, -16 the
+           reviewer, no -18): :mod:`preread.reports.hl7_review`
 =========  =========================================================================================
 
 Codes and rounding are those of the SR (:mod:`preread.reports.codes`, :mod:`preread.reports.sr`);
@@ -139,6 +141,9 @@ class _Obx:
     sub_id: str = ""  # OBX-4
     units: _Coded | None = None  # OBX-6
     method: _Coded | None = None  # OBX-17
+    observed: str | None = None  # OBX-14, when not the result's time (DTM)
+    responsible: tuple[str, str] | None = None  # OBX-16: (id, name) of a person
+    by_device: bool = True  # OBX-18: the model; False for a person's observation
 
 
 def to_oru(
@@ -261,6 +266,10 @@ def _observations(report: ReportInput) -> list[_Obx]:
     obxs = [notice, _Obx("ST", _CONCLUSION, ((text,),))]
     for finding in sorted(out.findings, key=lambda f: f.label):
         obxs.extend(_finding_obxs(concept, finding))
+    if report.review is not None:  # the radiologist's review (preread.reports.hl7_review)
+        from preread.reports.hl7_review import review_obxs
+
+        obxs.extend(review_obxs(report.review, concept))
     return obxs
 
 
@@ -383,12 +392,17 @@ def _write_obx(
         for i, text in enumerate(obx.units.components(), start=1):
             _put(segment, f"obx_6.ce_{i}", text)
     _put(segment, "obx_11", "P")
-    _put(segment, "obx_14.ts_1", observed)
+    _put(segment, "obx_14.ts_1", obx.observed or observed)
+    if obx.responsible is not None:
+        person, name = obx.responsible
+        _put(segment, "obx_16.xcn_1", person)
+        _put(segment, "obx_16.xcn_2.fn_1", name)
     if obx.method is not None:
         for i, text in enumerate(obx.method.components(), start=1):
             _put(segment, f"obx_17.ce_{i}", text)
-    for i, text in enumerate(equipment, start=1):
-        _put(segment, f"obx_18.ei_{i}", text)
+    if obx.by_device:
+        for i, text in enumerate(equipment, start=1):
+            _put(segment, f"obx_18.ei_{i}", text)
 
 
 def _check_text(segment: Any, path: str, value: str) -> None:

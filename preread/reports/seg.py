@@ -39,6 +39,12 @@ CONTENT_LABEL = "AI_PRELIMINARY"
 """Content Label (CS, at most 16 characters), shown by viewers as the SEG's name."""
 
 
+#: Recommended Display CIELab Value of every AI segment (0062,000D): yellow, the colour of the
+#: contour burned into the key images (``preread.reports.render.CONTOUR_RGB``, sRGB 255/255/0);
+#: without it OHIF warns on import and picks a colour of its own.
+AI_SEGMENT_COLOR = hd.color.CIELabColor(97.14, -21.55, 94.48)
+
+
 def algorithm_parameters(result: PreReadResult) -> dict[str, str]:
     """What identifies the run besides name and version: the model id, its file's sha256 and
     the ONNX Runtime execution provider that actually ran it."""
@@ -103,6 +109,7 @@ def build_seg(
             tracking_uid=tracking_uid(result, finding, uid_seed=uid_seed),
             tracking_id=lo(tracking_id(finding, concept)),
             anatomic_regions=[codes.code(concept.site)],
+            display_color=AI_SEGMENT_COLOR,
         )
         description.SegmentDescription = _description(finding)  # (0062,0006), Type 3
         descriptions.append(description)

@@ -8,7 +8,8 @@ Content tree (all built by highdicom's TID classes)::
     ├── Procedure reported: CT unspecified body region; CT Chest
     ├── Image Library: the CT slice through each finding's centre  TID 1600
     └── Imaging Measurements
-        per finding, both groups with its Tracking ID / UID       TID 4108
+        per finding, two groups with its Tracking Identifier        TID 4108
+        "Cornerstone3DTools@^0.1.0:Length:AI nodule 1" and Tracking UID (the SEG's, the JSON's)
         ├── Measurement Group                                     TID 1411 (volumetric ROI)
         │   ├── Finding category / Finding / site: the result's concept, e.g.
         │   │   Morphologically abnormal structure / Nodule / Lung (+ laterality)
@@ -22,9 +23,14 @@ Content tree (all built by highdicom's TID classes)::
         │   ├── solidness descriptor = solid / part-solid / non-solid
         │   │   pulmonary nodule (RadLex), when the model types it
         │   └── Comment: "AI-generated, preliminary ..."
-        └── Measurement Group                                     TID 1410 (planar ROI)
-            └── Image Region: SCOORD3D POINT at the centre, geometric purpose
-                "Center of Mass", in the source Frame of Reference
+        └── Measurement Group: what a viewer draws                TID 1501
+            ├── Finding category / Finding / site, Algorithm Identification, as above
+            ├── the long axis: Long axis with method Axial when the model gives one, else
+            │   Long axis (3-D) [mm], INFERRED FROM a two-point SCOORD POLYLINE on the
+            │   source slice through the centre (SELECTED FROM that image), exactly as long
+            ├── Short axis with method Axial, when given: its POLYLINE, perpendicular
+            │   (:mod:`preread.reports.axes`)                     TID 300 / 320
+            └── Comment: "AI nodule 1: AI-generated, preliminary ..."
         without findings, one group                               TID 1501
         └── Finding: Nodule, site Lung; Presence of property: Absent; Comment: "No lung
             nodule was found by <model> <version>. AI-generated, preliminary ..."
@@ -33,9 +39,28 @@ The finding category, type and site are those of the result's concept (``PreRead
 concept``, declared by the model card); the laterality modifier of the site is written only
 when the site is the lung.
 
-TID 1411 allows one ROI reference per group (the segment), so the centre point, which a
-viewer can jump to, goes into a second group of the same finding (same tracking UID). The
-Comment is a highdicom ``TextContentItem`` appended to the group highdicom built (its TID
+**What OHIF needs** (read from ``@cornerstonejs/adapters`` 5.6.8, the SR reader OHIF 3.13
+bundles; ``tests/reports/test_ohif_sr.py`` runs it under node). The reader picks a tool for
+each measurement group by its Tracking Identifier: one that starts with
+``Cornerstone3DTools@^0.1.0:<tool>`` names it (``BaseAdapter3D.
+isValidCornerstoneTrackingIdentifier``); any other identifier leaves only the tools that test
+a SCOORD held by the group itself (``RectangleROI``: a 4/5-point POLYLINE, ``Probe``: a
+POINT), and on a group without one ``RectangleROI.isValidMeasurement`` throws. The ``Length``
+tool reads the group's first NUM: its value is the length shown, the SCOORD it is INFERRED
+FROM places it on that SCOORD's image (``MeasurementReport.getSetupMeasurementData``). Hence
+the prefix before the human identifier (the Tracking UID is unchanged) and the drawn group.
+The TID 1411 group cannot carry coordinates (its measurements are of the ROI the group names:
+TID 1419; highdicom refuses them), so the reader drops it with an error it catches and logs
+("No spatial coordinates group found"); it needs nothing from it. Not the ``Bidirectional``
+tool: it finds its NUMs by the Code Meanings "Long Axis" / "Short Axis", not PS3.16's "Long
+axis" / "Short axis". OHIF's SR display before tracking merges the groups of one Tracking UID
+and draws every SCOORD a NUM is inferred from (both axes) with those NUMs' values and the
+Comments; a tracked measurement is labelled with its group's Comment, hence the name first.
+Earlier SRs had, instead of the drawn group, the centre as a SCOORD3D point (TID 1410): without
+an image reference OHIF could show it only in a 3-D view, and being the group's own SCOORD it
+took the place of all other geometry; the centre is in the JSON (``center_lps_mm``).
+
+The Comment is a highdicom ``TextContentItem`` appended to the group highdicom built (its TID
 classes take coded qualitative evaluations only).
 
 The nodule type and the Lung-RADS sizes (axial long and short axis, mean diameter, solid
@@ -54,11 +79,13 @@ from collections.abc import Sequence
 
 import highdicom as hd
 import numpy as np
+import numpy.typing as npt
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
 from preread.domain import Finding, FindingConcept, PreReadResult
 from preread.reports import codes
+from preread.reports.axes import SliceAxes, centre_slice, slice_axes
 from preread.reports.errors import ReportError
 from preread.reports.seg import algorithm_parameters
 from preread.reports.series import (
@@ -72,7 +99,11 @@ from preread.reports.series import (
 )
 from preread.reports.uids import device_uid, report_uid, tracking_id, tracking_uid
 
-__all__ = ["build_sr", "library_images", "no_finding_text"]
+__all__ = ["OHIF_LENGTH_TOOL", "build_sr", "library_images", "no_finding_text"]
+
+OHIF_LENGTH_TOOL = "Cornerstone3DTools@^0.1.0:Length"
+"""The start of every finding's Tracking Identifier: the tool OHIF's SR reader draws the group
+with (see the module docstring)."""
 
 
 def no_finding_text(result: PreReadResult) -> str:
@@ -115,13 +146,14 @@ def build_sr(
         raise ReportError("a SEG was given for a result without findings")
     groups: list[
         hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
-        | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
         | hd.sr.MeasurementsAndQualitativeEvaluations
     ] = []
+    library = {str(ds.SOPInstanceUID) for ds in library_images(result, sources)}
     if seg is None:
         groups.append(_no_finding_group(result, uid_seed))
     else:
         segments = _segment_numbers(seg)
+        segmentation = _segmentation(seg)
         for finding in sorted(result.findings, key=lambda f: f.label):
             uid = tracking_uid(result, finding, uid_seed=uid_seed)
             if uid not in segments:
@@ -129,8 +161,12 @@ def build_sr(
                     f"the SEG {seg.sop_instance_uid} has no segment with the tracking UID "
                     f"{uid} of finding {finding.label} (was it built with another uid_seed?)"
                 )
+            axes = slice_axes(
+                finding, _drawn_long_axis(finding), sources, segmentation, segments[uid]
+            )
+            library.add(str(axes.image.SOPInstanceUID))  # the centre slice, but for a gap
             groups.append(_volumetric_group(result, finding, uid, seg, segments[uid]))
-            groups.append(_centre_group(result, finding, uid))
+            groups.append(_drawn_group(result, finding, uid, axes))
     model = result.model
     device = hd.sr.DeviceObserverIdentifyingAttributes(  # TEXT items: no length limit
         uid=device_uid(model),
@@ -151,7 +187,7 @@ def build_sr(
         language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
             codes.LANGUAGE
         ),
-        referenced_images=library_images(result, sources),
+        referenced_images=[ds for ds in sources if str(ds.SOPInstanceUID) in library],
     )
     series_uid = report_uid(result, "sr-series", uid_seed=uid_seed)
     sop_uid = report_uid(result, "sr-instance", uid_seed=uid_seed)
@@ -195,16 +231,23 @@ def library_images(result: PreReadResult, sources: Sequence[Dataset]) -> list[Da
     """
     if not result.findings:
         return [sources[0], sources[-1]] if len(sources) > 1 else [sources[0]]
-    orientation = np.asarray(sources[0].ImageOrientationPatient, dtype=np.float64)
-    normal = np.cross(orientation[:3], orientation[3:])
-    along = np.array(
-        [np.asarray(ds.ImagePositionPatient, dtype=np.float64) @ normal for ds in sources]
-    )
-    nearest = {
-        int(np.abs(along - np.asarray(f.center_lps_mm, dtype=np.float64) @ normal).argmin())
-        for f in result.findings
-    }
-    return [sources[k] for k in sorted(nearest)]
+    return [sources[k] for k in sorted({centre_slice(f, sources) for f in result.findings})]
+
+
+def _segmentation(seg: EncodedSeries) -> hd.seg.Segmentation:
+    """The SEG as highdicom's Segmentation (what :func:`~preread.reports.seg.build_seg` makes;
+    a SEG read from a file is converted)."""
+    if isinstance(seg.dataset, hd.seg.Segmentation):
+        return seg.dataset
+    return hd.seg.Segmentation.from_dataset(seg.dataset)
+
+
+def _drawn_long_axis(finding: Finding) -> float:
+    """The long axis a viewer draws: the axial one (Lung-RADS) when the model gives it, else
+    the 3-D one (depicted on the centre slice)."""
+    if finding.axial_long_axis_mm is not None:
+        return finding.axial_long_axis_mm
+    return finding.long_axis_mm
 
 
 def _algorithm(result: PreReadResult) -> hd.sr.AlgorithmIdentification:
@@ -219,7 +262,9 @@ def _algorithm(result: PreReadResult) -> hd.sr.AlgorithmIdentification:
 
 
 def _tracking(result: PreReadResult, finding: Finding, uid: str) -> hd.sr.TrackingIdentifier:
-    return hd.sr.TrackingIdentifier(uid=uid, identifier=tracking_id(finding, result.concept))
+    """TID 4108: the tool prefix OHIF's reader needs, then "AI nodule 1"; the shared UID."""
+    identifier = f"{OHIF_LENGTH_TOOL}:{tracking_id(finding, result.concept)}"
+    return hd.sr.TrackingIdentifier(uid=uid, identifier=identifier)
 
 
 def _finding_sites(concept: FindingConcept, finding: Finding) -> list[hd.sr.FindingSite]:
@@ -238,50 +283,88 @@ def _comment(text: str) -> hd.sr.TextContentItem:
     )
 
 
-def _measurements(result: PreReadResult, finding: Finding) -> list[hd.sr.Measurement]:
-    def measure(
-        name: Code,
-        value: float,
-        unit: Code,
-        derivation: Code | None = None,
-        method: Code | None = None,
-        site: Code | None = None,
-    ) -> hd.sr.Measurement:
-        return hd.sr.Measurement(
-            name=name,
-            value=value,
-            unit=unit,
-            derivation=derivation,
-            method=method,
-            finding_sites=None if site is None else [hd.sr.FindingSite(anatomic_location=site)],
-            algorithm_id=_algorithm(result),
-        )
+def _measure(
+    result: PreReadResult,
+    name: Code,
+    value: float,
+    unit: Code,
+    *,
+    derivation: Code | None = None,
+    method: Code | None = None,
+    site: Code | None = None,
+    drawn: tuple[npt.NDArray[np.float64], Dataset] | None = None,
+) -> hd.sr.Measurement:
+    """TID 300 with TID 4019; ``drawn``: the POLYLINE (and its image) it is INFERRED FROM."""
+    return hd.sr.Measurement(
+        name=name,
+        value=value,
+        unit=unit,
+        derivation=derivation,
+        method=method,
+        finding_sites=None if site is None else [hd.sr.FindingSite(anatomic_location=site)],
+        referenced_coordinates=None if drawn is None else [_polyline(*drawn)],
+        algorithm_id=_algorithm(result),
+    )
 
+
+def _measurements(result: PreReadResult, finding: Finding) -> list[hd.sr.Measurement]:
     mm = codes.MILLIMETER
     sizes = []  # the Lung-RADS sizes the model gives (none before 2.0.0)
     if finding.axial_long_axis_mm is not None:
         axial_long = round(finding.axial_long_axis_mm, 2)
-        sizes.append(measure(codes.LONG_AXIS, axial_long, mm, method=codes.AXIAL))
+        sizes.append(_measure(result, codes.LONG_AXIS, axial_long, mm, method=codes.AXIAL))
     if finding.short_axis_mm is not None:
         short = round(finding.short_axis_mm, 2)
-        sizes.append(measure(codes.SHORT_AXIS, short, mm, method=codes.AXIAL))
+        sizes.append(_measure(result, codes.SHORT_AXIS, short, mm, method=codes.AXIAL))
     if finding.mean_diameter_mm is not None:
-        sizes.append(measure(codes.MEAN_DIAMETER, round(finding.mean_diameter_mm, 2), mm))
+        mean = round(finding.mean_diameter_mm, 2)
+        sizes.append(_measure(result, codes.MEAN_DIAMETER, mean, mm))
     if finding.solid_component_long_axis_mm is not None:
         solid = round(finding.solid_component_long_axis_mm, 2)
-        sizes.append(measure(codes.LONG_AXIS, solid, mm, site=codes.SOLID_COMPONENT))
+        sizes.append(_measure(result, codes.LONG_AXIS, solid, mm, site=codes.SOLID_COMPONENT))
     return [
-        measure(codes.LONG_AXIS, round(finding.long_axis_mm, 2), codes.MILLIMETER),
+        _measure(result, codes.LONG_AXIS, round(finding.long_axis_mm, 2), mm),
         *sizes,
-        measure(codes.VOLUME, round(finding.volume_mm3, 1), codes.CUBIC_MILLIMETER),
-        measure(
+        _measure(result, codes.VOLUME, round(finding.volume_mm3, 1), codes.CUBIC_MILLIMETER),
+        _measure(
+            result,
             codes.MEAN_ATTENUATION,
             round(finding.mean_hu, 1),
             codes.HOUNSFIELD_UNIT,
             derivation=codes.MEAN,
         ),
-        measure(codes.PROBABILITY, round(100.0 * finding.probability, 2), codes.PERCENT),
+        _measure(result, codes.PROBABILITY, round(100.0 * finding.probability, 2), codes.PERCENT),
     ]
+
+
+def _drawn_measurements(
+    result: PreReadResult, finding: Finding, axes: SliceAxes
+) -> list[hd.sr.Measurement]:
+    """The long axis (the axial one when the model gives it, else the 3-D one) and the short
+    axis, each INFERRED FROM its polyline on the centre slice; the long axis first."""
+    long_axis = (axes.long_axis, axes.image)
+    if finding.axial_long_axis_mm is None:
+        value, method = finding.long_axis_mm, None
+    else:
+        value, method = finding.axial_long_axis_mm, codes.AXIAL
+    mm = codes.MILLIMETER
+    drawn = [_measure(result, codes.LONG_AXIS, round(value, 2), mm, method=method, drawn=long_axis)]
+    if finding.short_axis_mm is not None and axes.short_axis is not None:
+        short = round(finding.short_axis_mm, 2)
+        short_axis = (axes.short_axis, axes.image)
+        drawn.append(
+            _measure(result, codes.SHORT_AXIS, short, mm, method=codes.AXIAL, drawn=short_axis)
+        )
+    return drawn
+
+
+def _polyline(points: npt.NDArray[np.float64], image: Dataset) -> hd.sr.CoordinatesForMeasurement:
+    """TID 320: a two-point POLYLINE on ``image`` that a measurement is INFERRED FROM."""
+    return hd.sr.CoordinatesForMeasurement(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=np.asarray(points, dtype=np.float64),
+        source_image=hd.sr.SourceImageForRegion.from_source_image(image),
+    )
 
 
 def _qualitative_evaluations(finding: Finding) -> list[hd.sr.QualitativeEvaluation] | None:
@@ -318,23 +401,22 @@ def _volumetric_group(
     return group
 
 
-def _centre_group(
-    result: PreReadResult, finding: Finding, uid: str
-) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+def _drawn_group(
+    result: PreReadResult, finding: Finding, uid: str, axes: SliceAxes
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """TID 1501: the axes a viewer draws, on the centre slice (same tracking UID)."""
     concept = result.concept
-    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(result, finding, uid),
-        referenced_region=hd.sr.ImageRegion3D(
-            graphic_type=hd.sr.GraphicTypeValues3D.POINT,
-            graphic_data=np.asarray([finding.center_lps_mm], dtype=np.float64),
-            frame_of_reference_uid=result.frame_of_reference_uid,
-        ),
         finding_category=codes.code(concept.category),
         finding_type=codes.code(concept.finding),
         algorithm_id=_algorithm(result),
         finding_sites=_finding_sites(concept, finding),
-        geometric_purpose=codes.CENTER_OF_MASS,
+        measurements=_drawn_measurements(result, finding, axes),
     )
+    # OHIF labels the measurement it draws with the group's Comment: the finding's name first
+    group[0].ContentSequence.append(_comment(f"{tracking_id(finding, concept)}: {AI_NOTICE}"))
+    return group
 
 
 def _no_finding_group(

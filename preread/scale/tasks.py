@@ -156,6 +156,7 @@ class WorkerContext:
             lease_s=s.lease_s,
             tenant_of=s.tenant_of,
             series_limits=s.series_limits(),
+            outputs=frozenset(s.outputs),
         )
 
     def predictor(self, model_id: str, version: str) -> Predictor:

@@ -23,7 +23,9 @@ SCOPES: tuple[str, ...] = tuple(s.value for s in Scope)
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller of one request: an API client of one tenant, with the token's scopes."""
+    """The caller of one request: an API client of one tenant, with the token's scopes — or a
+    person signed in to the pages (``kind="user"``, ``client_id`` their username, the session
+    in place of a token), checked by the same enforcement point."""
 
     client_id: str
     tenant: str
@@ -31,6 +33,12 @@ class Principal:
     token_id: str
     rate_limit_per_minute: int
     purpose: str
+    kind: str = "client"
+
+    @property
+    def actor(self) -> str:
+        """Who the audit trail names: ``client:<id>`` or ``user:<username>``."""
+        return f"{self.kind}:{self.client_id}"
 
     def can(self, scope: Scope) -> bool:
         """``admin`` grants every scope within the tenant — not ``grants:manage``: a hospital

@@ -62,6 +62,12 @@ def job_record(row: JobRow) -> JobRecord:
         outputs=JobOutputs(
             sr=_stored(row.sr_series_uid, row.sr_sop_uid, row.orthanc_sr_series_id),
             seg=_stored(row.seg_series_uid, row.seg_sop_uid, row.orthanc_seg_series_id),
+            sc=tuple(
+                StoredObject(row.sc_series_uid, sop, row.orthanc_sc_series_id)
+                for sop in (row.sc_sop_uids or "").split()
+                if row.sc_series_uid
+            ),
+            kos=_stored(row.kos_series_uid, row.kos_sop_uid, row.orthanc_kos_series_id),
         ),
         outputs_removed_at=row.outputs_removed_at,
         created_at=row.created_at,

@@ -62,17 +62,32 @@ class StoredObject:
 @dataclass(frozen=True)
 class JobOutputs:
     """What a job wrote (or is about to write) into Orthanc, so that it can be removed when a
-    newer result supersedes it, or replaced when the same job is run again."""
+    newer result supersedes it, or replaced when the same job is run again.
+
+    ``sc`` are the Secondary Capture key images (one per finding, all in one series), ``kos``
+    the Key Object Selection document (``PREREAD_OUTPUTS``: either may be off)."""
 
     sr: StoredObject | None = None
     seg: StoredObject | None = None
+    sc: tuple[StoredObject, ...] = ()
+    kos: StoredObject | None = None
 
     def __bool__(self) -> bool:
-        return self.sr is not None or self.seg is not None
+        return bool(self.objects)
+
+    @property
+    def objects(self) -> tuple[StoredObject, ...]:
+        """Every object named, SR first."""
+        return tuple(o for o in (self.sr, self.seg, *self.sc, self.kos) if o is not None)
 
     def merged(self, newer: JobOutputs) -> JobOutputs:
         """These outputs with every object ``newer`` names replaced by ``newer``'s."""
-        return JobOutputs(sr=newer.sr or self.sr, seg=newer.seg or self.seg)
+        return JobOutputs(
+            sr=newer.sr or self.sr,
+            seg=newer.seg or self.seg,
+            sc=newer.sc or self.sc,
+            kos=newer.kos or self.kos,
+        )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -100,12 +101,22 @@ class JobRow(Base):
     timings: Mapped[dict[str, Any]]
     result: Mapped[dict[str, Any] | None]
     findings_count: Mapped[int | None] = mapped_column(Integer)
+    # the worklist's sort keys (preread.store.sizes; migration 0008)
+    largest_finding_mm: Mapped[float | None] = mapped_column(Float)
+    largest_solid_mm: Mapped[float | None] = mapped_column(Float)
     sr_series_uid: Mapped[str | None] = mapped_column(UID)
     sr_sop_uid: Mapped[str | None] = mapped_column(UID)
     orthanc_sr_series_id: Mapped[str | None] = mapped_column(ORTHANC_ID)
     seg_series_uid: Mapped[str | None] = mapped_column(UID)
     seg_sop_uid: Mapped[str | None] = mapped_column(UID)
     orthanc_seg_series_id: Mapped[str | None] = mapped_column(ORTHANC_ID)
+    # key images (migration 0006): the SC series and its instances' UIDs, space-separated
+    sc_series_uid: Mapped[str | None] = mapped_column(UID)
+    sc_sop_uids: Mapped[str | None] = mapped_column(Text)
+    orthanc_sc_series_id: Mapped[str | None] = mapped_column(ORTHANC_ID)
+    kos_series_uid: Mapped[str | None] = mapped_column(UID)
+    kos_sop_uid: Mapped[str | None] = mapped_column(UID)
+    orthanc_kos_series_id: Mapped[str | None] = mapped_column(ORTHANC_ID)
     outputs_removed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(index=True)
@@ -316,3 +327,118 @@ class AuditAnchorRow(Base):
     after_seq: Mapped[int] = mapped_column(BigInteger)
     after_hash: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime]
+
+
+class UserRow(Base):
+    """A person's local account in one tenant (see :mod:`preread.accounts`)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    username: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(Text)  # None: no local password
+    disabled_at: Mapped[datetime | None]
+    password_changed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("uq_users_username", "username", unique=True),
+        CheckConstraint("role IN ('radiologist', 'admin')", name="ck_users_role"),
+    )
+
+
+class UserSessionRow(Base):
+    """A signed-in browser: only the SHA-256 of its cookie's token is stored."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    method: Mapped[str] = mapped_column(String(16))  # how the user signed in: password, oidc
+    source: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)  # the absolute lifetime's end
+
+    __table_args__ = (Index("uq_user_sessions_token_hash", "token_hash", unique=True),)
+
+
+class OidcIdentityRow(Base):
+    """A person at a hospital's OpenID provider (issuer + ``sub``, which the provider never
+    reassigns) and the account they sign in to (see :mod:`preread.oidc`)."""
+
+    __tablename__ = "oidc_identities"
+
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime]
+    last_sign_in_at: Mapped[datetime]
+
+
+class OidcLoginRow(Base):
+    """A sign-in in progress at the OpenID provider: used once, within minutes. Only hashes of
+    the ``state`` and of the browser's binding cookie are stored."""
+
+    __tablename__ = "oidc_logins"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(String(128))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    next_path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ReviewRow(Base):
+    """A radiologist's signed review of one AI result (see :mod:`preread.reviews`).
+
+    Never updated but for ``stored_at``: a new signature is a new row whose ``version`` is one
+    more than the study's and model's newest and whose ``supersedes_id`` names it (the unique
+    index keeps two signatures from taking the same version). ``content`` is the versioned
+    typed record (assessments, added nodules with their masks; :mod:`preread.reviews.codec`).
+    """
+
+    __tablename__ = "reviews"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    study_instance_uid: Mapped[str] = mapped_column(UID)
+    model_id: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(JOB_ID, ForeignKey("jobs.id"), index=True)
+    ai_sr_sop_uid: Mapped[str] = mapped_column(UID)
+    version: Mapped[int] = mapped_column(Integer)
+    supersedes_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("reviews.id"))
+    reviewer_id: Mapped[str] = mapped_column(String(64))
+    reviewer_name: Mapped[str] = mapped_column(Text)
+    signed_at: Mapped[datetime]
+    content: Mapped[dict[str, Any]]
+    sr_series_uid: Mapped[str] = mapped_column(UID)
+    sr_sop_uid: Mapped[str] = mapped_column(UID)
+    seg_series_uid: Mapped[str | None] = mapped_column(UID)
+    seg_sop_uid: Mapped[str | None] = mapped_column(UID)
+    stored_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(
+            "uq_reviews_study_model_version",
+            "study_instance_uid",
+            "model_id",
+            "version",
+            unique=True,
+        ),
+        Index("ix_reviews_tenant_study_instance_uid", "tenant", "study_instance_uid"),
+        CheckConstraint("version >= 1", name="ck_reviews_version"),
+    )

@@ -35,6 +35,7 @@ from preread.store.records import (
     Sweep,
 )
 from preread.store.schema import JobRow, SeriesDecisionRow, StudyRow, WatcherStateRow
+from preread.store.sizes import largest_sizes
 from preread.store.states import IN_PROGRESS, JobState, check_transition
 from preread.store.webhooks import enqueue_event, event_payload
 
@@ -363,6 +364,7 @@ class Transaction:
         if state is JobState.DONE:
             findings = (row.result or {}).get("findings")
             row.findings_count = len(findings) if isinstance(findings, list) else None
+            row.largest_finding_mm, row.largest_solid_mm = largest_sizes(row.result)
         self.session.flush()
         if row.rerun_fingerprint is None:
             self._announce(row, state, now)
@@ -470,3 +472,12 @@ def _set_outputs(row: JobRow, outputs: JobOutputs) -> None:
     row.seg_series_uid = seg.series_instance_uid if seg else None
     row.seg_sop_uid = seg.sop_instance_uid if seg else None
     row.orthanc_seg_series_id = seg.orthanc_series_id if seg else None
+    sc, kos = outputs.sc, outputs.kos
+    if len({(o.series_instance_uid, o.orthanc_series_id) for o in sc}) > 1:
+        raise ValueError("the key images of one job are one series")
+    row.sc_series_uid = sc[0].series_instance_uid if sc else None
+    row.sc_sop_uids = " ".join(o.sop_instance_uid for o in sc) if sc else None
+    row.orthanc_sc_series_id = sc[0].orthanc_series_id if sc else None
+    row.kos_series_uid = kos.series_instance_uid if kos else None
+    row.kos_sop_uid = kos.sop_instance_uid if kos else None
+    row.orthanc_kos_series_id = kos.orthanc_series_id if kos else None

@@ -54,9 +54,11 @@ EVENT_TYPES = (
     "preread.failed",
     "preread.not_applicable",
     "preread.not_authorized",
+    "preread.reviewed",
 )
 """The events a webhook can subscribe to: a job finished ``done``, ``failed``,
-``not_applicable``, ``not_authorized`` (no grant covers the study)."""
+``not_applicable``, ``not_authorized`` (no grant covers the study); a radiologist signed a
+review of a result (``preread.reviewed``, :mod:`preread.reviews`)."""
 
 MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 500

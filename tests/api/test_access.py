@@ -7,6 +7,14 @@ an ``access.refused`` record naming the route; and with a grant in force it must
 success record naming the route and the study. A new route with a ``{study_uid}``-style
 parameter that skips the check fails here without anyone listing it.
 
+The routes people use signed in by cookie (the pages, ``/ui/…``, and whatever else asks for
+the reader) are walked the same way as a signed-in radiologist of each case's tenant (session
+cookie and CSRF header); a reader's purpose of use is always clinical-preread,
+so the case of a token declaring another purpose is theirs as the case of a tenant whose only
+grant is for another purpose. The DICOMweb proxy (``/dicomweb``) records a study's access once
+per reader session and window (``preread.dicomweb.ledger``): each of its requests here comes
+from a new session of the case's reader.
+
 Then the tenant check itself: another tenant's study, even one in the view cache, is answered
 exactly like a missing one, and through the same calls (cache spy and SQL at the engine).
 """
@@ -21,18 +29,25 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
+from pydicom.uid import generate_uid
 from sqlalchemy import event
 from starlette.routing import BaseRoute, Route
 
+from preread.accounts import Role
 from preread.audit import AuditLog, AuditRecord, Outcome
 from preread.grants import GrantSpec, Purpose
+from preread.ui import page_reader, xhr_reader
+from preread.ui.csrf import HEADER, SESSION_COOKIE, session_token_for_csrf
 from tests.api.conftest import Api, finding, grant
 
 _PLATFORM = "the authorization platform's own records (scope grants:manage), no study data"
 _HOOKS = "the tenant's webhook settings and outbox: ids only, no study content"
 _OPS = "operations: no patient data (counts and states only)"
 _DOCS = "the API's own documentation"
+_VIEWER = "static files (the OHIF Viewer, preread.api.viewer), no study data"
+_SIGN_IN = "people sign in and out (preread.ui): accounts and sessions, no study data"
 ALLOWED: dict[str, str] = {
     "/oauth/token": "issues tokens; no study data",
     "/oauth/jwks.json": "public keys",
@@ -53,8 +68,18 @@ ALLOWED: dict[str, str] = {
     "/docs": _DOCS,
     "/docs/oauth2-redirect": _DOCS,
     "/redoc": _DOCS,
+    "/viewer": _VIEWER,
+    "/viewer/{path:path}": _VIEWER,
+    "/ui/login": _SIGN_IN,
+    "/ui/logout": _SIGN_IN,
+    "/ui/login/oidc": _SIGN_IN,  # OpenID Connect (preread.ui.oidc)
+    "/ui/oidc/callback": _SIGN_IN,
+    "/ui/static/preread.css": "the pages' stylesheet",
+    "/ui/static/review.js": "the review page's script",
 }
 STUDY_PARAMS = ("study_uid", "job_id")
+OTHER_UIDS = ("series_uid", "instance_uid")  # the DICOMweb proxy's paths below a study
+SAMPLES = {"frames": "1", "tag_path": "7fe00010"}  # in the formats of preread.api.ids
 NOW = datetime.now(UTC)
 
 
@@ -67,12 +92,26 @@ class Case:
     study_uid: str
     job_id: str
     tenant: str
+    reader_headers: dict[str, str]
+    """A signed-in radiologist of ``tenant``: the session cookie and the CSRF header."""
+    for_readers: bool = True
+    """Whether the case exists for a signed-in reader (whose purpose is clinical-preread)."""
+
+
+def _reader(api: Api, tenant: str) -> dict[str, str]:
+    accounts, sessions = api.services.accounts, api.services.sessions
+    assert accounts is not None and sessions is not None
+    user = accounts.create(tenant, f"reader-{len(api.created)}", Role.RADIOLOGIST, password=None,
+                           by="tests")  # fmt: skip
+    token = sessions.start(user.id, method="test").token
+    return {"Cookie": f"{SESSION_COOKIE}={token}", HEADER: session_token_for_csrf(token)}
 
 
 def _case(api: Api, name: str, tenant: str, purpose: str = "clinical-preread") -> Case:
     facts, job = api.study(tenant, (finding(1, "left", 9.0),))
     return Case(name, api.token(tenant, "admin", purpose=purpose), facts.study_instance_uid,
-                job.id, tenant)  # fmt: skip
+                job.id, tenant, _reader(api, tenant),
+                for_readers=purpose == "clinical-preread")  # fmt: skip
 
 
 def _cases(api: Api) -> tuple[list[Case], Case]:
@@ -87,11 +126,13 @@ def _cases(api: Api) -> tuple[list[Case], Case]:
     api.grants.create(expired)
     revoked = grant(api.grants, "walk-revoked")
     api.grants.revoke(revoked.id, by="tests", reason="withdrawn")
+    grant(api.grants, "walk-purpose", Purpose.QUALITY_REVIEW)
     bad = [
         _case(api, "no grant", "walk-none"),
         _case(api, "expired", "walk-expired"),
         _case(api, "revoked", "walk-revoked"),
         _case(api, "wrong purpose", "hosp-a", purpose="quality-review"),
+        _case(api, "grant for another purpose", "walk-purpose"),
     ]
     return bad, _case(api, "in force", "hosp-a")
 
@@ -106,6 +147,20 @@ def _routes(routes: list[BaseRoute]) -> Iterator[tuple[str, str, APIRoute | Rout
                 yield method, str(context.path), route
 
 
+def _by_cookie(route: APIRoute | Route) -> bool:
+    """Whether the route is signed in by the session cookie (asks for the reader)."""
+    if not isinstance(route, APIRoute):
+        return False
+    readers = (page_reader, xhr_reader)
+
+    def calls(dependant: Dependant) -> Iterator[object]:
+        for dependency in dependant.dependencies:
+            yield dependency.call
+            yield from calls(dependency)
+
+    return any(call in readers for call in calls(route.dependant))
+
+
 def _url(path: str, route: APIRoute | Route, case: Case) -> str:
     params = route.dependant.path_params if isinstance(route, APIRoute) else []
     for param in params:
@@ -114,12 +169,27 @@ def _url(path: str, route: APIRoute | Route, case: Case) -> str:
             value = case.study_uid
         elif param.name == "job_id":
             value = case.job_id
+        elif param.name in OTHER_UIDS:
+            value = str(generate_uid())
+        elif param.name in SAMPLES:
+            value = SAMPLES[param.name]
         elif isinstance(kind, type) and issubclass(kind, enum.Enum):
             value = str(next(iter(kind)).value)
         else:
             pytest.fail(f"{path}: no value for {{{param.name}}}: teach this test its format")
         path = path.replace(f"{{{param.name}}}", quote(value, safe=""))
+        path = path.replace(f"{{{param.name}:path}}", quote(value, safe=""))
     return path
+
+
+def _new_session(api: Api, reader_headers: dict[str, str]) -> dict[str, str]:
+    """The same reader as ``reader_headers``, in a session of its own."""
+    sessions = api.services.sessions
+    assert sessions is not None
+    found = sessions.resolve(reader_headers["Cookie"].removeprefix(f"{SESSION_COOKIE}="))
+    assert found is not None
+    token = sessions.start(found.reader.user_id, method="test").token
+    return {"Cookie": f"{SESSION_COOKIE}={token}", HEADER: session_token_for_csrf(token)}
 
 
 def _new_records(api: Api, seen: int) -> list[AuditRecord]:
@@ -141,9 +211,15 @@ def test_every_route_that_touches_a_study_checks_its_grant_and_audits(api: Api) 
             continue
         checked.append(f"{method} {path}")
         name = route.name
+        page = _by_cookie(route)
         for case in [*bad, good]:
+            if page and not case.for_readers:
+                continue
             seen = len(list(AuditLog(api.store.engine).records()))
-            answer = api.client.request(method, _url(path, route, case), headers=case.headers)
+            headers = case.reader_headers if page else case.headers
+            if path.startswith("/dicomweb"):
+                headers = _new_session(api, headers)
+            answer = api.client.request(method, _url(path, route, case), headers=headers)
             new = _new_records(api, seen)
             mine = [r.event for r in new if r.event.detail.get("route") == name]
             where = f"{method} {path} with {case.name}: {answer.status_code} {answer.text[:200]}"
@@ -162,6 +238,10 @@ def test_every_route_that_touches_a_study_checks_its_grant_and_audits(api: Api) 
                 ], where
     # the walk reached the study routes (a sanity check on the discovery, not a list to keep)
     assert "POST /api/v1/studies/{study_uid}/analyze" in checked
+    assert "GET /api/v1/studies/{study_uid}/reviews" in checked
+    assert "GET /ui/studies/{study_uid}" in checked and "GET /ui/" in checked
+    frames = "/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{instance_uid}/frames"
+    assert "GET /dicomweb/studies" in checked and f"GET {frames}/{{frames}}" in checked
     assert len(checked) >= 7, checked
 
 

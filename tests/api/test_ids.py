@@ -30,6 +30,10 @@ VALID = {
     "delivery_id": "msg_" + "0" * 32,
     "model_id": "lung-nodule",
     "version": "1.0.0",
+    "series_uid": "1.2.840.99.2",  # the DICOMweb proxy's (preread.dicomweb)
+    "instance_uid": "1.2.840.99.3",
+    "frames": "1",
+    "tag_path": "7fe00010",
 }
 MALFORMED = ["%00", "1%002", "1..2", "1" * 300, "%C3%A9", "%20"]  # as sent (URL-encoded)
 
@@ -63,9 +67,8 @@ def test_malformed_path_ids_are_404_on_every_route(
                 values = {**VALID, **fixed, param.name: bad}
                 path = str(context.path)
                 for name, value in values.items():
-                    path = path.replace(
-                        f"{{{name}}}", value if name == param.name else quote(value)
-                    )
+                    for template in (f"{{{name}}}", f"{{{name}:path}}"):
+                        path = path.replace(template, value if name == param.name else quote(value))
                 for method in (route.methods or set()) - {"HEAD"}:
                     answer = api.client.request(method, path, headers=headers)
                     where = f"{method} {path[:120]}: {answer.status_code} {answer.text[:200]}"

@@ -409,13 +409,15 @@ def test_read_results_and_an_all_sr_folder(tmp_path: Path, predictor: Predictor)
     done = read_folder(tmp_path / "in", predictor, tmp_path / "out")[0]
 
     assert done.status == "done" and len(done.preread["findings"]) == 1  # type: ignore[index]
-    assert [p.name for p in done.files] == ["SR.dcm", "SEG.dcm"]
+    # PREREAD_OUTPUTS' default: SR, SEG, a key image per finding (SC) and the KOS
+    assert [p.name for p in done.files] == ["SR.dcm", "SEG.dcm", "SC-1.dcm", "KOS.dcm"]
     assert done.skipped and "notes.txt" in done.skipped[0]  # a skipped file is never silent
     own = read_folder(tmp_path / "out", predictor)[0]
     assert own.status == "not_applicable"
     assert (
         own.reason
-        == "no CT image series: found only SEG, SR (PreRead's own results, never read as input)"
+        == "no CT image series: found only KO, OT, SEG, SR (PreRead's own results, never read "
+        "as input)"
     )
     (tmp_path / "sr").mkdir()
     _sr(datasets[0].StudyInstanceUID).save_as(tmp_path / "sr" / "x.dcm")

@@ -42,7 +42,10 @@ def test_read_cli_prints_json_and_writes_sr_and_seg(
         assert len(f["center_lps_mm"]) == 3
         assert f["long_axis_mm"] > 0 and f["volume_mm3"] > 0 and 0 < f["probability"] <= 1
     written = sorted(p.name for p in (out / easy_study.study_uid).iterdir())
-    assert written == (["SEG.dcm", "SR.dcm"] if pre["findings"] else ["SR.dcm"])
+    key_objects = ["KOS.dcm", *sorted(f"SC-{f['label']}.dcm" for f in pre["findings"])]
+    assert written == (
+        sorted([*key_objects, "SEG.dcm", "SR.dcm"]) if pre["findings"] else ["SR.dcm"]
+    )
     sr = pydicom.dcmread(out / easy_study.study_uid / "SR.dcm")
     assert sr.StudyInstanceUID == easy_study.study_uid
     assert (

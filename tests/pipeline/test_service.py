@@ -23,6 +23,7 @@ import pydicom
 import pytest
 from fastapi.testclient import TestClient
 
+from dicom_gateway.client import OrthancClient
 from dicom_gateway.orthanc_server import (
     DicomPeer,
     OrthancConfig,
@@ -30,6 +31,7 @@ from dicom_gateway.orthanc_server import (
     free_port,
 )
 from preread.grants import GrantSpec, Purpose
+from preread.outputs import Output
 from preread.service import Service
 from preread.settings import Settings
 from preread.store import JobRecord, JobState
@@ -124,13 +126,16 @@ def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
         assert job.state is JobState.DONE, job.reason
         assert job.provider_used == "CPUExecutionProvider"
         assert set(job.timings) >= {"fetch", "decode", "volume", "infer", "encode", "store"}
-        assert [m for m, _ in ai_series(orthanc, easy_study.study_uid)] == ["SEG", "SR"]
+        # SEG, SR, the key images (SC, modality OT) and the KOS (KO): PREREAD_OUTPUTS' default
+        kinds = [m for m, _ in ai_series(orthanc, easy_study.study_uid)]
+        assert kinds == ["KO", "OT", "SEG", "SR"]
         assert job.outputs.sr is not None and job.outputs.seg is not None
         check_api(service, job, hook_secret, receiver)
         receiver.stop()
         client = orthanc.client()
         sr = client.series_datasets(easy_study.study_uid, job.outputs.sr.series_instance_uid)
         seg = client.series_datasets(easy_study.study_uid, job.outputs.seg.series_instance_uid)
+        check_key_objects(client, job)
     assert len(sr) == 1 and len(seg) == 1
     sr_path = tmp_path / "sr.dcm"
     sr[0].save_as(sr_path, enforce_file_format=True)
@@ -154,6 +159,28 @@ def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
     assert hits, f"the {EASY[0][1]} mm nodule at {centre} was not found"
     assert abs(hits[0]["long_axis_mm"] - EASY[0][1]) <= 3.0
     assert pydicom.dcmread(sr_path).PatientID == easy_study.patient_id
+
+
+def check_key_objects(client: OrthancClient, job: JobRecord) -> None:
+    """The job recorded and Orthanc holds one RGB key image per finding, each derived from a
+    CT slice of the series read, and one KOS flagging those slices."""
+    assert job.result is not None and job.outputs.kos is not None
+    n = len(job.result["findings"])
+    assert n >= 1 and len(job.outputs.sc) == n
+    study_uid = job.study_instance_uid
+    images = client.series_datasets(study_uid, job.outputs.sc[0].series_instance_uid)
+    assert sorted(ds.SOPInstanceUID for ds in images) == sorted(
+        o.sop_instance_uid for o in job.outputs.sc
+    )
+    sources = set()
+    for ds in images:
+        assert ds.BurnedInAnnotation == "YES" and ds.PhotometricInterpretation == "RGB"
+        sources.add(ds.SourceImageSequence[0].ReferencedSOPInstanceUID)
+    (kos,) = client.series_datasets(study_uid, job.outputs.kos.series_instance_uid)
+    (evidence,) = kos.CurrentRequestedProcedureEvidenceSequence
+    (series,) = evidence.ReferencedSeriesSequence
+    assert series.SeriesInstanceUID == job.series_instance_uid
+    assert {i.ReferencedSOPInstanceUID for i in series.ReferencedSOPSequence} == sources
 
 
 def check_api(service: Service, job: JobRecord, hook_secret: str, receiver: Receiver) -> None:
@@ -236,9 +263,9 @@ def test_study_sent_twice_has_one_current_result(
         time.sleep(3)  # longer than StableAge: a second StableStudy would have arrived
         service.watcher.reconcile()
         jobs = service.store.history(second_study.study_uid)
-        assert [j.id for j in jobs] == [first.id]
+        assert [j.id for j in jobs] == [first.id]  # the key images did not change the study
         kinds = [m for m, _ in ai_series(orthanc, second_study.study_uid)]
-        assert kinds.count("SR") == 1
+        assert kinds == ["KO", "OT", "SEG", "SR"]
 
 
 def test_study_that_grows_is_read_again_and_the_old_result_removed(
@@ -253,6 +280,7 @@ def test_study_that_grows_is_read_again_and_the_old_result_removed(
         first = wait_final(service, growing_study.study_uid)
         assert first.state is JobState.DONE, first.reason
         old = ai_series(orthanc, growing_study.study_uid)
+        assert [m for m, _ in old] == ["KO", "OT", "SEG", "SR"]
         assert storescu(orthanc, rest).returncode == 0
         second = wait_final(service, growing_study.study_uid, previous=first.id)
         assert second.state is JobState.DONE, second.reason
@@ -260,8 +288,8 @@ def test_study_that_grows_is_read_again_and_the_old_result_removed(
         history = service.store.history(growing_study.study_uid)
         assert {j.state for j in history} == {JobState.DONE, JobState.SUPERSEDED}
         now = ai_series(orthanc, growing_study.study_uid)
-        assert [m for m, _ in now].count("SR") == 1
-        assert not set(now) & set(old), "the superseded SR/SEG series must be gone"
+        assert [m for m, _ in now] == ["KO", "OT", "SEG", "SR"]
+        assert not set(now) & set(old), "the superseded SR/SEG/SC/KOS series must be gone"
 
 
 def test_watcher_restarted_mid_stream_misses_and_doubles_nothing(
@@ -274,10 +302,10 @@ def test_watcher_restarted_mid_stream_misses_and_doubles_nothing(
         service.start_loop()
         assert storescu(orthanc, [a.ct_dir]).returncode == 0
         wait_final(service, a.study_uid)
-    # PreRead is down while b arrives and becomes stable
+    # PreRead is down while b arrives and becomes stable; it comes back writing no key images
     assert storescu(orthanc, [b.ct_dir]).returncode == 0
     time.sleep(2.5)
-    with Service(settings) as service:
+    with Service(settings.model_copy(update={"outputs": [Output.SR, Output.SEG]})) as service:
         authorize(service)
         service.start_loop()
         job_b = wait_final(service, b.study_uid)
@@ -285,6 +313,9 @@ def test_watcher_restarted_mid_stream_misses_and_doubles_nothing(
         assert len(service.store.history(a.study_uid)) == 1
         assert len(service.store.history(b.study_uid)) == 1
         assert job_b.attempts == 1
+        assert job_b.outputs.sc == () and job_b.outputs.kos is None
+        assert [m for m, _ in ai_series(orthanc, b.study_uid)] == ["SEG", "SR"]
+        assert [m for m, _ in ai_series(orthanc, a.study_uid)] == ["KO", "OT", "SEG", "SR"]
 
 
 def test_non_ct_study_is_not_applicable_and_nothing_is_written(

@@ -445,17 +445,99 @@ def test_sr_carries_exactly_the_type_and_sizes_each_finding_has(study: Study, wh
             assert evaluations == always | {("RID46010", "RADLEX"): (code, "RADLEX")}
 
 
-def test_sr_centre_points_in_the_frame_of_reference(study: Study) -> None:
-    report = _report(study, study.sr, "sr-read")
-    planar = report.get_planar_roi_measurement_groups()
-    assert len(planar) == len(study.result.findings)
-    for group, finding in zip(planar, study.result.findings, strict=True):
-        assert str(group.tracking_uid) == tracking_uid(study.result, finding)
-        region = group.roi
-        assert region is not None
-        assert region.graphic_type.value == "POINT"
-        assert region.frame_of_reference_uid == study.result.frame_of_reference_uid
-        assert np.allclose(region.value[0], finding.center_lps_mm, atol=1e-3)
+def _value_types(items: Any) -> set[str]:
+    """Every content item's value type in the tree under ``items``."""
+    types: set[str] = set()
+    for item in items:
+        types.add(str(item.ValueType))
+        types |= _value_types(item.get("ContentSequence", []))
+    return types
+
+
+def _polyline_mm(coordinates: Any, image: Dataset) -> npt.NDArray[np.float64]:
+    """A SCOORD's two points as in-plane (x, y) millimetres of ``image``."""
+    assert coordinates.graphic_type.value == "POLYLINE"
+    (source,) = coordinates.ContentSequence
+    assert source.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == image.SOPInstanceUID
+    row_mm, column_mm = (float(v) for v in image.PixelSpacing)
+    points = np.asarray(coordinates.value, dtype=np.float64)
+    assert points.shape == (2, 2)
+    return points * [column_mm, row_mm]
+
+
+@pytest.mark.parametrize("which", ["result", "typed", "mixed"])
+def test_sr_draws_each_finding_on_its_centre_slice(study: Study, which: str) -> None:
+    """Per finding a TID 1501 group (same tracking UID) whose first measurement is the long axis
+    PreRead reports (the axial one when the model gives it), INFERRED FROM a two-point POLYLINE
+    on the source slice through the finding's centre, exactly as long; the short axis, when
+    given, perpendicular to it; and no SCOORD3D anywhere (what kept OHIF to a 3-D view)."""
+    result, encoded = {
+        "result": (study.result, study.sr),
+        "typed": (study.typed, study.typed_sr),
+        "mixed": (study.mixed, study.mixed_sr),
+    }[which]
+    sr = _read_sr(study, encoded, f"sr-drawn-{which}")
+    report = _report(study, encoded, f"sr-drawn-{which}")
+    assert report.get_planar_roi_measurement_groups() == []
+    assert "SCOORD3D" not in _value_types(sr.ContentSequence)
+    drawn = report.get_image_measurement_groups()
+    assert len(drawn) == len(result.findings)
+    z = np.array([float(ds.ImagePositionPatient[2]) for ds in study.by_k])  # axial: normal ∥ z
+    for group, finding in zip(drawn, result.findings, strict=True):
+        assert str(group.tracking_uid) == tracking_uid(result, finding)
+        identifier = f"Cornerstone3DTools@^0.1.0:Length:AI nodule {finding.label}"
+        assert str(group.tracking_identifier) == identifier
+        image = study.by_k[int(np.argmin(np.abs(z - finding.center_lps_mm[2])))]
+        first, *rest = group.get_measurements()
+        axial = finding.axial_long_axis_mm is not None
+        assert _code(first.name) == "103339001"
+        assert (first.method is not None and _code(first.method) == "24422004") == axial
+        figure = finding.axial_long_axis_mm if axial else finding.long_axis_mm
+        assert figure is not None and first.value == pytest.approx(round(figure, 2))
+        (coordinates,) = first.referenced_coordinates
+        long_axis = _polyline_mm(coordinates, image)
+        assert float(np.linalg.norm(long_axis[1] - long_axis[0])) == pytest.approx(figure, abs=1e-3)
+        if finding.short_axis_mm is None:
+            assert rest == []
+        else:
+            (short,) = rest
+            assert _code(short.name) == "103340004"
+            assert short.value == pytest.approx(finding.short_axis_mm)
+            (coordinates,) = short.referenced_coordinates
+            short_axis = _polyline_mm(coordinates, image)
+            across = short_axis[1] - short_axis[0]
+            assert float(np.linalg.norm(across)) == pytest.approx(finding.short_axis_mm, abs=1e-3)
+            along = long_axis[1] - long_axis[0]
+            cosine = float(across @ along) / float(np.linalg.norm(across) * np.linalg.norm(along))
+            assert abs(cosine) < 1e-5  # perpendicular (GraphicData is float32)
+        comments = [i.value for i in group[0].ContentSequence if i.name.meaning == "Comment"]
+        assert comments == [f"AI nodule {finding.label}: {AI_NOTICE}"]
+
+
+def test_sr_draws_a_finding_off_its_centre_slice_on_the_nearest_slice_it_covers(
+    study: Study,
+) -> None:
+    """A centre off the segment's slices (a resampled sliver can leave a gap): the axes go on
+    the nearest slice the segment covers, and that image joins the Image Library."""
+    z = np.array([float(ds.ImagePositionPatient[2]) for ds in study.by_k])
+    first = study.result.findings[0]
+    covered = np.flatnonzero((study.labels == first.label).any(axis=(1, 2)))
+    outside = int(covered.max()) + 3 if covered.max() + 3 < len(z) else int(covered.min()) - 3
+    assert 0 <= outside < len(z)
+    x, y, _ = first.center_lps_mm
+    moved = replace(first, center_lps_mm=(x, y, float(z[outside])))
+    result = replace(study.result, findings=(moved, *study.result.findings[1:]))
+    seg = build_seg(result, study.by_k, study.labels)
+    assert seg is not None
+    encoded = build_sr(result, study.by_k, seg)
+    nearest = int(covered[np.argmin(np.abs(covered - outside))])
+    report = _report(study, encoded, "sr-gap")
+    group = report.get_image_measurement_groups()[0]
+    (coordinates,) = group.get_measurements()[0].referenced_coordinates
+    _polyline_mm(coordinates, study.by_k[nearest])  # on that image
+    listed = set(_image_library(_read_sr(study, encoded, "sr-gap")))
+    drawn_on, centred_on = study.by_k[nearest], study.by_k[outside]
+    assert {str(drawn_on.SOPInstanceUID), str(centred_on.SOPInstanceUID)} <= listed
 
 
 def test_sr_observer_is_the_model_and_algorithm_names_the_provider(study: Study) -> None:

@@ -113,7 +113,8 @@ def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
         conn.execute(
             text(
                 "TRUNCATE webhook_deliveries, webhooks, idempotency_keys, api_clients, studies,"
-                " series_decisions, watcher_state, jobs, grants, audit_events, audit_anchor"
+                " series_decisions, watcher_state, reviews, jobs, grants, audit_events,"
+                " audit_anchor"
             )
         )
 

@@ -32,6 +32,11 @@ TABLES = {
     "grants",
     "audit_events",
     "audit_anchor",
+    "users",
+    "user_sessions",
+    "reviews",
+    "oidc_identities",
+    "oidc_logins",
     "alembic_version",
 }
 

@@ -358,6 +358,30 @@ def test_a_retry_that_wrote_other_objects_replaces_the_recorded_outputs(
     assert store.finish_done(job.id, "w2", {"findings": []}).job.outputs == JobOutputs(sr=newer)
 
 
+def test_key_images_and_kos_are_recorded_and_replaced_with_the_other_outputs(
+    store: JobStore, clock: FakeClock
+) -> None:
+    """The SC series (one instance per finding) and the KOS round-trip through the store, and a
+    retry's ``replace_outputs`` without them (switched off) records none."""
+    sc = tuple(StoredObject("1.2.3.400", f"1.2.3.40{n}", "sc-orthanc-id") for n in (1, 2))
+    kos = StoredObject("1.2.3.500", "1.2.3.501", "kos-orthanc-id")
+    job = store.enqueue(STUDY, ORTHANC, MODEL, FP).job
+    store.claim(job.id, "w1", 60)
+    store.advance(job.id, "w1", JobState.INFERRING)
+    outputs = JobOutputs(sr=SR, seg=SEG, sc=sc, kos=kos)
+    written = store.advance(job.id, "w1", JobState.WRITING, JobUpdate(outputs=outputs))
+    assert written.outputs == outputs
+    assert [o.orthanc_series_id for o in written.outputs.objects] == [
+        "sr-orthanc-id", "seg-orthanc-id", "sc-orthanc-id", "sc-orthanc-id", "kos-orthanc-id",
+    ]  # fmt: skip
+    clock.advance(61)
+    assert store.claim(job.id, "w2", 60) is not None
+    assert store.get(job.id).outputs == outputs  # what attempt 1 may have written is known
+    store.advance(job.id, "w2", JobState.INFERRING)
+    update = JobUpdate(outputs=JobOutputs(sr=SR, seg=SEG), replace_outputs=True)
+    assert store.advance(job.id, "w2", JobState.WRITING, update).outputs == JobOutputs(SR, SEG)
+
+
 def test_renew_lease(store: JobStore, clock: FakeClock) -> None:
     job = store.enqueue(STUDY, ORTHANC, MODEL, FP).job
     store.claim(job.id, "w1", 60)

@@ -23,7 +23,9 @@ from preread.reports.context import ReportInput
 from preread.reports.fhir import FHIR_JSON, fhir_json
 from preread.reports.hl7 import HL7_MEDIA_TYPE, Hl7Options, to_oru
 from preread.reports.html import HTML_MEDIA_TYPE, to_html
+from preread.reports.review import ReportOut, ReviewOut
 from preread.results import report_input
+from preread.reviews import ReviewStore, review_out
 from preread.security import Scope
 from preread.store import JobRecord, StudyRecord
 
@@ -118,9 +120,21 @@ def _render(services: Services, access: StudyAccess, fmt: Format) -> Response:
         )
     assert services.renders is not None
     body = services.renders.get(
-        _render_key(study, job, tenant, fmt), lambda: _bytes(report_input(study, job), fmt, tenant)
+        _render_key(study, job, tenant, fmt),
+        lambda: _bytes(
+            report_input(study, job, current_review(services, tenant, job)), fmt, tenant
+        ),
     )
     return Response(body, media_type=_MEDIA[fmt])
+
+
+def current_review(services: Services, tenant: str, job: JobRecord) -> ReviewOut | None:
+    """The radiologist's current review of the reading ``job`` (None: not reviewed). A new
+    review moves the study record's ``updated_at``, so it is part of every render key."""
+    found = ReviewStore(services.store).current_of(
+        tenant, job.study_instance_uid, job.model_id, job.id
+    )
+    return None if found is None else review_out(found, current=True)
 
 
 _MEDIA = {
@@ -132,6 +146,8 @@ _MEDIA = {
 
 
 def _render_key(study: StudyRecord, job: JobRecord, tenant: str, fmt: Format) -> Hashable:
+    # study.updated_at also moves when a review of the study is signed or stored
+    # (preread.reviews.store): a new review never meets an old rendering
     return (job.id, job.finished_at, study.updated_at, tenant, fmt.value)
 
 
@@ -150,7 +166,7 @@ async def _respond(services: Services, access: StudyAccess, fmt: Format) -> Resp
 
 def _bytes(report: ReportInput, fmt: Format, tenant: str) -> bytes:
     if fmt is Format.JSON:
-        return report.preread.model_dump_json().encode()
+        return ReportOut(**dict(report.preread), review=report.review).model_dump_json().encode()
     if fmt is Format.FHIR:
         return fhir_json(report)
     if fmt is Format.HL7:
@@ -207,8 +223,9 @@ async def report_as(
     return await _respond(services, access, fmt)
 
 
-@router.get("/studies/{study_uid}/preread", response_model=PreReadOut)
+@router.get("/studies/{study_uid}/preread", response_model=ReportOut)
 async def preread_json(
+    services: ServicesDep,
     access: Annotated[
         StudyAccess,
         Depends(
@@ -220,5 +237,8 @@ async def preread_json(
     study_uid: str,
     model_id: ModelQuery = None,
 ) -> PreReadOut:
-    """The current pre-read as PreRead JSON (the same as ``/report/json``)."""
-    return PreReadOut.model_validate(access.view.report_job().result)
+    """The current pre-read as PreRead JSON, with the radiologist's current review of it (the
+    same as ``/report/json``)."""
+    job = access.view.report_job()
+    review = await run_in_threadpool(current_review, services, access.who.tenant, job)
+    return ReportOut(**dict(PreReadOut.model_validate(job.result)), review=review)
