@@ -27,6 +27,23 @@ def preread(
     )  # fmt: skip
 
 
+def preread_in_process(
+    *args: str, models: Path = ROOT / "models", data: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The same command in this process (typer's runner): the administration commands below
+    run a dozen times each, and a fresh interpreter costs seconds every time (the console
+    script itself is exercised by the subprocess tests above)."""
+    from typer.testing import CliRunner
+
+    from preread.cli import app
+
+    env = {"PREREAD_MODELS_DIR": str(models), "COLUMNS": "200"}
+    if data is not None:
+        env["PREREAD_DATA_DIR"] = str(data)
+    result = CliRunner().invoke(app, list(args), env=env)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
 def _copy_newest_package(models: Path) -> Path:
     """The newest shipped lung-nodule package, alone, in a models folder of its own."""
     newest = Registry(ROOT / "models").find("lung-nodule").path
@@ -89,7 +106,7 @@ def test_train_refuses_a_broken_config_with_its_path(tmp_path: Path) -> None:
 
 def test_clients_and_keys_commands(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    made = preread(
+    made = preread_in_process(
         "clients", "create", "--tenant", "hosp-a", "--scopes", "reports:read,models:read",
         "--name", "RIS A", data=data,
     )  # fmt: skip
@@ -99,50 +116,54 @@ def test_clients_and_keys_commands(tmp_path: Path) -> None:
     )
     client_id, secret = fields["client_id"].strip(), fields["client_secret"].strip()
     assert client_id.startswith("prc_") and len(secret) >= 40
-    listed = preread("clients", "list", data=data)
+    listed = preread_in_process("clients", "list", data=data)
     assert listed.returncode == 0 and client_id in listed.stdout
     assert secret not in listed.stdout  # shown once, stored hashed
     assert secret not in (data / "preread.db").read_bytes().decode("latin-1")
-    bad = preread("clients", "create", "--tenant", "Hosp A", data=data)
+    bad = preread_in_process("clients", "create", "--tenant", "Hosp A", data=data)
     assert bad.returncode == 2 and "tenant" in bad.stderr and "Traceback" not in bad.stderr
-    scope = preread("clients", "create", "--tenant", "hosp-a", "--scopes", "root", data=data)
+    scope = preread_in_process(
+        "clients", "create", "--tenant", "hosp-a", "--scopes", "root", data=data
+    )
     assert scope.returncode == 2 and "unknown scope" in scope.stderr
-    revoked = preread("clients", "revoke", client_id, data=data)
+    revoked = preread_in_process("clients", "revoke", client_id, data=data)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
-    first = preread("keys", "rotate", data=data)
-    second = preread("keys", "rotate", data=data)
+    first = preread_in_process("keys", "rotate", data=data)
+    second = preread_in_process("keys", "rotate", data=data)
     assert first.returncode == 0 and second.returncode == 0
-    keys = preread("keys", "list", data=data).stdout.split()
+    keys = preread_in_process("keys", "list", data=data).stdout.split()
     older = keys[0]
     assert "(signs)" in keys and older.startswith("k")
-    assert preread("keys", "retire", older, data=data).returncode == 0
-    newest = [k for k in preread("keys", "list", data=data).stdout.split() if k.startswith("k")]
+    assert preread_in_process("keys", "retire", older, data=data).returncode == 0
+    newest = [
+        k for k in preread_in_process("keys", "list", data=data).stdout.split() if k.startswith("k")
+    ]
     assert len(newest) == 1
-    refused = preread("keys", "retire", newest[0], data=data)
+    refused = preread_in_process("keys", "retire", newest[0], data=data)
     assert refused.returncode == 2 and "rotate first" in refused.stderr
 
 
 def test_grants_commands_and_the_models_a_revoked_grant_trained(tmp_path: Path) -> None:
 
     data = tmp_path / "data"
-    bad = preread(
+    bad = preread_in_process(
         "grants", "create", "--tenant", "hosp-a", "--purpose", "model-training",
         "--legal-basis", "IRB 7", "--issued-by", "platform",
         "--valid-from", "2026-01-01", "--valid-to", "2025-01-01", data=data,
     )  # fmt: skip
     assert bad.returncode == 2 and "before it starts" in bad.stderr
-    unknown = preread(
+    unknown = preread_in_process(
         "grants", "create", "--tenant", "hosp-a", "--purpose", "marketing",
         "--legal-basis", "x", "--issued-by", "y", data=data,
     )  # fmt: skip
     assert unknown.returncode == 2 and "unknown purpose" in unknown.stderr
-    made = preread(
+    made = preread_in_process(
         "grants", "create", "--tenant", "hosp-a", "--purpose", "model-training",
         "--legal-basis", "IRB 7", "--issued-by", "platform", "--modality", "CT", data=data,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     grant_id = made.stdout.split()[1].rstrip(":")
-    listed = preread("grants", "list", data=data)
+    listed = preread_in_process("grants", "list", data=data)
     assert grant_id in listed.stdout and "model-training" in listed.stdout
     # a model whose card says it was trained on this grant's studies
     models = tmp_path / "models"
@@ -150,15 +171,15 @@ def test_grants_commands_and_the_models_a_revoked_grant_trained(tmp_path: Path) 
     card = yaml.safe_load((package / "model.yaml").read_text())
     card["training"]["grants"] = [grant_id]
     (package / "model.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
-    revoked = preread(
+    revoked = preread_in_process(
         "grants", "revoke", grant_id, "--reason", "consent withdrawn", "--by", "platform",
         models=models, data=data,
     )  # fmt: skip
     assert revoked.returncode == 0, revoked.stderr
     assert f"lung-nodule {package.name}" in revoked.stdout
-    again = preread(
+    again = preread_in_process(
         "grants", "revoke", grant_id, "--reason", "x", "--by", "y", models=models, data=data
     )
     assert again.returncode == 2 and "already revoked" in again.stderr
-    audit = preread("audit", "verify", data=data)
+    audit = preread_in_process("audit", "verify", data=data)
     assert audit.returncode == 0 and "intact" in audit.stdout

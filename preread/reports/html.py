@@ -11,6 +11,7 @@ from html import escape
 from preread.domain import FindingConcept
 from preread.reports.context import ReportInput
 from preread.reports.json import FindingOut
+from preread.reports.review import AssessmentOut, ReviewOut
 from preread.reports.series import AI_NOTICE
 
 __all__ = ["HTML_MEDIA_TYPE", "to_html"]
@@ -59,6 +60,44 @@ def _site(concept: FindingConcept, finding: FindingOut) -> str:
 
 def _mm(value: float | None) -> str:
     return _NONE if value is None else f"{value:.1f}"
+
+
+def _verdict(a: AssessmentOut) -> str:
+    """One AI finding's assessment in words ("rejected: vessel", "modified: part-solid, …")."""
+    if a.assessment == "rejected":
+        reason = a.reason.replace("-", " ") if a.reason else ""
+        return "rejected: " + ", ".join(x for x in (reason, a.reason_text or "") if x)
+    if a.assessment == "modified":
+        changes = [
+            a.nodule_type or "",
+            "" if a.axial_long_axis_mm is None else f"long axis {a.axial_long_axis_mm:.1f} mm",
+            "" if a.short_axis_mm is None else f"short axis {a.short_axis_mm:.1f} mm",
+        ]
+        return "modified: " + ", ".join(c for c in changes if c)
+    return "accepted"
+
+
+def _review(review: ReviewOut | None) -> str:
+    """The radiologist's review of this reading (none yet: a line saying so)."""
+    if review is None:
+        return "<h2>Radiologist's review</h2><p>Not reviewed yet.</p>"
+    signed = review.signed_at.strftime("%Y-%m-%d %H:%M UTC")
+    rows = "".join(
+        f"<tr><td>AI nodule {a.label}</td><td>{escape(_verdict(a))}</td></tr>"
+        for a in review.assessments
+    ) + "".join(
+        f"<tr><td>{escape(n.tracking_id)} (added by the reader)</td>"
+        f"<td>{escape(n.nodule_type)}, {n.mean_diameter_mm:.1f} mm mean diameter, "
+        f"{n.volume_mm3:.0f} mm³</td></tr>"
+        for n in review.added
+    )
+    return (
+        "<h2>Radiologist's review</h2>"
+        f"<p>Verified by {escape(review.reviewer.name)} on {escape(signed)} "
+        f"(version {review.version}{'' if review.stored else '; DICOM SR not stored yet'}).</p>"
+        "<table><thead><tr><th>Finding</th><th>Assessment</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
 
 
 def to_html(report: ReportInput) -> str:
@@ -113,7 +152,7 @@ def to_html(report: ReportInput) -> str:
         f"<style>{_STYLE}</style></head><body>"
         f'<p class="notice">{escape(AI_NOTICE)}</p>'
         f"<h1>AI pre-read: {escape(concept.name(2))} (preliminary)</h1>"
-        f"<dl>{dl}</dl>{body}"
+        f"<dl>{dl}</dl>{body}{_review(report.review)}"
         f"<footer>{escape(AI_NOTICE)} Measurements are automatic; the DICOM SR and SEG of this "
         "reading are stored in the study for review in the viewer.</footer>"
         "</body></html>"

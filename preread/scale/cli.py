@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -34,6 +34,9 @@ from preread.scale.tasks import CeleryDispatcher, WorkerContext
 from preread.settings import Settings
 from preread.store import JobState, JobStore
 from preread.watcher import Watcher
+
+if TYPE_CHECKING:
+    from preread.reviews.service import ReviewContext
 
 log = logging.getLogger(__name__)
 LEADERSHIP = "watcher"
@@ -120,6 +123,8 @@ def watch() -> None:
     from inference.registry import Registry
     from preread.audit import AuditLog
     from preread.domain import ModelRef
+    from preread.grants import GrantStore
+    from preread.reviews.service import ReviewContext
     from preread.shutdown import ShutdownSignals
     from preread.store import default_url
 
@@ -144,14 +149,12 @@ def watch() -> None:
             resend_after_s=max(settings.lease_s, RESEND_AFTER_S),
             depth=lambda: queue_depth(app, settings.queue),
         )
+        orthanc = OrthancClient(settings.orthanc_url, settings.orthanc_username, password)
+        audit = AuditLog(store.engine)
         watcher = Watcher(
-            OrthancClient(settings.orthanc_url, settings.orthanc_username, password),
-            store,
-            models,
-            dispatch,
-            tenant_of=settings.tenant_of,
-            audit=AuditLog(store.engine),
+            orthanc, store, models, dispatch, tenant_of=settings.tenant_of, audit=audit
         )
+        reviews = ReviewContext(store, GrantStore(store.engine, audit=audit), audit, orthanc)
         leadership = Leadership(store.engine, LEADERSHIP)
         typer.echo("watch: standing by until this process is the leader")
         with ShutdownSignals() as signals:
@@ -164,6 +167,7 @@ def watch() -> None:
                     poll_s=settings.poll_interval_s,
                     reconcile_s=settings.reconcile_interval_s,
                     stop=signals.requested,
+                    reviews=reviews,
                 )
             finally:
                 leadership.release()
@@ -239,6 +243,7 @@ def watch_loop(
     reconcile_s: float,
     stop: threading.Event,
     check_s: float = 1.0,
+    reviews: ReviewContext | None = None,
 ) -> None:
     """Until ``stop``: while leader, do what :meth:`preread.service.Service.tick` does (poll
     the change feed, re-queue expired leases, reconcile every ``reconcile_s``); otherwise
@@ -246,7 +251,9 @@ def watch_loop(
 
     On becoming leader: migrate the schema, reconcile, and dispatch every queued job (those a
     former leader committed but may not have sent); later reconciles send queued jobs again
-    as ``dispatch`` (a :class:`Sender`) finds due. Leadership is released when it ends.
+    as ``dispatch`` (a :class:`Sender`) finds due; with ``reviews``, each reconcile also stores
+    the SR/SEG of signed reviews that Orthanc did not take when they were signed
+    (:func:`preread.reviews.service.store_unstored`). Leadership is released when it ends.
     """
     leading = False
     last_tick = last_reconcile = -float("inf")
@@ -270,6 +277,10 @@ def watch_loop(
                         if due:
                             watcher.reconcile()
                             dispatch_queued(store, dispatch)
+                            if reviews is not None:
+                                from preread.reviews.service import store_unstored
+
+                                store_unstored(reviews)
                             last_reconcile = now
                     except Exception as exc:  # keep watching: Orthanc may come back
                         log.warning("watcher round failed: %s: %s", type(exc).__name__, exc)

@@ -31,6 +31,7 @@ from preread.audit import AuditAction, AuditLog, Outcome
 from preread.grants import GrantStore
 from preread.reports.fhir import to_fhir_bundle
 from preread.reports.hl7 import to_oru
+from preread.reports.html import to_html
 from preread.reports.review import ReportOut
 from preread.results import NotAuthorizedError, report_input
 from preread.reviews import (
@@ -244,6 +245,11 @@ def test_signing_stores_a_verified_review_sr_and_seg_in_the_study(scene: Scene) 
     assert "REVIEW-ASSESSMENT^Reader assessment of AI finding^99PRERD" in message_text
     assert "REJECTED^Rejected by reader^99PRERD" in message_text
     assert "|R1|" in message_text and READER.name in message_text
+    page = to_html(report)
+    assert f"Verified by {READER.name}" in page
+    assert "modified: part-solid, long axis 15.0 mm, short axis 12.5 mm" in page
+    assert "rejected: other, mucus plug" in page and "(added by the reader)" in page
+    assert "Not reviewed yet." in to_html(report_input(study, scene.job))
 
 
 def test_a_second_review_supersedes_the_first(scene: Scene) -> None:
