@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import highdicom as hd
 import numpy as np
@@ -30,10 +31,23 @@ import numpy.typing as npt
 from pydicom.dataset import Dataset
 from scipy.spatial import ConvexHull, QhullError
 
-from preread.domain import Finding
 from preread.reports.errors import ReportError
 
-__all__ = ["SliceAxes", "centre_slice", "slice_axes", "slices_by_distance"]
+__all__ = ["Located", "SliceAxes", "centre_slice", "slice_axes", "slices_by_distance"]
+
+
+class Located(Protocol):
+    """What the axes need of a nodule: a name for errors, its centre (LPS, mm) and its short
+    axis (a :class:`~preread.domain.Finding`, the JSON's ``FindingOut``, a review's nodule)."""
+
+    @property
+    def label(self) -> int | str: ...
+
+    @property
+    def center_lps_mm(self) -> Sequence[float]: ...
+
+    @property
+    def short_axis_mm(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -47,7 +61,7 @@ class SliceAxes:
     short_axis: npt.NDArray[np.float64] | None
 
 
-def slices_by_distance(finding: Finding, sources: Sequence[Dataset]) -> list[int]:
+def slices_by_distance(finding: Located, sources: Sequence[Dataset]) -> list[int]:
     """Indices into ``sources`` (array order), nearest to the finding's centre first."""
     orientation = np.asarray(sources[0].ImageOrientationPatient, dtype=np.float64)
     normal = np.cross(orientation[:3], orientation[3:])
@@ -58,13 +72,13 @@ def slices_by_distance(finding: Finding, sources: Sequence[Dataset]) -> list[int
     return [int(k) for k in np.argsort(distance, kind="stable")]
 
 
-def centre_slice(finding: Finding, sources: Sequence[Dataset]) -> int:
+def centre_slice(finding: Located, sources: Sequence[Dataset]) -> int:
     """Index into ``sources`` (array order) of the slice nearest to the finding's centre."""
     return slices_by_distance(finding, sources)[0]
 
 
 def slice_axes(
-    finding: Finding,
+    finding: Located,
     long_axis_mm: float,
     sources: Sequence[Dataset],
     seg: hd.seg.Segmentation,

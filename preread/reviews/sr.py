@@ -10,25 +10,33 @@ Content tree (highdicom's TID classes; codes and their sources in
     ├── Procedure reported: CT unspecified body region; CT Chest
     ├── Image Library: the slice through each nodule's centre       TID 1600
     └── Imaging Measurements
-        per AI finding (the AI's Tracking ID and UID)                 TID 4108
-        └── Measurement Group                                        TID 1411
+        per AI finding: the AI's Tracking UID and Tracking ID, after OHIF's tool prefix
+        ("Cornerstone3DTools@^0.1.0:Length:AI nodule 1")              TID 4108
+        ├── Measurement Group                                        TID 1411
             ├── Finding category / type / site: the AI result's concept
             ├── Referenced Segment: the AI SEG's segment (modified: the review SEG's)
             ├── modified: Long axis and Short axis (method Axial) [mm], the reader's
             ├── Reader assessment = Accepted / Rejected / Modified (99PRERD)
             ├── Presence of property = Present / Absent                DCM 121052
             ├── rejected: Reason for rejection = vessel (SCT 59820001), …
-            ├── modified: solidness descriptor = the reader's type (RadLex)
-            └── Comment: the verdict in words, the reader's text
-        per added nodule ("Reader nodule n", a new Tracking UID)
+        │   ├── modified: solidness descriptor = the reader's type (RadLex)
+        │   └── Comment: the verdict in words, the reader's text
+        └── accepted or modified: Measurement Group: what a viewer draws  TID 1501
+            ├── the long axis (the reader's when modified, else the AI's axial one, else its
+            │   3-D one) INFERRED FROM a two-point POLYLINE on the source slice through the
+            │   centre, on the segment's voxels (the AI SEG's; modified: the review SEG's),
+            │   exactly as long; the short axis when known, perpendicular  TID 300 / 320
+            └── Comment: "AI nodule 1: AI finding 1 accepted by Dr X." (OHIF's label)
+        per added nodule: a new Tracking UID, "…:Length:Reader nodule n"
         ├── Measurement Group                                        TID 1411
         │   ├── Referenced Segment: the review SEG's segment
         │   ├── Long axis, Short axis (Axial), average diameter, Long axis (3-D) [mm],
         │   │   Volume [mm3], mean Attenuation [HU]                     TID 300
         │   ├── Reader assessment = Added by reader; Presence = Present;
         │   │   solidness descriptor
-        │   └── Comment: "Added by <reader> (reader-placed) …"
-        └── Measurement Group: the centre as a SCOORD3D POINT        TID 1410
+        │   └── Comment: "Reader nodule n added by <reader> (reader-placed) …"
+        └── Measurement Group: the axial long and short axis drawn as above, on the
+            review SEG's segment; Comment "Reader nodule n: added by …"  TID 1501
         nothing found and nothing added: one group                   TID 1501
         └── Reader assessment = Accepted; Presence = Absent; Comment
 
@@ -37,21 +45,35 @@ Observer Sequence (the reviewer's name, organization = tenant, the signing time)
 Documents Sequence: the AI SR and, when the review supersedes one, the previous review's SR.
 PreliminaryFlag stays PRELIMINARY: the review verifies the AI's findings; the diagnostic report
 is the hospital radiologist's.
+
+**OHIF** draws the review as it draws the AI SR (see :mod:`preread.reports.sr`): every finding's
+groups carry the Length tool's prefix, the TID 1411 group is dropped by the reader ("No
+spatial coordinates group found"), and the TID 1501 group is shown as a Length on its centre
+slice, labelled with its Comment. A **rejected** AI finding is not drawn: the review says it
+is absent (its TID 1411 group keeps the verdict and the reason; the AI SR still draws the
+AI's axes). Earlier reviews put an added nodule's centre in a SCOORD3D POINT group; OHIF
+cannot place it on an image and, sharing the Tracking UID, it would take the place of the
+drawn axes, so the centre is in the review's JSON only (``centre_lps_mm``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC
 
 import highdicom as hd
 import numpy as np
+import numpy.typing as npt
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 from pydicom.valuerep import DT
 
 from preread.reports import codes, review_codes
+from preread.reports.axes import SliceAxes, slice_axes
+from preread.reports.errors import ReportError
 from preread.reports.series import MANUFACTURER, EncodedSeries, InstanceRef, lo
+from preread.reports.sr import OHIF_LENGTH_TOOL
 from preread.reviews.domain import AddedNodule, Assessment, Modified, Rejected, Review
 from preread.reviews.errors import ReviewError
 from preread.reviews.seg import segment_label
@@ -93,12 +115,20 @@ def build_review_sr(
     if (seg is None) != (not review.segmented and not review.added):
         raise ReviewError("the review's SEG is required exactly when it modified or added nodules")
     ai_segments = sources.ai_segment_numbers()
+    masks = _Masks(sources, seg)
     groups: list[Group] = []
+    drawn_on: set[str] = set()
     for a in sorted(review.assessments, key=lambda a: a.finding_number):
         groups.append(_assessed_group(review, sources, a, ai_segments, seg))
+        drawing = _assessed_drawing(review, sources, a, ai_segments, images, masks)
+        if drawing is not None:
+            groups.append(drawing[0])
+            drawn_on.add(drawing[1])
     for n, added in enumerate(review.added, start=1):
         assert seg is not None
-        groups.extend(_added_groups(review, sources, n, added, seg))
+        drawn, image = _added_groups(review, sources, n, added, seg, images, masks)
+        groups.extend(drawn)
+        drawn_on.add(image)
     if not groups:
         groups.append(_nothing_group(review, sources))
     reviewer = review.reviewer
@@ -120,7 +150,7 @@ def build_review_sr(
         language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
             codes.LANGUAGE
         ),
-        referenced_images=_library(review, sources, images),
+        referenced_images=_library(review, sources, images, drawn_on),
     )
     evidence: list[Dataset] = [*images]
     if sources.ai_seg is not None:
@@ -232,9 +262,7 @@ def _assessed_group(
         if v.short_axis_mm is not None:
             measurements.append(_size(codes.SHORT_AXIS, v.short_axis_mm, codes.AXIAL))
     group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=a.tracking_uid, identifier=finding.tracking_id
-        ),
+        tracking_identifier=_tracking(a.tracking_uid, finding.tracking_id),
         referenced_segment=referenced,
         finding_category=codes.code(concept.category),
         finding_type=codes.code(concept.finding),
@@ -247,12 +275,20 @@ def _assessed_group(
 
 
 def _added_groups(
-    review: Review, sources: ReviewSources, n: int, added: AddedNodule, seg: EncodedSeries
-) -> list[Group]:
+    review: Review,
+    sources: ReviewSources,
+    n: int,
+    added: AddedNodule,
+    seg: EncodedSeries,
+    images: Sequence[Dataset],
+    masks: _Masks,
+) -> tuple[list[Group], str]:
+    """The added nodule's TID 1411 group and its drawn TID 1501 group; the image drawn on."""
     concept = sources.concept
     uid = added.tracking_uid
     assert uid is not None
-    tracking = hd.sr.TrackingIdentifier(uid=uid, identifier=added_tracking_id(n))
+    name = added_tracking_id(n)
+    tracking = _tracking(uid, name)
     mm = codes.MILLIMETER
     measurements = [
         _size(codes.LONG_AXIS, added.long_axis_mm, codes.AXIAL),
@@ -297,19 +333,170 @@ def _added_groups(
             "refined from the pixels around the reader's click)."
         )
     )
-    centre = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=added_tracking_id(n)),
-        referenced_region=hd.sr.ImageRegion3D(
-            graphic_type=hd.sr.GraphicTypeValues3D.POINT,
-            graphic_data=np.asarray([added.centre_lps_mm], dtype=np.float64),
-            frame_of_reference_uid=sources.preread.frame_of_reference_uid,
-        ),
+    segmentation, segment = masks.review(segment_label(review, uid))
+    nodule = _Nodule(name, added.centre_lps_mm, added.short_axis_mm)
+    axes = _axes(nodule, added.long_axis_mm, images, segmentation, segment)
+    drawn = _drawn_group(
+        sources,
+        _tracking(uid, name),
+        axes,
+        (added.long_axis_mm, codes.AXIAL),
+        added.short_axis_mm,
+        f"{name}: added by {review.reviewer.name}, {added.long_axis_mm:.1f} x "
+        f"{added.short_axis_mm:.1f} mm, {added.nodule_type}.",
+    )
+    return [volumetric, drawn], str(axes.image.SOPInstanceUID)
+
+
+@dataclass(frozen=True)
+class _Nodule:
+    """A nodule as :func:`~preread.reports.axes.slice_axes` needs it."""
+
+    label: str
+    center_lps_mm: tuple[float, float, float]
+    short_axis_mm: float | None
+
+
+class _Masks:
+    """The SEGs the drawn axes are placed on, read once: the review's and the AI's."""
+
+    def __init__(self, sources: ReviewSources, seg: EncodedSeries | None) -> None:
+        self._sources = sources
+        self._seg = seg
+        self._review: hd.seg.Segmentation | None = None
+        self._ai: hd.seg.Segmentation | None = None
+
+    def review(self, segment: int) -> tuple[hd.seg.Segmentation, int]:
+        if self._review is None:
+            if self._seg is None:
+                raise ReviewError("the review's SEG is required to draw its nodules")
+            ds = self._seg.dataset
+            self._review = (
+                ds
+                if isinstance(ds, hd.seg.Segmentation)
+                else hd.seg.Segmentation.from_dataset(ds, copy=True)
+            )
+        return self._review, segment
+
+    def ai(self, segment: int) -> tuple[hd.seg.Segmentation, int]:
+        if self._ai is None:
+            if self._sources.ai_seg is None:
+                raise ReviewError("the AI SEG is required to draw the AI's findings")
+            ds = self._sources.ai_seg
+            self._ai = (
+                ds
+                if isinstance(ds, hd.seg.Segmentation)
+                else hd.seg.Segmentation.from_dataset(ds, copy=True)
+            )
+        return self._ai, segment
+
+
+def _tracking(uid: str, name: str) -> hd.sr.TrackingIdentifier:
+    """TID 4108: OHIF's Length tool prefix, then the nodule's name (see the module docstring)."""
+    return hd.sr.TrackingIdentifier(uid=uid, identifier=f"{OHIF_LENGTH_TOOL}:{name}")
+
+
+def _axes(
+    nodule: _Nodule,
+    long_axis_mm: float,
+    images: Sequence[Dataset],
+    segmentation: hd.seg.Segmentation,
+    segment: int,
+) -> SliceAxes:
+    try:
+        return slice_axes(nodule, long_axis_mm, images, segmentation, segment)
+    except ReportError as exc:
+        raise ReviewError(f"cannot draw {nodule.label}: {exc}") from exc
+
+
+def _assessed_drawing(
+    review: Review,
+    sources: ReviewSources,
+    a: Assessment,
+    ai_segments: dict[str, int],
+    images: Sequence[Dataset],
+    masks: _Masks,
+) -> tuple[hd.sr.MeasurementsAndQualitativeEvaluations, str] | None:
+    """The drawn TID 1501 group of an accepted or modified AI finding and the image it is
+    drawn on; None for a rejected one (the review says it is absent)."""
+    v = a.verdict
+    if isinstance(v, Rejected):
+        return None
+    finding = sources.finding(a.tracking_uid)
+    if finding.axial_long_axis_mm is not None:
+        long_axis: tuple[float, Code | None] = (finding.axial_long_axis_mm, codes.AXIAL)
+    else:
+        long_axis = (finding.long_axis_mm, None)
+    short_axis = finding.short_axis_mm
+    if isinstance(v, Modified):
+        segmentation, segment = masks.review(segment_label(review, a.tracking_uid))
+        if v.long_axis_mm is not None:
+            long_axis = (v.long_axis_mm, codes.AXIAL)
+        if v.short_axis_mm is not None:
+            short_axis = v.short_axis_mm
+    else:
+        segmentation, segment = masks.ai(ai_segments[a.tracking_uid])
+    nodule = _Nodule(finding.tracking_id, finding.center_lps_mm, short_axis)
+    axes = _axes(nodule, long_axis[0], images, segmentation, segment)
+    group = _drawn_group(
+        sources,
+        _tracking(a.tracking_uid, finding.tracking_id),
+        axes,
+        long_axis,
+        short_axis,
+        f"{finding.tracking_id}: {verdict_text(review, a, finding.label)}",
+    )
+    return group, str(axes.image.SOPInstanceUID)
+
+
+def _drawn_group(
+    sources: ReviewSources,
+    tracking: hd.sr.TrackingIdentifier,
+    axes: SliceAxes,
+    long_axis: tuple[float, Code | None],
+    short_axis_mm: float | None,
+    label: str,
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """TID 1501: the long axis (and the short axis) as OHIF draws them, labelled ``label``."""
+    concept = sources.concept
+    measurements = [_drawn(codes.LONG_AXIS, long_axis[0], long_axis[1], axes.long_axis, axes)]
+    if short_axis_mm is not None and axes.short_axis is not None:
+        measurements.append(
+            _drawn(codes.SHORT_AXIS, short_axis_mm, codes.AXIAL, axes.short_axis, axes)
+        )
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
         finding_category=codes.code(concept.category),
         finding_type=codes.code(concept.finding),
         finding_sites=[hd.sr.FindingSite(anatomic_location=codes.code(concept.site))],
-        geometric_purpose=codes.CENTER_OF_MASS,
+        measurements=measurements,
     )
-    return [volumetric, centre]
+    # OHIF labels the measurement it draws with the group's Comment: the nodule's name first
+    group[0].ContentSequence.append(_comment(label))
+    return group
+
+
+def _drawn(
+    name: Code,
+    value: float,
+    method: Code | None,
+    points: npt.NDArray[np.float64],
+    axes: SliceAxes,
+) -> hd.sr.Measurement:
+    """TID 300 INFERRED FROM a two-point POLYLINE on the drawn image (TID 320)."""
+    return hd.sr.Measurement(
+        name=name,
+        value=round(value, 2),
+        unit=codes.MILLIMETER,
+        method=method,
+        referenced_coordinates=[
+            hd.sr.CoordinatesForMeasurement(
+                graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+                graphic_data=np.asarray(points, dtype=np.float64),
+                source_image=hd.sr.SourceImageForRegion.from_source_image(axes.image),
+            )
+        ],
+    )
 
 
 def _nothing_group(
@@ -364,8 +551,11 @@ def _segment_of(seg: Dataset, number: int, sources: ReviewSources) -> hd.sr.Refe
     )
 
 
-def _library(review: Review, sources: ReviewSources, images: Sequence[Dataset]) -> list[Dataset]:
-    """The source slice through each nodule the review names (AI findings and added ones)."""
+def _library(
+    review: Review, sources: ReviewSources, images: Sequence[Dataset], drawn_on: set[str]
+) -> list[Dataset]:
+    """The source slice through each nodule the review names (AI findings and added ones),
+    and each image a nodule is drawn on (``drawn_on``: the centre slice, but for a gap)."""
     orientation = np.asarray(images[0].ImageOrientationPatient, dtype=np.float64)
     normal = np.cross(orientation[:3], orientation[3:])
     along = np.array(
@@ -378,6 +568,7 @@ def _library(review: Review, sources: ReviewSources, images: Sequence[Dataset]) 
     nearest = {
         int(np.abs(along - np.asarray(c, dtype=np.float64) @ normal).argmin()) for c in centres
     }
+    nearest |= {k for k, ds in enumerate(images) if str(ds.SOPInstanceUID) in drawn_on}
     return [images[k] for k in sorted(nearest)]
 
 
