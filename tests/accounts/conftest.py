@@ -17,17 +17,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete
 
-from inference.registry import Registry
 from preread.accounts import AccountStore, Role, SessionPolicy, SessionStore, User
 from preread.api.app import create_app
 from preread.api.deps import Services
 from preread.audit import AuditLog, AuditRecord
-from preread.security import ClientStore, FailureThrottle, KeyRing, TokenService
+from preread.security import FailureThrottle
 from preread.settings import Settings
 from preread.store import JobStore, make_engine, upgrade
 from preread.store.schema import UserRow, UserSessionRow
-from preread.store.webhooks import WebhookStore
 from tests.grant_support import clinical_preread
+from tests.services import services_for
 from tests.store.conftest import FakeClock, fresh_postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -197,20 +196,15 @@ def site(db_url: str, tmp_path: Path, clock: FakeClock) -> Iterator[Site]:
     )
     ticks = Ticks()
     with JobStore.create(db_url) as store:
-        keys = KeyRing(tmp_path / "keys")
-        keys.ensure()
         audit = AuditLog(store.engine, clock=clock)
         accounts = AccountStore(store.engine, audit=audit, clock=clock)
         sessions = SessionStore(
             store.engine, SessionPolicy.from_settings(settings), audit=audit, clock=clock
         )
-        services = Services(
-            settings=settings,
-            store=store,
-            clients=ClientStore(store.engine),
-            tokens=TokenService(keys, issuer="preread", audience="preread-api", ttl_s=300),
-            webhooks=WebhookStore(store.engine),
-            registry=Registry(settings.models_dir),
+        services = services_for(
+            settings,
+            store,
+            tmp_path / "keys",
             accounts=accounts,
             sessions=sessions,
             login_throttle=FailureThrottle(

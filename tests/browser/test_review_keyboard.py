@@ -24,19 +24,18 @@ import pytest
 import uvicorn
 
 from dicom_gateway.orthanc_server import OrthancServer
-from inference.registry import Registry
 from preread.accounts import Role
 from preread.api.app import create_app
 from preread.api.deps import Services
 from preread.api.server import server_config
 from preread.reviews import Accepted, Modified, Rejected, RejectReason, ReviewStore
-from preread.security import ClientStore, KeyRing, TokenService
+from preread.security import ClientStore
 from preread.settings import Settings
 from preread.store import JobStore
-from preread.store.webhooks import WebhookStore
 from tests.browser.conftest import PASSWORD, PageLog
 from tests.grant_support import clinical_preread
 from tests.reviews.phantom_study import NODULES, ReadStudy, read_phantom_study
+from tests.services import services_for
 from training.phantoms import NoduleSpec
 
 if TYPE_CHECKING:
@@ -80,17 +79,7 @@ def served(orthanc: OrthancServer, tmp_path_factory: pytest.TempPathFactory) -> 
         study = read_phantom_study(
             client, store, tmp, tenant=TENANT, patient_id="PHANTOM-KEYS", nodules=SIX, found=5
         )
-        keys = KeyRing(tmp / "keys")
-        keys.ensure()
-        services = Services(
-            settings=settings,
-            store=store,
-            clients=ClientStore(store.engine),
-            tokens=TokenService(keys, issuer="preread", audience="preread-api", ttl_s=300),
-            webhooks=WebhookStore(store.engine),
-            registry=Registry(settings.models_dir),
-            source=client,
-        )
+        services = services_for(settings, store, tmp / "keys", source=client)
         assert services.grant_store is not None and services.accounts is not None
         services.grant_store.create(clinical_preread("tests"))
         services.accounts.create(

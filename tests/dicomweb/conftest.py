@@ -19,7 +19,6 @@ from pydicom.dataset import Dataset
 
 from dicom_gateway.orthanc_server import OrthancServer
 from dicom_gateway.source import orthanc_id
-from inference.registry import Registry
 from preread.accounts import Role
 from preread.api.app import create_app
 from preread.api.deps import Services
@@ -29,7 +28,6 @@ from preread.dicomweb import Proxy
 from preread.domain import ModelRef, PreReadResult
 from preread.grants import GrantStore
 from preread.reports import to_json
-from preread.security import ClientStore, KeyRing, TokenService
 from preread.settings import Settings
 from preread.store import (
     JobOutputs,
@@ -40,9 +38,9 @@ from preread.store import (
     StudyFacts,
     StudyFingerprint,
 )
-from preread.store.webhooks import WebhookStore
 from tests.accounts.conftest import PASSWORD, sign_in
 from tests.grant_support import clinical_preread
+from tests.services import services_for as app_services
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import generate_phantom
 
@@ -150,18 +148,7 @@ def record_done(store: JobStore, study: Study, tenant: str) -> None:
 
 def services_for(store: JobStore, tmp: Path, source: object, grants: GrantStore) -> Services:
     settings = Settings(data_dir=tmp / "data", models_dir=REPO / "models")
-    keys = KeyRing(tmp / "keys")
-    keys.ensure()
-    return Services(
-        settings=settings,
-        store=store,
-        clients=ClientStore(store.engine),
-        tokens=TokenService(keys, issuer="preread", audience="preread-api", ttl_s=300),
-        webhooks=WebhookStore(store.engine),
-        registry=Registry(settings.models_dir),
-        source=source,  # type: ignore[arg-type]
-        grant_store=grants,
-    )
+    return app_services(settings, store, tmp / "keys", source=source, grant_store=grants)
 
 
 @pytest.fixture(scope="module")

@@ -24,20 +24,17 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from dicom_gateway.orthanc_server import OrthancServer
-from inference.registry import Registry
 from preread.api.app import create_app
-from preread.api.deps import Services
 from preread.audit import AuditAction, Outcome
 from preread.domain import Vec3
 from preread.reports.render import CONTOUR_RGB
 from preread.reviews import Accepted, Modified, Rejected, RejectReason, Review, ReviewStore
-from preread.security import ClientStore, KeyRing, TokenService
 from preread.settings import Settings
 from preread.store import JobStore
-from preread.store.webhooks import WebhookStore
 from tests.accounts.conftest import REPO, Site, Ticks, page_token, sign_in
 from tests.grant_support import clinical_preread
 from tests.reviews.phantom_study import NODULES, ReadStudy, read_phantom_study
+from tests.services import services_for
 from tests.store.conftest import FakeClock
 
 TENANT = "default"
@@ -78,17 +75,7 @@ def ward(orthanc: OrthancServer, tmp_path_factory: pytest.TempPathFactory) -> It
         store.migrate()
         client = orthanc.client()
         study = read_phantom_study(client, store, tmp, tenant=TENANT, patient_id="PHANTOM-UI")
-        keys = KeyRing(tmp / "keys")
-        keys.ensure()
-        services = Services(
-            settings=settings,
-            store=store,
-            clients=ClientStore(store.engine),
-            tokens=TokenService(keys, issuer="preread", audience="preread-api", ttl_s=300),
-            webhooks=WebhookStore(store.engine),
-            registry=Registry(settings.models_dir),
-            source=client,
-        )
+        services = services_for(settings, store, tmp / "keys", source=client)
         assert services.grant_store is not None and services.accounts is not None
         services.grant_store.create(clinical_preread("tests"))
         services.grant_store.create(clinical_preread("tests", tenant="hosp-b"))
