@@ -591,7 +591,12 @@ def read(
     package = ModelPackage.load(_resolve_package(model, settings))
     predictor = predictor_for(package, settings)
     results = read_folder(
-        folder, predictor, out_dir, limits=settings.series_limits(), outputs=settings.outputs
+        folder,
+        predictor,
+        out_dir,
+        limits=settings.series_limits(),
+        outputs=settings.outputs,
+        lung_rads=settings.lung_rads_policy(),
     )
     if not results:
         raise PrereadError(f"{folder}: no DICOM study found")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 import numpy as np
@@ -242,6 +242,107 @@ class ModelRef:
     sha256: str
 
 
+# -- follow-up reading (issue 14): priors, matching and growth, Lung-RADS ----------------------
+
+NoduleStatus = Literal["new", "persistent", "resolved"]
+VdtBand = Literal["<400", "400-600", ">600"]
+ComparisonStatus = Literal["compared", "no-prior", "unavailable", "not-configured"]
+PriorRole = Literal["previous", "baseline"]
+LungRadsCategory = Literal["0", "1", "2", "3", "4A", "4B", "4X"]
+
+
+@dataclass(frozen=True)
+class PriorStudy:
+    """An earlier CT of the same patient that a result was compared with."""
+
+    study_instance_uid: str
+    study_date: date
+    role: PriorRole  # "previous": the newest prior; "baseline": the earliest
+    series_instance_uid: str | None = None  # the series that was read
+    model: ModelRef | None = None  # the model that read it
+
+
+@dataclass(frozen=True)
+class NoduleComparison:
+    """One nodule followed from a prior to the current study (one-to-one match).
+
+    ``new``: in the current study only; ``persistent``: in both; ``resolved``: in the prior
+    only. Volumes in mm³, diameters are Lung-RADS mean diameters (mm, one decimal). The
+    volume doubling time is given only for a change of at least 25 % in volume
+    (VDT = Δt·ln 2 / ln(V2/V1), days; negative when the nodule shrank).
+    """
+
+    status: NoduleStatus
+    #: Tracking UID (DICOM 112040) the nodule keeps across studies: the prior's for a
+    #: persistent or resolved nodule, the current finding's own for a new one.
+    tracking_uid: str
+    current_label: int | None  # Finding.label in this result; None when resolved
+    prior_label: int | None  # Finding.label in the prior's result; None when new
+    prior_study_uid: str | None = None
+    prior_center_lps_mm: Vec3 | None = None  # in the prior's own patient coordinates
+    days_between: int | None = None
+    prior_volume_mm3: float | None = None
+    current_volume_mm3: float | None = None
+    volume_change_pct: float | None = None
+    vdt_days: float | None = None
+    vdt_band: VdtBand | None = None
+    prior_mean_diameter_mm: float | None = None
+    current_mean_diameter_mm: float | None = None
+    diameter_change_mm: float | None = None
+    #: Baseline (earliest prior) figures when the baseline is another study than the prior
+    baseline_study_uid: str | None = None
+    baseline_volume_mm3: float | None = None
+    baseline_mean_diameter_mm: float | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The current study against the patient's priors.
+
+    ``compared``: priors found, read and matched; ``no-prior``: the PACS has no earlier CT of
+    the patient (this is a baseline exam); ``unavailable``: the priors could not be had now
+    (``reason`` says why: PACS down, no grant for the prior, ...) and the reconcile sweep
+    retries; ``not-configured``: no PACS to ask (``PREREAD_PRIORS_PEER`` unset).
+    """
+
+    status: ComparisonStatus
+    reason: str | None = None
+    prior: PriorStudy | None = None  # the newest prior, compared with
+    baseline: PriorStudy | None = None  # the earliest prior, when it is another study
+    nodules: tuple[NoduleComparison, ...] = ()
+    #: registration of the prior onto the current study: residual (mm) after alignment
+    registration_residual_mm: float | None = None
+
+    def for_label(self, label: int) -> NoduleComparison | None:
+        """The comparison row of the current finding ``label`` (None: not compared)."""
+        return next((n for n in self.nodules if n.current_label == label), None)
+
+
+@dataclass(frozen=True)
+class LungRadsNodule:
+    """Lung-RADS v2022 for one finding: the category (None: not determinable, ``reason``
+    says why) and the id of the table rule that fired."""
+
+    label: int
+    category: LungRadsCategory | None
+    rule: str | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class LungRadsAssessment:
+    """Lung-RADS v2022 for one exam: the most suspicious nodule's category, the rule that
+    fired, and the management text. ``category`` None: not determinable (``reason``).
+    4X is never assigned by PreRead: it is left to the radiologist."""
+
+    category: LungRadsCategory | None
+    rule: str | None
+    management: str | None
+    nodules: tuple[LungRadsNodule, ...] = ()
+    reason: str | None = None
+    version: str = "v2022"
+
+
 @dataclass(frozen=True)
 class PreReadResult:
     """One AI pre-read of one series of one study by one model version.
@@ -259,3 +360,7 @@ class PreReadResult:
     created: datetime
     #: What the findings are (the card's label): the codes every report uses.
     concept: FindingConcept = LUNG_NODULE
+    #: The comparison with the patient's priors (None: not part of this reading)
+    comparison: Comparison | None = None
+    #: Lung-RADS v2022 (None: not a screening exam or not a lung-nodule model)
+    lung_rads: LungRadsAssessment | None = None

@@ -54,6 +54,7 @@ from inference.predict import Predictor
 from preread.audit import AuditAction, AuditError, AuditEvent, AuditLog, Outcome
 from preread.audit.chain import Json
 from preread.errors import PrereadError
+from preread.followup.screening import LungRadsPolicy
 from preread.grants import GrantStore, Purpose, StudyScope
 from preread.outputs import ALL_OUTPUTS, Output
 from preread.pipeline import analyze, candidate, encode
@@ -112,6 +113,8 @@ class JobContext:
     leases_to_release: set[str] = field(default_factory=set)
     #: what a reading writes into the study (settings' PREREAD_OUTPUTS; SR and SEG always)
     outputs: frozenset[Output] = ALL_OUTPUTS
+    #: which studies are screening exams with a Lung-RADS category (PREREAD_LUNG_RADS)
+    lung_rads: LungRadsPolicy = field(default_factory=LungRadsPolicy)
 
 
 def run_job(job_id: str, ctx: JobContext) -> FinishResult | None:
@@ -258,7 +261,10 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
     timings["fetch"] = time.perf_counter() - t0
     store.advance(job.id, owner, JobState.INFERRING, JobUpdate(timings=timings))
 
-    analysis = analyze(datasets, predictor, created=job.created_at, limits=limits)
+    screening = ctx.lung_rads.applies(recorded.facts.sender_aet, datasets[0] if datasets else None)
+    analysis = analyze(
+        datasets, predictor, created=job.created_at, limits=limits, lung_rads=screening
+    )
     info = analysis.prediction.session_info
     audit(
         AuditAction.INFERENCE_RUN,

@@ -28,7 +28,8 @@ from dicom_gateway.source import SeriesInfo
 from dicom_gateway.volume import assemble_volume
 from inference.predict import Prediction, Predictor
 from inference.preprocess import labels_to_source_grid
-from preread.domain import FindingConcept, ModelRef, PreReadResult, Volume
+from preread.domain import LUNG_NODULE, FindingConcept, ModelRef, PreReadResult, Volume
+from preread.followup.lungrads import assess
 from preread.outputs import ALL_OUTPUTS, Output
 from preread.reports import (
     EncodedSeries,
@@ -72,6 +73,10 @@ class Encoded:
         ]
 
 
+#: Lung-RADS applies to lung nodules only (another model kind's findings get no category)
+NODULE = LUNG_NODULE.finding
+
+
 def candidate(info: SeriesInfo) -> SeriesCandidate:
     """What the series rules look at, from the gateway's series record."""
     s = info.sample
@@ -102,8 +107,11 @@ def analyze(
     *,
     created: datetime,
     limits: SeriesLimits | None = None,
+    lung_rads: bool = False,
 ) -> Analysis:
-    """Decode and assemble the series, run the model, measure the findings.
+    """Decode and assemble the series, run the model, measure the findings; with
+    ``lung_rads`` (a screening exam: :mod:`preread.followup.screening`) and a lung-nodule
+    model, their Lung-RADS v2022 categories too.
 
     Raises :class:`~dicom_gateway.errors.SeriesError` (naming the series) for a series that
     cannot be read as one volume, and the inference errors for a model that cannot run.
@@ -141,6 +149,8 @@ def analyze(
     timings["infer"] = prediction.timings.get("infer", 0.0)
     timings["postprocess"] = prediction.timings.get("postprocess", 0.0) + (t1 - t0)
     first = datasets[0]
+    concept = finding_concept(predictor)
+    assessment = assess(findings, None) if lung_rads and concept.finding.same_code(NODULE) else None
     result = PreReadResult(
         study_instance_uid=str(first.StudyInstanceUID),
         series_instance_uid=series_uid,
@@ -149,7 +159,8 @@ def analyze(
         provider=prediction.session_info.provider,
         findings=findings,
         created=created,
-        concept=finding_concept(predictor),
+        concept=concept,
+        lung_rads=assessment,
     )
     return Analysis(result, volume, labels, prediction, timings)
 

@@ -31,6 +31,7 @@ from dicom_gateway.source import StudyInfo
 from inference.errors import PreprocessError
 from inference.predict import Predictor
 from preread.errors import PrereadError
+from preread.followup.screening import LungRadsPolicy
 from preread.outputs import ALL_OUTPUTS, Output
 from preread.pipeline import analyze, candidate, encode, model_ref
 from preread.reports import ReportError, to_json
@@ -75,12 +76,15 @@ def read_folder(
     *,
     limits: SeriesLimits | None = None,
     outputs: Collection[Output] = ALL_OUTPUTS,
+    lung_rads: LungRadsPolicy | None = None,
 ) -> list[FolderResult]:
     """Pre-read every study under ``folder``; write SR/SEG (and the key images and KOS that
     ``outputs`` names) into ``out`` when given.
 
     ``limits`` bound the series read (default: :class:`SeriesLimits`' defaults; the CLI passes
-    the settings' ``PREREAD_MAX_SERIES_*``, and ``PREREAD_OUTPUTS`` as ``outputs``).
+    the settings' ``PREREAD_MAX_SERIES_*``, ``PREREAD_OUTPUTS`` as ``outputs`` and
+    ``PREREAD_LUNG_RADS`` as ``lung_rads``: a folder has no sending AE title, so only ``all``
+    and procedure codes select its studies).
 
     Raises:
         UnreadableFolderError: the folder holds files and none is a readable DICOM instance
@@ -91,7 +95,7 @@ def read_folder(
         # pydicom's notes on invalid values of the input reach no terminal: a study that
         # cannot be read is refused with its reason, one line per study (the CLI's contract)
         warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
-        return _read_studies(folder, predictor, out, limits, outputs)
+        return _read_studies(folder, predictor, out, limits, outputs, lung_rads or LungRadsPolicy())
 
 
 def _read_studies(
@@ -100,6 +104,7 @@ def _read_studies(
     out: Path | None,
     limits: SeriesLimits,
     outputs: Collection[Output],
+    lung_rads: LungRadsPolicy,
 ) -> list[FolderResult]:
     source = FolderStudySource(folder, store_dir=out or folder / ".preread-unused")
     results: list[FolderResult] = []
@@ -112,7 +117,7 @@ def _read_studies(
     for study in studies:
         uid = study.study_instance_uid
         try:
-            result = _read_study(source, study, predictor, out, limits, outputs)
+            result = _read_study(source, study, predictor, out, limits, outputs, lung_rads)
         except (GatewayError, PreprocessError, ReportError, OutputPathError) as exc:  # this study
             result = FolderResult(uid, "failed", printable(str(exc)), None, ())
         if source.unreadable:
@@ -131,6 +136,7 @@ def _read_study(
     out: Path | None,
     limits: SeriesLimits,
     outputs: Collection[Output],
+    lung_rads: LungRadsPolicy,
 ) -> FolderResult:
     uid = study.study_instance_uid
     if not is_valid_uid(uid):
@@ -167,7 +173,10 @@ def _read_study(
     ref = model_ref(predictor)
     # Same input and model: same UIDs (a re-run replaces its files rather than adding).
     seed = hashlib.sha256(f"{uid}|{series_uid}|{ref.id}|{ref.version}".encode()).hexdigest()
-    analysis = analyze(datasets, predictor, created=datetime.now(UTC), limits=limits)
+    screening = lung_rads.applies("", datasets[0] if datasets else None)
+    analysis = analyze(
+        datasets, predictor, created=datetime.now(UTC), limits=limits, lung_rads=screening
+    )
     encoded = encode(analysis, datasets, uid_seed=seed, outputs=outputs)
     files: list[Path] = []
     if target is not None:

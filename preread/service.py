@@ -113,6 +113,7 @@ class Service:
                 tenant_of=s.tenant_of,
                 series_limits=s.series_limits(),
                 outputs=frozenset(s.outputs),
+                lung_rads=s.lung_rads_policy(),
             )
             self.metrics = ApiMetrics()
             if self.api_only:

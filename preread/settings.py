@@ -26,6 +26,7 @@ from preread.outputs import Output, parse_outputs
 
 if TYPE_CHECKING:
     from dicom_gateway.checks import SeriesLimits
+    from preread.followup.screening import LungRadsPolicy
 
 #: credentials that may come from a file: ``PREREAD_<NAME>_FILE=/run/secrets/…`` (the postgres
 #: image's convention; Docker/Kubernetes secrets are files). Not for the path settings that end
@@ -198,6 +199,14 @@ class Settings(BaseSettings):
         description="DICOM objects written into the study after each reading, a JSON list or "
         "comma-separated: SR, SEG (always), SC (a key image per finding), KOS (key object "
         "selection); one list: write-back has one destination, the study in Orthanc",
+    )
+
+    # --- Lung-RADS v2022 for screening exams (preread.followup.screening) -----------------------
+    lung_rads: str = Field(
+        default="off",
+        description="which studies get a Lung-RADS v2022 category: off, all, or a "
+        "comma-separated list of aet:TITLE (sending AE titles) and code:VALUE (procedure "
+        "codes) naming the screening exams; other studies get the measurements only",
     )
 
     # --- tenants: every study belongs to the tenant of the AE title that sent it ----------------
@@ -416,6 +425,14 @@ class Settings(BaseSettings):
     def _outputs(cls, value: object) -> list[Output]:
         return parse_outputs(value)
 
+    @field_validator("lung_rads")
+    @classmethod
+    def _lung_rads(cls, value: str) -> str:
+        from preread.followup.screening import LungRadsPolicy
+
+        LungRadsPolicy.parse(value)  # a bad value stops the process at start, naming it
+        return value
+
     @field_validator("oidc_scopes", mode="before")
     @classmethod
     def _scopes(cls, value: object) -> object:
@@ -464,6 +481,12 @@ class Settings(BaseSettings):
         return SeriesLimits(
             max_slices=self.max_series_slices, max_pixel_bytes=self.max_series_bytes
         )
+
+    def lung_rads_policy(self) -> LungRadsPolicy:
+        """``PREREAD_LUNG_RADS`` parsed: which studies are screening exams."""
+        from preread.followup.screening import LungRadsPolicy
+
+        return LungRadsPolicy.parse(self.lung_rads)
 
     def tenant_of(self, sender_aet: str) -> str | None:
         """The tenant a study sent by ``sender_aet`` belongs to (None: no tenant)."""

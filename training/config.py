@@ -103,6 +103,12 @@ class SamplingConfig(_Strict):
     ratios: tuple[float, ...] = (0.15, 0.45, 0.4)
     samples_per_case: int = Field(default=4, ge=1)
     per_nodule: bool = False
+    nodule_weighting: Literal["uniform", "size"] = Field(
+        default="uniform",
+        description="with per_nodule, how a nodule is drawn: uniform, or size — weight "
+        "proportional to volume^(-1/3) (about 1/diameter), so 6-8 mm nodules, the band the "
+        "detector misses most, get ~2-3x the patches of a 20 mm one",
+    )
     anywhere: bool = False
     margin_vox: int = Field(default=8, ge=0)
 
@@ -113,6 +119,30 @@ class SamplingConfig(_Strict):
         if sum(self.ratios) <= 0:
             raise ValueError("sampling.ratios must not all be 0")
         return self
+
+
+class AugmentConfig(_Strict):
+    """Acquisition-like augmentations of the training patches (on top of the flips, rotations,
+    intensity scale/shift and light noise every run has), for a network that generalises past
+    the generator's scanner ranges. Each is applied with its own probability (0: off).
+
+    * ``slice_thickness``: thicker slices — the patch is averaged over ``k`` slices along z
+      (``k`` uniform in 2 … ``max_slice_thickness_vox``), what resampling a thick-slice series
+      to the 1 mm grid gives;
+    * ``noise``: Gaussian noise with a std drawn up to ``noise_std`` of the [0, 1] window
+      (0.05 ≈ 70 HU for the 1,400 HU lung window);
+    * ``smooth`` / ``sharpen``: reconstruction-kernel-like in-plane blur or edge enhancement;
+    * ``contrast``: a gamma in ``contrast_gamma``.
+    """
+
+    slice_thickness: float = Field(default=0.0, ge=0, le=1)
+    max_slice_thickness_vox: int = Field(default=5, ge=2, le=9)
+    noise: float = Field(default=0.0, ge=0, le=1)
+    noise_std: float = Field(default=0.05, gt=0, le=0.2)
+    smooth: float = Field(default=0.0, ge=0, le=1)
+    sharpen: float = Field(default=0.0, ge=0, le=1)
+    contrast: float = Field(default=0.0, ge=0, le=1)
+    contrast_gamma: tuple[float, float] = (0.8, 1.25)
 
 
 class OptimConfig(_Strict):
@@ -150,6 +180,7 @@ class TrainConfig(_Strict):
     input: InputConfig = InputConfig()
     network: NetworkConfig = NetworkConfig()
     sampling: SamplingConfig = SamplingConfig()
+    augment: AugmentConfig | None = None
     optim: OptimConfig
     postprocess: PostConfig = PostConfig()
     output_dir: Path
@@ -164,6 +195,12 @@ class TrainConfig(_Strict):
     def digest(self) -> str:
         """Hash of everything that determines the weights (checkpoints refuse another config)."""
         payload = self.model_dump(mode="json", exclude={"output_dir"})
+        # settings added later, at their defaults, leave an older config's digest as it was
+        # (its checkpoints and the published cards' training_config_digest stay valid)
+        if payload["augment"] is None:
+            del payload["augment"]
+        if payload["sampling"]["nodule_weighting"] == "uniform":
+            del payload["sampling"]["nodule_weighting"]
         init = self.optim.init_weights
         if init is not None:  # the weights' content, not where this checkout keeps them
             payload["optim"]["init_weights"] = (

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inference.card import (
     ClassifierStage,
@@ -168,19 +168,29 @@ class StagedConfig(_Strict):
     #: the published version when it is not the detector config's (a build that re-uses
     #: another build's detector: same config, same run folder, so it is trained once)
     version: str | None = Field(default=None, pattern=r"^\d+\.\d+\.\d+$")
-    mining: MiningConfig
+    mining: MiningConfig | None = None
     nodule_patches: NodulePatchesConfig | None = None
     classifier: ClassifierConfig = ClassifierConfig()
+    #: a published package whose false-positive classifier (``fpr-weights.pt``, of width
+    #: ``classifier.width``) this build re-uses instead of mining and training its own: a new
+    #: detector behind a classifier that scores image patches, not the detector's output
+    classifier_from: Path | None = None
     validation: ValidationConfig
     evaluation: EvaluationConfig
     output_dir: Path
+
+    @model_validator(mode="after")
+    def _classifier_source(self) -> StagedConfig:
+        if (self.mining is None) == (self.classifier_from is None):
+            raise ValueError("give either mining (train a classifier) or classifier_from")
+        return self
 
     def check_disjoint(self, detector: TrainConfig) -> None:
         """Detector training, mining, validation, held-out and robustness seeds never overlap
         (the classifier learns from candidates on scans the detector has not seen)."""
         groups: dict[str, set[int]] = {
             "detector training": set(),
-            "mining": set(self.mining.seeds),
+            "mining": set(self.mining.seeds if self.mining else ()),
             "nodule patches": set(self.nodule_patches.seeds if self.nodule_patches else ()),
             "validation": set(self.validation.seeds),
             "held-out": set(self.evaluation.held_out.seeds),
@@ -213,6 +223,9 @@ def load_staged_config(path: Path) -> tuple[StagedConfig, TrainConfig]:
         update={
             "detector": (base / cfg.detector).resolve(),
             "output_dir": (base / cfg.output_dir).resolve(),
+            "classifier_from": (base / cfg.classifier_from).resolve()
+            if cfg.classifier_from
+            else None,
         }
     )
     detector = load_config(cfg.detector)
@@ -343,6 +356,7 @@ def _start_miner(package: Path, threads: int) -> None:
 
 def _mine_seed(seed: int, cfg: StagedConfig, out: Path) -> int:
     """One mining phantom's labelled candidates (and jittered truth) into ``out``."""
+    assert cfg.mining is not None
     package: ModelPackage = _MINER["package"]
     ph = cfg.mining.phantom(seed)
     pred = _MINER["predictor"].predict(ph.volume)
@@ -397,6 +411,8 @@ def mine(
 ) -> tuple[npt.NDArray[np.float16], npt.NDArray[np.bool_]]:
     """Mine every mining phantom and collect the nodule-patch phantoms (one file per scan:
     resumable), ``mining.workers`` scans at a time; all samples concatenated."""
+    if cfg.mining is None:
+        raise ConfigError("this build re-uses a classifier (classifier_from): nothing to mine")
     layout.mining.mkdir(parents=True, exist_ok=True)
     jobs: list[tuple[str, int, Path]] = [
         ("mining", seed, layout.mining / f"phantom-{seed}.npz") for seed in cfg.mining.seeds
@@ -439,6 +455,48 @@ def mine(
 
 
 # -- step 4: classifier --------------------------------------------------------------------
+
+
+def reuse_classifier(cfg: StagedConfig, layout: Layout) -> Path:
+    """The classifier of ``classifier_from`` as this build's classifier step (checked: the
+    package's card declares it, its graph's sha256 matches, the weights load at the width)."""
+    assert cfg.classifier_from is not None
+    final = layout.classifier / FPR_FINAL
+    if final.exists():
+        return final
+    source = ModelPackage.load(cfg.classifier_from)  # verifies every graph's sha256
+    if not any(stage.name == "fpr" for stage in source.card.stages):
+        raise ConfigError(f"classifier_from: {cfg.classifier_from} has no fpr stage")
+    weights = cfg.classifier_from / "fpr-weights.pt"
+    if not weights.exists():
+        raise ConfigError(f"classifier_from: {weights} does not exist")
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    from training.fpr import CandidateNet
+
+    try:
+        CandidateNet(cfg.classifier.width).load_state_dict(state)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"classifier_from: {weights} is not a width-{cfg.classifier.width} classifier: {exc}"
+        ) from exc
+    layout.classifier.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_suffix(".tmp")
+    torch.save({"width": cfg.classifier.width, "model": state}, tmp)
+    tmp.replace(final)
+    return final
+
+
+def classifier_provenance(cfg: StagedConfig) -> dict[str, Any]:
+    """Where the classifier's training samples came from (for the card)."""
+    if cfg.classifier_from is not None:
+        source = ModelPackage.load(cfg.classifier_from)
+        extra = source.card.training.extra
+        return {
+            "classifier_from": f"{source.card.id}@{source.card.version}",
+            "mining_seeds": extra.get("mining_seeds"),
+        }
+    assert cfg.mining is not None
+    return {"mining_seeds": [cfg.mining.seed, cfg.mining.count]}
 
 
 def classifier(
@@ -614,9 +672,12 @@ def build(config: Path, progress: Progress | None = None) -> Path:
         )
         del cases
     det = detector_package(cfg, detector, layout)
-    samples = mine(cfg, det, layout, progress)
-    classifier(cfg, samples, layout, progress)
-    del samples
+    if cfg.classifier_from is not None:
+        reuse_classifier(cfg, layout)
+    else:
+        samples = mine(cfg, det, layout, progress)
+        classifier(cfg, samples, layout, progress)
+        del samples
     if not layout.validation.exists():
         probe = staged_package(
             det,
@@ -654,7 +715,7 @@ def build(config: Path, progress: Progress | None = None) -> Path:
             folder=layout.package,
             extra={
                 "validation_seeds": [cfg.validation.seed, cfg.validation.count],
-                "mining_seeds": [cfg.mining.seed, cfg.mining.count],
+                **classifier_provenance(cfg),
                 "operating_point": {
                     "classifier_threshold": chosen["threshold"],
                     "chosen_for_max_fp_per_scan": cfg.validation.max_fp_per_scan,

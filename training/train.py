@@ -6,7 +6,9 @@
   five ratios, on bone and on vessels (the explicit hard negatives), in the config's ratios;
   nodule patches per nodule and with the nodule anywhere in the patch when the config asks
   (``sampling.per_nodule`` / ``sampling.anywhere``); flips, in-plane 90° rotations, intensity
-  scale/shift and noise as augmentation (MONAI dictionary transforms).
+  scale/shift and noise as augmentation (MONAI dictionary transforms), and with an ``augment``
+  section acquisition-like ones: thicker slices, kernel-like blur/sharpening, stronger noise,
+  contrast (:class:`training.config.AugmentConfig`).
 * Reproducible and resumable: the case order and every random transform are seeded from
   (config seed, iteration), so a run resumed from a checkpoint continues exactly as an
   uninterrupted one would.
@@ -31,12 +33,18 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from monai.transforms import (
     Compose,
+    MapTransform,
+    RandAdjustContrastd,
     RandFlipd,
     RandGaussianNoised,
+    RandGaussianSharpend,
+    RandGaussianSmoothd,
+    RandomizableTransform,
     RandRotate90d,
     RandScaleIntensityd,
     RandShiftIntensityd,
 )
+from scipy import ndimage
 
 from training.config import NetworkConfig, SamplingConfig, TrainConfig
 from training.data import NODULE, Case
@@ -66,7 +74,8 @@ def pick_voxel(
     case: Case, sampling: SamplingConfig, rng: np.random.Generator
 ) -> tuple[int, npt.NDArray[np.int64]]:
     """A sampling class drawn by the ratios (classes the case lacks are skipped), then a voxel
-    of it — for nodules with ``per_nodule`` a nodule first, uniformly. Returns (class, kji)."""
+    of it — for nodules with ``per_nodule`` a nodule first (uniformly or by size).
+    Returns (class, kji)."""
     indices = case.class_indices
     ratios = np.asarray(sampling.ratios, dtype=np.float64)
     present = np.array([indices[c].size > 0 for c in range(len(ratios))])
@@ -76,11 +85,22 @@ def pick_voxel(
     cls = int(rng.choice(len(ratios), p=weights / weights.sum()))
     nodules = case.nodule_indices
     if cls == NODULE and sampling.per_nodule and nodules:
-        pool = nodules[int(rng.integers(len(nodules)))]
+        pool = nodules[_pick_nodule(nodules, sampling, rng)]
     else:
         pool = indices[cls]
     flat = int(pool[int(rng.integers(pool.size))])
     return cls, np.array(np.unravel_index(flat, case.image.shape), dtype=np.int64)
+
+
+def _pick_nodule(
+    nodules: list[npt.NDArray[np.int64]], sampling: SamplingConfig, rng: np.random.Generator
+) -> int:
+    """A nodule of the case: uniformly, or by ``volume^(-1/3)`` (``nodule_weighting: size``)."""
+    if sampling.nodule_weighting == "uniform":
+        return int(rng.integers(len(nodules)))
+    sizes = np.array([n.size for n in nodules], dtype=np.float64)
+    weights = sizes ** (-1.0 / 3.0)
+    return int(rng.choice(len(nodules), p=weights / weights.sum()))
 
 
 def draw_patch(
@@ -115,19 +135,71 @@ def draw_patch(
     return image, label
 
 
+class RandSliceThicknessd(RandomizableTransform, MapTransform):  # type: ignore[misc]
+    """Thicker slices: the image averaged over ``k`` slices along z (the first spatial axis),
+    ``k`` uniform in ``2 … max_k`` — a thick-slice series resampled to the 1 mm grid. The label
+    stays the thin-slice truth: the network learns to outline what the thick slice blurred."""
+
+    def __init__(self, keys: str, prob: float, max_k: int) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.max_k = max_k
+        self._k = 1
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self._k = int(self.R.randint(2, self.max_k + 1))
+
+    def __call__(self, data: Any) -> Any:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            img = np.asarray(d[key], dtype=np.float32)
+            d[key] = ndimage.uniform_filter1d(img, size=self._k, axis=1, mode="nearest")
+        return d
+
+
 def patch_transform(cfg: TrainConfig) -> Compose:
     keys = ["image", "label"]
-    return Compose(
-        [
-            RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
-            RandFlipd(keys=keys, prob=0.5, spatial_axis=1),
-            RandFlipd(keys=keys, prob=0.5, spatial_axis=2),
-            RandRotate90d(keys=keys, prob=0.5, spatial_axes=(1, 2)),
-            RandScaleIntensityd(keys="image", factors=0.05, prob=0.5),
-            RandShiftIntensityd(keys="image", offsets=0.03, prob=0.5),
-            RandGaussianNoised(keys="image", prob=0.3, std=0.015),
+    steps: list[Any] = [
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=1),
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=2),
+        RandRotate90d(keys=keys, prob=0.5, spatial_axes=(1, 2)),
+        RandScaleIntensityd(keys="image", factors=0.05, prob=0.5),
+        RandShiftIntensityd(keys="image", offsets=0.03, prob=0.5),
+        RandGaussianNoised(keys="image", prob=0.3, std=0.015),
+    ]
+    aug = cfg.augment
+    if aug is not None:
+        # acquisition first (slice profile, kernel), then the noise the kernel leaves, then
+        # contrast: the order a scanner applies them in
+        steps += [
+            RandSliceThicknessd("image", aug.slice_thickness, aug.max_slice_thickness_vox),
+            RandGaussianSmoothd(
+                keys="image",
+                prob=aug.smooth,
+                sigma_x=(0.4, 1.0),
+                sigma_y=(0.4, 1.0),
+                sigma_z=(0.0, 0.3),
+            ),
+            RandGaussianSharpend(
+                keys="image",
+                prob=aug.sharpen,
+                sigma1_x=(0.4, 0.8),
+                sigma1_y=(0.4, 0.8),
+                sigma1_z=(0.0, 0.2),
+                sigma2_x=0.4,
+                sigma2_y=0.4,
+                sigma2_z=0.1,
+                alpha=(3.0, 8.0),
+            ),
+            RandGaussianNoised(keys="image", prob=aug.noise, std=aug.noise_std),
+            RandAdjustContrastd(keys="image", prob=aug.contrast, gamma=aug.contrast_gamma),
         ]
-    )
+    return Compose(steps)
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ from highdicom.sr import CodedConcept
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from preread.domain import CodedTerm, NoduleType
+from preread.domain import CodedTerm, LungRadsCategory, NoduleType
 
 __all__ = [
     "ABSENT",
     "ALGORITHM_FAMILY",
+    "ASSESSMENT_CATEGORY",
     "AXIAL",
     "AXIAL_LONG_AXIS",
     "CENTER_OF_MASS",
@@ -33,6 +34,8 @@ __all__ = [
     "LATERALITY",
     "LONG_AXIS",
     "LUNG",
+    "LUNG_RADS",
+    "LUNG_RADS_CATEGORIES",
     "MEAN",
     "MEAN_ATTENUATION",
     "MEAN_DIAMETER",
@@ -44,7 +47,9 @@ __all__ = [
     "PRESENCE",
     "PRIVATE_SCHEME",
     "PROBABILITY",
+    "QUALITATIVE_EVALUATIONS",
     "RADLEX",
+    "RECOMMENDATION",
     "REPORT_TITLE",
     "SHORT_AXIS",
     "SOLID_COMPONENT",
@@ -163,6 +168,27 @@ SOLID_COMPONENT_LONG_AXIS: Code = Code(
 """99PRERD: the long axis of the solid component of a part-solid nodule (what Lung-RADS sizes a
 part-solid nodule's category by). In the SR: SCT 103339001 "Long axis", finding site
 :data:`SOLID_COMPONENT`."""
+
+LUNG_RADS: Code = Code("LUNG-RADS", PRIVATE_SCHEME, "Lung-RADS v2022 assessment category")
+"""99PRERD: the Lung-RADS v2022 category of a nodule or of the exam (per nodule, the category
+its size, type and growth give; for the exam, the most suspicious nodule's). Neither DICOM
+PS3.16 nor the SNOMED CT subset DICOM uses has Lung-RADS categories, and PreRead does not
+guess at codes from other lexicons it cannot check; the text says the category too."""
+_CATEGORIES: tuple[LungRadsCategory, ...] = ("0", "1", "2", "3", "4A", "4B", "4X")
+LUNG_RADS_CATEGORIES: dict[LungRadsCategory, Code] = {
+    c: Code(f"LUNG-RADS-{c}", PRIVATE_SCHEME, f"Lung-RADS {c}") for c in _CATEGORIES
+}
+"""99PRERD values of :data:`LUNG_RADS`: ``LUNG-RADS-0`` … ``LUNG-RADS-4X``."""
+
+QUALITATIVE_EVALUATIONS: Code = Code("C0034375", "UMLS", "Qualitative Evaluations")
+"""UMLS C0034375, TID 1500 row 12: the root's container of evaluations of the whole exam
+(the exam's Lung-RADS category and its management); not in pydicom's dictionary."""
+ASSESSMENT_CATEGORY: Code = codes.DCM.AssessmentCategory
+"""DCM 111005 "Assessment Category" (the name BI-RADS categories go by in the mammography
+CAD SR): in the SR, a TEXT item "Lung-RADS v2022 4A" under it says a Lung-RADS category with
+standard codes only (the 99PRERD :data:`LUNG_RADS` codes are for HL7 v2 and FHIR)."""
+RECOMMENDATION: Code = codes.DCM.Recommendation
+"""DCM 121075 "Recommendation": the Lung-RADS management text."""
 
 
 # --- Units (UCUM, CID 7181 / 7464) -----------------------------------------------------------

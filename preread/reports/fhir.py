@@ -42,6 +42,12 @@ Lung-RADS sizes, when given          Observation.component, mm: 99PRERD AXIAL-LO
                                      99PRERD SOLID-LONG-AXIS (system ``urn:preread:codes``)
 nodule type, when given              Observation.component: RadLex RID46010, value RadLex
                                      RID50151 / RID50152 / RID50153 (system http://radlex.org)
+Lung-RADS v2022, when assessed      per finding: Observation.component 99PRERD LUNG-RADS with
+                                     a 99PRERD LUNG-RADS-<category> value (absent: the reason);
+                                     the exam: an Observation of its own (value the category,
+                                     or dataAbsentReason with the reason; the management in a
+                                     note; derivedFrom the findings), in DiagnosticReport.result
+                                     and at the end of the conclusion
 tracking UID / tracking id           Observation.identifier, typed DCM 112040 / 112039
 AI-generated                         meta.tag v3-ObservationValue AIAST on every resource,
                                      Observation.note; status preliminary everywhere
@@ -87,7 +93,7 @@ from preread.domain import FindingConcept, ModelRef
 from preread.reports import codes
 from preread.reports.context import ReportInput, ReportStudy
 from preread.reports.errors import ReportError
-from preread.reports.json import FindingOut
+from preread.reports.json import FindingOut, LungRadsOut
 from preread.reports.series import AI_NOTICE, MANUFACTURER
 from preread.reports.uids import device_uid
 
@@ -109,6 +115,7 @@ _THO = "http://terminology.hl7.org/CodeSystem/"  # HL7 Terminology (THO)
 _AI_TAG = (_THO + "v3-ObservationValue", "AIAST", "Artificial Intelligence asserted")
 _RADIOLOGY = (_THO + "v2-0074", "RAD", "Radiology")
 _IMAGING = (_THO + "observation-category", "imaging", "Imaging")
+_DATA_UNKNOWN = (_THO + "data-absent-reason", "unknown", "Unknown")
 _ACCESSION = (_THO + "v2-0203", "ACSN", "Accession ID")
 _LUNG_SITES = {  # SNOMED CT body structures; not in pydicom's PS3.16 dictionaries
     "left": Code("44029006", "SCT", "Left lung structure"),
@@ -141,10 +148,12 @@ def to_fhir_bundle(report: ReportInput) -> Bundle:
     with _validating("Bundle"):  # the resources name themselves; this catches the rest
         diagnostic = _diagnostic_report(report)
         observations = [_observation(report, f) for f in findings]
+        lung_rads = _lung_rads_observation(report)
         resources: list[DiagnosticReport | Device | Observation | DomainResource] = [
             diagnostic,
             _device(report),
             *observations,
+            *([lung_rads] if lung_rads is not None else []),
         ]
         if report.review is not None:  # the radiologist's review (preread.reports.fhir_review)
             from preread.reports.fhir_review import review_resources
@@ -274,10 +283,10 @@ def _concept(*concepts: _Concept, text: str | None = None) -> CodeableConcept:
     return CodeableConcept(coding=[_coding(c) for c in concepts] or None, text=text)
 
 
-def _hl7(coding: tuple[str, str, str]) -> CodeableConcept:
+def _hl7(coding: tuple[str, str, str], *, text: str | None = None) -> CodeableConcept:
     """A fresh CodeableConcept of an HL7 ``(system, code, display)`` (models are mutable)."""
     system, code, display = coding
-    return CodeableConcept(coding=[Coding(system=system, code=code, display=display)])
+    return CodeableConcept(coding=[Coding(system=system, code=code, display=display)], text=text)
 
 
 def _ai_meta() -> Meta:
@@ -328,13 +337,86 @@ def _conclusion(report: ReportInput) -> str:
         else "AI pre-read (preliminary; the radiologist's review follows): "
     )
     by = f"{preread.model.name} {preread.model.version}"
+    tail = "" if preread.lung_rads is None else f" {lung_rads_sentence(preread.lung_rads)}"
     if not preread.findings:
-        return f"{head}no {concept.name()} was found by {by}."
+        return f"{head}no {concept.name()} was found by {by}.{tail}"
     count = len(preread.findings)
     items = "; ".join(
         f"{f.long_axis_mm:.1f} mm {_site(concept, f.lung_side)}" for f in preread.findings
     )
-    return f"{head}{count} {concept.name(count)} found by {by}: {items}."
+    return f"{head}{count} {concept.name(count)} found by {by}: {items}.{tail}"
+
+
+def lung_rads_sentence(lung_rads: LungRadsOut) -> str:
+    """The exam's Lung-RADS in one sentence (the FHIR conclusion, the HL7 impression)."""
+    if lung_rads.category is None:
+        return f"Lung-RADS {lung_rads.version}: {lung_rads.reason}."
+    return (
+        f"Lung-RADS {lung_rads.version} category {lung_rads.category} (AI, preliminary; 4X is "
+        f"the radiologist's to assign): {lung_rads.management}"
+    )
+
+
+def _lung_rads_observation(report: ReportInput) -> Observation | None:
+    """The exam's Lung-RADS v2022 category as an Observation of its own."""
+    lung_rads = report.preread.lung_rads
+    if lung_rads is None:
+        return None
+    category = lung_rads.category
+    notes = [Annotation(text=AI_NOTICE)]
+    if lung_rads.management:
+        notes.append(Annotation(text=f"Management: {lung_rads.management}"))
+    if lung_rads.reason:
+        notes.append(Annotation(text=lung_rads.reason))
+    with _validating("Observation of the Lung-RADS category"):
+        return Observation(
+            id=_uuid(report, "lung-rads"),
+            meta=_ai_meta(),
+            status="preliminary",
+            category=[_hl7(_IMAGING)],
+            code=_concept(codes.LUNG_RADS, text=f"Lung-RADS {lung_rads.version}"),
+            subject=_subject(report.study),
+            effectiveDateTime=_effective(report),  # type: ignore[arg-type]  # as in the report
+            issued=_issued(report),
+            device=Reference(reference=_url(report, "device"), type="Device"),
+            valueCodeableConcept=None
+            if category is None
+            else _concept(codes.LUNG_RADS_CATEGORIES[category], text=category),
+            dataAbsentReason=_hl7(_DATA_UNKNOWN, text=lung_rads.reason)
+            if category is None
+            else None,
+            derivedFrom=[
+                Reference(reference=_url(report, _observation_role(f)), type="Observation")
+                for f in report.preread.findings
+            ]
+            or None,
+            note=notes,
+        )
+
+
+def _lung_rads_component(report: ReportInput, finding: FindingOut) -> list[ObservationComponent]:
+    lung_rads = report.preread.lung_rads
+    if lung_rads is None:
+        return []
+    row = next((n for n in lung_rads.nodules if n.label == finding.label), None)
+    if row is None:
+        return []
+    name = _concept(codes.LUNG_RADS, text=f"Lung-RADS {lung_rads.version} category")
+    if row.category is None:
+        return [
+            ObservationComponent(
+                code=name,
+                dataAbsentReason=_hl7(_DATA_UNKNOWN, text=row.reason),
+            )
+        ]
+    return [
+        ObservationComponent(
+            code=name,
+            valueCodeableConcept=_concept(
+                codes.LUNG_RADS_CATEGORIES[row.category], text=row.category
+            ),
+        )
+    ]
 
 
 def _diagnostic_report(report: ReportInput) -> DiagnosticReport:
@@ -356,7 +438,12 @@ def _diagnostic_report(report: ReportInput) -> DiagnosticReport:
             result=[
                 Reference(reference=_url(report, _observation_role(f)), type="Observation")
                 for f in findings
-            ],
+            ]
+            + (
+                [Reference(reference=_url(report, "lung-rads"), type="Observation")]
+                if report.preread.lung_rads is not None
+                else []
+            ),
             conclusion=_conclusion(report),
             conclusionCode=[_concept(concept.finding)] if findings else None,
         )
@@ -504,5 +591,5 @@ def _observation(report: ReportInput, finding: FindingOut) -> Observation:
             bodySite=_concept(site, text=_site(concept, side)),
             device=Reference(reference=_url(report, "device"), type="Device"),
             note=[Annotation(text=AI_NOTICE)],
-            component=_components(finding),
+            component=_components(finding) + _lung_rads_component(report, finding),
         )

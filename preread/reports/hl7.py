@@ -32,7 +32,12 @@ finding    NM ``103339001^Long axis^SCT`` [mm] (3-D); the Lung-RADS sizes the mo
            part-solid / RID50153 non-solid; CWE ``121071^Finding^DCM`` = the concept's
            finding type (``27925004^Nodule^SCT``); CWE ``363698007^Finding Site^SCT`` = its
            site (Lung; Left lung / Right lung when the site is the lung and the side known);
-           ST ``128138^Center of Mass^DCM`` = LPS centre [mm]
+           ST ``128138^Center of Mass^DCM`` = LPS centre [mm]; when Lung-RADS was assessed,
+           CWE ``LUNG-RADS^Lung-RADS v2022 assessment category^99PRERD`` = ``LUNG-RADS-<c>``
+           (not determinable: ST with the reason)
+OBX exam   when Lung-RADS was assessed, no sub-id: CWE ``LUNG-RADS`` = the exam's category
+           (not determinable: ST with the reason) and TX ``121075^Recommendation^DCM`` = the
+           v2022 management
 every OBX  -11 ``P``; -14 finished at; -18 model ``id:version^PreRead^<device UID>^ISO``
 review     when the reading was reviewed, the reviewer's OBXs follow (-14 signed at, -16 the
            reviewer, no -18): :mod:`preread.reports.hl7_review`
@@ -66,11 +71,11 @@ from hl7apy.v2_5_1 import ST
 from pydicom.sr.codedict import codes as sr_codes
 from pydicom.sr.coding import Code
 
-from preread.domain import CodedTerm, FindingConcept, ModelRef
+from preread.domain import CodedTerm, FindingConcept, LungRadsCategory, ModelRef
 from preread.reports import codes
 from preread.reports.context import ReportInput
 from preread.reports.errors import ReportError
-from preread.reports.json import FindingOut, ModelOut
+from preread.reports.json import FindingOut, LungRadsOut, ModelOut
 from preread.reports.series import AI_NOTICE, MANUFACTURER
 from preread.reports.uids import device_uid
 
@@ -123,6 +128,8 @@ _SIDE_LUNG = {  # pre-coordinated; SNOMED CT body structures, not in pydicom's d
     "left": _Coded("44029006", "Left lung", "SCT"),
     "right": _Coded("3341006", "Right lung", "SCT"),
 }
+_RECOMMENDATION = _Coded.of(sr_codes.DCM.Recommendation)  # DCM 121075
+_LUNG_RADS = _Coded.of(codes.LUNG_RADS)
 _NODULE_TYPE = _Coded.of(codes.NODULE_TYPE)
 _NODULE_TYPES = {kind: _Coded.of(code).components() for kind, code in codes.NODULE_TYPES.items()}
 _MM = _Coded.of(codes.MILLIMETER, "millimeter")
@@ -264,8 +271,15 @@ def _observations(report: ReportInput) -> list[_Obx]:
     else:
         text = f"No {concept.name()} was found by {model.name} {model.version}"
     obxs = [notice, _Obx("ST", _CONCLUSION, ((text,),))]
+    lung_rads = out.lung_rads
+    if lung_rads is not None:
+        obxs.extend(_lung_rads_exam_obxs(lung_rads))
     for finding in sorted(out.findings, key=lambda f: f.label):
         obxs.extend(_finding_obxs(concept, finding))
+        if lung_rads is not None:
+            row = next((r for r in lung_rads.nodules if r.label == finding.label), None)
+            if row is not None:
+                obxs.append(_lung_rads_obx(row.category, row.reason, str(finding.label)))
     if report.review is not None:  # the radiologist's review (preread.reports.hl7_review)
         from preread.reports.hl7_review import review_obxs
 
@@ -309,6 +323,21 @@ def _finding_obxs(concept: FindingConcept, finding: FindingOut) -> list[_Obx]:
         _Obx("CWE", _FINDING_SITE, (site.components(),), sub),
         _Obx("ST", _Coded.of(codes.CENTER_OF_MASS), ((f"{centre} (LPS)",),), sub, _MM),
     ]
+
+
+def _lung_rads_obx(category: LungRadsCategory | None, reason: str | None, sub_id: str) -> _Obx:
+    """A Lung-RADS category (CWE), or ST with the reason it is not determinable."""
+    if category is None:
+        return _Obx("ST", _LUNG_RADS, ((reason or "not determinable",),), sub_id)
+    value = _Coded.of(codes.LUNG_RADS_CATEGORIES[category]).components()
+    return _Obx("CWE", _LUNG_RADS, (value,), sub_id)
+
+
+def _lung_rads_exam_obxs(lung_rads: LungRadsOut) -> list[_Obx]:
+    obxs = [_lung_rads_obx(lung_rads.category, lung_rads.reason, "")]
+    if lung_rads.management:
+        obxs.append(_Obx("TX", _RECOMMENDATION, ((lung_rads.management,),)))
+    return obxs
 
 
 def _nm(value: float, digits: int, name: Code, sub_id: str) -> str:

@@ -10,7 +10,7 @@ from html import escape
 
 from preread.domain import FindingConcept
 from preread.reports.context import ReportInput
-from preread.reports.json import FindingOut
+from preread.reports.json import FindingOut, LungRadsOut
 from preread.reports.review import AssessmentOut, ReviewOut
 from preread.reports.series import AI_NOTICE
 
@@ -100,11 +100,33 @@ def _review(review: ReviewOut | None) -> str:
     )
 
 
+def _lung_rads(lung_rads: LungRadsOut | None) -> str:
+    """The exam's Lung-RADS v2022 category and management (nothing when not assessed)."""
+    if lung_rads is None:
+        return ""
+    if lung_rads.category is None:
+        return (
+            f"<h2>Lung-RADS {escape(lung_rads.version)}</h2>"
+            f"<p>Not determinable: {escape(lung_rads.reason or '')}</p>"
+        )
+    return (
+        f"<h2>Lung-RADS {escape(lung_rads.version)}: category {escape(lung_rads.category)}</h2>"
+        f"<p>{escape(lung_rads.management or '')}</p>"
+        + (f"<p>{escape(lung_rads.reason)}</p>" if lung_rads.reason else "")
+        + "<p>Assigned by the AI from size, type and growth (preliminary); category 4X and "
+        "the features the AI does not judge are the radiologist's.</p>"
+    )
+
+
 def to_html(report: ReportInput) -> str:
     """The page (UTF-8 text) of ``report``."""
     pre, study = report.preread, report.study
     concept = pre.concept.finding_concept()
     model = f"{pre.model.name} {pre.model.version}"
+    lung_rads = pre.lung_rads
+    categories = (
+        {n.label: n.category or "not determinable" for n in lung_rads.nodules} if lung_rads else {}
+    )
     rows = "".join(
         "<tr>"
         f"<td>{escape(f.tracking_id)}</td>"
@@ -116,7 +138,8 @@ def to_html(report: ReportInput) -> str:
         f'<td class="n">{f.mean_hu:.0f}</td>'
         f'<td class="n">{100 * f.probability:.0f} %</td>'
         f"<td>{', '.join(f'{c:.1f}' for c in f.center_lps_mm)}</td>"
-        "</tr>"
+        + (f"<td>{escape(categories.get(f.label, _NONE))}</td>" if lung_rads else "")
+        + "</tr>"
         for f in pre.findings
     )
     count = len(pre.findings)
@@ -126,11 +149,13 @@ def to_html(report: ReportInput) -> str:
             "<table><thead><tr><th>Finding</th><th>Site</th><th>Type</th>"
             "<th>Mean diameter (mm)</th><th>Long axis, 3-D (mm)</th>"
             "<th>Volume (mm³)</th><th>Mean (HU)</th><th>AI probability</th>"
-            "<th>Centre (LPS, mm)</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>"
+            "<th>Centre (LPS, mm)</th>"
+            + ("<th>Lung-RADS</th>" if lung_rads else "")
+            + f"</tr></thead><tbody>{rows}</tbody></table>"
         )
     else:
         body = f"<p>No {escape(concept.name())} was found by {escape(model)}.</p>"
+    body += _lung_rads(lung_rads)
     facts = [
         ("Patient", _pn(study.patient_name)),
         ("Patient ID", study.patient_id),

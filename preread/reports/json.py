@@ -14,10 +14,27 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from preread.domain import LUNG_NODULE, CodedTerm, FindingConcept, NoduleType, PreReadResult
+from preread.domain import (
+    LUNG_NODULE,
+    CodedTerm,
+    FindingConcept,
+    LungRadsCategory,
+    NoduleType,
+    PreReadResult,
+)
 from preread.reports.uids import tracking_id, tracking_uid
 
-__all__ = ["CodeOut", "ConceptOut", "FindingOut", "ModelOut", "PreReadOut", "to_json", "to_model"]
+__all__ = [
+    "CodeOut",
+    "ConceptOut",
+    "FindingOut",
+    "LungRadsNoduleOut",
+    "LungRadsOut",
+    "ModelOut",
+    "PreReadOut",
+    "to_json",
+    "to_model",
+]
 
 
 class ModelOut(BaseModel):
@@ -109,6 +126,34 @@ class FindingOut(BaseModel):
     )
 
 
+class LungRadsNoduleOut(BaseModel):
+    """One finding's Lung-RADS v2022 category (null: not determinable, ``reason`` says why)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: int = Field(description="The finding's label (FindingOut.label)")
+    tracking_uid: str = Field(description="The finding's Tracking UID (FindingOut)")
+    category: LungRadsCategory | None
+    rule: str | None = Field(description="Id of the v2022 table row that fired")
+    reason: str | None = Field(default=None, description="The inputs, or why not determinable")
+
+
+class LungRadsOut(BaseModel):
+    """Lung-RADS v2022 of the exam: the most suspicious nodule's category and its management.
+    PreRead never assigns 4X (features that raise suspicion): that is the radiologist's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str = "v2022"
+    category: LungRadsCategory | None = Field(
+        description="0, 1, 2, 3, 4A, 4B; null: not determinable"
+    )
+    rule: str | None
+    management: str | None
+    reason: str | None = None
+    nodules: list[LungRadsNoduleOut] = []
+
+
 class PreReadOut(BaseModel):
     """One AI pre-read of one series: always AI-generated and preliminary."""
 
@@ -127,10 +172,38 @@ class PreReadOut(BaseModel):
     ai_generated: Literal[True] = True
     status: Literal["preliminary"] = "preliminary"
     findings: list[FindingOut]
+    lung_rads: LungRadsOut | None = Field(
+        default=None,
+        description="Lung-RADS v2022 (screening exams: PREREAD_LUNG_RADS); null: not assessed",
+    )
+
+
+def _lung_rads(result: PreReadResult, uids: dict[int, str]) -> LungRadsOut | None:
+    a = result.lung_rads
+    if a is None:
+        return None
+    return LungRadsOut(
+        version=a.version,
+        category=a.category,
+        rule=a.rule,
+        management=a.management,
+        reason=a.reason,
+        nodules=[
+            LungRadsNoduleOut(
+                label=n.label,
+                tracking_uid=uids[n.label],
+                category=n.category,
+                rule=n.rule,
+                reason=n.reason,
+            )
+            for n in a.nodules
+        ],
+    )
 
 
 def to_model(result: PreReadResult, *, uid_seed: str | None = None) -> PreReadOut:
     """``result`` as the response model (``uid_seed`` as given to the SEG and SR encoders)."""
+    uids = {f.label: str(tracking_uid(result, f, uid_seed=uid_seed)) for f in result.findings}
     return PreReadOut(
         study_instance_uid=result.study_instance_uid,
         series_instance_uid=result.series_instance_uid,
@@ -148,7 +221,7 @@ def to_model(result: PreReadResult, *, uid_seed: str | None = None) -> PreReadOu
             FindingOut(
                 label=f.label,
                 tracking_id=tracking_id(f, result.concept),
-                tracking_uid=str(tracking_uid(result, f, uid_seed=uid_seed)),
+                tracking_uid=uids[f.label],
                 center_lps_mm=f.center_lps_mm,
                 long_axis_mm=f.long_axis_mm,
                 volume_mm3=f.volume_mm3,
@@ -163,6 +236,7 @@ def to_model(result: PreReadResult, *, uid_seed: str | None = None) -> PreReadOu
             )
             for f in sorted(result.findings, key=lambda f: f.label)
         ],
+        lung_rads=_lung_rads(result, uids),
     )
 
 

@@ -189,6 +189,9 @@ def build_sr(
         ),
         referenced_images=[ds for ds in sources if str(ds.SOPInstanceUID) in library],
     )
+    evaluations = _exam_evaluations(result)
+    if evaluations is not None:
+        report[0].ContentSequence.append(evaluations)
     series_uid = report_uid(result, "sr-series", uid_seed=uid_seed)
     sop_uid = report_uid(result, "sr-instance", uid_seed=uid_seed)
     previous = None if supersedes is None else [_predecessor(result, supersedes, sop_uid)]
@@ -378,6 +381,54 @@ def _qualitative_evaluations(finding: Finding) -> list[hd.sr.QualitativeEvaluati
     ]
 
 
+def _lung_rads_text(version: str, category: str | None, reason: str | None) -> str:
+    if category is None:
+        return f"Lung-RADS {version}: not determinable: {reason}"
+    return f"Lung-RADS {version} {category}"
+
+
+def _lung_rads_item(result: PreReadResult, finding: Finding) -> hd.sr.TextContentItem | None:
+    """The finding's Lung-RADS category as a TEXT qualitative evaluation (TID 1411), named
+    DCM 111005 "Assessment Category": DICOM has no codes for Lung-RADS categories."""
+    a = result.lung_rads
+    row = None if a is None else next((n for n in a.nodules if n.label == finding.label), None)
+    if a is None or row is None:
+        return None
+    return hd.sr.TextContentItem(
+        name=codes.ASSESSMENT_CATEGORY,
+        value=_lung_rads_text(a.version, row.category, row.reason),
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+
+
+def _exam_evaluations(result: PreReadResult) -> hd.sr.ContainerContentItem | None:
+    """TID 1500 row 12 "Qualitative Evaluations": the exam's Lung-RADS category (TEXT, DCM
+    111005 "Assessment Category"; with the reason when not determinable) and its management
+    (DCM 121075 "Recommendation")."""
+    a = result.lung_rads
+    if a is None:
+        return None
+    contains = hd.sr.RelationshipTypeValues.CONTAINS
+    items: list[hd.sr.ContentItem] = [
+        hd.sr.TextContentItem(
+            name=codes.ASSESSMENT_CATEGORY,
+            value=_lung_rads_text(a.version, a.category, a.reason),
+            relationship_type=contains,
+        )
+    ]
+    if a.management:
+        items.append(
+            hd.sr.TextContentItem(
+                name=codes.RECOMMENDATION, value=a.management, relationship_type=contains
+            )
+        )
+    container = hd.sr.ContainerContentItem(
+        name=codes.QUALITATIVE_EVALUATIONS, relationship_type=contains
+    )
+    container.ContentSequence = hd.sr.ContentSequence(items)
+    return container
+
+
 def _volumetric_group(
     result: PreReadResult, finding: Finding, uid: str, seg: EncodedSeries, segment: int
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
@@ -397,6 +448,9 @@ def _volumetric_group(
         measurements=_measurements(result, finding),
         qualitative_evaluations=_qualitative_evaluations(finding),
     )
+    lung_rads = _lung_rads_item(result, finding)
+    if lung_rads is not None:
+        group[0].ContentSequence.append(lung_rads)
     group[0].ContentSequence.append(_comment(AI_NOTICE))
     return group
 

@@ -157,6 +157,7 @@ class WorkerContext:
             tenant_of=s.tenant_of,
             series_limits=s.series_limits(),
             outputs=frozenset(s.outputs),
+            lung_rads=s.lung_rads_policy(),
         )
 
     def predictor(self, model_id: str, version: str) -> Predictor:

@@ -178,6 +178,7 @@ def event_payload(job: JobRecord, event_type: str, now: datetime) -> dict[str, A
             "model": {"id": job.model_id, "version": job.model_version},
             "state": job.state.value,
             "findings": findings_count(job),
+            "lung_rads_category": lung_rads_category(job),
             "reason_code": job.reason_code,
             "links": {
                 "job": f"/api/v1/jobs/{job.id}",
@@ -193,6 +194,14 @@ def findings_count(job: JobRecord) -> int | None:
     if isinstance(findings, list):
         return len(findings)
     return job.findings_count
+
+
+def lung_rads_category(job: JobRecord) -> str | None:
+    """The exam's Lung-RADS v2022 category of the job's result (``None``: not assessed, not
+    determinable, or no result) — a category, never patient data."""
+    lung_rads = (job.result or {}).get("lung_rads")
+    category = lung_rads.get("category") if isinstance(lung_rads, dict) else None
+    return category if isinstance(category, str) else None
 
 
 def iso_utc(moment: datetime) -> str:

@@ -44,7 +44,9 @@ from tests.webhooks.conftest import Receiver
 FINAL = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE, JobState.NOT_AUTHORIZED}
 
 
-def settings_for(tmp: Path, orthanc: OrthancServer, database_url: str | None) -> Settings:
+def settings_for(
+    tmp: Path, orthanc: OrthancServer, database_url: str | None, *, lung_rads: str = "off"
+) -> Settings:
     return Settings(
         data_dir=tmp / "data",
         models_dir=MODELS_DIR,
@@ -57,6 +59,7 @@ def settings_for(tmp: Path, orthanc: OrthancServer, database_url: str | None) ->
         webhook_interval_s=0.2,
         # the tests' webhook receiver listens on 127.0.0.1: allowed as an operator allows it
         webhook_allowed_networks=[ip_network("127.0.0.0/8")],
+        lung_rads=lung_rads,
     )
 
 
@@ -116,7 +119,9 @@ def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
 ) -> None:
     receiver = Receiver()
     receiver.start()
-    with Service(settings_for(tmp_path, orthanc, database_url)) as service:
+    # the tests' modality is a screening scanner: Lung-RADS v2022 for its studies
+    settings = settings_for(tmp_path, orthanc, database_url, lung_rads=f"aet:{HOSPITAL_AET}")
+    with Service(settings) as service:
         _, hook_secret = service.webhooks.create("default", receiver.url)
         authorize(service)
         service.start_loop()
@@ -159,6 +164,14 @@ def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
     assert hits, f"the {EASY[0][1]} mm nodule at {centre} was not found"
     assert abs(hits[0]["long_axis_mm"] - EASY[0][1]) <= 3.0
     assert pydicom.dcmread(sr_path).PatientID == easy_study.patient_id
+    # Lung-RADS: every finding categorised (or said not determinable), the exam too
+    rads = job.result["lung_rads"]
+    assert rads["version"] == "v2022"
+    assert [n["label"] for n in rads["nodules"]] == [f["label"] for f in findings]
+    assert rads["category"] in ("1", "2", "3", "4A", "4B") or "not determinable" in rads["reason"]
+    assert "Qualitative Evaluations" in [
+        i.ConceptNameCodeSequence[0].CodeMeaning for i in pydicom.dcmread(sr_path).ContentSequence
+    ]
 
 
 def check_key_objects(client: OrthancClient, job: JobRecord) -> None:
@@ -239,6 +252,8 @@ def check_api(service: Service, job: JobRecord, hook_secret: str, receiver: Rece
     verify(hook_secret, message.headers, message.body)
     event = json.loads(message.body)
     assert event["type"] == "preread.completed" and event["data"]["job_id"] == job.id
+    assert event["data"]["lung_rads_category"] == job.result["lung_rads"]["category"]  # type: ignore[index]
+    assert b"LUNG-RADS" in fhir.content and "LUNG-RADS" in hl7.text
     assert service.store.study(job.study_instance_uid).facts.patient_id not in message.body.decode()  # type: ignore[union-attr]
     # every access to the study's data is in the audit trail, in order, and the chain holds
     actions = [
@@ -259,6 +274,7 @@ def test_study_sent_twice_has_one_current_result(
         service.start_loop()
         assert storescu(orthanc, [second_study.ct_dir]).returncode == 0
         first = wait_final(service, second_study.study_uid)
+        assert first.result is not None and first.result["lung_rads"] is None  # not screening
         assert storescu(orthanc, [second_study.ct_dir]).returncode == 0
         time.sleep(3)  # longer than StableAge: a second StableStudy would have arrived
         service.watcher.reconcile()

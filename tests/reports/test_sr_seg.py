@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 
 from dicom_gateway.volume import assemble_volume
 from preread.domain import Finding, ModelRef, PreReadResult
+from preread.followup.lungrads import MANAGEMENT, assess
 from preread.reports import (
     EncodedSeries,
     InstanceRef,
@@ -133,6 +134,13 @@ class Study:
         self.mixed_seg: EncodedSeries = mixed_seg
         self.typed_sr = build_sr(self.typed, self.shuffled, typed_seg)
         self.mixed_sr = build_sr(self.mixed, self.shuffled, mixed_seg)
+        # Lung-RADS v2022 (a screening exam): part-solid 12.8 mm with a 5.3 mm solid
+        # component → 3, ground-glass 9.4 mm → 2, exam 3; mixed: solid 12.5 mm → 4A beside an
+        # untyped nodule → the exam is not determinable
+        self.rads = replace(self.typed, lung_rads=assess(self.typed.findings, None))
+        self.rads_mixed = replace(self.mixed, lung_rads=assess(self.mixed.findings, None))
+        self.rads_sr = build_sr(self.rads, self.shuffled, typed_seg)
+        self.rads_mixed_sr = build_sr(self.rads_mixed, self.shuffled, mixed_seg)
         self.root = root
 
     def write(self, encoded: EncodedSeries, name: str) -> Path:
@@ -175,7 +183,17 @@ def _dciodvfy(path: Path) -> list[str]:
 
 @pytest.mark.parametrize(
     "which",
-    ["seg", "sr", "empty_sr", "superseding_sr", "typed_seg", "typed_sr", "mixed_sr"],
+    [
+        "seg",
+        "sr",
+        "empty_sr",
+        "superseding_sr",
+        "typed_seg",
+        "typed_sr",
+        "mixed_sr",
+        "rads_sr",
+        "rads_mixed_sr",
+    ],
 )
 def test_dciodvfy_reports_no_error_and_no_warning(study: Study, which: str) -> None:
     encoded = {
@@ -185,6 +203,8 @@ def test_dciodvfy_reports_no_error_and_no_warning(study: Study, which: str) -> N
         "typed_seg": study.typed_seg,
         "typed_sr": study.typed_sr,
         "mixed_sr": study.mixed_sr,
+        "rads_sr": study.rads_sr,
+        "rads_mixed_sr": study.rads_mixed_sr,
         "superseding_sr": build_sr(
             study.result, study.by_k, study.seg, supersedes=study.empty_sr.ref
         ),
@@ -200,6 +220,8 @@ def test_dsrdump_reads_the_sr(study: Study) -> None:
         (study.empty_sr, "No lung nodule was found"),
         (study.typed_sr, "part-solid pulmonary nodule"),
         (study.mixed_sr, '"Axial"'),
+        (study.rads_sr, '"Lung-RADS v2022 3"'),
+        (study.rads_mixed_sr, '"Lung-RADS v2022: not determ..."'),
     ):
         path = study.write(encoded, "dump")
         run = subprocess.run(
@@ -215,6 +237,64 @@ def test_dsrdump_reads_the_sr(study: Study) -> None:
         assert MODEL.name in run.stdout
         assert expected in run.stdout
         assert "PRELIMINARY" in run.stdout and "UNVERIFIED" in run.stdout
+
+
+def _text_items(items: Any, name: str) -> list[str]:
+    return [
+        str(i.TextValue)
+        for i in items
+        if i.ValueType == "TEXT" and i.ConceptNameCodeSequence[0].CodeMeaning == name
+    ]
+
+
+def test_sr_carries_lung_rads_per_finding_and_for_the_exam(study: Study) -> None:
+    ds = pydicom.dcmread(study.write(study.rads_sr, "rads"))
+    root = ds.ContentSequence
+    evaluations = [
+        i for i in root if i.ConceptNameCodeSequence[0].CodeMeaning == "Qualitative Evaluations"
+    ]
+    assert len(evaluations) == 1
+    exam = evaluations[0].ContentSequence
+    assert _text_items(exam, "Assessment Category") == ["Lung-RADS v2022 3"]
+    assert _text_items(exam, "Recommendation") == ["6-month LDCT."]
+    measurements = next(
+        i for i in root if i.ConceptNameCodeSequence[0].CodeMeaning == "Imaging Measurements"
+    )
+    per_group = [
+        _text_items(g.ContentSequence, "Assessment Category")
+        for g in measurements.ContentSequence
+        if g.ValueType == "CONTAINER"
+    ]
+    # the volumetric group of each finding carries it (the drawn group does not repeat it)
+    assert sorted(v for values in per_group for v in values) == [
+        "Lung-RADS v2022 2",
+        "Lung-RADS v2022 3",
+    ]
+    mixed = pydicom.dcmread(study.write(study.rads_mixed_sr, "rads-mixed")).ContentSequence
+    exam = next(
+        i for i in mixed if i.ConceptNameCodeSequence[0].CodeMeaning == "Qualitative Evaluations"
+    ).ContentSequence
+    (text,) = _text_items(exam, "Assessment Category")
+    assert text.startswith("Lung-RADS v2022: not determinable") and "type" in text
+    assert _text_items(exam, "Recommendation") == []
+    # every management text survives the SR's character set (no replacement characters)
+    solid = replace(study.mixed, findings=study.mixed.findings[:1])
+    solid = replace(solid, lung_rads=assess(solid.findings, None))
+    assert solid.lung_rads is not None and solid.lung_rads.category == "4A"
+    seg = build_seg(solid, study.shuffled, np.where(study.labels == 1, 1, 0))
+    four_a = pydicom.dcmread(study.write(build_sr(solid, study.shuffled, seg), "rads-4a"))
+    exam = next(
+        i
+        for i in four_a.ContentSequence
+        if i.ConceptNameCodeSequence[0].CodeMeaning == "Qualitative Evaluations"
+    ).ContentSequence
+    assert _text_items(exam, "Recommendation") == [MANAGEMENT["4A"]]
+    # a result without Lung-RADS (not a screening exam) has no such container
+    assert not [
+        i
+        for i in pydicom.dcmread(study.write(study.typed_sr, "typed-no-rads")).ContentSequence
+        if i.ConceptNameCodeSequence[0].CodeMeaning == "Qualitative Evaluations"
+    ]
 
 
 # --- SEG -------------------------------------------------------------------------------------

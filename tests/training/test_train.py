@@ -230,6 +230,14 @@ def test_patches_per_nodule_anywhere_and_on_bone_and_vessels(tiny_cases: list[Ca
 
     # per nodule: every nodule gets its share, the smallest too; per voxel it gets its volume's
     assert share_of_smallest(True) > 0.5 / len(sizes)
+    by_size = SamplingConfig(ratios=(0, 0, 1, 0, 0), per_nodule=True, nodule_weighting="size")
+    weights = sizes ** (-1 / 3)
+    expected = weights[np.argmin(sizes)] / weights.sum()  # > 1 / len(sizes): the smallest
+    picks = [
+        owner[np.ravel_multi_index(tuple(pick_voxel(case, by_size, rng)[1]), case.label.shape)]
+        for _ in range(600)
+    ]
+    assert abs(float(np.mean(np.asarray(picks) == int(np.argmin(sizes)))) - expected) < 0.06
     assert share_of_smallest(False) < 1.5 * sizes.min() / sizes.sum() + 0.02
     anywhere = SamplingConfig(ratios=(0, 0, 1, 0, 0), per_nodule=True, anywhere=True)
     off_centre = 0
@@ -250,3 +258,33 @@ def test_patches_per_nodule_anywhere_and_on_bone_and_vessels(tiny_cases: list[Ca
             assert image[16, 16, 16] > bone - 1e-2
         else:
             assert image[16, 16, 16] > (-500.0 - window.window_min_hu) / 1400.0 - 1e-2
+
+
+def test_thick_slice_augmentation_blurs_along_z_only_and_keeps_the_label() -> None:
+    from training.train import RandSliceThicknessd
+
+    image = np.zeros((1, 16, 8, 8), dtype=np.float32)
+    image[0, 8, 4, 4] = 1.0
+    label = (image > 0).astype(np.uint8)
+    t = RandSliceThicknessd("image", prob=1.0, max_k=5)
+    t.set_random_state(seed=1)
+    out = t({"image": image, "label": label})
+    blurred = np.asarray(out["image"])[0]
+    spread = np.flatnonzero(blurred[:, 4, 4] > 0)
+    assert 2 <= spread.size <= 5  # k slices averaged
+    assert np.isclose(blurred.sum(), 1.0)
+    assert np.count_nonzero(blurred.sum(axis=0)) == 1  # nothing moved in-plane
+    assert out["label"] is label  # the truth stays the thin-slice truth
+    off = RandSliceThicknessd("image", prob=0.0, max_k=5)
+    assert np.asarray(off({"image": image, "label": label})["image"]).max() == 1.0
+
+
+def test_a_config_without_the_new_settings_keeps_its_published_digest() -> None:
+    """Settings added later (augment, nodule_weighting), at their defaults, leave an older
+    config's digest as it was: 2.1.0's card names its detector config's digest."""
+    root = Path(__file__).resolve().parents[2]
+    card = yaml.safe_load((root / "models/lung-nodule/2.1.0/model.yaml").read_text())
+    cfg = load_config(root / "training/configs/lung-nodule-2-detector.yaml")
+    assert cfg.digest() == card["training"]["extra"]["training_config_digest"]
+    augmented = load_config(root / "training/configs/lung-nodule-2.2-detector.yaml")
+    assert augmented.augment is not None and augmented.digest() != cfg.digest()

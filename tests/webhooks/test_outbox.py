@@ -349,6 +349,7 @@ def test_payload_says_what_finished_and_nothing_about_the_patient(clock: FakeClo
             "model": {"id": "lung-nodules", "version": "1.2.0"},
             "state": "failed",
             "findings": 1,
+            "lung_rads_category": None,
             "reason_code": "no_eligible_series",
             "links": {
                 "job": f"/api/v1/jobs/{job.id}",
@@ -359,6 +360,19 @@ def test_payload_says_what_finished_and_nothing_about_the_patient(clock: FakeClo
     text = json.dumps(payload)
     for identifier in ("DOE", "JANE", "12345678", "patient", "Patient"):
         assert identifier not in text
+
+
+def test_payload_carries_the_exam_lung_rads_category_only(clock: FakeClock) -> None:
+    rads = {"category": "4A", "rule": "solid-baseline-8-15", "nodules": [{"reason": "12 mm"}]}
+    job = finished_job(result={"findings": [{"label": 1}], "lung_rads": rads})
+    data = event_payload(job, "preread.completed", clock.now)["data"]
+    assert data["lung_rads_category"] == "4A"
+    assert "solid-baseline" not in json.dumps(data)  # the category, not the reasoning
+    undetermined = finished_job(result={"findings": [], "lung_rads": {"category": None}})
+    assert (
+        event_payload(undetermined, "preread.completed", clock.now)["data"]["lung_rads_category"]
+        is None
+    )
 
 
 def test_payload_findings_are_null_without_a_result(clock: FakeClock) -> None:
