@@ -9,7 +9,7 @@ findings are (the SR's finding type, category and site).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,17 +21,21 @@ from preread.domain import (
     LungRadsCategory,
     NoduleType,
     PreReadResult,
+    PriorStudy,
 )
 from preread.reports.uids import tracking_id, tracking_uid
 
 __all__ = [
     "CodeOut",
+    "ComparisonOut",
     "ConceptOut",
     "FindingOut",
     "LungRadsNoduleOut",
     "LungRadsOut",
     "ModelOut",
+    "NoduleComparisonOut",
     "PreReadOut",
+    "PriorStudyOut",
     "to_json",
     "to_model",
 ]
@@ -126,6 +130,57 @@ class FindingOut(BaseModel):
     )
 
 
+class PriorStudyOut(BaseModel):
+    """An earlier CT of the patient that the result was compared with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    study_instance_uid: str
+    study_date: date
+    role: Literal["previous", "baseline"]
+
+
+class NoduleComparisonOut(BaseModel):
+    """One nodule from the prior to this study: ``new`` (this study only), ``persistent``
+    (both; same tracking UID), ``resolved`` (the prior only). Volumes mm³, Lung-RADS mean
+    diameters mm; the doubling time only for a volume change of at least 25 %."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["new", "persistent", "resolved"]
+    tracking_uid: str = Field(description="The nodule's Tracking UID across the studies")
+    label: int | None = Field(description="FindingOut.label here; null when resolved")
+    prior_label: int | None
+    prior_study_uid: str | None = None
+    prior_center_lps_mm: tuple[float, float, float] | None = None
+    days_between: int | None = None
+    prior_volume_mm3: float | None = None
+    volume_mm3: float | None = None
+    volume_change_pct: float | None = None
+    vdt_days: float | None = Field(default=None, description="Volume doubling time, days")
+    vdt_band: Literal["<400", "400-600", ">600"] | None = None
+    prior_mean_diameter_mm: float | None = None
+    mean_diameter_mm: float | None = None
+    diameter_change_mm: float | None = None
+    baseline_study_uid: str | None = None
+    baseline_volume_mm3: float | None = None
+    baseline_mean_diameter_mm: float | None = None
+
+
+class ComparisonOut(BaseModel):
+    """This study against the patient's priors (``unavailable``: with the reason; the
+    reconcile sweep tries again)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["compared", "no-prior", "unavailable", "not-configured"]
+    reason: str | None = None
+    prior: PriorStudyOut | None = None
+    baseline: PriorStudyOut | None = None
+    registration_residual_mm: float | None = None
+    nodules: list[NoduleComparisonOut] = []
+
+
 class LungRadsNoduleOut(BaseModel):
     """One finding's Lung-RADS v2022 category (null: not determinable, ``reason`` says why)."""
 
@@ -172,9 +227,56 @@ class PreReadOut(BaseModel):
     ai_generated: Literal[True] = True
     status: Literal["preliminary"] = "preliminary"
     findings: list[FindingOut]
+    comparison: ComparisonOut | None = Field(
+        default=None, description="The comparison with the patient's priors; null: not made"
+    )
     lung_rads: LungRadsOut | None = Field(
         default=None,
         description="Lung-RADS v2022 (screening exams: PREREAD_LUNG_RADS); null: not assessed",
+    )
+
+
+def _prior(study: PriorStudy | None) -> PriorStudyOut | None:
+    if study is None:
+        return None
+    return PriorStudyOut(
+        study_instance_uid=study.study_instance_uid, study_date=study.study_date, role=study.role
+    )
+
+
+def _comparison(result: PreReadResult) -> ComparisonOut | None:
+    c = result.comparison
+    if c is None:
+        return None
+    return ComparisonOut(
+        status=c.status,
+        reason=c.reason,
+        prior=_prior(c.prior),
+        baseline=_prior(c.baseline),
+        registration_residual_mm=c.registration_residual_mm,
+        nodules=[
+            NoduleComparisonOut(
+                status=n.status,
+                tracking_uid=n.tracking_uid,
+                label=n.current_label,
+                prior_label=n.prior_label,
+                prior_study_uid=n.prior_study_uid,
+                prior_center_lps_mm=n.prior_center_lps_mm,
+                days_between=n.days_between,
+                prior_volume_mm3=n.prior_volume_mm3,
+                volume_mm3=n.current_volume_mm3,
+                volume_change_pct=n.volume_change_pct,
+                vdt_days=n.vdt_days,
+                vdt_band=n.vdt_band,
+                prior_mean_diameter_mm=n.prior_mean_diameter_mm,
+                mean_diameter_mm=n.current_mean_diameter_mm,
+                diameter_change_mm=n.diameter_change_mm,
+                baseline_study_uid=n.baseline_study_uid,
+                baseline_volume_mm3=n.baseline_volume_mm3,
+                baseline_mean_diameter_mm=n.baseline_mean_diameter_mm,
+            )
+            for n in c.nodules
+        ],
     )
 
 
@@ -236,6 +338,7 @@ def to_model(result: PreReadResult, *, uid_seed: str | None = None) -> PreReadOu
             )
             for f in sorted(result.findings, key=lambda f: f.label)
         ],
+        comparison=_comparison(result),
         lung_rads=_lung_rads(result, uids),
     )
 

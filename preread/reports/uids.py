@@ -21,7 +21,7 @@ from pydicom.uid import UID, generate_uid
 
 from preread.domain import Finding, FindingConcept, ModelRef, PreReadResult
 
-__all__ = ["device_uid", "report_uid", "tracking_id", "tracking_uid"]
+__all__ = ["device_uid", "new_tracking_uid", "report_uid", "tracking_id", "tracking_uid"]
 
 _SCHEME = "preread-report-uid-v1"
 
@@ -46,7 +46,21 @@ def report_uid(result: PreReadResult, role: str, *, uid_seed: str | None = None)
 
 
 def tracking_uid(result: PreReadResult, finding: Finding, *, uid_seed: str | None = None) -> UID:
-    """The Tracking UID of ``finding`` (TID 4108), shared by the JSON, SEG and SR."""
+    """The Tracking UID of ``finding`` (TID 4108, DCM 112040), shared by the JSON, SEG and SR.
+
+    A nodule the comparison with the priors found before (``persistent``) keeps the prior's
+    tracking UID, so one nodule has one UID across the patient's studies; any other finding
+    has its own, :func:`new_tracking_uid`."""
+    row = result.comparison.for_label(finding.label) if result.comparison else None
+    if row is not None and row.status == "persistent":
+        return UID(row.tracking_uid)
+    return new_tracking_uid(result, finding, uid_seed=uid_seed)
+
+
+def new_tracking_uid(
+    result: PreReadResult, finding: Finding, *, uid_seed: str | None = None
+) -> UID:
+    """The tracking UID ``finding`` has as a nodule first seen in ``result``."""
     return report_uid(result, f"tracking-{finding.label}", uid_seed=uid_seed)
 
 
