@@ -223,6 +223,41 @@ class OrthancClient:
         except AnswerError as exc:
             raise OrthancError("GET", path, 200, f"unexpected answer: {exc}") from exc
 
+    def rest(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """One call of Orthanc's REST API that has no typed method here (e.g.
+        ``POST /modalities/{name}/query`` for :mod:`dicom_gateway.priors`): ``body``, when not
+        ``None``, is sent as JSON; the answer's JSON comes back (``None`` for an empty answer).
+
+        ``timeout`` replaces the client's timeout for this call only: a synchronous C-MOVE
+        lasts as long as the peer takes to send the study.
+
+        Raises:
+            OrthancError: no answer, a non-2xx status (Orthanc's ``Details`` kept in
+                ``detail``), or an answer that is not JSON.
+        """
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs["json"] = body
+        if params is not None:
+            kwargs["params"] = dict(params)
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        response = self._request(method, path, **kwargs)
+        if not response.content.strip():
+            return None
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise OrthancError(method, path, response.status_code, f"not JSON: {exc}") from exc
+
     # -- StudySource --------------------------------------------------------------------------
 
     def system(self) -> SystemInfo:

@@ -15,10 +15,13 @@ What the configuration does (Orthanc 1.10.1, DICOMweb plugin 1.7):
   (``RestApiWriteToFileSystemEnabled: false``), no Orthanc Explorer and no WebDAV unless asked,
   ``HttpsVerifyPeers: true`` for any outgoing HTTPS, ``DeidentifyLogs: true``.
 * DICOM: nobody may store by default (``DicomAlwaysAllowStore: false``); each sending peer is
-  listed in ``DicomModalities`` with ``AllowStore`` (echo allowed, find/get/move/worklist/storage
-  commitment refused), and both its AE title and its host must match
-  (``DicomCheckModalityHost: true``); a peer must call our AE title (``DicomCheckCalledAet``).
-  All ``DicomAlwaysAllow*`` are false. Unknown SOP classes are refused.
+  listed in ``DicomModalities`` with ``AllowStore`` (echo allowed, get/worklist/storage
+  commitment refused, find/move refused unless :class:`DicomPeer` allows them), and both its
+  AE title and its host must match (``DicomCheckModalityHost: true``); a peer must call our AE
+  title (``DicomCheckCalledAet``). All ``DicomAlwaysAllow*`` are false. Unknown SOP classes are
+  refused. ``DicomScuTimeout`` bounds how long our Orthanc waits on a peer it queries or asks
+  to move (:attr:`OrthancConfig.dicom_scu_timeout_s`, 10 s: a PACS that is down fails in
+  seconds, not minutes).
 * ``StableAge`` as configured (small in tests; a StableStudy change then follows the last
   instance by about that many seconds). ``OverwriteInstances: false``.
 * DICOMweb plugin: ``{"Enable": true, "Root": "/dicom-web/", "EnableWado": false}`` (WADO-RS,
@@ -79,7 +82,15 @@ _LOG_TAIL_LINES = 30
 class DicomPeer:
     """A DICOM node allowed to talk to our Orthanc (an entry of ``DicomModalities``).
 
-    ``port`` is where the peer listens (used when Orthanc forwards results to it).
+    ``port`` is where the peer listens (used when Orthanc forwards results to it, and when
+    Orthanc queries it or asks it to move studies: ``/modalities/{name}/query``, ``.../move``;
+    Orthanc may do that with any listed peer, whatever the flags below say).
+
+    The ``allow_*`` flags say what the peer may ask *of our* Orthanc (SCP side):
+    ``allow_find`` lets it C-FIND our studies, ``allow_move`` lets it C-MOVE them to a
+    destination that is itself listed in ``DicomModalities``. Both default to False: only a
+    PACS-like Orthanc (e.g. the hospital PACS in tests) turns them on, for the node that
+    retrieves priors from it.
     """
 
     name: str
@@ -88,6 +99,8 @@ class DicomPeer:
     port: int
     allow_store: bool = True
     allow_echo: bool = True
+    allow_find: bool = False
+    allow_move: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,18 +122,25 @@ class OrthancConfig:
     plugins: tuple[Path, ...] = (DICOMWEB_PLUGIN,)
     name: str = "PreRead"
     explorer: bool = False
+    dicom_scu_timeout_s: int = 10
+    """``DicomScuTimeout``: how long Orthanc, as a DICOM client (C-FIND/C-MOVE/C-STORE to a
+    peer), waits to connect and for each answer. 10 s is Orthanc's own default; a request may
+    set its own (``"Timeout"`` in the body of ``/modalities/{name}/query`` or ``.../move``)."""
 
 
 def render_config(cfg: OrthancConfig) -> dict[str, Any]:
     """Orthanc's configuration for ``cfg`` (see the module docstring for each choice).
 
     Raises:
-        ValueError: a port is 0, the password is empty, or the AE title is not 1–16 characters.
+        ValueError: a port is 0, the password is empty, an AE title is not 1–16 characters, or
+            the DICOM client timeout is under 1 s.
     """
     if cfg.http_port <= 0 or cfg.dicom_port <= 0:
         raise ValueError("choose the HTTP and DICOM ports before rendering the configuration")
     if not cfg.password:
         raise ValueError("an Orthanc user needs a password")
+    if cfg.dicom_scu_timeout_s < 1:
+        raise ValueError("DicomScuTimeout must be at least 1 s (0 would mean: wait forever)")
     for aet in (cfg.aet, *(peer.aet for peer in cfg.dicom_modalities)):
         if not 1 <= len(aet) <= 16:
             raise ValueError(f"AE title {aet!r} must have 1 to 16 characters (PS3.5 6.2)")
@@ -162,6 +182,7 @@ def render_config(cfg: OrthancConfig) -> dict[str, Any]:
         "DicomPort": cfg.dicom_port,
         "DicomCheckCalledAet": True,
         "DicomCheckModalityHost": True,
+        "DicomScuTimeout": cfg.dicom_scu_timeout_s,
         "DicomAlwaysAllowEcho": False,
         "DicomAlwaysAllowStore": False,
         "DicomAlwaysAllowFind": False,
@@ -177,10 +198,10 @@ def render_config(cfg: OrthancConfig) -> dict[str, Any]:
                 "Port": peer.port,
                 "AllowStore": peer.allow_store,
                 "AllowEcho": peer.allow_echo,
-                "AllowFind": False,
+                "AllowFind": peer.allow_find,
                 "AllowFindWorklist": False,
                 "AllowGet": False,
-                "AllowMove": False,
+                "AllowMove": peer.allow_move,
                 "AllowStorageCommitment": False,
             }
             for peer in cfg.dicom_modalities
