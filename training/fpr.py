@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
+from scipy import ndimage
 from torch import nn
 
 from inference.candidates import two_scale_patch
@@ -197,13 +198,42 @@ class FprConfig:
     width: int = 8
     seed: int = 0
     checkpoint_every: int = 100
+    #: acquisition-like augmentation (thicker slices, noise, kernel blur), as the detector's
+    #: ``augment`` section does it (:class:`training.config.AugmentConfig`)
+    acquisition: bool = False
 
     def digest(self) -> str:
-        return json.dumps(self.__dict__, sort_keys=True)
+        doc = dict(self.__dict__)
+        if not doc["acquisition"]:  # added later: an older config keeps its digest
+            del doc["acquisition"]
+        return json.dumps(doc, sort_keys=True)
 
 
-def _augment(batch: npt.NDArray[np.float16], rng: np.random.Generator) -> npt.NDArray[np.float32]:
-    """Random shift (crop of the stored patch), flips, in-plane rot90 and intensity jitter."""
+def _acquisition(p: npt.NDArray[np.float32], rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    """One two-scale patch as another scanner might have made it: slices ``k`` mm thick (the
+    1 mm channel averaged over ``k`` slices, the 2 mm one over ``k/2``), a blurring kernel,
+    noise up to 0.05 of the window (~70 HU; half on the coarse channel, which averages 8
+    voxels). Each with its own probability, as the detector's augmentation."""
+    if rng.uniform() < 0.3:
+        k = int(rng.integers(2, 6))
+        p[0] = ndimage.uniform_filter1d(p[0], size=k, axis=0, mode="nearest")
+        if k >= 3:
+            p[1] = ndimage.uniform_filter1d(p[1], size=(k + 1) // 2, axis=0, mode="nearest")
+    if rng.uniform() < 0.15:
+        sigma = float(rng.uniform(0.4, 1.0))
+        p[0] = ndimage.gaussian_filter(p[0], sigma=(0.0, sigma, sigma))
+    if rng.uniform() < 0.4:
+        std = float(rng.uniform(0.0, 0.05))
+        p[0] += rng.normal(0.0, std, p[0].shape).astype(np.float32)
+        p[1] += rng.normal(0.0, std / 2, p[1].shape).astype(np.float32)
+    return p
+
+
+def _augment(
+    batch: npt.NDArray[np.float16], rng: np.random.Generator, *, acquisition: bool = False
+) -> npt.NDArray[np.float32]:
+    """Random shift (crop of the stored patch), flips, in-plane rot90 and intensity jitter;
+    with ``acquisition`` also :func:`_acquisition`."""
     n = len(batch)
     out = np.empty((n, 2, PATCH, PATCH, PATCH), dtype=np.float32)
     margin = (STORED - PATCH) // 2
@@ -215,6 +245,8 @@ def _augment(batch: npt.NDArray[np.float16], rng: np.random.Generator) -> npt.ND
         fine = batch[b, 0, s0[0] : s0[0] + PATCH, s0[1] : s0[1] + PATCH, s0[2] : s0[2] + PATCH]
         coarse = batch[b, 1, s1[0] : s1[0] + PATCH, s1[1] : s1[1] + PATCH, s1[2] : s1[2] + PATCH]
         p = np.stack([fine, coarse]).astype(np.float32)
+        if acquisition:
+            p = _acquisition(p, rng)
         for axis in (1, 2, 3):
             if rng.uniform() < 0.5:
                 p = np.flip(p, axis=axis)
@@ -284,7 +316,7 @@ def train_fpr(
     for it in range(start, cfg.iterations):
         rng = np.random.default_rng([cfg.seed, it])
         idx = np.concatenate([rng.choice(pos, half), rng.choice(neg, cfg.batch_size - half)])
-        x = torch.from_numpy(_augment(patches[idx], rng)).to(dev)
+        x = torch.from_numpy(_augment(patches[idx], rng, acquisition=cfg.acquisition)).to(dev)
         y = torch.from_numpy(positive[idx].astype(np.float32)[:, None]).to(dev)
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(net(x), y)

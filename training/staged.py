@@ -141,6 +141,8 @@ class ClassifierConfig(_Strict):
     learning_rate: float = Field(default=2e-3, gt=0)
     width: int = Field(default=8, ge=4)
     seed: int = 0
+    #: acquisition-like augmentation of the candidate patches (training.fpr._acquisition)
+    acquisition: bool = False
 
 
 class ValidationConfig(SeedRange):
@@ -516,6 +518,7 @@ def classifier(
                 learning_rate=c.learning_rate,
                 width=c.width,
                 seed=c.seed,
+                acquisition=c.acquisition,
             ),
             layout.classifier,
             device=select_device("auto").torch_device,  # CUDA when present, like the detector

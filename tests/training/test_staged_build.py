@@ -205,3 +205,17 @@ def test_a_published_baseline_must_be_of_the_same_scans(tmp_path: Path) -> None:
     (folder / "evaluation.json").write_text("{}")
     with pytest.raises(TrainingError, match="no published evaluation"):
         published_baseline(ModelPackage.load(folder), held, robust)
+
+
+def test_classifier_acquisition_augmentation_is_opt_in() -> None:
+    from training.fpr import PATCH, STORED, FprConfig, _augment
+
+    assert "acquisition" not in FprConfig().digest()  # older builds keep their checkpoints
+    assert FprConfig(acquisition=True).digest() != FprConfig().digest()
+    batch = np.zeros((16, 2, STORED, STORED, STORED), dtype=np.float16)
+    batch[:, :, 18:22, 18:22, 18:22] = 1.0  # a small bright cube at the centre
+    plain = _augment(batch, np.random.default_rng(5))
+    varied = _augment(batch, np.random.default_rng(5), acquisition=True)
+    assert plain.shape == varied.shape == (16, 2, PATCH, PATCH, PATCH)
+    changed = [not np.allclose(a, b) for a, b in zip(plain, varied, strict=True)]
+    assert any(changed)  # some patches got thicker slices, blur or noise
