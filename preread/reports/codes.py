@@ -27,8 +27,11 @@ __all__ = [
     "CT_CHEST",
     "CT_UNSPECIFIED_BODY_REGION",
     "CUBIC_MILLIMETER",
+    "DAY",
     "DEVICE",
     "FINDING_CATEGORY",
+    "FOLLOW_UP",
+    "FOLLOW_UP_STATUS",
     "HOUNSFIELD_UNIT",
     "LANGUAGE",
     "LATERALITY",
@@ -45,6 +48,7 @@ __all__ = [
     "NODULE_TYPES",
     "PERCENT",
     "PRESENCE",
+    "PRIOR_VOLUME",
     "PRIVATE_SCHEME",
     "PROBABILITY",
     "QUALITATIVE_EVALUATIONS",
@@ -54,7 +58,9 @@ __all__ = [
     "SHORT_AXIS",
     "SOLID_COMPONENT",
     "SOLID_COMPONENT_LONG_AXIS",
+    "VDT",
     "VOLUME",
+    "VOLUME_CHANGE",
     "code",
 ]
 
@@ -180,6 +186,17 @@ LUNG_RADS_CATEGORIES: dict[LungRadsCategory, Code] = {
 }
 """99PRERD values of :data:`LUNG_RADS`: ``LUNG-RADS-0`` … ``LUNG-RADS-4X``."""
 
+# --- Follow-up: the nodule against the patient's prior CT (99PRERD, HL7 v2 and FHIR) ----------
+FOLLOW_UP: Code = Code("FOLLOW-UP", PRIVATE_SCHEME, "Comparison with prior CT")
+"""99PRERD: the comparison with the priors in words (the exam's, or one nodule's)."""
+FOLLOW_UP_STATUS: Code = Code("FOLLOW-UP-STATUS", PRIVATE_SCHEME, "Status against prior CT")
+"""99PRERD: new / persistent / resolved (the value as text)."""
+PRIOR_VOLUME: Code = Code("PRIOR-VOLUME", PRIVATE_SCHEME, "Volume on prior CT")
+"""99PRERD: the nodule's volume on the prior CT (mm3)."""
+VOLUME_CHANGE: Code = Code("VOLUME-CHANGE", PRIVATE_SCHEME, "Volume change since prior CT")
+"""99PRERD: (V2 - V1) / V1 in percent."""
+VDT: Code = Code("VDT", PRIVATE_SCHEME, "Volume doubling time")
+"""99PRERD: Δt·ln 2 / ln(V2/V1) in days, given for a volume change of at least 25 %."""
 QUALITATIVE_EVALUATIONS: Code = Code("C0034375", "UMLS", "Qualitative Evaluations")
 """UMLS C0034375, TID 1500 row 12: the root's container of evaluations of the whole exam
 (the exam's Lung-RADS category and its management); not in pydicom's dictionary."""
@@ -196,6 +213,7 @@ MILLIMETER: Code = codes.UCUM.Millimeter
 CUBIC_MILLIMETER: Code = codes.UCUM.CubicMillimeter
 HOUNSFIELD_UNIT: Code = codes.UCUM.HounsfieldUnit
 PERCENT: Code = codes.UCUM.Percent
+DAY: Code = codes.UCUM.Day
 
 # --- Geometry and qualitative evaluations -----------------------------------------------------
 CENTER_OF_MASS: Code = codes.DCM.CenterOfMass

@@ -93,7 +93,8 @@ from preread.domain import FindingConcept, ModelRef
 from preread.reports import codes
 from preread.reports.context import ReportInput, ReportStudy
 from preread.reports.errors import ReportError
-from preread.reports.json import FindingOut, LungRadsOut
+from preread.reports.followup_text import comparison_sentence, nodule_sentence
+from preread.reports.json import FindingOut, LungRadsOut, NoduleComparisonOut
 from preread.reports.series import AI_NOTICE, MANUFACTURER
 from preread.reports.uids import device_uid
 
@@ -337,7 +338,9 @@ def _conclusion(report: ReportInput) -> str:
         else "AI pre-read (preliminary; the radiologist's review follows): "
     )
     by = f"{preread.model.name} {preread.model.version}"
-    tail = "" if preread.lung_rads is None else f" {lung_rads_sentence(preread.lung_rads)}"
+    tail = "" if preread.comparison is None else f" {comparison_sentence(preread.comparison)}"
+    if preread.lung_rads is not None:
+        tail += f" {lung_rads_sentence(preread.lung_rads)}"
     if not preread.findings:
         return f"{head}no {concept.name()} was found by {by}.{tail}"
     count = len(preread.findings)
@@ -392,6 +395,50 @@ def _lung_rads_observation(report: ReportInput) -> Observation | None:
             or None,
             note=notes,
         )
+
+
+def _follow_up_row(report: ReportInput, finding: FindingOut) -> NoduleComparisonOut | None:
+    c = report.preread.comparison
+    return None if c is None else next((n for n in c.nodules if n.label == finding.label), None)
+
+
+def _follow_up_components(report: ReportInput, finding: FindingOut) -> list[ObservationComponent]:
+    """The nodule against the prior CT: status, prior volume, volume change, doubling time,
+    and the sentence (:mod:`preread.reports.followup_text`)."""
+    row = _follow_up_row(report, finding)
+    comparison = report.preread.comparison
+    if row is None or comparison is None:
+        return []
+    prior_date = comparison.prior.study_date if comparison.prior else None
+    out = [
+        ObservationComponent(code=_concept(codes.FOLLOW_UP_STATUS), valueString=row.status),
+        ObservationComponent(
+            code=_concept(codes.FOLLOW_UP), valueString=nodule_sentence(row, prior_date)
+        ),
+    ]
+    for name, value, unit, ucum in (
+        (codes.PRIOR_VOLUME, row.prior_volume_mm3, "mm3", codes.CUBIC_MILLIMETER),
+        (codes.VOLUME_CHANGE, row.volume_change_pct, "%", codes.PERCENT),
+        (codes.VDT, row.vdt_days, "d", codes.DAY),
+    ):
+        if value is not None:
+            out.append(_quantity(_concept(name), round(value, 1), unit, ucum))
+    return out
+
+
+def _prior_study(report: ReportInput, finding: FindingOut) -> list[Reference] | None:
+    """derivedFrom: the prior ImagingStudy a persistent nodule was followed from (by its
+    Study Instance UID: the prior's own report is another bundle)."""
+    row = _follow_up_row(report, finding)
+    if row is None or row.status != "persistent" or row.prior_study_uid is None:
+        return None
+    return [
+        Reference(
+            type="ImagingStudy",
+            identifier=Identifier(system=_DICOM_UID, value=f"urn:oid:{row.prior_study_uid}"),
+            display="prior CT",
+        )
+    ]
 
 
 def _lung_rads_component(report: ReportInput, finding: FindingOut) -> list[ObservationComponent]:
@@ -591,5 +638,8 @@ def _observation(report: ReportInput, finding: FindingOut) -> Observation:
             bodySite=_concept(site, text=_site(concept, side)),
             device=Reference(reference=_url(report, "device"), type="Device"),
             note=[Annotation(text=AI_NOTICE)],
-            component=_components(finding) + _lung_rads_component(report, finding),
+            component=_components(finding)
+            + _follow_up_components(report, finding)
+            + _lung_rads_component(report, finding),
+            derivedFrom=_prior_study(report, finding),
         )

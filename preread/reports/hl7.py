@@ -35,6 +35,10 @@ finding    NM ``103339001^Long axis^SCT`` [mm] (3-D); the Lung-RADS sizes the mo
            ST ``128138^Center of Mass^DCM`` = LPS centre [mm]; when Lung-RADS was assessed,
            CWE ``LUNG-RADS^Lung-RADS v2022 assessment category^99PRERD`` = ``LUNG-RADS-<c>``
            (not determinable: ST with the reason)
+follow-up  when compared with the priors: the exam's ST ``FOLLOW-UP^Comparison with prior
+           CT^99PRERD`` (no sub-id), and per finding ST ``FOLLOW-UP`` (the sentence of
+           :mod:`preread.reports.followup_text`), NM ``VOLUME-CHANGE`` [%] and NM ``VDT`` [d]
+           when given
 OBX exam   when Lung-RADS was assessed, no sub-id: CWE ``LUNG-RADS`` = the exam's category
            (not determinable: ST with the reason) and TX ``121075^Recommendation^DCM`` = the
            v2022 management
@@ -75,7 +79,8 @@ from preread.domain import CodedTerm, FindingConcept, LungRadsCategory, ModelRef
 from preread.reports import codes
 from preread.reports.context import ReportInput
 from preread.reports.errors import ReportError
-from preread.reports.json import FindingOut, LungRadsOut, ModelOut
+from preread.reports.followup_text import comparison_sentence, nodule_sentence
+from preread.reports.json import ComparisonOut, FindingOut, LungRadsOut, ModelOut
 from preread.reports.series import AI_NOTICE, MANUFACTURER
 from preread.reports.uids import device_uid
 
@@ -136,6 +141,8 @@ _MM = _Coded.of(codes.MILLIMETER, "millimeter")
 _MM3 = _Coded.of(codes.CUBIC_MILLIMETER, "cubic millimeter")
 _HU = _Coded.of(codes.HOUNSFIELD_UNIT, "Hounsfield unit")
 _PERCENT = _Coded.of(codes.PERCENT, "percent")
+_DAYS = _Coded.of(codes.DAY, "day")
+_FOLLOW_UP = _Coded.of(codes.FOLLOW_UP)
 
 
 @dataclass(frozen=True)
@@ -271,11 +278,16 @@ def _observations(report: ReportInput) -> list[_Obx]:
     else:
         text = f"No {concept.name()} was found by {model.name} {model.version}"
     obxs = [notice, _Obx("ST", _CONCLUSION, ((text,),))]
+    comparison = out.comparison
+    if comparison is not None:
+        obxs.append(_Obx("ST", _FOLLOW_UP, ((comparison_sentence(comparison),),)))
     lung_rads = out.lung_rads
     if lung_rads is not None:
         obxs.extend(_lung_rads_exam_obxs(lung_rads))
     for finding in sorted(out.findings, key=lambda f: f.label):
         obxs.extend(_finding_obxs(concept, finding))
+        if comparison is not None:
+            obxs.extend(_follow_up_obxs(comparison, finding))
         if lung_rads is not None:
             row = next((r for r in lung_rads.nodules if r.label == finding.label), None)
             if row is not None:
@@ -323,6 +335,23 @@ def _finding_obxs(concept: FindingConcept, finding: FindingOut) -> list[_Obx]:
         _Obx("CWE", _FINDING_SITE, (site.components(),), sub),
         _Obx("ST", _Coded.of(codes.CENTER_OF_MASS), ((f"{centre} (LPS)",),), sub, _MM),
     ]
+
+
+def _follow_up_obxs(comparison: ComparisonOut, finding: FindingOut) -> list[_Obx]:
+    """One finding against the prior CT: the sentence, the volume change and the VDT."""
+    row = next((n for n in comparison.nodules if n.label == finding.label), None)
+    if row is None:
+        return []
+    sub = str(finding.label)
+    prior_date = comparison.prior.study_date if comparison.prior else None
+    obxs = [_Obx("ST", _FOLLOW_UP, ((nodule_sentence(row, prior_date),),), sub)]
+    for name, value, units in (
+        (codes.VOLUME_CHANGE, row.volume_change_pct, _PERCENT),
+        (codes.VDT, row.vdt_days, _DAYS),
+    ):
+        if value is not None:
+            obxs.append(_Obx("NM", _Coded.of(name), ((_nm(value, 1, name, sub),),), sub, units))
+    return obxs
 
 
 def _lung_rads_obx(category: LungRadsCategory | None, reason: str | None, sub_id: str) -> _Obx:

@@ -10,7 +10,8 @@ from html import escape
 
 from preread.domain import FindingConcept
 from preread.reports.context import ReportInput
-from preread.reports.json import FindingOut, LungRadsOut
+from preread.reports.followup_text import comparison_sentence, nodule_sentence
+from preread.reports.json import ComparisonOut, FindingOut, LungRadsOut
 from preread.reports.review import AssessmentOut, ReviewOut
 from preread.reports.series import AI_NOTICE
 
@@ -100,6 +101,28 @@ def _review(review: ReviewOut | None) -> str:
     )
 
 
+def _comparison(c: ComparisonOut | None) -> str:
+    """The comparison with the priors: the sentence, and a row per nodule when compared."""
+    if c is None:
+        return ""
+    head = f"<h2>Comparison with earlier CTs</h2><p>{escape(comparison_sentence(c))}</p>"
+    if not c.nodules:
+        return head
+    prior_date = c.prior.study_date if c.prior else None
+    rows = "".join(
+        "<tr>"
+        f"<td>{escape(str(n.label) if n.label is not None else '—')}</td>"
+        f"<td>{escape(n.status)}</td>"
+        f"<td>{escape(nodule_sentence(n, prior_date))}</td>"
+        "</tr>"
+        for n in c.nodules
+    )
+    return (
+        f"{head}<table><thead><tr><th>Finding</th><th>Status</th><th>Against the prior CT</th>"
+        f"</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
 def _lung_rads(lung_rads: LungRadsOut | None) -> str:
     """The exam's Lung-RADS v2022 category and management (nothing when not assessed)."""
     if lung_rads is None:
@@ -155,7 +178,7 @@ def to_html(report: ReportInput) -> str:
         )
     else:
         body = f"<p>No {escape(concept.name())} was found by {escape(model)}.</p>"
-    body += _lung_rads(lung_rads)
+    body += _comparison(pre.comparison) + _lung_rads(lung_rads)
     facts = [
         ("Patient", _pn(study.patient_name)),
         ("Patient ID", study.patient_id),

@@ -87,6 +87,8 @@ from preread.domain import Finding, FindingConcept, PreReadResult
 from preread.reports import codes
 from preread.reports.axes import SliceAxes, centre_slice, slice_axes
 from preread.reports.errors import ReportError
+from preread.reports.followup_text import comparison_sentence, nodule_sentence
+from preread.reports.json import to_model
 from preread.reports.seg import algorithm_parameters
 from preread.reports.series import (
     AI_NOTICE,
@@ -401,22 +403,40 @@ def _lung_rads_item(result: PreReadResult, finding: Finding) -> hd.sr.TextConten
     )
 
 
+def _comparison_text(result: PreReadResult, finding: Finding | None) -> str | None:
+    """The comparison with the priors in words (:mod:`preread.reports.followup_text`): the
+    exam's (``finding`` None) or one finding's."""
+    c = to_model(result).comparison
+    if c is None:
+        return None
+    if finding is None:
+        return comparison_sentence(c)
+    row = next((n for n in c.nodules if n.label == finding.label), None)
+    return None if row is None else nodule_sentence(row, c.prior.study_date if c.prior else None)
+
+
 def _exam_evaluations(result: PreReadResult) -> hd.sr.ContainerContentItem | None:
     """TID 1500 row 12 "Qualitative Evaluations": the exam's Lung-RADS category (TEXT, DCM
     111005 "Assessment Category"; with the reason when not determinable) and its management
-    (DCM 121075 "Recommendation")."""
+    (DCM 121075 "Recommendation"), and the comparison with the priors (TEXT, DCM 121106
+    "Comment")."""
     a = result.lung_rads
-    if a is None:
+    comparison = _comparison_text(result, None)
+    if a is None and comparison is None:
         return None
     contains = hd.sr.RelationshipTypeValues.CONTAINS
-    items: list[hd.sr.ContentItem] = [
-        hd.sr.TextContentItem(
-            name=codes.ASSESSMENT_CATEGORY,
-            value=_lung_rads_text(a.version, a.category, a.reason),
-            relationship_type=contains,
+    items: list[hd.sr.ContentItem] = []
+    if comparison is not None:
+        items.append(_comment(comparison))
+    if a is not None:
+        items.append(
+            hd.sr.TextContentItem(
+                name=codes.ASSESSMENT_CATEGORY,
+                value=_lung_rads_text(a.version, a.category, a.reason),
+                relationship_type=contains,
+            )
         )
-    ]
-    if a.management:
+    if a is not None and a.management:
         items.append(
             hd.sr.TextContentItem(
                 name=codes.RECOMMENDATION, value=a.management, relationship_type=contains
@@ -451,6 +471,9 @@ def _volumetric_group(
     lung_rads = _lung_rads_item(result, finding)
     if lung_rads is not None:
         group[0].ContentSequence.append(lung_rads)
+    follow_up = _comparison_text(result, finding)
+    if follow_up is not None:
+        group[0].ContentSequence.append(_comment(f"Follow-up: {follow_up}"))
     group[0].ContentSequence.append(_comment(AI_NOTICE))
     return group
 

@@ -14,7 +14,7 @@ import random
 import shutil
 import subprocess
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,14 @@ import pytest
 from pydicom.dataset import Dataset
 
 from dicom_gateway.volume import assemble_volume
-from preread.domain import Finding, ModelRef, PreReadResult
+from preread.domain import (
+    Comparison,
+    Finding,
+    ModelRef,
+    NoduleComparison,
+    PreReadResult,
+    PriorStudy,
+)
 from preread.followup.lungrads import MANAGEMENT, assess
 from preread.reports import (
     EncodedSeries,
@@ -140,6 +147,35 @@ class Study:
         self.rads = replace(self.typed, lung_rads=assess(self.typed.findings, None))
         self.rads_mixed = replace(self.mixed, lung_rads=assess(self.mixed.findings, None))
         self.rads_sr = build_sr(self.rads, self.shuffled, typed_seg)
+        # compared with a prior: nodule 1 persistent (keeps the prior's tracking UID), 2 new
+        prior = PriorStudy("1.2.826.0.1.3680043.8.498.77", date(2023, 11, 2), "previous")
+        self.compared = replace(
+            self.typed,
+            comparison=Comparison(
+                "compared",
+                prior=prior,
+                nodules=(
+                    NoduleComparison(
+                        "persistent",
+                        "2.25.4242",
+                        1,
+                        3,
+                        prior_study_uid=prior.study_instance_uid,
+                        days_between=181,
+                        prior_volume_mm3=700.0,
+                        current_volume_mm3=1436.8,
+                        volume_change_pct=105.3,
+                        vdt_days=174.4,
+                        vdt_band="<400",
+                    ),
+                    NoduleComparison("new", "2.25.77", 2, None),
+                ),
+            ),
+        )
+        compared_seg = build_seg(self.compared, self.shuffled, self.labels)
+        assert compared_seg is not None
+        self.compared_seg: EncodedSeries = compared_seg
+        self.compared_sr = build_sr(self.compared, self.shuffled, compared_seg)
         self.rads_mixed_sr = build_sr(self.rads_mixed, self.shuffled, mixed_seg)
         self.root = root
 
@@ -193,6 +229,7 @@ def _dciodvfy(path: Path) -> list[str]:
         "mixed_sr",
         "rads_sr",
         "rads_mixed_sr",
+        "compared_sr",
     ],
 )
 def test_dciodvfy_reports_no_error_and_no_warning(study: Study, which: str) -> None:
@@ -205,6 +242,7 @@ def test_dciodvfy_reports_no_error_and_no_warning(study: Study, which: str) -> N
         "mixed_sr": study.mixed_sr,
         "rads_sr": study.rads_sr,
         "rads_mixed_sr": study.rads_mixed_sr,
+        "compared_sr": study.compared_sr,
         "superseding_sr": build_sr(
             study.result, study.by_k, study.seg, supersedes=study.empty_sr.ref
         ),
@@ -295,6 +333,43 @@ def test_sr_carries_lung_rads_per_finding_and_for_the_exam(study: Study) -> None
         for i in pydicom.dcmread(study.write(study.typed_sr, "typed-no-rads")).ContentSequence
         if i.ConceptNameCodeSequence[0].CodeMeaning == "Qualitative Evaluations"
     ]
+
+
+def test_sr_carries_the_comparison_and_the_kept_tracking_uid(study: Study) -> None:
+    ds = pydicom.dcmread(study.write(study.compared_sr, "compared"))
+    exam = next(
+        i
+        for i in ds.ContentSequence
+        if i.ConceptNameCodeSequence[0].CodeMeaning == "Qualitative Evaluations"
+    ).ContentSequence
+    assert _text_items(exam, "Comment") == [
+        "Compared with the prior CT of 2023-11-02: 1 persistent, 1 new, 0 resolved nodule(s)."
+    ]
+    groups = _report(
+        study, study.compared_sr, "compared-hd"
+    ).get_volumetric_roi_measurement_groups()
+    uids = sorted(str(g.tracking_uid) for g in groups)
+    assert "2.25.4242" in uids  # the persistent nodule keeps the prior's tracking UID
+    texts = [
+        _text_items(g.ContentSequence, "Comment")
+        for g in (
+            next(
+                i
+                for i in ds.ContentSequence
+                if i.ConceptNameCodeSequence[0].CodeMeaning == "Imaging Measurements"
+            ).ContentSequence
+        )
+        if g.ValueType == "CONTAINER"
+    ]
+    follow = sorted(t for items in texts for t in items if t.startswith("Follow-up:"))
+    assert follow == [
+        "Follow-up: New since 2023-11-02.",
+        "Follow-up: Persistent since 2023-11-02 (181 days); volume 700 -> 1437 mm3 (+105.3 %); "
+        "volume doubling time 174 days (<400 d).",
+    ]
+    # the SEG names the same tracking UID for that segment
+    seg = pydicom.dcmread(study.write(study.compared_seg, "compared-seg"))
+    assert "2.25.4242" in {str(s.TrackingUID) for s in seg.SegmentSequence}
 
 
 # --- SEG -------------------------------------------------------------------------------------
