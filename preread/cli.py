@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -461,6 +462,8 @@ def demo(
     from preread.shutdown import ShutdownSignals
 
     settings = Settings()
+    if "PREREAD_LUNG_RADS" not in os.environ:  # the demo's phantoms stand for screening exams
+        settings = settings.model_copy(update={"lung_rads": "all"})
     # SIGTERM: a clean stop; Ctrl-C stays KeyboardInterrupt, so it also ends the demo's run
     with ShutdownSignals((signal.SIGTERM,)) as signals, Service(settings) as service:
         grant = demo_grant(service)
@@ -492,6 +495,7 @@ def demo(
             "found",
             "≥6 mm found",
             "false pos.",
+            "Lung-RADS",
             "stable→SR s",
             "provider",
         ):
@@ -505,6 +509,7 @@ def demo(
                 str(r.found),
                 f"{r.found_ge6mm_hit}/{r.truth_ge6mm}",
                 str(r.false_positives),
+                r.lung_rads,
                 "-" if r.stable_to_sr_s is None else f"{r.stable_to_sr_s:.1f}",
                 r.provider,
             )

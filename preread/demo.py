@@ -43,6 +43,8 @@ class DemoRow:
     stable_to_sr_s: float | None
     provider: str
     reason: str | None
+    #: the exam's Lung-RADS v2022 category ("-": not assessed; "n/d": not determinable)
+    lung_rads: str = "-"
 
 
 class DemoError(RuntimeError):
@@ -129,7 +131,15 @@ def row_for(job: JobRecord, truth: list[TruthNodule], slices: int) -> DemoRow:
         stable_to_sr_s=seconds,
         provider=job.provider_used or "-",
         reason=job.reason,
+        lung_rads=_lung_rads(job),
     )
+
+
+def _lung_rads(job: JobRecord) -> str:
+    rads = (job.result or {}).get("lung_rads")
+    if not isinstance(rads, dict):
+        return "-"
+    return str(rads.get("category") or "n/d")
 
 
 DEMO_SENDER = "HOSPITAL"

@@ -27,6 +27,7 @@ def test_demo_once_sends_a_study_and_prints_its_preread(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CPUExecutionProvider" in proc.stdout
     assert "done" in proc.stdout
+    assert "Lung-RADS" in proc.stdout  # the demo's phantoms stand for screening exams
     assert f"http://127.0.0.1:{port}/api/v1/studies" in proc.stdout
     assert "Orthanc: http://127.0.0.1:" in proc.stdout
     # the private Orthanc kept its studies in the data folder, and was stopped
