@@ -9,15 +9,13 @@ from datetime import date
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
-from hl7apy.consts import VALIDATION_LEVEL
-from hl7apy.parser import parse_message
 
 from preread.domain import Comparison, NoduleComparison, PriorStudy
 from preread.reports.fhir import fhir_json
 from preread.reports.hl7 import to_oru
 from preread.reports.html import to_html
 from preread.reports.json import to_json
-from tests.reports.test_lung_rads_reports import FINDINGS, _report, _result
+from tests.reports.test_lung_rads_reports import FINDINGS, _field, _obxs, _report, _result
 
 PRIOR = PriorStudy("1.2.826.0.1.3680043.8.498.900", date(2023, 11, 2), "previous")
 COMPARISON = Comparison(
@@ -108,17 +106,6 @@ def test_fhir_components_derived_from_the_prior_study_and_the_conclusion() -> No
     (prior,) = first["derivedFrom"]
     assert prior["type"] == "ImagingStudy"
     assert prior["identifier"]["value"] == f"urn:oid:{PRIOR.study_instance_uid}"
-
-
-def _obxs(text: str) -> list[Any]:
-    message = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
-    message.validate()
-    order = message.oru_r01_patient_result.oru_r01_order_observation
-    return [group.obx for group in order.oru_r01_observation]
-
-
-def _field(obx: Any, name: str) -> str:
-    return "~".join(str(e.to_er7()) for e in getattr(obx, name))
 
 
 def test_hl7_rows() -> None:
