@@ -288,9 +288,15 @@ def test_killed_mid_job_the_study_is_read_soon_after_the_restart(
     serve.signal(signal.SIGTERM)
     assert serve.wait(30) == 0, serve.tail()
     held = serve.job(studies[2])
-    assert held is not None and held.state in IN_PROGRESS, held
-    assert held.lease_expires_at is not None and held.lease_expires_at <= datetime.now(UTC)
-    swept = serve.store.requeue_expired()
-    assert [j.id for j in swept.requeued] == [held.id]  # the next start reads it at once
+    assert held is not None, "the job was lost"
+    if held.state is JobState.QUEUED:
+        # the stopping service's own sweep (its loop's last tick) already requeued the
+        # released job: as good, the next start reads it at once
+        assert held.reason_code == "lease_expired", held
+    else:
+        assert held.state in IN_PROGRESS, held
+        assert held.lease_expires_at is not None and held.lease_expires_at <= datetime.now(UTC)
+        swept = serve.store.requeue_expired()
+        assert [j.id for j in swept.requeued] == [held.id]  # the next start reads it at once
     assert_gone(orthanc, serve)
     assert not orthanc.work_dir.exists()
