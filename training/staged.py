@@ -12,7 +12,9 @@ from their own checkpoints):
 3. **mining** — run it on the mining phantoms; every candidate (component at the candidate
    threshold, centred in the dilated lungs) becomes a labelled two-scale patch, plus jittered
    true nodule centres (:mod:`training.fpr`);
-4. **classifier** — train the false-positive reduction network on them; export with parity;
+4. **classifier** — train the false-positive reduction network on them; export with parity
+   (or, with ``classifier_from``, re-use a published package's classifier and skip steps 3–4:
+   it scores image patches around each candidate, so a new detector can sit in front of it);
 5. **operating point** — run the two-stage package on the validation phantoms (seeds disjoint
    from training, mining and test) and choose the classifier threshold (the lowest cut-off
    whose false positives per scan stay within the configured rate) and the attenuation
