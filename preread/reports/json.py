@@ -36,6 +36,7 @@ __all__ = [
     "NoduleComparisonOut",
     "PreReadOut",
     "PriorStudyOut",
+    "comparison_out",
     "to_json",
     "to_model",
 ]
@@ -244,7 +245,8 @@ def _prior(study: PriorStudy | None) -> PriorStudyOut | None:
     )
 
 
-def _comparison(result: PreReadResult) -> ComparisonOut | None:
+def comparison_out(result: PreReadResult) -> ComparisonOut | None:
+    """The result's comparison with the priors as the response model (None: not made)."""
     c = result.comparison
     if c is None:
         return None
@@ -338,7 +340,7 @@ def to_model(result: PreReadResult, *, uid_seed: str | None = None) -> PreReadOu
             )
             for f in sorted(result.findings, key=lambda f: f.label)
         ],
-        comparison=_comparison(result),
+        comparison=comparison_out(result),
         lung_rads=_lung_rads(result, uids),
     )
 

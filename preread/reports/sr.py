@@ -88,7 +88,7 @@ from preread.reports import codes
 from preread.reports.axes import SliceAxes, centre_slice, slice_axes
 from preread.reports.errors import ReportError
 from preread.reports.followup_text import comparison_sentence, nodule_sentence
-from preread.reports.json import to_model
+from preread.reports.json import comparison_out
 from preread.reports.seg import algorithm_parameters
 from preread.reports.series import (
     AI_NOTICE,
@@ -406,7 +406,7 @@ def _lung_rads_item(result: PreReadResult, finding: Finding) -> hd.sr.TextConten
 def _comparison_text(result: PreReadResult, finding: Finding | None) -> str | None:
     """The comparison with the priors in words (:mod:`preread.reports.followup_text`): the
     exam's (``finding`` None) or one finding's."""
-    c = to_model(result).comparison
+    c = comparison_out(result)  # the JSON's model, without its tracking UIDs' work
     if c is None:
         return None
     if finding is None:
