@@ -111,6 +111,14 @@ def train(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     resume: Annotated[bool, typer.Option(help="continue from the run's checkpoint")] = True,
     workers: Annotated[int, typer.Option(min=1, help="processes preparing cases")] = 2,
+    loader_workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="processes drawing training batches ahead of the loop (0: in it); "
+            "the weights are the same whatever the number",
+        ),
+    ] = 0,
 ) -> None:
     """Train a model from a config: phantoms or a folder of (CT series + SEG) pairs."""
     from preread.training_access import DEID_METHOD
@@ -162,7 +170,14 @@ def train(
             def on_step(it: int, loss: float, rate: float) -> None:
                 bar.update(task, completed=it, info=f"loss {loss:.4f}  {rate:.1f} patches/s")
 
-            result = run_training(cfg, cases, device=device, resume=resume, on_step=on_step)
+            result = run_training(
+                cfg,
+                cases,
+                device=device,
+                resume=resume,
+                on_step=on_step,
+                loader_workers=loader_workers,
+            )
         provenance = (
             DatasetProvenance(
                 "orthanc",

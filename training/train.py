@@ -223,6 +223,7 @@ def select_device(requested: str) -> Device:
     use_cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
     if use_cuda:
         torch.cuda.set_device(local_rank)
+        torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest kernels
         dev = torch.device("cuda", local_rank)
     else:
         dev = torch.device("cpu")
@@ -250,6 +251,49 @@ def _batch(
     return {"image": torch.stack(images), "label": torch.stack(labels)}
 
 
+def _step_seed(cfg: TrainConfig, iteration: int, rank: int) -> int:
+    return cfg.optim.seed * 1_000_003 + iteration * 7919 + rank
+
+
+class _Batches(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+    """Iteration ``i``'s batch, drawn from its own seed: the same batches in the same order
+    whether they are drawn in the training loop or by loader processes beside it."""
+
+    def __init__(self, cases: list[Case], cfg: TrainConfig, rank: int) -> None:
+        self.cases = cases
+        self.cfg = cfg
+        self.rank = rank
+        self.transform = patch_transform(cfg)
+
+    def __len__(self) -> int:
+        return self.cfg.optim.iterations
+
+    def __getitem__(self, iteration: int) -> dict[str, torch.Tensor]:
+        return _batch(
+            self.cases, self.cfg, self.transform, _step_seed(self.cfg, iteration, self.rank)
+        )
+
+
+def batches(
+    cases: list[Case], cfg: TrainConfig, start: int, *, rank: int = 0, workers: int = 0
+) -> torch.utils.data.DataLoader[dict[str, torch.Tensor]]:
+    """The batches of iterations ``start … iterations − 1``; with ``workers`` > 0 drawn by that
+    many forked processes ahead of the training loop (a GPU otherwise waits on the CPU's
+    patch drawing and augmentation). The cases are shared with the processes, not copied:
+    their sampling indices are computed once here, before the fork."""
+    if workers > 0:
+        for case in cases:
+            _ = case.class_indices, case.nodule_indices
+    return torch.utils.data.DataLoader(
+        _Batches(cases, cfg, rank),
+        batch_size=None,
+        sampler=range(start, cfg.optim.iterations),
+        num_workers=workers,
+        prefetch_factor=4 if workers > 0 else None,
+        multiprocessing_context="fork" if workers > 0 else None,
+    )
+
+
 @dataclass(frozen=True)
 class TrainResult:
     output_dir: Path
@@ -267,12 +311,14 @@ def train(
     device: str = "auto",
     resume: bool = True,
     on_step: Callable[[int, float, float], None] | None = None,
+    loader_workers: int = 0,
 ) -> TrainResult:
     """Train ``cfg.optim.iterations`` steps on ``cases``; checkpoints in ``cfg.output_dir``.
 
     ``on_step(iteration, loss, patches_per_second)`` is called after every step (the CLI's
     progress bar). With ``resume`` a checkpoint of the same config is continued; a checkpoint of
-    a different config is refused rather than silently mixed.
+    a different config is refused rather than silently mixed. ``loader_workers`` processes draw
+    the batches ahead of the loop (:func:`batches`; the weights do not depend on how many).
     """
     if not cases:
         raise TrainingError("no training cases")
@@ -315,18 +361,16 @@ def train(
             net, device_ids=[dev.torch_device.index] if dev.torch_device.type == "cuda" else None
         )
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
-    transform = patch_transform(cfg)
     model.train()
     t0 = time.perf_counter()
     patches = 0
     loss_value = float("nan")
     rate = 0.0
+    drawn = batches(cases, cfg, start, rank=dev.rank, workers=loader_workers)
     with (out / METRICS).open("a") as log:
-        for it in range(start, total):
-            step_seed = cfg.optim.seed * 1_000_003 + it * 7919 + dev.rank
-            batch = _batch(cases, cfg, transform, step_seed)
-            x = batch["image"].to(dev.torch_device)
-            y = batch["label"].to(dev.torch_device)
+        for it, batch in zip(range(start, total), drawn, strict=True):
+            x = batch["image"].to(dev.torch_device, non_blocking=True)
+            y = batch["label"].to(dev.torch_device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=dev.torch_device.type, enabled=use_amp):
                 loss = loss_fn(model(x), y)
@@ -401,7 +445,12 @@ def _save_checkpoint(
 def save_weights(path: Path, net: torch.nn.Module, cfg: TrainConfig) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
-        {"model": net.state_dict(), "config": cfg.model_dump(mode="json"), "digest": cfg.digest()},
+        {
+            # on the CPU: weights trained on a GPU load on any machine
+            "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "config": cfg.model_dump(mode="json"),
+            "digest": cfg.digest(),
+        },
         tmp,
     )
     tmp.replace(path)

@@ -98,7 +98,8 @@ def test_resume_continues_exactly(tmp_path: Path, tiny_cases: list[Case]) -> Non
     with pytest.raises(Killed):
         train(cfg, tiny_cases, device="cpu", on_step=kill_after_7)
     assert torch.load(cfg.output_dir / CHECKPOINT, weights_only=False)["iteration"] == 5
-    train(cfg, tiny_cases, device="cpu")  # resumes at iteration 5
+    # resumes at iteration 5, its batches now drawn by two loader processes: the same weights
+    train(cfg, tiny_cases, device="cpu", loader_workers=2)
     a, _ = load_weights(straight.output_dir)
     b, _ = load_weights(cfg.output_dir)
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
