@@ -132,7 +132,11 @@ class AugmentConfig(_Strict):
     * ``noise``: Gaussian noise with a std drawn up to ``noise_std`` of the [0, 1] window
       (0.05 ≈ 70 HU for the 1,400 HU lung window);
     * ``smooth`` / ``sharpen``: reconstruction-kernel-like in-plane blur or edge enhancement;
-    * ``contrast``: a gamma in ``contrast_gamma``.
+    * ``contrast``: a gamma in ``contrast_gamma``;
+    * ``correlated_noise``: low-frequency ("blotchy") noise, white noise smoothed with a
+      Gaussian of ``correlated_noise_sigma_vox`` voxels and scaled to a std up to
+      ``correlated_noise_std``: the noise texture of smooth and iterative reconstructions, whose
+      blobs are nodule-sized.
     """
 
     slice_thickness: float = Field(default=0.0, ge=0, le=1)
@@ -143,6 +147,9 @@ class AugmentConfig(_Strict):
     sharpen: float = Field(default=0.0, ge=0, le=1)
     contrast: float = Field(default=0.0, ge=0, le=1)
     contrast_gamma: tuple[float, float] = (0.8, 1.25)
+    correlated_noise: float = Field(default=0.0, ge=0, le=1)
+    correlated_noise_std: float = Field(default=0.04, gt=0, le=0.2)
+    correlated_noise_sigma_vox: tuple[float, float] = (1.0, 3.0)
 
 
 class OptimConfig(_Strict):
@@ -199,6 +206,9 @@ class TrainConfig(_Strict):
         # (its checkpoints and the published cards' training_config_digest stay valid)
         if payload["augment"] is None:
             del payload["augment"]
+        elif payload["augment"]["correlated_noise"] == 0.0:
+            for key in ("correlated_noise", "correlated_noise_std", "correlated_noise_sigma_vox"):
+                del payload["augment"][key]
         if payload["sampling"]["nodule_weighting"] == "uniform":
             del payload["sampling"]["nodule_weighting"]
         init = self.optim.init_weights

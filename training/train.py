@@ -8,7 +8,7 @@
   (``sampling.per_nodule`` / ``sampling.anywhere``); flips, in-plane 90° rotations, intensity
   scale/shift and noise as augmentation (MONAI dictionary transforms), and with an ``augment``
   section acquisition-like ones: thicker slices, kernel-like blur/sharpening, stronger noise,
-  contrast (:class:`training.config.AugmentConfig`).
+  contrast, low-frequency noise (:class:`training.config.AugmentConfig`).
 * Reproducible and resumable: the case order and every random transform are seeded from
   (config seed, iteration), so a run resumed from a checkpoint continues exactly as an
   uninterrupted one would.
@@ -161,6 +161,42 @@ class RandSliceThicknessd(RandomizableTransform, MapTransform):  # type: ignore[
         return d
 
 
+class RandCorrelatedNoised(RandomizableTransform, MapTransform):  # type: ignore[misc]
+    """Low-frequency noise: white noise smoothed by a Gaussian of ``sigma`` voxels (uniform in
+    ``sigma_vox``), rescaled to unit std, times a std uniform in (0, ``std``]. Smooth and
+    iterative reconstructions leave noise of this texture, with nodule-sized blobs."""
+
+    def __init__(self, keys: str, prob: float, std: float, sigma_vox: tuple[float, float]) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.std = std
+        self.sigma_vox = sigma_vox
+        self._sigma = 1.0
+        self._scale = 0.0
+        self._seed = 0
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self._sigma = float(self.R.uniform(*self.sigma_vox))
+        self._scale = float(self.R.uniform(0.0, self.std))
+        self._seed = int(self.R.randint(2**31))
+
+    def __call__(self, data: Any) -> Any:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        rng = np.random.default_rng(self._seed)
+        for key in self.key_iterator(d):
+            img = np.asarray(d[key], dtype=np.float32)
+            noise = ndimage.gaussian_filter(
+                rng.standard_normal(img.shape[1:]).astype(np.float32), self._sigma
+            )
+            noise *= self._scale / max(float(noise.std()), 1e-6)
+            d[key] = img + noise[None]
+        return d
+
+
 def patch_transform(cfg: TrainConfig) -> Compose:
     keys = ["image", "label"]
     steps: list[Any] = [
@@ -199,6 +235,15 @@ def patch_transform(cfg: TrainConfig) -> Compose:
             RandGaussianNoised(keys="image", prob=aug.noise, std=aug.noise_std),
             RandAdjustContrastd(keys="image", prob=aug.contrast, gamma=aug.contrast_gamma),
         ]
+        if aug.correlated_noise > 0:  # a step only when asked: older configs draw as before
+            steps.append(
+                RandCorrelatedNoised(
+                    "image",
+                    aug.correlated_noise,
+                    aug.correlated_noise_std,
+                    aug.correlated_noise_sigma_vox,
+                )
+            )
     return Compose(steps)
 
 

@@ -38,7 +38,7 @@ from training.provenance import DatasetProvenance  # noqa: E402
 from training.train import METRICS, train  # noqa: E402
 
 PROBE_ITERATIONS = 300
-RESERVE_S = 45.0  # the final save and copies
+RESERVE_S = 30.0  # the final save and copies
 
 
 def steady_rate(metrics: Path, batch_size: int) -> float:

@@ -280,6 +280,22 @@ def test_thick_slice_augmentation_blurs_along_z_only_and_keeps_the_label() -> No
     assert np.asarray(off({"image": image, "label": label})["image"]).max() == 1.0
 
 
+def test_correlated_noise_is_low_frequency_and_keeps_the_label() -> None:
+    from training.train import RandCorrelatedNoised
+
+    image = np.full((1, 32, 32, 32), 0.3, dtype=np.float32)
+    label = np.zeros(image.shape, dtype=np.uint8)
+    t = RandCorrelatedNoised("image", prob=1.0, std=0.06, sigma_vox=(2.0, 3.0))
+    t.set_random_state(seed=4)
+    out = t({"image": image, "label": label})
+    noise = np.asarray(out["image"])[0] - 0.3
+    assert 0.0 < noise.std() <= 0.06 + 1e-6
+    # neighbouring voxels move together (white noise would give ~0)
+    neighbours = np.corrcoef(noise[:, :, :-1].ravel(), noise[:, :, 1:].ravel())[0, 1]
+    assert neighbours > 0.8
+    assert out["label"] is label
+
+
 def test_a_config_without_the_new_settings_keeps_its_published_digest() -> None:
     """Settings added later (augment, nodule_weighting), at their defaults, leave an older
     config's digest as it was: 2.1.0's card names its detector config's digest."""
@@ -289,3 +305,7 @@ def test_a_config_without_the_new_settings_keeps_its_published_digest() -> None:
     assert cfg.digest() == card["training"]["extra"]["training_config_digest"]
     augmented = load_config(root / "training/configs/lung-nodule-2.2-detector.yaml")
     assert augmented.augment is not None and augmented.digest() != cfg.digest()
+    # 2.3.0's detector was trained before correlated noise existed: its card's digest holds
+    card = yaml.safe_load((root / "models/lung-nodule/2.3.0/model.yaml").read_text())
+    gpu = load_config(root / "training/configs/lung-nodule-2.3-detector.yaml")
+    assert gpu.digest() == card["training"]["extra"]["training_config_digest"]
