@@ -86,10 +86,31 @@ def phantoms(
     seed: Annotated[int, typer.Option(min=0, help="seed of the first study (then seed+1, …)")] = 0,
     matrix: Annotated[int, typer.Option(min=32, max=1024, help="rows = columns")] = 512,
     max_slices: Annotated[int | None, typer.Option(min=8, help="cap the slice count")] = None,
+    follow_up: Annotated[
+        bool,
+        typer.Option(
+            "--follow-up",
+            help="write COUNT follow-up pairs instead: a baseline and a follow-up study of one "
+            "patient each, and followup-truth.json",
+        ),
+    ] = False,
 ) -> None:
     """Write synthetic chest-CT studies: CT series, truth SEG and truth.json per study."""
     from training.phantom_dicom import write_phantoms
 
+    if follow_up:
+        from training.followup_phantoms import follow_up_pair, write_follow_up_pair
+
+        with _progress() as bar:
+            task = bar.add_task("follow-up pairs", total=count, info="")
+            written = []
+            for pair_seed in range(seed, seed + count):
+                pair = follow_up_pair(pair_seed, matrix=matrix, max_slices=max_slices)
+                written.append(write_follow_up_pair(pair, out_dir))
+                bar.advance(task, 1)
+        for base, fu in written:
+            out.print(f"{base.study_dir}  {fu.study_dir}")
+        return
     with _progress() as bar:
         task = bar.add_task("phantoms", total=count, info="")
         studies = write_phantoms(
@@ -756,6 +777,106 @@ def models_build(
         package = build(config, progress)
         path = compare_and_publish(config, package, target, force=force, progress=progress)
     out.print(f"published {path}")
+
+
+@models_app.command("evaluate-followup")
+@_friendly
+def models_evaluate_followup(
+    model: Annotated[
+        str | None,
+        typer.Argument(help="package folder or id[@version] (model mode)"),
+    ] = None,
+    pairs: Annotated[int, typer.Option("--pairs", min=1, help="follow-up pairs")] = 30,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the first pair")] = 970_000,
+    mode: Annotated[
+        str, typer.Option(help="truth: findings from the truth; model: the model reads both scans")
+    ] = "truth",
+    matrix: Annotated[int, typer.Option(min=32, max=1024)] = 512,
+    max_slices: Annotated[int | None, typer.Option(min=8, help="cap the slice count")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="write the document here")] = None,
+) -> None:
+    """Measure the follow-up comparison (registration, matching, growth, Lung-RADS) on
+    follow-up phantom pairs: matching F1, status accuracy, VDT error, exam category."""
+    from training.evaluate_followup import evaluate_followup, model_reader, truth_reader
+
+    if mode not in ("truth", "model"):
+        raise typer.BadParameter("--mode must be truth or model")
+    meta: dict[str, Any] = {"mode": mode}
+    if mode == "model":
+        if model is None:
+            raise typer.BadParameter("model mode needs a MODEL")
+        from inference.package import ModelPackage
+        from training.staged import serving_predictor
+
+        package = ModelPackage.load(_resolve_package(model, Settings()))
+        reader = model_reader(serving_predictor(package))
+        meta["model"] = {"id": package.card.id, "version": package.card.version}
+    else:
+        reader = truth_reader()
+    with _progress() as bar:
+        task = bar.add_task("follow-up pairs", total=pairs, info="")
+        doc = evaluate_followup(
+            reader,
+            seed,
+            pairs,
+            matrix=matrix,
+            max_slices=max_slices,
+            meta=meta,
+            progress=lambda r: bar.advance(task, 1),
+        )
+    _print_followup(doc)
+    if output:
+        output.write_text(json.dumps(doc, indent=2))
+        out.print(f"written {output}")
+
+
+def _print_followup(doc: dict[str, Any]) -> None:
+    t = Table(title=f"follow-up comparison ({doc['mode']} mode)")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+
+    def f(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    m, s, v, e, r = (
+        doc["matching"],
+        doc["status"],
+        doc["vdt"],
+        doc["exam_category"],
+        doc["registration"],
+    )
+    by = doc["n_nodules_by_status"]
+    t.add_row("pairs (compared)", f"{doc['n_pairs']} ({doc['n_compared']})")
+    t.add_row(
+        "nodules (new / persistent / resolved)",
+        f"{doc['n_nodules']} ({by['new']} / {by['persistent']} / {by['resolved']})",
+    )
+    t.add_row("matching precision", f(m["precision"]))
+    t.add_row(
+        f"matching recall (detected in both, n={m['persistent_detected_in_both']})",
+        f(m["recall"]),
+    )
+    t.add_row("matching F1", f(m["f1"]))
+    t.add_row(f"matching recall end to end (n={m['persistent']})", f(m["recall_end_to_end"]))
+    t.add_row("false-positive persistent rows", f(m["false_positive_rows"]))
+    t.add_row(f"status accuracy (n={s['n']})", f(s["accuracy"]))
+    for name, acc in s["by_status"].items():
+        t.add_row(f"  {name}", f(acc))
+    t.add_row(f"VDT median |rel. error| (n={v['n']})", f(v["median_abs_rel_error"]))
+    t.add_row("VDT max |rel. error|", f(v["max_abs_rel_error"]))
+    t.add_row("VDT within ±10 %", f(v["share_within_10pct"]))
+    t.add_row("exam category = truth (follow-up)", f(e["agreement"]))
+    t.add_row("exam category = truth, type from the truth", f(e["agreement_truth_types"]))
+    t.add_row("exam category = truth (baseline)", f(e["baseline_agreement"]))
+    t.add_row(
+        "registration residual median / max (mm)",
+        f"{f(r['residual_mm_median'])} / {f(r['residual_mm_max'])}",
+    )
+    t.add_row(
+        "registration error at nodules median / max (mm)",
+        f"{f(r['error_at_nodules_mm_median'])} / {f(r['error_at_nodules_mm_max'])}",
+    )
+    out.print(t)
 
 
 health_app = typer.Typer(

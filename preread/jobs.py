@@ -31,12 +31,12 @@ released by the next run of the job in this process, before it claims the job ag
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from dicom_gateway.checks import SeriesLimits
@@ -53,12 +53,22 @@ from inference.errors import InferenceError
 from inference.predict import Predictor
 from preread.audit import AuditAction, AuditError, AuditEvent, AuditLog, Outcome
 from preread.audit.chain import Json
+from preread.domain import Comparison, LungRadsCategory
 from preread.errors import PrereadError
+from preread.followup.priors import (
+    CurrentReading,
+    PriorAccess,
+    PriorsSetup,
+    compare_with_priors,
+    lung_surface,
+    parse_date,
+)
 from preread.followup.screening import LungRadsPolicy
 from preread.grants import GrantStore, Purpose, StudyScope
 from preread.outputs import ALL_OUTPUTS, Output
-from preread.pipeline import analyze, candidate, encode
+from preread.pipeline import Analysis, analyze, candidate, content_uid_seed, encode, with_comparison
 from preread.reports import InstanceRef, ReportError, to_json
+from preread.reports.uids import new_tracking_uid
 from preread.store import (
     FinishResult,
     IllegalTransitionError,
@@ -115,6 +125,9 @@ class JobContext:
     outputs: frozenset[Output] = ALL_OUTPUTS
     #: which studies are screening exams with a Lung-RADS category (PREREAD_LUNG_RADS)
     lung_rads: LungRadsPolicy = field(default_factory=LungRadsPolicy)
+    #: the hospital's PACS to compare with the patient's priors (PREREAD_PRIORS_PEER; None:
+    #: not configured, the comparison is ``not-configured``)
+    priors: PriorsSetup | None = None
 
 
 def run_job(job_id: str, ctx: JobContext) -> FinishResult | None:
@@ -276,6 +289,11 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
     )
     if info.warning:
         log.warning("job %s: %s", job.id, info.warning)
+    seed = uid_seed(job)
+    t0 = time.perf_counter()
+    analysis = _compared(analysis, job, ctx, grant.id, recorded.tenant, datasets, screening, seed)
+    if ctx.priors is not None:
+        timings["priors"] = time.perf_counter() - t0
     older = store.outputs_to_remove(job.id)
     previous_sr = next((o.outputs.sr for o in older if o.outputs.sr is not None), None)
     supersedes = (
@@ -288,7 +306,6 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
         if previous_sr
         else None
     )
-    seed = uid_seed(job)
     encoded = encode(analysis, datasets, uid_seed=seed, supersedes=supersedes, outputs=ctx.outputs)
     timings.update(analysis.timings)
     key_images, kos = encoded.key_images, encoded.kos
@@ -341,6 +358,63 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
     return store.finish_done(
         job.id, owner, to_json(analysis.result, uid_seed=seed), JobUpdate(timings=timings)
     )
+
+
+def _compared(
+    analysis: Analysis,
+    job: JobRecord,
+    ctx: JobContext,
+    grant_id: str,
+    tenant: str,
+    datasets: list[Dataset],
+    screening: bool,
+    seed: str,
+) -> Analysis:
+    """``analysis`` with its comparison with the patient's priors (``not-configured`` without
+    ``ctx.priors``) and its Lung-RADS assessed with it. A fault of the priors' path gives an
+    ``unavailable`` comparison: it never fails the current reading."""
+    categories: dict[str, LungRadsCategory] = {}
+    if ctx.priors is None:
+        comparison = Comparison("not-configured")
+    else:
+        result = analysis.result
+        first = datasets[0] if datasets else Dataset()
+        try:
+            surface = lung_surface(analysis.volume, _predictor(ctx, job), analysis.prediction)
+        except Exception as exc:
+            log.warning("job %s: no lung surface for the comparison: %s", job.id, exc)
+            surface = np.zeros((0, 3))
+        outcome = compare_with_priors(
+            ctx.priors,
+            CurrentReading(
+                tenant=tenant,
+                study_instance_uid=job.study_instance_uid,
+                patient_id=str(first.get("PatientID", "") or ""),
+                issuer_of_patient_id=str(first.get("IssuerOfPatientID", "") or "") or None,
+                study_date=parse_date(str(first.get("StudyDate", "") or "")),
+                findings=result.findings,
+                lung_surface_lps_mm=surface,
+                new_tracking_uid=lambda f: str(new_tracking_uid(result, f, uid_seed=seed)),
+                grant_id=grant_id,
+            ),
+            PriorAccess(
+                store=ctx.store,
+                source=ctx.source,
+                grants=ctx.grants,
+                audit=_Auditor(ctx.audit, job, tenant),
+                predictor=_predictor(ctx, job),
+                tenant_of=ctx.tenant_of,
+                limits=ctx.series_limits,
+                created=job.created_at,
+                lung_rads=screening,
+            ),
+        )
+        comparison, categories = outcome.comparison, dict(outcome.prior_categories)
+    return with_comparison(analysis, comparison, categories, lung_rads=screening)
+
+
+def _predictor(ctx: JobContext, job: JobRecord) -> Predictor:
+    return ctx.predictor_for(job.model_id, job.model_version)
 
 
 def _store_results(
@@ -404,7 +478,10 @@ class _Auditor:
     def __init__(self, log_: AuditLog, job: JobRecord, tenant: str) -> None:
         self._log, self._job, self._tenant = log_, job, tenant
 
-    def __call__(self, action: AuditAction, outcome: Outcome, **detail: Json) -> None:
+    def __call__(
+        self, action: AuditAction, outcome: Outcome, *, study: str | None = None, **detail: Json
+    ) -> None:
+        """Record ``action`` on the job's study, or on ``study`` (a prior's StudyInstanceUID)."""
         self._log.record(
             AuditEvent(
                 actor=f"worker:{self._job.lease_owner or 'unknown'}",
@@ -412,7 +489,7 @@ class _Auditor:
                 outcome=outcome,
                 tenant=self._tenant,
                 purpose=Purpose.CLINICAL_PREREAD.value,
-                study_instance_uid=self._job.study_instance_uid,
+                study_instance_uid=study or self._job.study_instance_uid,
                 detail={"job_id": self._job.id, **detail},
             )
         )
@@ -420,8 +497,9 @@ class _Auditor:
 
 def uid_seed(job: JobRecord) -> str:
     """The seed of a result's UIDs: the same content read by the same model gives the same UIDs."""
-    key = "|".join([job.study_instance_uid, job.model_id, job.model_version, job.fingerprint.token])
-    return hashlib.sha256(key.encode()).hexdigest()
+    return content_uid_seed(
+        job.study_instance_uid, job.model_id, job.model_version, job.fingerprint.token
+    )
 
 
 def _stored(patient_id: str, study_uid: str, series_uid: str, sop_uid: str) -> StoredObject:

@@ -12,8 +12,10 @@ slices), ``encode`` (SEG + SR, and the key images + KOS that ``outputs`` asks fo
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,7 +30,15 @@ from dicom_gateway.source import SeriesInfo
 from dicom_gateway.volume import assemble_volume
 from inference.predict import Prediction, Predictor
 from inference.preprocess import labels_to_source_grid
-from preread.domain import LUNG_NODULE, FindingConcept, ModelRef, PreReadResult, Volume
+from preread.domain import (
+    LUNG_NODULE,
+    Comparison,
+    FindingConcept,
+    LungRadsCategory,
+    ModelRef,
+    PreReadResult,
+    Volume,
+)
 from preread.followup.lungrads import assess
 from preread.outputs import ALL_OUTPUTS, Output
 from preread.reports import (
@@ -163,6 +173,33 @@ def analyze(
         lung_rads=assessment,
     )
     return Analysis(result, volume, labels, prediction, timings)
+
+
+def with_comparison(
+    analysis: Analysis,
+    comparison: Comparison,
+    prior_categories: Mapping[str, LungRadsCategory] | None = None,
+    *,
+    lung_rads: bool = False,
+) -> Analysis:
+    """``analysis`` with its result's comparison with the priors; with ``lung_rads`` (as given
+    to :func:`analyze`) and a lung-nodule model, the Lung-RADS categories assessed again with
+    it (``prior_categories``: the newest prior's category of each nodule by tracking UID)."""
+    result = analysis.result
+    assessment = result.lung_rads
+    if lung_rads and result.concept.finding.same_code(NODULE):
+        assessment = assess(result.findings, comparison, prior_categories=prior_categories)
+    result = dataclasses.replace(result, comparison=comparison, lung_rads=assessment)
+    return dataclasses.replace(analysis, result=result)
+
+
+def content_uid_seed(
+    study_instance_uid: str, model_id: str, model_version: str, fingerprint: str
+) -> str:
+    """The seed of a result's UIDs: the same content (``fingerprint``: the study's
+    :class:`~preread.store.StudyFingerprint` token) read by the same model gives the same UIDs."""
+    key = "|".join([study_instance_uid, model_id, model_version, fingerprint])
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def encode(

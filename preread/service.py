@@ -40,6 +40,7 @@ from preread.audit import AuditLog
 from preread.audit.batch import AuditWriter
 from preread.caches import Watched, watch
 from preread.domain import ModelRef
+from preread.followup.priors import PRIORS_PEER_NAME, priors_setup
 from preread.grants import Grant, GrantStore
 from preread.grants.requeue import queue_newly_covered
 from preread.jobs import JobContext
@@ -86,7 +87,8 @@ class Service:
         if self.api_only:
             _check_api_only(s)
         try:
-            self.source = self._open_orthanc()
+            client = self._open_orthanc()
+            self.source = client
             self.store = JobStore.create(
                 s.database_url or default_url(s.data_dir), max_attempts=s.job_max_attempts
             )
@@ -114,6 +116,7 @@ class Service:
                 series_limits=s.series_limits(),
                 outputs=frozenset(s.outputs),
                 lung_rads=s.lung_rads_policy(),
+                priors=priors_setup(s, client),
             )
             self.metrics = ApiMetrics()
             if self.api_only:
@@ -160,13 +163,19 @@ class Service:
             raise
         return self
 
-    def _open_orthanc(self) -> StudySource:
+    def _open_orthanc(self) -> OrthancClient:
         s = self.settings
         password = s.orthanc_password.get_secret_value() if s.orthanc_password else ""
         if s.orthanc_url:
             return OrthancClient(s.orthanc_url, s.orthanc_username, password)
         storage = s.data_dir / "orthanc"
         storage.mkdir(parents=True, exist_ok=True)
+        senders = tuple(
+            DicomPeer(name=aet.lower(), aet=aet, host="127.0.0.1", port=104)
+            for aet in s.allowed_senders
+        )
+        pacs = s.priors_peer_address()  # queried and moved from; may C-STORE the moved priors
+        priors = () if pacs is None else (DicomPeer(PRIORS_PEER_NAME, *pacs, allow_store=True),)
         self.orthanc = OrthancServer(
             OrthancConfig(
                 storage_dir=storage,
@@ -176,10 +185,7 @@ class Service:
                 username=s.orthanc_username,
                 password=password or secrets.token_urlsafe(24),
                 stable_age_s=s.stable_age_s,
-                dicom_modalities=tuple(
-                    DicomPeer(name=aet.lower(), aet=aet, host="127.0.0.1", port=104)
-                    for aet in s.allowed_senders
-                ),
+                dicom_modalities=senders + priors,
             ),
             work_root=_run_dir(s.data_dir),
             # a serve killed with SIGKILL takes its Orthanc along (SIGTERM to Orthanc)

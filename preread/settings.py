@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -141,6 +142,27 @@ class Settings(BaseSettings):
     allowed_senders: list[str] = Field(
         default=["HOSPITAL", "STORESCU"],
         description="AE titles the private Orthanc accepts C-STORE from",
+    )
+
+    # --- priors: the hospital's PACS, asked for the patient's earlier CTs (preread.followup) ----
+    priors_peer: str | None = Field(
+        default=None,
+        description="the PACS holding the patients' earlier CTs, for the comparison with priors; "
+        "unset: not compared. Private Orthanc: AET@host:port (added to its DicomModalities; the "
+        "PACS must allow PREREAD_ORTHANC_AET C-FIND and C-MOVE, as a move destination); with "
+        "PREREAD_ORTHANC_URL: the name of a modality configured in that Orthanc",
+    )
+    priors_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="bound on retrieving one prior study (C-MOVE); more than "
+        "PREREAD_PRIORS_DICOM_TIMEOUT_S",
+    )
+    priors_dicom_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="bound on each C-FIND to the PACS: a PACS that is down fails after about "
+        "this long (the study is still read, its comparison marked unavailable)",
     )
 
     # --- the job store and the workers --------------------------------------------------------
@@ -433,6 +455,36 @@ class Settings(BaseSettings):
         LungRadsPolicy.parse(value)  # a bad value stops the process at start, naming it
         return value
 
+    @field_validator("priors_peer", mode="before")
+    @classmethod
+    def _priors_peer(cls, value: object, info: ValidationInfo) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str):
+            raise ValueError("PREREAD_PRIORS_PEER must be a string")
+        text = value.strip()
+        if info.data.get("orthanc_url"):
+            if not _MODALITY_NAME.fullmatch(text):
+                raise ValueError(
+                    f"PREREAD_PRIORS_PEER={text!r}: with PREREAD_ORTHANC_URL it is the name of a "
+                    "DICOM modality configured in that Orthanc (letters, digits, - _ .), "
+                    "not AET@host:port"
+                )
+            return text
+        parse_peer_address(text)  # a bad value stops the process at start, naming it
+        return text
+
+    @field_validator("priors_dicom_timeout_s")
+    @classmethod
+    def _priors_timeouts(cls, value: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("priors_timeout_s")
+        if isinstance(timeout, float | int) and value >= timeout:
+            raise ValueError(
+                f"PREREAD_PRIORS_DICOM_TIMEOUT_S ({value}) must be less than "
+                f"PREREAD_PRIORS_TIMEOUT_S ({timeout})"
+            )
+        return value
+
     @field_validator("oidc_scopes", mode="before")
     @classmethod
     def _scopes(cls, value: object) -> object:
@@ -488,6 +540,44 @@ class Settings(BaseSettings):
 
         return LungRadsPolicy.parse(self.lung_rads)
 
+    def priors_peer_address(self) -> tuple[str, str, int] | None:
+        """``PREREAD_PRIORS_PEER`` as (AE title, host, port) for the private Orthanc; None
+        when unset or when it names a modality of ``PREREAD_ORTHANC_URL``'s Orthanc."""
+        if self.priors_peer is None or self.orthanc_url:
+            return None
+        return parse_peer_address(self.priors_peer)
+
     def tenant_of(self, sender_aet: str) -> str | None:
         """The tenant a study sent by ``sender_aet`` belongs to (None: no tenant)."""
         return self.tenants.get(sender_aet.strip(), self.default_tenant)
+
+
+#: A DICOM modality's name in an Orthanc's configuration, as PreRead accepts it
+_MODALITY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_PEER_ADDRESS = re.compile(
+    r"(?P<aet>[^@]{1,16})@(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})"
+)
+
+
+def parse_peer_address(value: str) -> tuple[str, str, int]:
+    """``AET@host:port`` (PREREAD_PRIORS_PEER for the private Orthanc) as its three parts.
+
+    Raises:
+        ValueError: naming the setting, for anything else (an AE title of 1 to 16 characters
+            without a backslash or control characters, PS3.5 6.2; a port 1..65535).
+    """
+    match = _PEER_ADDRESS.fullmatch(value.strip())
+    aet = match.group("aet").strip() if match else ""
+    port = int(match.group("port")) if match else 0
+    if (
+        match is None
+        or not aet
+        or "\\" in aet
+        or any(not ch.isprintable() for ch in aet)
+        or not 1 <= port <= 65535
+    ):
+        raise ValueError(
+            f"PREREAD_PRIORS_PEER={value!r} is not AET@host:port (the PACS's AE title of 1 to 16 "
+            "characters, its host name or IP address, its DICOM port), e.g. PACS@10.0.0.5:104"
+        )
+    return aet, match.group("host").strip("[]"), port

@@ -62,3 +62,22 @@ def test_an_unreadable_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     result = CliRunner().invoke(app, ["health", "ready", "watch"])
     assert result.exit_code == 2  # the CLI prints the error in one line, no traceback
     assert "PREREAD_DATABASE_URL_FILE" in result.output and "Traceback" not in result.output
+
+
+def test_priors_peer_is_checked_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PREREAD_PRIORS_PEER: AET@host:port for the private Orthanc, a modality's name with
+    PREREAD_ORTHANC_URL; anything else stops the process, naming the setting."""
+    assert Settings().priors_peer is None and Settings().priors_peer_address() is None
+    monkeypatch.setenv("PREREAD_PRIORS_PEER", "PACS@10.0.0.5:104")
+    assert Settings().priors_peer_address() == ("PACS", "10.0.0.5", 104)
+    assert (
+        Settings(orthanc_url="http://orthanc:8042", priors_peer="pacs").priors_peer_address()
+        is None
+    )
+    for bad in ("PACS", "PACS@host", "PACS@host:0", "A\\B@host:104", "X" * 17 + "@host:104"):
+        with pytest.raises(ValueError, match=r"PREREAD_PRIORS_PEER.*AET@host:port"):
+            Settings(priors_peer=bad)
+    with pytest.raises(ValueError, match=r"PREREAD_PRIORS_PEER.*name of a DICOM modality"):
+        Settings(orthanc_url="http://orthanc:8042", priors_peer="PACS@10.0.0.5:104")
+    with pytest.raises(ValueError, match="PREREAD_PRIORS_DICOM_TIMEOUT_S"):
+        Settings(priors_timeout_s=5, priors_dicom_timeout_s=10)

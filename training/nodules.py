@@ -58,6 +58,8 @@ class NoduleSpec:
     type: NoduleType = "solid"
     attached_to: Attachment = None
     calcified: bool = False  # fully calcified (then the type is solid)
+    #: part-solid only: the solid core's diameter / ``diameter_mm`` (None: drawn, 0.35–0.65)
+    core_scale: float | None = None
 
 
 def fibonacci_sphere(n: int) -> F64:
@@ -234,7 +236,9 @@ def spec_shape(rng: np.random.Generator, spec: NoduleSpec) -> NoduleShape:
     if spec.calcified:
         hu, core_hu, core_scale = calcified_hu(rng, central=False)
     else:
-        hu, core_hu, core_scale = type_hu(rng, spec.type)
+        hu, core_hu, core_scale = type_hu(rng, spec.type)  # drawn always: same draws after
+        if spec.type == "part-solid" and spec.core_scale is not None:
+            core_scale = spec.core_scale
     return NoduleShape(
         centre=np.asarray(spec.center_lps_mm, dtype=np.float64),
         rotation=np.eye(3),

@@ -14,8 +14,10 @@ one segment per nodule (segment number = nodule label; SNOMED CT category 497550
 references the CT series; it shares the study and frame of reference.
 
 Every UID is derived from the phantom (generator version, seed, grid, nodules, patient ID) with
-:func:`pydicom.uid.generate_uid` and fixed entropy, and every date is derived from the seed, so
-writing the same phantom twice gives byte-identical files.
+:func:`pydicom.uid.generate_uid` and fixed entropy, and every date is derived from the seed (or
+given: ``study_date``), so writing the same phantom twice gives byte-identical files. A
+follow-up pair (:mod:`training.followup_phantoms`) is two studies of one patient under
+``<out>/<name>/baseline/`` and ``<out>/<name>/follow-up/``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,13 @@ from pydicom.valuerep import DA, DT, TM
 from preread.domain import Geometry
 from training.phantoms import GENERATOR_VERSION, Phantom, generate_phantom
 
-__all__ = ["StudyFiles", "write_phantom_study", "write_phantoms"]
+__all__ = [
+    "StudyFiles",
+    "default_study_date",
+    "safe_name",
+    "write_phantom_study",
+    "write_phantoms",
+]
 
 MANUFACTURER = f"PreRead phantom generator {GENERATOR_VERSION}"
 RESCALE_INTERCEPT = -1024
@@ -64,6 +72,11 @@ def _ds(v: float) -> str:
     return "0" if s in ("-0", "") else s
 
 
+def default_study_date(seed: int) -> datetime.date:
+    """The study date a phantom gets when none is given (derived from its seed)."""
+    return datetime.date(2020, 1, 1) + datetime.timedelta(days=seed % 1826)
+
+
 @dataclass(frozen=True)
 class _Ids:
     patient_id: str
@@ -76,7 +89,7 @@ class _Ids:
         return generate_uid(entropy_srcs=["preread-phantom", self.fingerprint, role])
 
 
-def _ids(ph: Phantom, patient_id: str | None) -> _Ids:
+def _ids(ph: Phantom, patient_id: str | None, study_date: datetime.date | None = None) -> _Ids:
     g = ph.volume.geometry
     pid = patient_id or f"PHANTOM-{ph.seed:06d}"
     nod = ";".join(f"{n.label},{n.center_lps_mm},{n.long_axis_mm},{n.type}" for n in ph.nodules)
@@ -91,7 +104,9 @@ def _ids(ph: Phantom, patient_id: str | None) -> _Ids:
         pid,
     )
     fp = "|".join(str(p) for p in parts)
-    day = datetime.date(2020, 1, 1) + datetime.timedelta(days=ph.seed % 1826)
+    if study_date is not None:  # another study of the same phantom patient: other UIDs
+        fp += f"|{study_date.isoformat()}"
+    day = study_date or default_study_date(ph.seed)
     return _Ids(pid, f"PHANTOM^{ph.seed}", day.strftime("%Y%m%d"), fp)
 
 
@@ -284,12 +299,28 @@ def _truth(ph: Phantom, study_uid: str, series_uid: str, has_seg: bool) -> dict[
     }
 
 
+def safe_name(patient_id: str) -> str:
+    """A patient ID made safe for a folder name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", patient_id) or "phantom"
+
+
 def write_phantom_study(
-    phantom: Phantom, out_dir: Path, *, patient_id: str | None = None
+    phantom: Phantom,
+    out_dir: Path,
+    *,
+    patient_id: str | None = None,
+    study_date: datetime.date | None = None,
+    folder: str | None = None,
 ) -> StudyFiles:
-    """Write ``phantom`` under ``out_dir/<patient id>/`` (see the module docstring)."""
-    ids = _ids(phantom, patient_id)
-    study_dir = Path(out_dir) / (re.sub(r"[^A-Za-z0-9._-]", "_", ids.patient_id) or "phantom")
+    """Write ``phantom`` under ``out_dir/<patient id>/`` (see the module docstring).
+
+    ``study_date``: the StudyDate (default: derived from the seed); a given date also enters
+    every UID, so two studies of one patient written with different dates differ in all UIDs
+    but share the PatientID. ``folder``: the study folder's name under ``out_dir`` (default:
+    the patient ID made safe for a file name).
+    """
+    ids = _ids(phantom, patient_id, study_date)
+    study_dir = Path(out_dir) / (folder or safe_name(ids.patient_id))
     ct_dir = study_dir / "ct"
     ct_dir.mkdir(parents=True, exist_ok=True)
     for stale in ct_dir.glob("CT*.dcm"):

@@ -90,7 +90,7 @@ from training.placement import Placer, calcified_nodules, random_nodules
 from training.profiles import ProfileName, get_profile
 from training.raster import AxisGrid, draw_tubes
 from training.scanner import HU_MAX, HU_MIN, PatientPosition, Scanner, apply_scanner, sample_scanner
-from training.vessels import Tubes, airways, great_vessels, landmarks, pulmonary_trees
+from training.vessels import Airways, Tubes, airways, great_vessels, landmarks, pulmonary_trees
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -102,6 +102,7 @@ __all__ = [
     "ProfileName",
     "generate_phantom",
     "lung_mask",
+    "nodule_placer",
 ]
 
 GENERATOR_VERSION = "2.0.0"
@@ -215,13 +216,8 @@ def generate_phantom(
     sc, anat, par, (r_tube, r_nod, r_tex, r_noise) = _patient(seed, profile)
     position = patient_position or sc.position
     grid, geom = _grids(sc, anat, matrix, max_slices, position)
-
-    lm = landmarks(anat, r_tube)
-    vessels_big = great_vessels(anat, lm)
-    air = airways(anat, lm, r_tube, _lung_outside(anat, vessels_big))
+    vessels_big, air, trees = _tubes(anat, r_tube)
     exclusions = vessels_big + air.wall
-    trees = pulmonary_trees(anat, lm, r_tube, _lung_outside(anat, exclusions))
-
     z_range = (float(grid.z[0]), float(grid.z[-1]))
     placer = Placer(anat, exclusions, trees, z_range, r_nod, par.fissures)
     shapes: list[NoduleShape]
@@ -258,6 +254,34 @@ def generate_phantom(
         scanner=sc,
         parenchyma=par,
     )
+
+
+def _tubes(anat: Anatomy, r_tube: np.random.Generator) -> tuple[Tubes, Airways, Tubes]:
+    """Great vessels, airways and pulmonary vessel trees of a patient (``r_tube`` draws)."""
+    lm = landmarks(anat, r_tube)
+    vessels_big = great_vessels(anat, lm)
+    air = airways(anat, lm, r_tube, _lung_outside(anat, vessels_big))
+    trees = pulmonary_trees(anat, lm, r_tube, _lung_outside(anat, vessels_big + air.wall))
+    return vessels_big, air, trees
+
+
+def nodule_placer(
+    seed: int,
+    rng: np.random.Generator,
+    *,
+    matrix: int = 512,
+    max_slices: int | None = None,
+    profile: ProfileName = "train",
+) -> Placer:
+    """A :class:`~training.placement.Placer` on the anatomy of phantom ``seed`` (as
+    :func:`generate_phantom` builds it for the same arguments), drawing with ``rng``: to place
+    further random nodules in that patient (:func:`training.placement.random_nodules`) without
+    rendering the scan. Nodules it places lie inside the scanned z range of that grid."""
+    sc, anat, par, (r_tube, _, _, _) = _patient(seed, profile)
+    grid, _ = _grids(sc, anat, matrix, max_slices, sc.position)
+    vessels_big, air, trees = _tubes(anat, r_tube)
+    z_range = (float(grid.z[0]), float(grid.z[-1]))
+    return Placer(anat, vessels_big + air.wall, trees, z_range, rng, par.fissures)
 
 
 def _lung_outside(anat: Anatomy, tubes: Tubes) -> Callable[[F64], npt.NDArray[np.bool_]]:

@@ -33,6 +33,8 @@ action                 type (DCM)                                       subtype 
 study.received         110104 DICOM Instances Transferred               C
 pixels.fetch           110103 DICOM Instances Accessed                  R
 inference.run          110103 DICOM Instances Accessed                  E
+priors.query           110112 Query                                     E
+priors.retrieve        110104 DICOM Instances Transferred               C
 results.store          110104 DICOM Instances Transferred               C
 report.read            110110 Patient Record                            R
 analysis.request       110103 DICOM Instances Accessed                  E
@@ -101,6 +103,8 @@ _USER_ATTRIBUTES_CHANGED = ("110137", "User Security Attributes Changed")
 _TYPES: dict[AuditAction, tuple[tuple[str, str], tuple[str, str] | None, str]] = {
     AuditAction.STUDY_RECEIVED: (_TRANSFERRED, None, "C"),
     AuditAction.PIXELS_FETCH: (_ACCESSED, None, "R"),
+    AuditAction.PRIORS_QUERY: (("110112", "Query"), None, "E"),
+    AuditAction.PRIORS_RETRIEVE: (_TRANSFERRED, None, "C"),
     AuditAction.INFERENCE_RUN: (_ACCESSED, None, "E"),
     AuditAction.RESULTS_STORE: (_TRANSFERRED, None, "C"),
     AuditAction.REPORT_READ: (("110110", "Patient Record"), None, "R"),

@@ -92,6 +92,11 @@ class AuditAction(StrEnum):
     """A user account was disabled, enabled or had its password reset (``detail.change``)."""
     REVIEW_SIGN = "review.sign"
     """A radiologist signed a review of an AI result (:mod:`preread.reviews`), or was refused."""
+    PRIORS_QUERY = "priors.query"
+    """The hospital's PACS was asked (C-FIND) for the earlier CTs of the patient of the study
+    being read (:mod:`preread.followup.priors`)."""
+    PRIORS_RETRIEVE = "priors.retrieve"
+    """A prior study was moved (C-MOVE) from the hospital's PACS into PreRead's Orthanc."""
 
 
 class Outcome(StrEnum):

@@ -129,6 +129,7 @@ class WorkerContext:
     def build(self) -> JobContext:
         from dicom_gateway.client import OrthancClient
         from preread.audit import AuditLog
+        from preread.followup.priors import priors_setup
         from preread.grants import GrantStore
         from preread.scale.celery_app import ScaleError
         from preread.store import JobStore, default_url
@@ -146,9 +147,10 @@ class WorkerContext:
         self._closers.append(store)
         password = s.orthanc_password.get_secret_value() if s.orthanc_password else ""
         audit = AuditLog(store.engine)
+        client = OrthancClient(s.orthanc_url, s.orthanc_username, password)
         return JobContext(
             store=store,
-            source=OrthancClient(s.orthanc_url, s.orthanc_username, password),
+            source=client,
             predictor_for=self.predictor,
             owner=f"{os.uname().nodename}:{os.getpid()}",
             grants=GrantStore(store.engine, audit=audit),
@@ -158,6 +160,7 @@ class WorkerContext:
             series_limits=s.series_limits(),
             outputs=frozenset(s.outputs),
             lung_rads=s.lung_rads_policy(),
+            priors=priors_setup(s, client),
         )
 
     def predictor(self, model_id: str, version: str) -> Predictor:
