@@ -674,6 +674,9 @@ def build(config: Path, progress: Progress | None = None) -> Path:
             on_step=(lambda it, _l, _r: progress("detector", it, detector.optim.iterations))
             if progress
             else None,
+            # on a GPU, batches drawn by a process per spare core (the same batches: the same
+            # weights); on the CPU the cores are the training's
+            loader_workers=max(0, (os.cpu_count() or 1) - 1) if torch.cuda.is_available() else 0,
         )
         del cases
     det = detector_package(cfg, detector, layout)
