@@ -27,10 +27,13 @@ from dicom_gateway.orthanc_server import (
     DicomPeer,
     OrthancConfig,
     OrthancServer,
+    free_port,
 )
 from dicom_gateway.source import Change
 
 HOSPITAL_AET = "HOSPITAL"
+#: AE titles of PreRead's Orthanc and of the second Orthanc that plays the hospital PACS
+PREREAD_AET, PACS_AET = "PREREAD", "PACS"
 
 
 def storescu(
@@ -84,3 +87,44 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]
     )
     with OrthancServer(config) as server:
         yield server
+
+
+def preread_and_pacs(
+    tmp_path_factory: pytest.TempPathFactory, *, pacs_peer: str
+) -> tuple[OrthancConfig, OrthancConfig]:
+    """Configs of PreRead's Orthanc and of a second one playing the hospital PACS, on free
+    ports. PreRead's lists the PACS as ``pacs_peer`` (it may C-STORE the studies it is asked
+    to move) and a peer ``down`` on a port nothing listens on (a PACS that is down); the PACS
+    lists PreRead as a node that may C-FIND and C-MOVE (PreRead is the move destination)."""
+    if not ORTHANC_BINARY.is_file() or not DICOMWEB_PLUGIN.is_file():
+        pytest.fail("Orthanc and its DICOMweb plugin are not installed (orthanc orthanc-dicomweb)")
+    preread_port, pacs_port, nobody_port = free_port(), free_port(), free_port()
+    preread = OrthancConfig(
+        storage_dir=tmp_path_factory.mktemp("preread-storage"),
+        dicom_port=preread_port,
+        aet=PREREAD_AET,
+        stable_age_s=1,
+        dicom_scu_timeout_s=3,
+        dicom_modalities=(
+            DicomPeer(pacs_peer, PACS_AET, "127.0.0.1", pacs_port),
+            DicomPeer("down", "DOWN", "127.0.0.1", nobody_port),
+        ),
+    )
+    pacs = OrthancConfig(
+        storage_dir=tmp_path_factory.mktemp("pacs-storage"),
+        dicom_port=pacs_port,
+        aet=PACS_AET,
+        name="HospitalPACS",
+        dicom_modalities=(
+            DicomPeer(
+                "preread",
+                PREREAD_AET,
+                "127.0.0.1",
+                preread_port,
+                allow_store=False,
+                allow_find=True,
+                allow_move=True,
+            ),
+        ),
+    )
+    return preread, pacs

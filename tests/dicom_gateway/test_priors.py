@@ -27,12 +27,9 @@ import pytest
 
 from dicom_gateway.client import OrthancClient
 from dicom_gateway.orthanc_server import (
-    DICOMWEB_PLUGIN,
-    ORTHANC_BINARY,
     DicomPeer,
     OrthancConfig,
     OrthancServer,
-    free_port,
     render_config,
 )
 from dicom_gateway.priors import (
@@ -42,13 +39,12 @@ from dicom_gateway.priors import (
     PriorsUnavailableError,
     choose_priors,
 )
+from tests.orthanc_support import PREREAD_AET, preread_and_pacs
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import generate_phantom
 
 PATIENT = "PRIORS-1"
 ISSUER = "HOSP-A"
-PREREAD_AET = "PREREAD"
-PACS_AET = "PACS"
 SLICES = 20
 READ_DAY = datetime.date(2025, 1, 20)
 
@@ -97,37 +93,7 @@ def _study(spec: Spec, out: Path) -> tuple[str, list[pydicom.Dataset]]:
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
     """PreRead's Orthanc and the hospital PACS, each listing the other; the PACS filled."""
-    if not ORTHANC_BINARY.is_file() or not DICOMWEB_PLUGIN.is_file():
-        pytest.fail("Orthanc and its DICOMweb plugin are not installed (orthanc orthanc-dicomweb)")
-    preread_port, pacs_port, nobody_port = free_port(), free_port(), free_port()
-    preread_cfg = OrthancConfig(
-        storage_dir=tmp_path_factory.mktemp("preread-storage"),
-        dicom_port=preread_port,
-        aet=PREREAD_AET,
-        stable_age_s=1,
-        dicom_scu_timeout_s=3,
-        dicom_modalities=(
-            DicomPeer("pacs", PACS_AET, "127.0.0.1", pacs_port),  # may C-STORE moved studies
-            DicomPeer("down", "DOWN", "127.0.0.1", nobody_port),
-        ),
-    )
-    pacs_cfg = OrthancConfig(
-        storage_dir=tmp_path_factory.mktemp("pacs-storage"),
-        dicom_port=pacs_port,
-        aet=PACS_AET,
-        name="HospitalPACS",
-        dicom_modalities=(
-            DicomPeer(
-                "preread",
-                PREREAD_AET,
-                "127.0.0.1",
-                preread_port,
-                allow_store=False,
-                allow_find=True,
-                allow_move=True,
-            ),
-        ),
-    )
+    preread_cfg, pacs_cfg = preread_and_pacs(tmp_path_factory, pacs_peer="pacs")
     out = tmp_path_factory.mktemp("priors-phantoms")
     uids: dict[str, str] = {}
     with OrthancServer(preread_cfg) as preread, OrthancServer(pacs_cfg) as pacs:

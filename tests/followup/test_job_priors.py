@@ -26,12 +26,7 @@ from pydicom.uid import generate_uid
 
 from dicom_gateway.client import OrthancClient
 from dicom_gateway.orthanc_server import (
-    DICOMWEB_PLUGIN,
-    ORTHANC_BINARY,
-    DicomPeer,
-    OrthancConfig,
     OrthancServer,
-    free_port,
 )
 from dicom_gateway.priors import OrthancPriors
 from inference.package import load_card
@@ -45,13 +40,13 @@ from preread.jobs import JobContext, run_job
 from preread.settings import Settings
 from preread.store import JobState, JobStore, StudyFingerprint, default_url
 from tests.grant_support import clinical_preread
+from tests.orthanc_support import PACS_AET, PREREAD_AET, preread_and_pacs
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import generate_phantom
 
 ROOT = Path(__file__).resolve().parents[2]
 CARD = load_card(ROOT / "models" / "lung-nodule" / "2.3.0" / "model.yaml")
 MODEL = ModelRef(CARD.id, CARD.version, CARD.name, CARD.onnx.sha256)
-PREREAD_AET, PACS_AET = "PREREAD", "PACS"
 ISSUER = "HOSP-A"
 SLICES = 20
 SEED = 21
@@ -147,37 +142,7 @@ def _datasets(patient_id: str, day: datetime.date, out: Path) -> tuple[str, list
 
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
-    if not ORTHANC_BINARY.is_file() or not DICOMWEB_PLUGIN.is_file():
-        pytest.fail("Orthanc and its DICOMweb plugin are not installed (orthanc orthanc-dicomweb)")
-    preread_port, pacs_port, nobody_port = free_port(), free_port(), free_port()
-    preread_cfg = OrthancConfig(
-        storage_dir=tmp_path_factory.mktemp("preread-storage"),
-        dicom_port=preread_port,
-        aet=PREREAD_AET,
-        stable_age_s=1,
-        dicom_scu_timeout_s=3,
-        dicom_modalities=(
-            DicomPeer(PRIORS_PEER_NAME, PACS_AET, "127.0.0.1", pacs_port),
-            DicomPeer("down", "DOWN", "127.0.0.1", nobody_port),
-        ),
-    )
-    pacs_cfg = OrthancConfig(
-        storage_dir=tmp_path_factory.mktemp("pacs-storage"),
-        dicom_port=pacs_port,
-        aet=PACS_AET,
-        name="HospitalPACS",
-        dicom_modalities=(
-            DicomPeer(
-                "preread",
-                PREREAD_AET,
-                "127.0.0.1",
-                preread_port,
-                allow_store=False,
-                allow_find=True,
-                allow_move=True,
-            ),
-        ),
-    )
+    preread_cfg, pacs_cfg = preread_and_pacs(tmp_path_factory, pacs_peer=PRIORS_PEER_NAME)
     data = tmp_path_factory.mktemp("data")
     with (
         OrthancServer(preread_cfg) as preread,
