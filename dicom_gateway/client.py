@@ -194,9 +194,19 @@ class OrthancClient:
         not_found: tuple[str, str] | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        """One request; a non-2xx answer or a transport failure becomes an OrthancError."""
+        """One request; a non-2xx answer or a transport failure becomes an OrthancError.
+
+        A GET or HEAD that finds its kept-alive connection closed by Orthanc (which drops idle
+        connections after its keep-alive timeout, a race with a poll of the same period) is
+        sent once more, on a new connection; other methods are not repeated (Orthanc may have
+        acted on them)."""
         try:
-            response = self._http.request(method, path, **kwargs)
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.RemoteProtocolError:
+                if method not in ("GET", "HEAD"):
+                    raise
+                response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise OrthancError(method, path, None, f"{type(exc).__name__}: {exc}") from exc
         _raise_for_status(response, method, path, not_found)

@@ -489,20 +489,49 @@ def demo(
     once: Annotated[bool, typer.Option("--once", help="exit when the table is printed")] = False,
     host: Annotated[str, typer.Option(help="API address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="API port")] = 8000,
+    follow_up: Annotated[
+        bool,
+        typer.Option(
+            "--follow-up/--no-follow-up",
+            help="also a follow-up study, compared with its prior fetched from a second "
+            "Orthanc playing the hospital's PACS",
+        ),
+    ] = True,
 ) -> None:
-    """Send phantom chest CTs to a private Orthanc by C-STORE; print found vs truth per study."""
+    """Send phantom chest CTs to a private Orthanc by C-STORE; print found vs truth per study
+    (and a follow-up study's comparison with its prior vs the truth)."""
     import signal
 
-    from preread.demo import demo_grant, run_demo
+    from dicom_gateway.orthanc_server import OrthancServer
+    from preread.demo import (
+        DEMO_SENDER,
+        demo_grant,
+        follow_up_lines,
+        follow_up_setup,
+        follow_up_table,
+        run_demo,
+        run_follow_up,
+    )
     from preread.service import Service
     from preread.shutdown import ShutdownSignals
 
     settings = Settings()
     if "PREREAD_LUNG_RADS" not in os.environ:  # the demo's phantoms stand for screening exams
         settings = settings.model_copy(update={"lung_rads": "all"})
+    pacs_config = None
+    if follow_up and settings.priors_peer and not settings.orthanc_url:
+        out.print("follow-up part skipped: PREREAD_PRIORS_PEER names your own PACS")
+    elif follow_up and not settings.orthanc_url:  # with it, run_demo refuses (no private one)
+        settings, pacs_config = follow_up_setup(settings)
     # SIGTERM: a clean stop; Ctrl-C stays KeyboardInterrupt, so it also ends the demo's run
-    with ShutdownSignals((signal.SIGTERM,)) as signals, Service(settings) as service:
-        grant = demo_grant(service)
+    with ShutdownSignals((signal.SIGTERM,)) as signals, ExitStack() as stack:
+        pacs = None
+        if pacs_config is not None:  # stopped last: after the service
+            pacs = stack.enter_context(OrthancServer(pacs_config, die_with_parent=True))
+            out.print(f"hospital PACS (a second Orthanc): AE {pacs.aet}, {pacs.url}")
+        service = stack.enter_context(Service(settings))
+        senders = (DEMO_SENDER,) if pacs is None else (DEMO_SENDER, pacs.aet)
+        grant = demo_grant(service, senders)
         out.print(
             f"grant {grant.id}: {grant.purpose.value} of the demo's own source "
             f"(AE {' '.join(grant.spec.sender_aets)} -> tenant {grant.tenant}; "
@@ -520,6 +549,15 @@ def demo(
                 max_slices=max_slices,
                 on_status=lambda m: status.update(m),
             )
+            report = None
+            if pacs is not None:
+                report = run_follow_up(
+                    service,
+                    pacs,
+                    matrix=matrix,
+                    max_slices=max_slices,
+                    on_status=lambda m: status.update(m),
+                )
         t = Table(
             title="PreRead demo: AI pre-reads of phantom chest CTs (AI-generated, preliminary)"
         )
@@ -553,6 +591,10 @@ def demo(
         for r in rows:
             if r.reason:
                 out.print(f"{r.study}: {r.reason}")
+        if report is not None:
+            out.print(follow_up_table(report))
+            for line in follow_up_lines(report):
+                out.print(line)
         shown = next((r.study for r in rows if r.state == "done"), None)
         _print_demo_client(service, host, port, shown)
         _print_demo_reader(service, host, port, shown)
@@ -567,6 +609,7 @@ def demo(
     # a study the series rules turn away (not_applicable, with its reason in the table: the
     # demo's third phantom has 3 mm slices) is a correct answer, not a failure of the demo
     failed = any(r.state not in ("done", "not_applicable") for r in rows)
+    failed = failed or (report is not None and report.state != "done")
     _exit_leaving(service, 1 if failed else 0)
     if failed:
         raise typer.Exit(1)

@@ -107,6 +107,24 @@ def test_both_sources_satisfy_the_protocol(client: OrthancClient, folder: Folder
 # -- server and configuration --------------------------------------------------------------------
 
 
+def test_a_closed_keep_alive_connection_repeats_a_get_once_never_a_post() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if len(calls) % 2 == 1:  # every first try finds the connection closed
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, json={"Changes": [], "Done": True, "Last": 0})
+
+    client = OrthancClient("http://orthanc", "u", "p", transport=httpx.MockTransport(handler))
+    assert client.changes().changes == ()
+    assert calls == ["GET", "GET"]
+    calls.clear()
+    with pytest.raises(OrthancError, match="RemoteProtocolError"):
+        client.rest("POST", "/modalities/pacs/query", body={})
+    assert calls == ["POST"]
+
+
 def test_render_config_is_hardened() -> None:
     cfg = OrthancConfig(storage_dir=Path("/x"), http_port=1, dicom_port=2, password="pw")
     rendered = render_config(cfg)
