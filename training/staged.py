@@ -64,6 +64,8 @@ from training.fpr import (
     FINAL as FPR_FINAL,
 )
 from training.fpr import (
+    STORED,
+    CandidateSample,
     FprConfig,
     export_fpr,
     load_fpr,
@@ -374,8 +376,19 @@ def _mine_seed(seed: int, cfg: StagedConfig, out: Path) -> int:
         np.random.default_rng(seed),
         truth_copies=cfg.mining.truth_copies,
     )
-    save_samples(samples, out)
+    _save_or_mark(samples, out)
     return seed
+
+
+def _save_or_mark(samples: list[CandidateSample], out: Path) -> None:
+    """``samples`` into ``out``; none (a phantom without nodules in which the detector makes
+    no candidate either): an empty marker, so that a resumed run skips the phantom."""
+    if samples:
+        save_samples(samples, out)
+    else:
+        empty = np.zeros((0, 2, STORED, STORED, STORED), np.float16)
+        np.savez(out.with_suffix(".tmp.npz"), patches=empty)
+        out.with_suffix(".tmp.npz").replace(out)
 
 
 def _nodule_patches_seed(seed: int, cfg: StagedConfig, out: Path) -> int:
@@ -392,11 +405,7 @@ def _nodule_patches_seed(seed: int, cfg: StagedConfig, out: Path) -> int:
         np.random.default_rng(seed),
         copies=cfg.nodule_patches.copies,
     )
-    if samples:
-        save_samples(samples, out)
-    else:  # a phantom without nodules: an empty marker, so a resumed run skips it
-        np.savez(out.with_suffix(".tmp.npz"), patches=np.zeros((0, 2, 40, 40, 40), np.float16))
-        out.with_suffix(".tmp.npz").replace(out)
+    _save_or_mark(samples, out)
     return seed
 
 

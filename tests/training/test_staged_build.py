@@ -219,3 +219,16 @@ def test_classifier_acquisition_augmentation_is_opt_in() -> None:
     assert plain.shape == varied.shape == (16, 2, PATCH, PATCH, PATCH)
     changed = [not np.allclose(a, b) for a, b in zip(plain, varied, strict=True)]
     assert any(changed)  # some patches got thicker slices, blur or noise
+
+
+def test_a_mining_phantom_without_candidates_or_nodules_leaves_an_empty_marker(
+    tmp_path: Path,
+) -> None:
+    """A clean detector makes no candidate in a phantom without nodules: mining records that
+    (a resumed build skips it) instead of failing on nothing to stack (2.5.0's first build)."""
+    from training.staged import _save_or_mark
+
+    out = tmp_path / "phantom-1.npz"
+    _save_or_mark([], out)
+    with np.load(out) as z:
+        assert z["patches"].shape[0] == 0
