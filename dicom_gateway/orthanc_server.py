@@ -211,6 +211,31 @@ def render_config(cfg: OrthancConfig) -> dict[str, Any]:
     }
 
 
+def pacs_config(
+    storage_dir: Path, dicom_port: int, *, aet: str, preread_aet: str, preread_port: int
+) -> OrthancConfig:
+    """An Orthanc playing a hospital PACS (the demo's, the tests'): it lists PreRead's Orthanc
+    (``preread_aet`` on 127.0.0.1:``preread_port``) as a node that may C-FIND its studies and
+    C-MOVE them to itself, and that may not store into it."""
+    return OrthancConfig(
+        storage_dir=storage_dir,
+        dicom_port=dicom_port,
+        aet=aet,
+        name="HospitalPACS",
+        dicom_modalities=(
+            DicomPeer(
+                "preread",
+                preread_aet,
+                "127.0.0.1",
+                preread_port,
+                allow_store=False,
+                allow_find=True,
+                allow_move=True,
+            ),
+        ),
+    )
+
+
 def free_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago (bind to port 0, then release)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

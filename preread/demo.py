@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from dicom_gateway.orthanc_server import DicomPeer, OrthancConfig, OrthancServer, free_port
+from dicom_gateway.orthanc_server import OrthancConfig, OrthancServer, free_port, pacs_config
 from preread.grants import Grant, GrantSpec, Purpose
 from preread.service import Service
 from preread.settings import Settings
@@ -262,22 +262,12 @@ def follow_up_setup(settings: Settings) -> tuple[Settings, OrthancConfig]:
     storage = settings.data_dir / "demo" / "pacs"
     shutil.rmtree(storage, ignore_errors=True)  # the PACS holds this run's prior only
     storage.mkdir(parents=True)
-    pacs = OrthancConfig(
-        storage_dir=storage,
-        dicom_port=pacs_port,
+    pacs = pacs_config(
+        storage,
+        pacs_port,
         aet=PACS_AET,
-        name="HospitalPACS",
-        dicom_modalities=(
-            DicomPeer(
-                "preread",
-                settings.orthanc_aet,
-                "127.0.0.1",
-                preread_port,
-                allow_store=False,
-                allow_find=True,
-                allow_move=True,
-            ),
-        ),
+        preread_aet=settings.orthanc_aet,
+        preread_port=preread_port,
     )
     tenants = dict(settings.tenants)
     tenant = settings.tenant_of(DEMO_SENDER)

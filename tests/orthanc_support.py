@@ -28,6 +28,7 @@ from dicom_gateway.orthanc_server import (
     OrthancConfig,
     OrthancServer,
     free_port,
+    pacs_config,
 )
 from dicom_gateway.source import Change
 
@@ -110,21 +111,11 @@ def preread_and_pacs(
             DicomPeer("down", "DOWN", "127.0.0.1", nobody_port),
         ),
     )
-    pacs = OrthancConfig(
-        storage_dir=tmp_path_factory.mktemp("pacs-storage"),
-        dicom_port=pacs_port,
+    pacs = pacs_config(
+        tmp_path_factory.mktemp("pacs-storage"),
+        pacs_port,
         aet=PACS_AET,
-        name="HospitalPACS",
-        dicom_modalities=(
-            DicomPeer(
-                "preread",
-                PREREAD_AET,
-                "127.0.0.1",
-                preread_port,
-                allow_store=False,
-                allow_find=True,
-                allow_move=True,
-            ),
-        ),
+        preread_aet=PREREAD_AET,
+        preread_port=preread_port,
     )
     return preread, pacs
