@@ -11,11 +11,17 @@ per finding, on the model grid:
 2. the nodule's level is a low percentile of the mask's interior (for a part-solid nodule,
    its ground-glass part, which is the outer edge), the lung's the median of a shell around the
    mask inside the lungs (vessels in it are brighter than the nodule's level and left out);
-3. the voxels at or above the halfway level, within a few millimetres of the detector's mask
-   (so that the chest wall, the mediastinum or a vessel cannot carry the mask away) and inside
-   the lungs, connected to the mask, holes filled, after an opening (one voxel, two from 10 mm
-   on) that cuts thin vessels off the nodule;
-4. the detector's mask is kept when the contrast is too low to place an edge, or when the
+3. how far the edge lies beyond the detector's mask is read from shells around it, one voxel
+   thick (inside the lungs): the mask grows through every shell whose voxels are mostly at or
+   above the halfway level, plus one (the partial-volume edge). A detector that drew the nodule
+   small leaves whole shells of nodule outside its mask; one that drew it right (2.4.0 does)
+   leaves none, and a vessel or a fissure touching one side of the nodule never fills a whole
+   shell, so it cannot carry the mask away;
+4. the voxels at or above the halfway level within that distance of the detector's mask (and
+   never beyond a few millimetres: the chest wall, the mediastinum) and inside the lungs,
+   connected to the mask, holes filled, after an opening (one voxel, two from 10 mm on) that
+   cuts thin vessels off the nodule;
+5. the detector's mask is kept when the contrast is too low to place an edge, or when the
    result is implausible (under a quarter or over four times the detector's volume).
 """
 
@@ -46,6 +52,7 @@ class RefineRule:
     wide_opening_mm: float = 10.0  # from this equivalent diameter on, a two-voxel opening
     min_ratio: float = 0.25
     max_ratio: float = 4.0
+    shell_share: float = 0.5  # a shell beyond the mask is nodule when this share is at the level
 
 
 def _ball(radius_vox: int) -> Mask:
@@ -58,6 +65,24 @@ def _grow(box: Region, by: int, shape: tuple[int, ...]) -> Region:
     return tuple(  # type: ignore[return-value]
         slice(max(0, s.start - by), min(n, s.stop + by)) for s, n in zip(box, shape, strict=True)
     )
+
+
+def _edge_distance(
+    outside: npt.NDArray[np.float64],
+    above: Mask,
+    lung: Mask | None,
+    limit: int,
+    share: float,
+) -> int:
+    """How many voxels beyond the mask its edge may lie: the shells (one voxel thick) that are
+    mostly at or above the halfway level, plus one, at most ``limit``."""
+    for d in range(1, limit + 1):
+        shell = (outside > d - 1) & (outside <= d)
+        if lung is not None:
+            shell &= lung
+        if not shell.any() or float(above[shell].mean()) < share:
+            return min(d, limit)
+    return limit
 
 
 def refine_nodule(
@@ -108,10 +133,12 @@ def refine_nodule(
     if level - background < rule.min_contrast_hu:
         return box, seed
 
-    allowed = ndimage.binary_dilation(s, _ball(grow))
+    half = 0.5 * (level + background)
+    outside = ndimage.distance_transform_edt(~s)  # voxels (the grid is isotropic)
+    allowed = outside <= _edge_distance(outside, smooth >= half, lung, grow, rule.shell_share)
     if lung is not None:
         allowed &= lung
-    grown = allowed & (smooth >= 0.5 * (level + background))
+    grown = allowed & (smooth >= half)
     opening = _ball(2) if diameter_mm >= rule.wide_opening_mm else _BALL_1
     opened = ndimage.binary_opening(grown, opening)
     if (opened & s).any():
