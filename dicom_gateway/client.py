@@ -395,3 +395,8 @@ class OrthancClient:
         """``DELETE /series/{id}``."""
         path = f"/series/{quote(orthanc_id, safe='')}"
         self._request("DELETE", path, not_found=("series", orthanc_id))
+
+    def delete_study(self, orthanc_id: str) -> None:
+        """``DELETE /studies/{id}``."""
+        path = f"/studies/{quote(orthanc_id, safe='')}"
+        self._request("DELETE", path, not_found=("study", orthanc_id))

@@ -41,6 +41,7 @@ from dicom_gateway.client import OrthancClient
 from dicom_gateway.errors import GatewayError, OrthancError, printable
 
 __all__ = [
+    "ArchivedStudy",
     "OrthancPriors",
     "PriorCandidate",
     "PriorsSource",
@@ -72,6 +73,22 @@ class PriorCandidate:
     modalities: tuple[str, ...]
     accession_number: str
     study_description: str
+
+
+@dataclass(frozen=True)
+class ArchivedStudy:
+    """One CT study on the PACS, as its C-FIND answer over a date range described it (for
+    re-reading the archive). Text fields are "" when the PACS did not return them;
+    ``instances`` is None when it gave no NumberOfStudyRelatedInstances."""
+
+    study_instance_uid: str
+    study_date: datetime.date
+    patient_id: str
+    issuer_of_patient_id: str
+    modalities: tuple[str, ...]
+    accession_number: str
+    study_description: str
+    instances: int | None
 
 
 class PriorsUnavailableError(GatewayError):
@@ -163,6 +180,12 @@ def _date(value: str) -> datetime.date | None:
         return None
 
 
+def _modalities(answer: Mapping[str, Any]) -> tuple[str, ...]:
+    """ModalitiesInStudy of a C-FIND answer, split into its non-empty values."""
+    values = (m.strip() for m in _text(answer, "ModalitiesInStudy").split("\\"))
+    return tuple(m for m in values if m)
+
+
 def _is_uid(value: str) -> bool:
     return len(value) <= 64 and _UID.fullmatch(value) is not None
 
@@ -236,6 +259,29 @@ class OrthancPriors:
                 (``*``, ``?``) or ``\\`` (the query would match other patients), or the query
                 failed (peer unknown, PACS unreachable, query refused).
         """
+        return self.patient_studies(
+            patient_id,
+            issuer_of_patient_id,
+            before=before,
+            exclude_study_uid=exclude_study_uid,
+        )
+
+    def patient_studies(
+        self,
+        patient_id: str,
+        issuer_of_patient_id: str | None,
+        *,
+        before: datetime.date | None = None,
+        after: datetime.date | None = None,
+        exclude_study_uid: str = "",
+    ) -> list[PriorCandidate]:
+        """C-FIND the patient's CT studies dated strictly between ``after`` and ``before``
+        (either bound may be None), filtered and sorted as :meth:`find_priors` describes; with
+        ``after``, an undated study is dropped too (it cannot be shown to be later).
+
+        Raises:
+            PriorsUnavailableError: as :meth:`find_priors`.
+        """
         patient_id = patient_id.strip()
         issuer = (issuer_of_patient_id or "").strip() or None
         for what, value in (("patient ID", patient_id), ("issuer of patient ID", issuer)):
@@ -246,11 +292,12 @@ class OrthancPriors:
                     f"the {what} is empty or holds a DICOM wildcard (*, ?) or backslash: "
                     "a query by it could match other patients",
                 )
-        last_day = before - datetime.timedelta(days=1)
+        first = f"{after + datetime.timedelta(days=1):%Y%m%d}" if after is not None else ""
+        last = f"{before - datetime.timedelta(days=1):%Y%m%d}" if before is not None else ""
         query: dict[str, str] = {
             "PatientID": patient_id,
             "StudyInstanceUID": "",
-            "StudyDate": f"-{last_day:%Y%m%d}",
+            "StudyDate": f"{first}-{last}" if first or last else "",
             "ModalitiesInStudy": "CT",
             "AccessionNumber": "",
             "StudyDescription": "",
@@ -264,7 +311,7 @@ class OrthancPriors:
             uid = _text(answer, "StudyInstanceUID")
             answered_pid = _text(answer, "PatientID")
             answered_issuer = _text(answer, "IssuerOfPatientID")
-            modalities = tuple(m.strip() for m in _text(answer, "ModalitiesInStudy").split("\\"))
+            modalities = _modalities(answer)
             study_date = _date(_text(answer, "StudyDate"))
             if (
                 not _is_uid(uid)
@@ -272,7 +319,8 @@ class OrthancPriors:
                 or (answered_pid and answered_pid != patient_id)
                 or (issuer is not None and answered_issuer and answered_issuer != issuer)
                 or "CT" not in modalities
-                or (study_date is not None and study_date >= before)
+                or (before is not None and study_date is not None and study_date >= before)
+                or (after is not None and (study_date is None or study_date <= after))
             ):
                 continue
             found.setdefault(
@@ -280,7 +328,7 @@ class OrthancPriors:
                 PriorCandidate(
                     study_instance_uid=uid,
                     study_date=study_date,
-                    modalities=tuple(m for m in modalities if m),
+                    modalities=modalities,
                     accession_number=_text(answer, "AccessionNumber"),
                     study_description=_text(answer, "StudyDescription"),
                 ),
@@ -293,6 +341,57 @@ class OrthancPriors:
                 c.study_instance_uid,
             ),
         )
+
+    def archive_studies(self, first: datetime.date, last: datetime.date) -> list[ArchivedStudy]:
+        """C-FIND every CT study the PACS holds dated ``first`` to ``last`` (inclusive), with its
+        patient: what a re-reading of the archive goes through. Filtered again here like
+        :meth:`find_priors` (no valid UID, no CT, no date or a date outside the range: dropped;
+        duplicates merged) and sorted by date, then StudyInstanceUID.
+
+        Raises:
+            PriorsUnavailableError: ``first`` is after ``last``, or the query failed.
+        """
+        if first > last:
+            raise PriorsUnavailableError(
+                self.peer, "find", f"the range {first} to {last} ends before it starts"
+            )
+        query = {
+            "PatientID": "",
+            "IssuerOfPatientID": "",
+            "StudyInstanceUID": "",
+            "StudyDate": f"{first:%Y%m%d}-{last:%Y%m%d}",
+            "ModalitiesInStudy": "CT",
+            "AccessionNumber": "",
+            "StudyDescription": "",
+            "NumberOfStudyRelatedInstances": "",
+        }
+        found: dict[str, ArchivedStudy] = {}
+        for answer in self._query(query, []):
+            uid = _text(answer, "StudyInstanceUID")
+            modalities = _modalities(answer)
+            study_date = _date(_text(answer, "StudyDate"))
+            if (
+                not _is_uid(uid)
+                or "CT" not in modalities
+                or study_date is None
+                or not first <= study_date <= last
+            ):
+                continue
+            count = _text(answer, "NumberOfStudyRelatedInstances")
+            found.setdefault(
+                uid,
+                ArchivedStudy(
+                    study_instance_uid=uid,
+                    study_date=study_date,
+                    patient_id=_text(answer, "PatientID"),
+                    issuer_of_patient_id=_text(answer, "IssuerOfPatientID"),
+                    modalities=modalities,
+                    accession_number=_text(answer, "AccessionNumber"),
+                    study_description=_text(answer, "StudyDescription"),
+                    instances=int(count) if count.isdigit() else None,
+                ),
+            )
+        return sorted(found.values(), key=lambda a: (a.study_date, a.study_instance_uid))
 
     def retrieve(self, study_instance_uid: str) -> None:
         """C-MOVE the study from the PACS to PreRead's Orthanc and check that all of it came.

@@ -998,6 +998,9 @@ def _register_access_commands() -> None:
     from preread.cli_users import register as register_users
 
     register_users(app, _friendly)
+    from preread.cli_backfill import register as register_backfill
+
+    register_backfill(app, _friendly)
 
 
 _register_access_commands()

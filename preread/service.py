@@ -203,6 +203,10 @@ class Service:
             log.info("model %s %s runs on %s", model_id, version, info.provider)
         return self._predictors[key]
 
+    def predictor(self, model_id: str, version: str) -> Predictor:
+        """The predictor of an installed model version (loaded on first use, then shared)."""
+        return self._predictor(model_id, version, self.registry)
+
     # -- running -------------------------------------------------------------------------------
 
     def recover(self) -> int:

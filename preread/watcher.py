@@ -198,6 +198,8 @@ class Watcher:
         fp = seen.fingerprint
         if fp.instances == 0:
             return []  # only PreRead's own series: nothing to read
+        if tx.held_by_backfill(info.study_instance_uid):
+            return []  # an archived study a backfill moved here to read (preread.backfill)
         recorded = tx.record_study(study_facts(info, seen, self.tenant_of(seen.sender)))
         if recorded.first_seen_at == recorded.updated_at:  # new: received, audited with it
             self.audit.record(

@@ -35,6 +35,8 @@ pixels.fetch           110103 DICOM Instances Accessed                  R
 inference.run          110103 DICOM Instances Accessed                  E
 priors.query           110112 Query                                     E
 priors.retrieve        110104 DICOM Instances Transferred               C
+backfill.query         110112 Query                                     E
+backfill.retrieve      110104 DICOM Instances Transferred               C
 results.store          110104 DICOM Instances Transferred               C
 report.read            110110 Patient Record                            R
 analysis.request       110103 DICOM Instances Accessed                  E
@@ -105,6 +107,8 @@ _TYPES: dict[AuditAction, tuple[tuple[str, str], tuple[str, str] | None, str]] =
     AuditAction.PIXELS_FETCH: (_ACCESSED, None, "R"),
     AuditAction.PRIORS_QUERY: (("110112", "Query"), None, "E"),
     AuditAction.PRIORS_RETRIEVE: (_TRANSFERRED, None, "C"),
+    AuditAction.BACKFILL_QUERY: (("110112", "Query"), None, "E"),
+    AuditAction.BACKFILL_RETRIEVE: (_TRANSFERRED, None, "C"),
     AuditAction.INFERENCE_RUN: (_ACCESSED, None, "E"),
     AuditAction.RESULTS_STORE: (_TRANSFERRED, None, "C"),
     AuditAction.REPORT_READ: (("110110", "Patient Record"), None, "R"),

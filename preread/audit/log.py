@@ -97,6 +97,11 @@ class AuditAction(StrEnum):
     being read (:mod:`preread.followup.priors`)."""
     PRIORS_RETRIEVE = "priors.retrieve"
     """A prior study was moved (C-MOVE) from the hospital's PACS into PreRead's Orthanc."""
+    BACKFILL_QUERY = "backfill.query"
+    """The hospital's PACS was asked (C-FIND) for the CT studies of a date range, to re-read the
+    archive (:mod:`preread.backfill`)."""
+    BACKFILL_RETRIEVE = "backfill.retrieve"
+    """An archived study was moved (C-MOVE) from the PACS into PreRead's Orthanc to be re-read."""
 
 
 class Outcome(StrEnum):

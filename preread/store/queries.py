@@ -23,7 +23,13 @@ from preread.store.records import (
     StudySummary,
     TenantJob,
 )
-from preread.store.schema import JobRow, SeriesDecisionRow, StudyRow, WatcherStateRow
+from preread.store.schema import (
+    BackfillItemRow,
+    JobRow,
+    SeriesDecisionRow,
+    StudyRow,
+    WatcherStateRow,
+)
 from preread.store.states import JobState
 
 
@@ -297,6 +303,16 @@ def counts_by_state(session: Session, model_id: str | None = None) -> dict[JobSt
     for state, count in session.execute(stmt):
         counts[JobState(state)] = count
     return counts
+
+
+def held_by_backfill(session: Session, study_instance_uid: str) -> bool:
+    """Whether a backfill moved the study into PreRead's Orthanc to read it and holds it (the
+    watcher then leaves it to the backfill: :mod:`preread.backfill`)."""
+    held = select(BackfillItemRow.study_instance_uid).where(
+        BackfillItemRow.study_instance_uid == study_instance_uid,
+        BackfillItemRow.moved.is_(True),
+    )
+    return session.execute(held.limit(1)).first() is not None
 
 
 def decisions(session: Session, job_id: str) -> tuple[SeriesDecision, ...]:

@@ -442,3 +442,65 @@ class ReviewRow(Base):
         Index("ix_reviews_tenant_study_instance_uid", "tenant", "study_instance_uid"),
         CheckConstraint("version >= 1", name="ck_reviews_version"),
     )
+
+
+BACKFILL_STATES = ("found", "held", "done", "refused", "not_applicable", "failed")
+
+
+class BackfillRunRow(Base):
+    """One re-reading of a tenant's archive over a date range (see :mod:`preread.backfill`).
+
+    ``first_date``/``last_date`` are DICOM DA strings; ``finished_at`` is set once every study
+    it found reached a final state (a run stopped before that is resumed by the same command)."""
+
+    __tablename__ = "backfill_runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    first_date: Mapped[str] = mapped_column(String(8))
+    last_date: Mapped[str] = mapped_column(String(8))
+    rate_per_hour: Mapped[float | None] = mapped_column(Float)
+    started_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_backfill_runs_tenant", "tenant"),)
+
+
+class BackfillItemRow(Base):
+    """One archived study a backfill found: at most one per tenant and StudyInstanceUID, so
+    that no run reads a study another already read.
+
+    ``state``: ``found`` (not yet looked at), ``held`` (being read), then ``done``,
+    ``refused`` (no quality-review grant covers it), ``not_applicable`` (no series the model
+    reads) or ``failed`` (``attempts`` tries; retried while under the limit). ``moved``: the
+    backfill moved the study into PreRead's Orthanc and it is still there (the watcher leaves
+    such a study alone; it is deleted once read). ``summary`` is what the
+    worklist needs of the result (sizes, type, Lung-RADS; no patient data); the patient's
+    identifiers are kept to ask the PACS for later CTs and to name the patient on the worklist.
+    """
+
+    __tablename__ = "backfill_items"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(UID, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(36), ForeignKey("backfill_runs.id"), index=True)
+    study_date: Mapped[str] = mapped_column(String(8))
+    patient_id: Mapped[str] = mapped_column(Text)
+    issuer_of_patient_id: Mapped[str] = mapped_column(Text)
+    accession_number: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    moved: Mapped[bool]
+    model: Mapped[str | None] = mapped_column(String(200))
+    summary: Mapped[dict[str, Any] | None]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_backfill_items_study_instance_uid", "study_instance_uid"),
+        CheckConstraint(
+            "state IN (" + ", ".join(f"'{s}'" for s in BACKFILL_STATES) + ")",
+            name="ck_backfill_items_state",
+        ),
+    )

@@ -386,6 +386,10 @@ class Transaction:
 
     # --- studies ----------------------------------------------------------------------------
 
+    def held_by_backfill(self, study_instance_uid: str) -> bool:
+        """See :func:`preread.store.queries.held_by_backfill`."""
+        return queries.held_by_backfill(self.session, study_instance_uid)
+
     def record_study(self, facts: StudyFacts) -> StudyRecord:
         """Insert or refresh what is known of a study. A study keeps the tenant it was first
         recorded with (a StudyInstanceUID sent later by another tenant's sender does not move

@@ -37,6 +37,8 @@ TABLES = {
     "reviews",
     "oidc_identities",
     "oidc_logins",
+    "backfill_runs",
+    "backfill_items",
     "alembic_version",
 }
 
