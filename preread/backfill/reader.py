@@ -342,29 +342,24 @@ def read_item(ctx: BackfillContext, item: BackfillItem) -> BackfillItem:
         else:
             ctx.store.update(tenant, uid, state="held")
         summary = _read(ctx, item, ctx.workspace.study(orthanc_id))
-        _remove(ctx, orthanc_id if moved else None)
+        kept = not _remove(ctx, uid, moved)
         return ctx.store.update(
-            tenant, uid, state="done", moved=False, model=str(summary["model"]), summary=summary
+            tenant, uid, state="done", moved=kept, model=str(summary["model"]), summary=summary
         )
     except _Skip as exc:
         return ctx.store.update(tenant, uid, state="found", reason=str(exc))
     except _Refused as exc:
         _audit(ctx, tenant, AuditAction.ACCESS_REFUSED, Outcome.REFUSED, uid, reason=str(exc))
-        _remove(ctx, orthanc_id if moved else None)
-        return ctx.store.update(tenant, uid, state="refused", reason=str(exc), moved=False)
+        kept = not _remove(ctx, uid, moved)
+        return ctx.store.update(tenant, uid, state="refused", reason=str(exc), moved=kept)
     except _NotApplicable as exc:
-        _remove(ctx, orthanc_id if moved else None)
-        return ctx.store.update(tenant, uid, state="not_applicable", reason=str(exc), moved=False)
+        kept = not _remove(ctx, uid, moved)
+        return ctx.store.update(tenant, uid, state="not_applicable", reason=str(exc), moved=kept)
     except (GatewayError, InferenceError, PrereadError) as exc:
         log.warning("backfill: study %s failed: %s", uid, exc)
-        gone = _remove(ctx, orthanc_id if moved else None)
+        kept = not _remove(ctx, uid, moved)
         return ctx.store.update(
-            tenant,
-            uid,
-            state="failed",
-            reason=str(exc),
-            attempt=True,
-            moved=False if gone else None,
+            tenant, uid, state="failed", reason=str(exc), attempt=True, moved=kept
         )
 
 
@@ -458,12 +453,16 @@ def _model(result: Mapping[str, Any]) -> str | None:
     return f"{model.get('id')} {model.get('version')}" if isinstance(model, Mapping) else None
 
 
-def _remove(ctx: BackfillContext, orthanc_id: str | None) -> bool:
-    """Delete a study the backfill moved (None: nothing to do); False when it could not be."""
-    if orthanc_id is None:
+def _remove(ctx: BackfillContext, uid: str, moved: bool) -> bool:
+    """Delete what the backfill moved of the study from PreRead's Orthanc, all of it or what a
+    failed C-MOVE left (nothing when it did not move it); False when some is still there (the
+    item stays ``moved``: the watcher keeps leaving it alone, the next attempt deletes it)."""
+    if not moved:
         return True
     try:
-        ctx.workspace.delete_study(orthanc_id)
+        orthanc_id = ctx.workspace.find_study(uid)
+        if orthanc_id is not None:
+            ctx.workspace.delete_study(orthanc_id)
     except GatewayError as exc:
         log.warning("backfill: a moved study could not be deleted from Orthanc: %s", exc)
         return False
