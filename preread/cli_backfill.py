@@ -11,7 +11,8 @@ patients (PatientID), so it is written to a file (0600) unless ``--out -`` asks 
 The backfill works on the deployment's Orthanc and job store (``PREREAD_ORTHANC_URL``,
 ``PREREAD_DATABASE_URL``) beside the live service. With the embedded default (a private
 Orthanc in ``PREREAD_DATA_DIR``), ``run`` starts that Orthanc itself, so it runs while
-``preread serve`` is stopped — and then reads the live studies that arrive too, first.
+``preread serve`` is stopped — and then reads the live studies that arrive too, first. Beside
+a deployment's Orthanc it reads no live study (the live service and its workers do).
 Exit codes: 0 done, 2 the command could not run or was refused (one line saying why).
 """
 
@@ -101,6 +102,13 @@ def backfill_context(
     )
 
 
+def _tenant(value: str) -> str:
+    try:
+        return check_tenant(value)
+    except ValueError as exc:
+        raise BackfillError(str(exc)) from None
+
+
 def _date(value: str, option: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
@@ -123,7 +131,7 @@ def run(
     """Find the tenant's CT studies of the range on the PACS and read those not yet read."""
     from preread.service import Service
 
-    check_tenant(tenant)
+    _tenant(tenant)
     start, end = _date(first, "--from"), _date(last, "--to")
     if start > end:
         raise BackfillError(f"the range {start} to {end} ends before it starts")
@@ -134,7 +142,10 @@ def run(
     os.nice(10)  # live studies first, on this machine's cores too
     out = Console(highlight=False)
     with Service(Settings()) as service:
-        service.start_loop()  # with a private Orthanc, live studies that arrive are read first
+        if service.settings.orthanc_url is None:
+            # the private Orthanc is this process's: the live studies that arrive are read
+            # here, first; beside a deployment's Orthanc, its live service reads them
+            service.start_loop()
         ctx = backfill_context(service)
         report = run_backfill(
             ctx,
@@ -161,7 +172,7 @@ def status(tenant: Annotated[str, typer.Option(help="whose backfill runs")]) -> 
     """The tenant's backfill runs and their studies per state."""
     from preread.store import JobStore, default_url
 
-    check_tenant(tenant)
+    _tenant(tenant)
     settings = Settings()
     jobs = JobStore.create(settings.database_url or default_url(settings.data_dir))
     try:
@@ -196,7 +207,7 @@ def worklist(
     from preread.grants import GrantStore
     from preread.service import Service
 
-    check_tenant(tenant)
+    _tenant(tenant)
     if export_format not in FORMATS:
         raise BackfillError(f"--format {export_format!r}: one of {', '.join(FORMATS)}")
     with Service(Settings()) as service:
