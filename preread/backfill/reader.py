@@ -6,7 +6,8 @@
    read again).
 2. **authorize** — each study must be covered by a **quality-review** grant of the tenant: checked
    on what the PACS said of it before it is moved, and again on what arrived before any pixel is
-   fetched. Without one the item is ``refused`` and nothing of the study is read.
+   fetched. Without one the item is ``refused`` and nothing of the study is read; so is a study
+   PreRead recorded for another tenant.
 3. **yield to live studies** — a study is taken only when no live job is queued or running (the
    job store says), at most ``--rate`` studies an hour, in this one process (niced by the CLI):
    the archive is a low-priority queue of its own that live studies always pass.
@@ -300,10 +301,16 @@ def read_item(ctx: BackfillContext, item: BackfillItem) -> BackfillItem:
     try:
         if ctx.peer_aet is not None:  # before the move, on what the PACS said of it
             _grant(ctx, item, ctx.peer_aet, ("CT",), f"{item.study_date:%Y%m%d}")
+        recorded = ctx.jobs.study(uid)
+        if recorded is not None and recorded.tenant != tenant:
+            raise _Refused("PreRead recorded this study for another tenant (or none): not read")
         stored = _stored_result(ctx, uid)
-        if stored is not None:
+        if stored is not None and recorded is not None:
             job_id, result = stored
-            grant = _grant(ctx, item, ctx.peer_aet or "", ("CT",), f"{item.study_date:%Y%m%d}")
+            facts = recorded.facts
+            grant = _grant(
+                ctx, item, facts.sender_aet, tuple(facts.modalities.split()), facts.study_date
+            )
             _audit(
                 ctx,
                 tenant,

@@ -31,14 +31,14 @@ from inference.predict import Predictor
 from inference.registry import Registry
 from preread.audit import AuditLog
 from preread.backfill.exports import to_json
-from preread.backfill.reader import BackfillContext, live_jobs_waiting, run_backfill
+from preread.backfill.reader import BackfillContext, live_jobs_waiting, read_item, run_backfill
 from preread.backfill.store import BackfillStore
 from preread.backfill.worklist import lost_to_follow_up
 from preread.domain import ModelRef
 from preread.followup.priors import PRIORS_PEER_NAME
 from preread.followup.screening import LungRadsPolicy
 from preread.grants import GrantSpec, GrantStore, Purpose
-from preread.store import JobStore, default_url
+from preread.store import JobStore, StudyFacts, default_url
 from preread.watcher import Watcher
 from tests.grant_support import clinical_preread
 from tests.orthanc_support import PACS_AET, PREREAD_AET, preread_and_pacs
@@ -254,3 +254,21 @@ def test_the_range_is_read_once_resumably_and_the_lost_patient_listed(sites: Sit
     assert doc["count"] == 1 and doc["cases"][0]["accession_number"] == "ACC-LOST-1"
     exports = [r.event for r in sites.audit.records() if r.event.action.value == "export"]
     assert exports[-1].detail["kind"] == "lost-to-follow-up" and exports[-1].detail["cases"] == 1
+
+
+def test_a_study_recorded_for_another_tenant_is_not_read(sites: Sites) -> None:
+    sites.grants.create(_quality_review("hosp-b"))
+    uid = generate_uid()
+    day = datetime.date(2024, 3, 20)
+    sites.jobs.record_study(
+        StudyFacts(uid, "0" * 44, "default", PACS_AET, "B-1", ISSUER, "", "", "", "", "20240320",
+                   "", "", "CT")
+    )  # fmt: skip
+    ctx = _context(sites)
+    run, _ = ctx.store.open_run("hosp-b", day, day, rate_per_hour=None, started_by="test")
+    found = ArchivedStudy(uid, day, "B-1", ISSUER, ("CT",), "", "", 10)
+    assert ctx.store.add_found(run, [found]) == 1
+    (item,) = ctx.store.items("hosp-b")
+    done = read_item(ctx, item)
+    assert done.state == "refused" and done.reason is not None and "another tenant" in done.reason
+    assert sites.client.find_study(uid) is None  # never moved
