@@ -63,6 +63,7 @@ __all__ = [
     "BackfillReport",
     "live_jobs_waiting",
     "needs_follow_up",
+    "record_access",
     "run_backfill",
     "summarize",
 ]
@@ -476,17 +477,19 @@ def _remove(ctx: BackfillContext, uid: str, moved: bool) -> bool:
     return True
 
 
-def _audit(
-    ctx: BackfillContext,
+def record_access(
+    audit: AuditLog,
+    actor: str,
     tenant: str,
     action: AuditAction,
     outcome: Outcome,
     study_uid: str | None,
     **detail: Json,
 ) -> None:
-    ctx.audit.record(
+    """One audit record of the backfill (purpose ``quality-review``; None details left out)."""
+    audit.record(
         AuditEvent(
-            actor=ctx.actor,
+            actor=actor,
             action=action,
             outcome=outcome,
             tenant=tenant,
@@ -495,3 +498,14 @@ def _audit(
             detail={k: v for k, v in detail.items() if v is not None},
         )
     )
+
+
+def _audit(
+    ctx: BackfillContext,
+    tenant: str,
+    action: AuditAction,
+    outcome: Outcome,
+    study_uid: str | None,
+    **detail: Json,
+) -> None:
+    record_access(ctx.audit, ctx.actor, tenant, action, outcome, study_uid, **detail)

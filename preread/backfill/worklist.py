@@ -18,9 +18,14 @@ import datetime as dt
 from collections.abc import Callable
 
 from dicom_gateway.errors import GatewayError
-from preread.audit import AuditAction, AuditEvent, AuditLog, Outcome
+from preread.audit import AuditAction, AuditLog, Outcome
 from preread.backfill.exports import LostCase
-from preread.backfill.reader import ArchiveSource, BackfillError, needs_follow_up
+from preread.backfill.reader import (
+    ArchiveSource,
+    BackfillError,
+    needs_follow_up,
+    record_access,
+)
 from preread.backfill.store import BackfillItem, BackfillStore
 from preread.grants import GrantStore, Purpose, StudyScope
 
@@ -80,36 +85,39 @@ def lost_to_follow_up(
                     exclude_study_uid=item.study_instance_uid,
                 )
             except GatewayError as exc:
-                _audit(
+                record_access(
                     audit,
                     actor,
                     tenant,
                     AuditAction.BACKFILL_QUERY,
                     Outcome.FAILURE,
                     item.study_instance_uid,
-                    {"reason": str(exc)},
+                    reason=str(exc),
                 )
                 raise BackfillError(f"the PACS could not be asked for later CTs: {exc}") from exc
-            _audit(
+            record_access(
                 audit,
                 actor,
                 tenant,
                 AuditAction.BACKFILL_QUERY,
                 Outcome.SUCCESS,
                 item.study_instance_uid,
-                {"later_ct": len(later), "peer": archive.peer},
+                later_ct=len(later),
+                peer=archive.peer,
             )
             if later:
                 continue
         cases.append(_case(item, checked_at))
-    _audit(
+    record_access(
         audit,
         actor,
         tenant,
         AuditAction.EXPORT,
         Outcome.SUCCESS,
         None,
-        {"kind": "lost-to-follow-up", "cases": len(cases), "format": export_format},
+        kind="lost-to-follow-up",
+        cases=len(cases),
+        format=export_format,
     )
     return cases
 
@@ -133,26 +141,4 @@ def _case(item: BackfillItem, checked_at: dt.datetime) -> LostCase:
         lung_rads=category if isinstance(category, str) else None,
         model=item.model or "",
         checked_at=checked_at,
-    )
-
-
-def _audit(
-    audit: AuditLog,
-    actor: str,
-    tenant: str,
-    action: AuditAction,
-    outcome: Outcome,
-    study_uid: str | None,
-    detail: dict[str, str | int | None],
-) -> None:
-    audit.record(
-        AuditEvent(
-            actor=actor,
-            action=action,
-            outcome=outcome,
-            tenant=tenant,
-            purpose=Purpose.QUALITY_REVIEW.value,
-            study_instance_uid=study_uid,
-            detail={k: v for k, v in detail.items() if v is not None},
-        )
     )
