@@ -50,6 +50,12 @@ fissures                    each 80 %, ~1 mm, −600…−300 HU         same
 nodules                     see :mod:`training.placement`          same
 ==========================  =====================================  ==============================
 
+``wide`` (mining phantoms of a false-positive classifier, never a detector's or a threshold's
+data) is ``train`` widened up to, never into, the robustness ranges: slices 0.625–3.5 mm (3, 3.5
+mm: 30 %; at least 57 slices), noise 10–40 / 40–60 / 60–64 HU (35 / 35 / 30 %), two more
+kernels — soft-iterative (2 × 0.20…0.255, NPS peak 0.092–0.11) and extra-sharp (−0.128…−0.10,
+0.37–0.415) — and emphysema in 60 % (5–59 spaces of 1.5–8 mm); the patient's build as ``train``.
+
 The kernel filters the signal in-plane with ``[w, 1 − 2w, w]`` per axis (``w < 0`` enhances
 edges) and shapes the noise with ``NPS(f) ∝ f·exp(−f²/2f_p²)``; ``noise_sd_hu`` is the standard
 deviation of the added noise. Geometry per seed: a 512 × 512 matrix (a smaller ``matrix``

@@ -3,7 +3,11 @@
 ``train`` is what models are trained and tuned on; ``robustness`` lies *outside* it on the
 scanner and patient axes that matter most (slice thickness, noise level, reconstruction
 kernel, body size, emphysema), so a robustness set is never seen by training or by a threshold
-choice. The table of both profiles is in :mod:`training.phantoms`.
+choice. ``wide`` is ``train`` widened on the scanner axes and emphysema up to, never into, the
+robustness ranges (thicker slices up to 3.5 mm, noise up to 64 HU, an iterative-like and an
+extra-sharp kernel just beside the robustness ones): hard negatives for a false-positive
+classifier from acquisitions the training scanners do not make. The table of the profiles is
+in :mod:`training.phantoms`.
 
 A *band* list ``((lo, hi), ...)`` with probabilities draws a band, then a uniform value in it.
 """
@@ -15,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-ProfileName = Literal["train", "robustness"]
+ProfileName = Literal["train", "wide", "robustness"]
 Band = tuple[float, float]
 
 
@@ -70,6 +74,9 @@ SHARP = Kernel("sharp", (-0.12, 0.0), 1, (0.25, 0.40))
 WHITE = Kernel("white", (0.10, 0.20), 1, None)
 VERY_SHARP = Kernel("very-sharp", (-0.20, -0.13), 1, (0.42, 0.50))
 ITERATIVE = Kernel("iterative", (0.26, 0.32), 2, (0.04, 0.09))
+# beside the robustness kernels, not in their ranges (``wide``)
+SOFT_ITERATIVE = Kernel("soft-iterative", (0.20, 0.255), 2, (0.092, 0.11))
+EXTRA_SHARP = Kernel("extra-sharp", (-0.128, -0.10), 1, (0.37, 0.415))
 
 TRAIN = Profile(
     name="train",
@@ -86,6 +93,26 @@ TRAIN = Profile(
     fat=(4.0, 32.0),
     emphysema_p=0.4,
     emphysema_count=(5, 40),
+    emphysema_radius=(1.5, 8.0),
+    scar_p=0.5,
+    fissure_p=0.8,
+)
+
+WIDE = Profile(
+    name="wide",
+    thicknesses=(0.625, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 3.5),
+    thickness_p=(0.1, 0.15, 0.1, 0.1, 0.1, 0.15, 0.15, 0.15),
+    min_slices=57,
+    noise_bands=((10.0, 40.0), (40.0, 60.0), (60.0, 64.0)),
+    noise_p=(0.35, 0.35, 0.3),
+    kernels=(WHITE, SMOOTH, SHARP, SOFT_ITERATIVE, EXTRA_SHARP),
+    kernel_p=(0.1, 0.2, 0.2, 0.3, 0.2),
+    ssp_w=(0.05, 0.15),
+    width_bands=TRAIN.width_bands,
+    depth_bands=TRAIN.depth_bands,
+    fat=TRAIN.fat,
+    emphysema_p=0.6,
+    emphysema_count=(5, 59),
     emphysema_radius=(1.5, 8.0),
     scar_p=0.5,
     fissure_p=0.8,
@@ -111,7 +138,7 @@ ROBUSTNESS = Profile(
     fissure_p=0.8,
 )
 
-PROFILES: dict[ProfileName, Profile] = {"train": TRAIN, "robustness": ROBUSTNESS}
+PROFILES: dict[ProfileName, Profile] = {"train": TRAIN, "wide": WIDE, "robustness": ROBUSTNESS}
 
 
 def get_profile(name: ProfileName) -> Profile:

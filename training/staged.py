@@ -6,7 +6,9 @@ from their own checkpoints):
 
 1. **detector** — train the candidate segmentation network (:mod:`training.train`, its own
    config file: explicit bone/vessel negatives, per-nodule sampling, nodules anywhere in the
-   patch, fine-tuned from 1.0.0's weights);
+   patch, fine-tuned from 1.0.0's weights); or, with ``detector_from``, a published package's
+   detector trained from the same config (checked), so a new classifier can be built behind a
+   detector that was trained once, on a GPU, on a machine without its run folder;
 2. **detector package** — export it to ONNX with parity checks, in a provisional package that
    runs the serving path with the lung mask;
 3. **mining** — run it on the mining phantoms; every candidate (component at the candidate
@@ -76,7 +78,7 @@ from training.fpr import (
 )
 from training.provenance import DatasetProvenance
 from training.publish import PARITY_SHAPES, build_card
-from training.train import load_weights, select_device
+from training.train import load_weights, network_from_package, select_device
 
 if TYPE_CHECKING:
     from training.phantoms import Phantom
@@ -127,6 +129,9 @@ class SeedRange(_Strict):
 
 class MiningConfig(SeedRange):
     truth_copies: int = Field(default=3, ge=0)
+    #: the generator profile of the mining phantoms (``wide``: acquisitions beside the training
+    #: scanners', hard negatives the training profile does not make; never ``robustness``)
+    profile: Literal["train", "wide"] = "train"
     #: scans mined at once, each in its own process with the CPU's cores split between them
     workers: int = Field(default=1, ge=1, le=64)
 
@@ -137,6 +142,7 @@ class NodulePatchesConfig(SeedRange):
     generating them, ~2 s a scan instead of mining's ~19 s."""
 
     copies: int = Field(default=4, ge=1)
+    profile: Literal["train", "wide"] = "train"
 
 
 class ClassifierConfig(_Strict):
@@ -181,6 +187,10 @@ class StagedConfig(_Strict):
     #: ``classifier.width``) this build re-uses instead of mining and training its own: a new
     #: detector behind a classifier that scores image patches, not the detector's output
     classifier_from: Path | None = None
+    #: a published package whose detector (``weights.pt``, trained from the ``detector``
+    #: config: its digest is checked) this build re-uses instead of training or reading the
+    #: detector's run folder — a new classifier behind a detector trained once, on a GPU
+    detector_from: Path | None = None
     validation: ValidationConfig
     evaluation: EvaluationConfig
     output_dir: Path
@@ -232,6 +242,7 @@ def load_staged_config(path: Path) -> tuple[StagedConfig, TrainConfig]:
             "classifier_from": (base / cfg.classifier_from).resolve()
             if cfg.classifier_from
             else None,
+            "detector_from": (base / cfg.detector_from).resolve() if cfg.detector_from else None,
         }
     )
     detector = load_config(cfg.detector)
@@ -278,12 +289,43 @@ def serving_predictor(package: ModelPackage, *, full_probability: bool = False) 
 # -- step 2: the detector as a provisional package -------------------------------------------
 
 
+def published_detector(
+    source_dir: Path, detector: TrainConfig
+) -> tuple[torch.nn.Module, DatasetProvenance, str]:
+    """The detector network of a published package (``detector_from``), checked: its graphs'
+    sha256 (loading the package), its ``weights.pt`` against the card, and the card's training
+    config digest against ``detector`` (the same training, not another network of that name)."""
+    source = ModelPackage.load(source_dir)
+    extra = source.card.training.extra
+    name = f"{source.card.id}@{source.card.version}"
+    if extra.get("training_config_digest") != detector.digest():
+        raise ConfigError(
+            f"detector_from: {name} was not trained from {detector.model.id} "
+            f"{detector.model.version}'s config (digest {extra.get('training_config_digest')} "
+            f"!= {detector.digest()})"
+        )
+    weights = source_dir / "weights.pt"
+    if not weights.is_file() or sha256_file(weights) != extra.get("weights_pt_sha256"):
+        raise ConfigError(f"detector_from: {weights} is missing or not the card's weights")
+    network = extra.get("network_config")
+    if not isinstance(network, dict):
+        raise ConfigError(f"detector_from: {name}'s card records no network_config")
+    net = network_from_package(source_dir, network)
+    provenance = DatasetProvenance(detector.data.source, grants=tuple(source.card.training.grants))
+    return net, provenance, name
+
+
 def detector_package(cfg: StagedConfig, detector: TrainConfig, layout: Layout) -> ModelPackage:
     """Export the trained detector into a one-stage package that yields its candidates."""
     folder = layout.detector_package
     if (folder / "model.yaml").exists():
         return ModelPackage.load(folder)
-    net, _ = load_weights(detector.output_dir)
+    provenance: DatasetProvenance | None
+    if cfg.detector_from is not None:
+        net, provenance, _ = published_detector(cfg.detector_from, detector)
+    else:
+        net, _ = load_weights(detector.output_dir)
+        provenance = DatasetProvenance.read(detector.output_dir)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -304,7 +346,7 @@ def detector_package(cfg: StagedConfig, detector: TrainConfig, layout: Layout) -
             "training_config_digest": detector.digest(),
             "network_config": detector.network.model_dump(mode="json"),
         },
-        DatasetProvenance.read(detector.output_dir) or DatasetProvenance(detector.data.source),
+        provenance or DatasetProvenance(detector.data.source),
     )
     card = card.model_copy(
         update={
@@ -364,7 +406,7 @@ def _mine_seed(seed: int, cfg: StagedConfig, out: Path) -> int:
     """One mining phantom's labelled candidates (and jittered truth) into ``out``."""
     assert cfg.mining is not None
     package: ModelPackage = _MINER["package"]
-    ph = cfg.mining.phantom(seed)
+    ph = cfg.mining.phantom(seed, cfg.mining.profile)
     pred = _MINER["predictor"].predict(ph.volume)
     image = to_model_grid(ph.volume, package.card.input).array
     samples = mine_scan(
@@ -395,7 +437,7 @@ def _nodule_patches_seed(seed: int, cfg: StagedConfig, out: Path) -> int:
     """One nodule-patch phantom's jittered true nodules into ``out`` (no detector)."""
     assert cfg.nodule_patches is not None
     package: ModelPackage = _MINER["package"]
-    ph = cfg.nodule_patches.phantom(seed)
+    ph = cfg.nodule_patches.phantom(seed, cfg.nodule_patches.profile)
     grid = to_model_grid(ph.volume, package.card.input)
     samples = truth_samples(
         f"phantom-{seed}",
@@ -509,7 +551,22 @@ def classifier_provenance(cfg: StagedConfig) -> dict[str, Any]:
             "mining_seeds": extra.get("mining_seeds"),
         }
     assert cfg.mining is not None
-    return {"mining_seeds": [cfg.mining.seed, cfg.mining.count]}
+    out: dict[str, Any] = {
+        "mining_seeds": [cfg.mining.seed, cfg.mining.count],
+        "mining_profile": cfg.mining.profile,
+    }
+    if cfg.nodule_patches is not None:
+        out["nodule_patch_seeds"] = [cfg.nodule_patches.seed, cfg.nodule_patches.count]
+        out["nodule_patch_profile"] = cfg.nodule_patches.profile
+    return out
+
+
+def detector_provenance(cfg: StagedConfig) -> dict[str, Any]:
+    """The published package the detector came from (``detector_from``), for the card."""
+    if cfg.detector_from is None:
+        return {}
+    card = ModelPackage.load(cfg.detector_from).card
+    return {"detector_from": f"{card.id}@{card.version}"}
 
 
 def classifier(
@@ -671,7 +728,7 @@ def build(config: Path, progress: Progress | None = None) -> Path:
     cfg, detector = load_staged_config(config)
     layout = Layout(cfg.output_dir)
     layout.root.mkdir(parents=True, exist_ok=True)
-    if not (detector.output_dir / "model.pt").exists():
+    if cfg.detector_from is None and not (detector.output_dir / "model.pt").exists():
         from preread.settings import Settings
 
         cases = training_cases(
@@ -733,6 +790,7 @@ def build(config: Path, progress: Progress | None = None) -> Path:
             extra={
                 "validation_seeds": [cfg.validation.seed, cfg.validation.count],
                 **classifier_provenance(cfg),
+                **detector_provenance(cfg),
                 "operating_point": {
                     "classifier_threshold": chosen["threshold"],
                     "chosen_for_max_fp_per_scan": cfg.validation.max_fp_per_scan,

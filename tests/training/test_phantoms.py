@@ -37,6 +37,7 @@ from training.phantoms import (
     generate_phantom,
     lung_mask,
 )
+from training.profiles import get_profile
 from training.raster import AxisGrid
 
 SEED = 7
@@ -382,6 +383,31 @@ def test_profiles_do_not_overlap() -> None:
         assert sc.edge_w < -0.12 or sc.edge_w > 0.25
         assert sc.nps_peak is not None and not 0.10 <= sc.nps_peak <= 0.40
         assert ph.parenchyma is not None and len(ph.parenchyma.emphysema) >= 60
+
+
+def test_the_wide_profile_stops_short_of_the_robustness_ranges() -> None:
+    """``wide`` (mining for the false-positive classifier) widens ``train`` on the scanner axes
+    and emphysema, and every one of its ranges stays below or beside the robustness ones, so a
+    robustness set is still outside everything a model is trained or tuned on."""
+    wide, robust = get_profile("wide"), get_profile("robustness")
+
+    def apart(a: tuple[float, float], b: tuple[float, float]) -> bool:
+        return a[1] < b[0] or b[1] < a[0]
+
+    assert max(wide.thicknesses) < min(robust.thicknesses)
+    assert max(hi for _, hi in wide.noise_bands) < min(lo for lo, _ in robust.noise_bands)
+    assert wide.ssp_w[1] < robust.ssp_w[0]
+    assert wide.emphysema_count[1] < robust.emphysema_count[0]
+    for k in wide.kernels:
+        for r in robust.kernels:
+            assert k.name != r.name
+            assert apart(k.edge_w, r.edge_w) or k.passes != r.passes, (k, r)
+            assert k.nps_peak is None or r.nps_peak is None or apart(k.nps_peak, r.nps_peak)
+    assert set(get_profile("train").kernels) < set(wide.kernels)
+    phantoms = [generate_phantom(s, matrix=32, max_slices=4, profile="wide") for s in range(8)]
+    assert all(p.scanner is not None and p.profile == "wide" for p in phantoms)
+    assert max(p.scanner.noise_sd for p in phantoms if p.scanner) < 65.0
+    assert len({p.scanner.kernel for p in phantoms if p.scanner}) >= 3
 
 
 def test_robustness_profile_is_deterministic_and_its_own_patient() -> None:

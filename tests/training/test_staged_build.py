@@ -4,10 +4,12 @@ point, the staged package, evaluation beside a baseline, publication, and resump
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from inference.package import ModelPackage
@@ -142,6 +144,25 @@ def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
         build(_write(tmp_path, wrong))
     with pytest.raises(ConfigError, match="either mining"):
         load_staged_config(_write(tmp_path, {**BUILD, "classifier_from": str(published)}))
+
+    # the detector from the published package (detector_from), its run folder gone: the same
+    # weights, nothing trained; a package trained from another detector config is refused
+    shutil.rmtree(tmp_path / "run" / "detector")
+    both = reuse | {"version": "0.0.5", "detector_from": str(published), "output_dir": "both"}
+    steps.clear()
+    again_pkg = ModelPackage.load(build(_write(tmp_path, both), lambda s, d, t: steps.append(s)))
+    assert "detector" not in steps and not (tmp_path / "run" / "detector").exists()
+    assert again_pkg.card.training.extra["detector_from"] == "tiny-nodule@0.0.3"
+    old = torch.load(published / "weights.pt", weights_only=True)
+    new = torch.load(again_pkg.path / "weights.pt", weights_only=True)
+    assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
+    other = json.loads(json.dumps(DETECTOR))
+    other["optim"]["seed"] = 4
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    mismatch = both | {"detector": "other.yaml", "output_dir": "mismatch"}
+    (tmp_path / "mismatch.yaml").write_text(yaml.safe_dump(mismatch))
+    with pytest.raises(ConfigError, match=r"was not trained from tiny-nodule 0\.0\.2's config"):
+        build(tmp_path / "mismatch.yaml")
 
 
 def test_nodule_patches_calcified_nodules_are_negatives() -> None:
