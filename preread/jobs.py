@@ -289,7 +289,8 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
     )
     if info.warning:
         log.warning("job %s: %s", job.id, info.warning)
-    seed = uid_seed(job)
+    previous = store.get(job.supersedes) if job.supersedes else None
+    seed = uid_seed(job, previous)
     t0 = time.perf_counter()
     analysis = _compared(analysis, job, ctx, grant.id, recorded.tenant, datasets, screening, seed)
     if ctx.priors is not None:
@@ -413,6 +414,20 @@ def _compared(
     return with_comparison(analysis, comparison, categories, lung_rads=screening)
 
 
+def retry_comparisons(
+    store: JobStore, dispatch: Callable[[str], None], first_delay_s: float, max_retries: int
+) -> int:
+    """The reconcile sweep's part for comparisons: studies read while their priors could not
+    be had (the PACS down) are read again, with back-off (:meth:`JobStore.retry_comparisons`),
+    and their new jobs dispatched. Returns how many."""
+    again = store.retry_comparisons(first_delay_s, max_retries)
+    for job in again:
+        dispatch(job.id)
+    if again:
+        log.info("reading %d study(ies) again for their comparison with priors", len(again))
+    return len(again)
+
+
 def _predictor(ctx: JobContext, job: JobRecord) -> Predictor:
     return ctx.predictor_for(job.model_id, job.model_version)
 
@@ -495,11 +510,16 @@ class _Auditor:
         )
 
 
-def uid_seed(job: JobRecord) -> str:
-    """The seed of a result's UIDs: the same content read by the same model gives the same UIDs."""
-    return content_uid_seed(
-        job.study_instance_uid, job.model_id, job.model_version, job.fingerprint.token
-    )
+def uid_seed(job: JobRecord, previous: JobRecord | None = None) -> str:
+    """The seed of a result's UIDs: the same content read by the same model gives the same UIDs
+    (a retried job rewrites, never doubles). A job that reads again the content of the job it
+    supersedes (``previous``: its comparison with priors was unavailable) makes a revised
+    result, whose SR must differ from, and supersede, the one it replaces: its seed names
+    that job."""
+    token = job.fingerprint.token
+    if previous is not None and previous.fingerprint == job.fingerprint:
+        token = f"{token}|again-after:{previous.id}"
+    return content_uid_seed(job.study_instance_uid, job.model_id, job.model_version, token)
 
 
 def _stored(patient_id: str, study_uid: str, series_uid: str, sop_uid: str) -> StoredObject:

@@ -43,7 +43,7 @@ from preread.domain import ModelRef
 from preread.followup.priors import PRIORS_PEER_NAME, priors_setup
 from preread.grants import Grant, GrantStore
 from preread.grants.requeue import queue_newly_covered
-from preread.jobs import JobContext
+from preread.jobs import JobContext, retry_comparisons
 from preread.models import predictor_for
 from preread.reviews.service import ReviewContext, store_unstored
 from preread.runner import InProcessRunner
@@ -232,6 +232,12 @@ class Service:
         if reconcile:
             self.watcher.reconcile()
             self.recover()  # e.g. jobs a grant made elsewhere (preread grants create) re-queued
+            retry_comparisons(
+                self.store,
+                self.dispatch,
+                self.settings.comparison_retry_s,
+                self.settings.comparison_retries,
+            )  # studies read while their priors could not be had (the PACS down)
             stored = store_unstored(
                 ReviewContext(self.store, self.grants, self.audit, self.source)
             )  # signed reviews whose SR/SEG Orthanc did not take at signing

@@ -165,6 +165,19 @@ class Settings(BaseSettings):
         "this long (the study is still read, its comparison marked unavailable)",
     )
 
+    comparison_retry_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="a study read while its priors could not be had (comparison unavailable) is "
+        "read again by the reconcile sweep after this long, doubling at each try",
+    )
+    comparison_retries: int = Field(
+        default=5,
+        ge=0,
+        description="how many times a study whose comparison was unavailable is read again "
+        "(0: never; with the defaults the last try is about 8 h after the first reading)",
+    )
+
     # --- the job store and the workers --------------------------------------------------------
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; unset = SQLite in the data folder"

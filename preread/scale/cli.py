@@ -168,6 +168,7 @@ def watch() -> None:
                     reconcile_s=settings.reconcile_interval_s,
                     stop=signals.requested,
                     reviews=reviews,
+                    comparison_retry=(settings.comparison_retry_s, settings.comparison_retries),
                 )
             finally:
                 leadership.release()
@@ -244,6 +245,7 @@ def watch_loop(
     stop: threading.Event,
     check_s: float = 1.0,
     reviews: ReviewContext | None = None,
+    comparison_retry: tuple[float, int] = (900.0, 5),
 ) -> None:
     """Until ``stop``: while leader, do what :meth:`preread.service.Service.tick` does (poll
     the change feed, re-queue expired leases, reconcile every ``reconcile_s``); otherwise
@@ -253,7 +255,9 @@ def watch_loop(
     former leader committed but may not have sent); later reconciles send queued jobs again
     as ``dispatch`` (a :class:`Sender`) finds due; with ``reviews``, each reconcile also stores
     the SR/SEG of signed reviews that Orthanc did not take when they were signed
-    (:func:`preread.reviews.service.store_unstored`). Leadership is released when it ends.
+    (:func:`preread.reviews.service.store_unstored`), and reads again the studies whose
+    comparison with priors was unavailable (``comparison_retry``: first delay in seconds, most
+    tries; :func:`preread.jobs.retry_comparisons`). Leadership is released when it ends.
     """
     leading = False
     last_tick = last_reconcile = -float("inf")
@@ -277,6 +281,9 @@ def watch_loop(
                         if due:
                             watcher.reconcile()
                             dispatch_queued(store, dispatch)
+                            from preread.jobs import retry_comparisons
+
+                            retry_comparisons(store, dispatch, *comparison_retry)
                             if reviews is not None:
                                 from preread.reviews.service import store_unstored
 

@@ -241,6 +241,12 @@ class JobStore:
         with self.transaction() as tx:
             return tx.requeue_expired()
 
+    def retry_comparisons(
+        self, first_delay_s: float, max_retries: int, limit: int = 50
+    ) -> list[JobRecord]:
+        with self.transaction() as tx:
+            return tx.retry_comparisons(first_delay_s, max_retries, limit)
+
     def mark_outputs_removed(self, job_id: str) -> JobRecord:
         with self.transaction() as tx:
             return tx.mark_outputs_removed(job_id)

@@ -88,3 +88,22 @@ def supersede(
     old.superseded_by = new.id
     session.flush()
     return new
+
+
+def comparison_retries(session: Session, row: JobRow, reason_code: str) -> int:
+    """How many times ``row``'s content was read again because its comparison with the priors
+    was unavailable: its predecessors, newest first, that read the same content and ended with
+    ``reason_code`` (a reading of other content ends the count)."""
+    n = 0
+    previous = row.supersedes_job_id
+    while previous is not None:
+        old = session.get(JobRow, previous)
+        if (
+            old is None
+            or old.study_fingerprint != row.study_fingerprint
+            or old.reason_code != reason_code
+        ):
+            break
+        n += 1
+        previous = old.supersedes_job_id
+    return n

@@ -34,7 +34,13 @@ from preread.store.records import (
     StudyRecord,
     Sweep,
 )
-from preread.store.schema import JobRow, SeriesDecisionRow, StudyRow, WatcherStateRow
+from preread.store.schema import (
+    JobRow,
+    ReviewRow,
+    SeriesDecisionRow,
+    StudyRow,
+    WatcherStateRow,
+)
 from preread.store.sizes import largest_sizes
 from preread.store.states import IN_PROGRESS, JobState, check_transition
 from preread.store.webhooks import enqueue_event, event_payload
@@ -43,6 +49,8 @@ Clock = Callable[[], datetime]
 log = logging.getLogger(__name__)
 
 _ENQUEUE_TRIES = 5
+#: the ``reason_code`` of a done job read without its comparison with the priors (retried)
+COMPARISON_UNAVAILABLE = "comparison_unavailable"
 _EVENTS = {  # the webhook event of each final state
     JobState.DONE: "preread.completed",
     JobState.FAILED: "preread.failed",
@@ -313,6 +321,17 @@ class Transaction:
         row = self._held(job_id, owner, JobState.DONE)
         self._apply(row, changes)
         row.result = dict(result)
+        comparison = row.result.get("comparison")
+        if isinstance(comparison, dict) and comparison.get("status") == "unavailable":
+            why = comparison.get("reason") or "no reason recorded"
+            return self._finish(
+                row,
+                JobState.DONE,
+                self._now(),
+                f"read without the comparison with the patient's priors ({why}); "
+                "read again later (PREREAD_COMPARISON_RETRIES)",
+                COMPARISON_UNAVAILABLE,
+            )
         return self._finish(row, JobState.DONE, self._now(), None, None)
 
     def finish_failed(
@@ -425,6 +444,50 @@ class Transaction:
         row.updated_at = self._now()
         self.session.flush()
         return queries.job_record(row)
+
+    def retry_comparisons(
+        self, first_delay_s: float, max_retries: int, limit: int = 50
+    ) -> list[JobRecord]:
+        """Read again the studies whose reading is done but whose comparison with the priors
+        was unavailable (the PACS down, a prior not retrievable): each such current job, once
+        ``first_delay_s · 2^n`` has passed since it finished (``n``: the times it was read again
+        for this already), is superseded by a queued job of the same content, at most
+        ``max_retries`` times. The new reading replaces the old one's SR/SEG when it is stored
+        (never both in the study). A result a radiologist has reviewed is left as it is: its
+        review names that result. Returns the new queued jobs (to dispatch)."""
+        if max_retries <= 0:
+            return []
+        now = self._now()
+        reviewed = select(ReviewRow.job_id)
+        rows = self.session.scalars(
+            select(JobRow)
+            .where(
+                JobRow.state == JobState.DONE.value,
+                JobRow.reason_code == COMPARISON_UNAVAILABLE,
+                JobRow.id.not_in(reviewed),
+            )
+            .order_by(JobRow.finished_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        out: list[JobRecord] = []
+        for row in rows:
+            tries = lineage.comparison_retries(self.session, row, COMPARISON_UNAVAILABLE)
+            finished = row.finished_at or row.updated_at
+            if tries >= max_retries or finished + timedelta(seconds=first_delay_s * 2**tries) > now:
+                continue
+            new = lineage.supersede(
+                self.session, row, row.study_fingerprint, row.orthanc_study_id, now
+            )
+            log.info(
+                "job %s: comparison unavailable, read again as job %s (try %d of %d)",
+                row.id,
+                new.id,
+                tries + 1,
+                max_retries,
+            )
+            out.append(queries.job_record(new))
+        return out
 
     def mark_outputs_removed(self, job_id: str) -> JobRecord:
         """Record that a superseded job's outputs were removed from Orthanc."""

@@ -36,7 +36,7 @@ from preread.audit import AuditLog
 from preread.domain import Finding, ModelRef, Volume
 from preread.followup.priors import PRIORS_PEER_NAME, PriorsSetup, priors_setup
 from preread.grants import GrantStore
-from preread.jobs import JobContext, run_job
+from preread.jobs import JobContext, retry_comparisons, run_job
 from preread.settings import Settings
 from preread.store import JobState, JobStore, StudyFingerprint, default_url
 from tests.grant_support import clinical_preread
@@ -331,6 +331,40 @@ def test_pacs_down_the_study_is_read_and_the_comparison_unavailable(sites: Sites
     assert "PRI-4" not in comparison["reason"] and ISSUER not in comparison["reason"]
     assert len(result["findings"]) == 1  # the current reading is whole
     assert comparison["nodules"] == []
+
+
+def test_a_comparison_left_unavailable_is_made_when_the_reconcile_sweep_reads_it_again(
+    sites: Sites,
+) -> None:
+    """The PACS was down: the study was read and stored without its comparison. Once the PACS
+    is back, the sweep's retry reads it again (a new job of the same content), compares it, and
+    the new SR/SEG replace the first ones in the study: never two AI results in it."""
+    current = _on_preread(sites, "PRI-10")
+    first = _read(sites, current, _context(sites, StandIn(), "down"))
+    assert first["comparison"]["status"] == "unavailable"
+    (job,) = sites.store.current_for_study(current)
+    assert job.reason_code == "comparison_unavailable"
+    _on_pacs(sites, "PRI-10", datetime.date(2024, 3, 3))  # the PACS, back, has the prior
+    sent: list[str] = []
+    assert retry_comparisons(sites.store, sent.append, 0.0, 3) >= 1  # (other tests' too)
+    (again,) = sites.store.current_for_study(current)
+    assert again.id in sent and again.supersedes == job.id and again.fingerprint == job.fingerprint
+    finished = run_job(again.id, _context(sites, StandIn()))
+    assert finished is not None
+    assert finished.job.state is JobState.DONE, (finished.job.reason_code, finished.job.reason)
+    assert finished.job.result is not None and finished.job.reason_code is None
+    assert finished.job.result["comparison"]["status"] == "compared"
+    orthanc_id = sites.client.find_study(current)
+    assert orthanc_id is not None
+    modalities = sorted(
+        sites.client.series(s).modality for s in sites.client.study(orthanc_id).series_ids
+    )
+    assert modalities.count("SR") == 1 and modalities.count("SEG") == 1
+    assert finished.job.outputs.sr is not None
+    assert job.outputs.sr is not None
+    assert finished.job.outputs.sr.series_instance_uid != job.outputs.sr.series_instance_uid
+    retry_comparisons(sites.store, sent.append, 0.0, 3)
+    assert sites.store.current_for_study(current)[0].id == again.id  # compared: done with it
 
 
 def test_no_grant_for_the_prior_it_is_neither_retrieved_nor_read(sites: Sites) -> None:

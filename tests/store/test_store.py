@@ -114,6 +114,52 @@ def test_outputs_to_remove_follows_the_chain(store: JobStore) -> None:
     assert len(store.history(STUDY)) == 3
 
 
+def _done_unavailable(store: JobStore, job_id: str) -> JobRecord:
+    assert store.claim(job_id, "w1", 60) is not None
+    store.advance(job_id, "w1", JobState.INFERRING, JobUpdate(series_instance_uid="1.2.3.9"))
+    store.advance(job_id, "w1", JobState.WRITING, JobUpdate(outputs=JobOutputs(sr=SR, seg=SEG)))
+    result = {"findings": [], "comparison": {"status": "unavailable", "reason": "PACS down"}}
+    return store.finish_done(job_id, "w1", result).job
+
+
+def test_a_reading_without_its_comparison_is_read_again_with_back_off(
+    store: JobStore, clock: FakeClock
+) -> None:
+    """Done, but the priors could not be had: recorded as such, read again (same content, a
+    new job that supersedes it) after 60 s, then 120 s, at most twice; other content or a
+    comparison made ends it."""
+    first = _done_unavailable(store, store.enqueue(STUDY, ORTHANC, MODEL, FP).job.id)
+    assert first.state is JobState.DONE and first.reason_code == "comparison_unavailable"
+    assert first.reason is not None and "PACS down" in first.reason
+    assert store.retry_comparisons(60, 2) == []  # not yet
+    clock.advance(61)
+    (again,) = store.retry_comparisons(60, 2)
+    assert again.state is JobState.QUEUED and again.supersedes == first.id
+    assert again.fingerprint == FP
+    assert [j.id for j in store.outputs_to_remove(again.id)] == [first.id]  # never both
+    assert store.retry_comparisons(0, 2) == []  # one at a time: the new job is queued
+    _done_unavailable(store, again.id)
+    clock.advance(61)
+    assert store.retry_comparisons(60, 2) == []  # the second waits 120 s
+    clock.advance(60)
+    (third,) = store.retry_comparisons(60, 2)
+    _done_unavailable(store, third.id)
+    clock.advance(10_000)
+    assert store.retry_comparisons(60, 2) == []  # two tries made: it stays as it is
+    assert store.retry_comparisons(60, 0) == []
+    # new images: a reading of other content, whose own unavailable comparison counts afresh
+    grown = store.enqueue(STUDY, ORTHANC, MODEL, GROWN).job
+    _done_unavailable(store, grown.id)
+    clock.advance(61)
+    assert [j.supersedes for j in store.retry_comparisons(60, 2)] == [grown.id]
+    # a reading whose comparison was made is not read again
+    other = store.enqueue("1.2.826.0.1.3680043.8.498.2", ORTHANC, MODEL, FP).job
+    run_to_done(store, other.id)
+    clock.advance(10_000)
+    assert store.current_for_study("1.2.826.0.1.3680043.8.498.2")[0].reason_code is None
+    assert store.retry_comparisons(60, 2) == []
+
+
 @pytest.mark.parametrize("final", ["failed", "not_applicable"])
 def test_grown_study_supersedes_failed_and_not_applicable(store: JobStore, final: str) -> None:
     job = store.enqueue(STUDY, ORTHANC, MODEL, FP).job
