@@ -139,7 +139,7 @@ def run(
         raise BackfillError(
             "re-reading the archive needs the hospital's PACS: set PREREAD_PRIORS_PEER"
         )
-    os.nice(10)  # live studies first, on this machine's cores too
+    os.nice(19)  # live studies first, on this machine's cores too: the lowest CPU priority
     out = Console(highlight=False)
     with Service(Settings()) as service:
         if service.settings.orthanc_url is None:
