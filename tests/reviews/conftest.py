@@ -11,7 +11,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from dicom_gateway.source import orthanc_id
-from preread.domain import Finding, ModelRef, PreReadResult
+from preread.domain import Comparison, Finding, ModelRef, PreReadResult
 from preread.reports import to_json
 from preread.store import (
     JobOutputs,
@@ -57,9 +57,15 @@ def finding(label: int, diameter: float) -> Finding:
 
 
 def done_study(
-    store: JobStore, tenant: str, findings: int = 2, *, patient: str = "PAT-1"
+    store: JobStore,
+    tenant: str,
+    findings: int = 2,
+    *,
+    patient: str = "PAT-1",
+    comparison: Comparison | None = None,
 ) -> tuple[StudyFacts, JobRecord]:
-    """A study of ``tenant`` whose current job is done with ``findings`` findings."""
+    """A study of ``tenant`` whose current job is done with ``findings`` findings (and
+    ``comparison``, the comparison with priors, when given)."""
     uid = str(generate_uid())
     facts = StudyFacts(
         study_instance_uid=uid,
@@ -96,5 +102,6 @@ def done_study(
         provider="CPUExecutionProvider",
         findings=tuple(finding(n, 6.0 + 2 * n) for n in range(1, findings + 1)),
         created=datetime(2025, 1, 10, 12, 0, tzinfo=UTC),
+        comparison=comparison,
     )
     return facts, store.finish_done(job.id, owner, to_json(result, uid_seed=job.id)).job

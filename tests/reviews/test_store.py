@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from preread.audit import AuditAction, AuditLog, Outcome
+from preread.domain import Comparison
 from preread.reviews import (
     Accepted,
     Assessment,
@@ -135,3 +136,22 @@ def test_a_reading_that_is_no_longer_current_cannot_be_reviewed(store: JobStore)
             grant_id="g",
         )
     assert reviews.history("hosp-a", facts.study_instance_uid) == []
+
+
+def test_a_reviewed_result_is_not_read_again_for_its_comparison(store: JobStore) -> None:
+    """A result read while the priors could not be had is read again by the reconcile sweep,
+    unless a radiologist has signed a review of it: the review names that result."""
+    down = Comparison("unavailable", reason="the PACS could not be reached")
+    _, reviewed = done_study(store, "hosp-a", comparison=down)
+    _, unreviewed = done_study(store, "hosp-a", comparison=down, patient="PAT-2")
+    assert reviewed.reason_code == unreviewed.reason_code == "comparison_unavailable"
+    study = store.study(reviewed.study_instance_uid)
+    assert study is not None
+    target = review_target(study, reviewed)
+    draft = ReviewDraft(
+        tuple(Assessment(f.tracking_uid, f.number, Accepted()) for f in target.findings), ()
+    )
+    ReviewStore(store).sign(
+        target, READER, draft, replaces=None, at=SIGNED, audit=AuditLog(store.engine), grant_id="g"
+    )
+    assert [j.supersedes for j in store.retry_comparisons(0.0, 3)] == [unreviewed.id]
