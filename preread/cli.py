@@ -30,6 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from preread.composition import job_store, orthanc_client
 from preread.errors import PrereadError
 from preread.private_files import write_private_file
 from preread.settings import Settings
@@ -156,10 +157,9 @@ def train(
     with ExitStack() as stack:
         access = None
         if cfg.data.source == "orthanc":  # patient data: grants, de-identification, audit
-            from preread.store import JobStore, default_url
             from preread.training_access import TrainingAccess
 
-            store = JobStore.create(settings.database_url or default_url(settings.data_dir))
+            store = job_store(settings)
             stack.callback(store.close)
             store.migrate()
             access = TrainingAccess.open(settings, store)
@@ -218,12 +218,9 @@ def train(
 
 
 def _orthanc_client(settings: Settings) -> Any:
-    from dicom_gateway.client import OrthancClient
-
     if not settings.orthanc_url:
         raise PrereadError("data.source is 'orthanc': set PREREAD_ORTHANC_URL (and credentials)")
-    password = settings.orthanc_password.get_secret_value() if settings.orthanc_password else ""
-    return OrthancClient(settings.orthanc_url, settings.orthanc_username, password)
+    return orthanc_client(settings)
 
 
 def _resolve_package(model: str, settings: Settings) -> Path:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from inference.registry import Registry
+from preread.composition import job_store
 from preread.errors import PrereadError
 from preread.grants import GrantSpec, GrantStore, Purpose
 from preread.grants.purposes import PURPOSES
@@ -20,7 +21,7 @@ from preread.grants.records import check_senders
 from preread.grants.requeue import queue_newly_covered
 from preread.security import SCOPES, ClientStore, KeyRing
 from preread.settings import Settings
-from preread.store import JobStore, default_url
+from preread.store import JobStore
 
 clients_app = typer.Typer(no_args_is_help=True, help="API clients (OAuth2 client credentials).")
 keys_app = typer.Typer(no_args_is_help=True, help="Token signing keys: list, rotate, retire.")
@@ -29,7 +30,7 @@ out = Console()
 
 @contextmanager
 def _clients(settings: Settings) -> Iterator[ClientStore]:
-    store = JobStore.create(settings.database_url or default_url(settings.data_dir))
+    store = job_store(settings)
     try:
         store.migrate()
         yield ClientStore(store.engine)
@@ -126,7 +127,7 @@ grants_app = typer.Typer(no_args_is_help=True, help="Authorization grants: creat
 
 @contextmanager
 def _grants(settings: Settings) -> Iterator[tuple[JobStore, GrantStore]]:
-    store = JobStore.create(settings.database_url or default_url(settings.data_dir))
+    store = job_store(settings)
     try:
         store.migrate()
         yield store, GrantStore(store.engine)

@@ -38,6 +38,7 @@ from preread.backfill.reader import (
 )
 from preread.backfill.store import BackfillStore
 from preread.backfill.worklist import lost_to_follow_up
+from preread.composition import job_store
 from preread.followup.priors import priors_setup
 from preread.private_files import write_private_file
 from preread.security.clients import check_tenant
@@ -170,11 +171,9 @@ def run(
 
 def status(tenant: Annotated[str, typer.Option(help="whose backfill runs")]) -> None:
     """The tenant's backfill runs and their studies per state."""
-    from preread.store import JobStore, default_url
-
     _tenant(tenant)
     settings = Settings()
-    jobs = JobStore.create(settings.database_url or default_url(settings.data_dir))
+    jobs = job_store(settings)
     try:
         jobs.migrate()
         store = BackfillStore(jobs)

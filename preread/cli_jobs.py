@@ -39,6 +39,7 @@ from dicom_gateway.errors import printable
 from preread.audit import AuditAction, AuditEvent, AuditLog, Outcome
 from preread.audit.chain import Json
 from preread.audit.cli import cli_actor
+from preread.composition import job_store
 from preread.errors import PrereadError
 from preread.security.clients import check_tenant
 from preread.settings import Settings
@@ -47,7 +48,6 @@ from preread.store import (
     JobRecord,
     JobState,
     JobStore,
-    default_url,
 )
 
 __all__ = ["RETRYABLE", "jobs_app", "list_jobs", "register", "retry_job", "show_job"]
@@ -73,7 +73,7 @@ def register(app: typer.Typer, friendly: Callable[[Command], Command]) -> None:
 @contextmanager
 def _store() -> Iterator[tuple[JobStore, AuditLog]]:
     settings = Settings()
-    store = JobStore.create(settings.database_url or default_url(settings.data_dir))
+    store = job_store(settings)
     try:
         store.migrate()
         yield store, AuditLog(store.engine)

@@ -26,8 +26,8 @@ from rich.table import Table
 
 from preread.accounts import AccountError, AccountStore, new_password, role
 from preread.audit.cli import cli_actor
+from preread.composition import job_store
 from preread.settings import Settings
-from preread.store import JobStore, default_url
 
 __all__ = ["register", "users_app"]
 
@@ -63,7 +63,7 @@ def register(app: typer.Typer, friendly: Callable[[Command], Command]) -> None:
 @contextmanager
 def _accounts() -> Iterator[AccountStore]:
     settings = Settings()
-    store = JobStore.create(settings.database_url or default_url(settings.data_dir))
+    store = job_store(settings)
     try:
         store.migrate()
         yield AccountStore(store.engine)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from preread.composition import model_packages, orthanc_password
 from preread.settings import Settings
 
 TIMEOUT_S = 5.0
@@ -103,12 +104,7 @@ def _orthanc(url: str, username: str, password: str) -> None:
 
 
 def _models(settings: Settings) -> None:
-    from inference.registry import Registry
-
-    registry = Registry(settings.models_dir)
-    for spec in settings.models:
-        model_id, _, version = spec.partition("@")
-        registry.find(model_id, version or None)
+    model_packages(settings)  # each installed and verified
 
 
 def ready(settings: Settings, role: Role) -> list[Check]:
@@ -122,7 +118,7 @@ def ready(settings: Settings, role: Role) -> list[Check]:
     ):
         if not value:
             results.append(Check(variable, False, "not set (the scale-out processes need it)"))
-    password = settings.orthanc_password.get_secret_value() if settings.orthanc_password else ""
+    password = orthanc_password(settings)
     checks: dict[str, Callable[[], None]] = {}
     if settings.database_url:
         checks["database"] = lambda: _database(str(settings.database_url))

@@ -17,7 +17,6 @@ It loads no model (the registry's cards only) and needs ``PREREAD_ORTHANC_URL`` 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import shutil
 import threading
@@ -39,17 +38,25 @@ from preread.api.metrics import ApiMetrics
 from preread.audit import AuditLog
 from preread.audit.batch import AuditWriter
 from preread.caches import Watched, watch
+from preread.composition import (
+    Predictors,
+    job_context,
+    job_store,
+    model_packages,
+    model_refs,
+    orthanc_client,
+    orthanc_password,
+)
 from preread.domain import ModelRef
-from preread.followup.priors import PRIORS_PEER_NAME, priors_setup
+from preread.followup.priors import PRIORS_PEER_NAME
 from preread.grants import Grant, GrantStore
 from preread.grants.requeue import queue_newly_covered
-from preread.jobs import JobContext, retry_comparisons
-from preread.models import predictor_for
+from preread.jobs import retry_comparisons
 from preread.reviews.service import ReviewContext, store_unstored
 from preread.runner import InProcessRunner
 from preread.security import ClientStore, KeyRing, TokenService
 from preread.settings import Settings
-from preread.store import JobState, JobStore, default_url
+from preread.store import JobState, JobStore
 from preread.store.webhooks import WebhookStore
 from preread.watcher import Watcher
 from preread.webhooks.addresses import DestinationPolicy
@@ -70,7 +77,7 @@ class Service:
         self.runner: InProcessRunner | None = None
         self.dispatch: Callable[[str], None]
         self.watcher: Watcher
-        self._predictors: dict[tuple[str, str], Predictor] = {}
+        self.predictors: Predictors
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.loop_error: BaseException | None = None
@@ -89,34 +96,25 @@ class Service:
         try:
             client = self._open_orthanc()
             self.source = client
-            self.store = JobStore.create(
-                s.database_url or default_url(s.data_dir), max_attempts=s.job_max_attempts
-            )
+            self.store = job_store(s)
             self.store.migrate()
             registry = Registry(s.models_dir)
-            self.models: list[ModelRef] = []
-            for spec in s.models:
-                model_id, _, version = spec.partition("@")
-                package = registry.find(model_id, version or None)
-                if not self.api_only:  # the API replicas run no model
-                    self._predictor(package.id, package.version, registry)
-                card = package.card
-                self.models.append(ModelRef(card.id, card.version, card.name, card.onnx.sha256))
+            self.predictors = Predictors(s, registry)
+            packages = model_packages(s, registry)
+            if not self.api_only:  # the API replicas run no model
+                for package in packages:
+                    self.predictors(package.id, package.version)
+            self.models: list[ModelRef] = model_refs(packages)
             self.audit = AuditLog(self.store.engine)
             self.grants = GrantStore(self.store.engine, audit=self.audit)
-            ctx = JobContext(
+            ctx = job_context(
+                s,
                 store=self.store,
                 source=self.source,
-                predictor_for=lambda mid, ver: self._predictor(mid, ver, registry),
-                owner=f"{os.uname().nodename}:{os.getpid()}",
+                predictors=self.predictors,
                 grants=self.grants,
                 audit=self.audit,
-                lease_s=s.lease_s,
-                tenant_of=s.tenant_of,
-                series_limits=s.series_limits(),
-                outputs=frozenset(s.outputs),
-                lung_rads=s.lung_rads_policy(),
-                priors=priors_setup(s, client),
+                priors_client=client,
             )
             self.metrics = ApiMetrics()
             if self.api_only:
@@ -165,9 +163,9 @@ class Service:
 
     def _open_orthanc(self) -> OrthancClient:
         s = self.settings
-        password = s.orthanc_password.get_secret_value() if s.orthanc_password else ""
+        password = orthanc_password(s)
         if s.orthanc_url:
-            return OrthancClient(s.orthanc_url, s.orthanc_username, password)
+            return orthanc_client(s)
         storage = s.data_dir / "orthanc"
         storage.mkdir(parents=True, exist_ok=True)
         senders = tuple(
@@ -194,18 +192,9 @@ class Service:
         self.orthanc.start()
         return self.orthanc.client()
 
-    def _predictor(self, model_id: str, version: str, registry: Registry) -> Predictor:
-        key = (model_id, version)
-        if key not in self._predictors:
-            s = self.settings
-            self._predictors[key] = predictor_for(registry.find(model_id, version), s)
-            info = self._predictors[key].session_info
-            log.info("model %s %s runs on %s", model_id, version, info.provider)
-        return self._predictors[key]
-
     def predictor(self, model_id: str, version: str) -> Predictor:
         """The predictor of an installed model version (loaded on first use, then shared)."""
-        return self._predictor(model_id, version, self.registry)
+        return self.predictors(model_id, version)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -328,7 +317,7 @@ class Service:
             if self.api_only:
                 self.registry.find(model.id, model.version)
             else:
-                self._predictors[(model.id, model.version)].session_info  # noqa: B018
+                self.predictors(model.id, model.version).session_info  # noqa: B018
 
     def close(self, *, hurry: threading.Event | None = None) -> None:
         """Stop everything, in order: no more polling or new jobs; running jobs get

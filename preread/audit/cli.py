@@ -36,9 +36,9 @@ from preread.audit.log import (
     Outcome,
     retention_cutoff,
 )
+from preread.composition import job_store
 from preread.errors import PrereadError
 from preread.settings import Settings
-from preread.store import JobStore, default_url
 
 audit_app = typer.Typer(
     no_args_is_help=True, help="The audit trail: verify, checkpoint, export (FHIR), purge."
@@ -60,7 +60,7 @@ def _trail() -> Iterator[tuple[AuditLog, CheckpointFile]]:
         checkpoints = CheckpointFile(
             settings.audit_checkpoint_path, settings.audit_checkpoint_key_path
         )
-        store = JobStore.create(settings.database_url or default_url(settings.data_dir))
+        store = job_store(settings)
         try:
             store.migrate()
             yield AuditLog(store.engine), checkpoints

@@ -19,47 +19,17 @@ There is no result backend: the job store records every outcome.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from celery import Celery  # type: ignore[import-untyped]
-
-from preread.errors import PrereadError
 from preread.jobs import JobContext
-from preread.leases import HeldLeases
+from preread.scale.app import PrereadCelery, ScaleError
+from preread.scale.tasks import RETRY_DELAYS_S, WorkerContext, register
 from preread.settings import Settings
+
+__all__ = ["QUEUE", "PrereadCelery", "ScaleError", "default_app", "make_celery"]
 
 QUEUE = "preread.jobs"  # the default of ``Settings.queue`` (PREREAD_QUEUE)
 MIN_VISIBILITY_TIMEOUT_S = 3600.0
-
-
-class ScaleError(PrereadError):
-    """The scale-out configuration is incomplete (no broker, no Orthanc URL, …)."""
-
-
-class PrereadCelery(Celery):  # type: ignore[misc]  # celery is untyped
-    """A Celery app that knows how to build the :class:`JobContext` of its worker process.
-
-    ``job_context()`` builds it on first use (in the worker process, after any fork) and
-    keeps it for the life of the process. ``held`` lists the leases of the jobs running now
-    (released when a stopping worker's grace period ends).
-    """
-
-    def __init__(
-        self, *args: Any, context_factory: Callable[[], JobContext], **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._context_factory = context_factory
-        self._context: JobContext | None = None
-        self._context_lock = threading.Lock()
-        self.held = HeldLeases()
-
-    def job_context(self) -> JobContext:
-        with self._context_lock:
-            if self._context is None:
-                self._context = self._context_factory()
-            return self._context
 
 
 def visibility_timeout_s(settings: Settings) -> float:
@@ -90,8 +60,6 @@ def make_celery(
 
     Raises :class:`ScaleError` when ``broker_url`` is empty.
     """
-    from preread.scale.tasks import RETRY_DELAYS_S, WorkerContext, register
-
     if not broker_url:
         raise ScaleError(
             "no message broker: set PREREAD_BROKER_URL (redis://… or amqp://…) to run "

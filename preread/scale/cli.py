@@ -119,37 +119,25 @@ def release_after_grace(app: Any, grace_s: float) -> None:
 def watch() -> None:
     """Run the watcher while this process is the leader; stand by otherwise. SIGTERM or
     SIGINT stops it (the leadership released, exit 0)."""
-    from dicom_gateway.client import OrthancClient
-    from inference.registry import Registry
     from preread.audit import AuditLog
-    from preread.domain import ModelRef
+    from preread.composition import job_store, model_packages, model_refs, orthanc_client
     from preread.grants import GrantStore
     from preread.reviews.service import ReviewContext
     from preread.shutdown import ShutdownSignals
-    from preread.store import default_url
 
     _log_to_stderr()
     settings = Settings()
     if not settings.orthanc_url:
         raise ScaleError("the scale-out watcher follows a shared Orthanc: set PREREAD_ORTHANC_URL")
     app = make_celery(settings, broker_url(settings))
-    registry = Registry(settings.models_dir)
-    models = []
-    for spec in settings.models:
-        model_id, _, version = spec.partition("@")
-        card = registry.find(model_id, version or None).card
-        models.append(ModelRef(card.id, card.version, card.name, card.onnx.sha256))
-    password = settings.orthanc_password.get_secret_value() if settings.orthanc_password else ""
-    with JobStore.create(
-        settings.database_url or default_url(settings.data_dir),
-        max_attempts=settings.job_max_attempts,
-    ) as store:
+    models = model_refs(model_packages(settings))
+    with job_store(settings) as store:
         dispatch = Sender(
             CeleryDispatcher(app),
             resend_after_s=max(settings.lease_s, RESEND_AFTER_S),
             depth=lambda: queue_depth(app, settings.queue),
         )
-        orthanc = OrthancClient(settings.orthanc_url, settings.orthanc_username, password)
+        orthanc = orthanc_client(settings)
         audit = AuditLog(store.engine)
         watcher = Watcher(
             orthanc, store, models, dispatch, tenant_of=settings.tenant_of, audit=audit

@@ -23,13 +23,10 @@ once on first use. It is safe to deliver twice (late acknowledgement redelivers 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from inference.predict import Predictor
-from inference.registry import Registry
 from preread.jobs import JobContext, TransientError, run_job
 from preread.settings import Settings
 from preread.store import IllegalTransitionError, LeaseLostError, StoreError
@@ -37,7 +34,7 @@ from preread.store import IllegalTransitionError, LeaseLostError, StoreError
 if TYPE_CHECKING:
     from celery import Celery  # type: ignore[import-untyped]
 
-    from preread.scale.celery_app import PrereadCelery
+    from preread.scale.app import PrereadCelery
 
 log = logging.getLogger(__name__)
 TASK_NAME = "preread.run_job"
@@ -120,19 +117,18 @@ class WorkerContext:
     """
 
     def __init__(self, settings: Settings) -> None:
+        from preread.composition import Predictors
+
         self.settings = settings
-        self._predictors: dict[tuple[str, str], Predictor] = {}
-        self._lock = threading.Lock()
         self._closers: list[Any] = []
-        self.registry = Registry(settings.models_dir)
+        self.predictors = Predictors(settings)
+        self.registry = self.predictors.registry
 
     def build(self) -> JobContext:
-        from dicom_gateway.client import OrthancClient
         from preread.audit import AuditLog
-        from preread.followup.priors import priors_setup
+        from preread.composition import job_context, job_store, orthanc_client
         from preread.grants import GrantStore
-        from preread.scale.celery_app import ScaleError
-        from preread.store import JobStore, default_url
+        from preread.scale.app import ScaleError
 
         s = self.settings
         if not s.orthanc_url:
@@ -141,49 +137,32 @@ class WorkerContext:
             )
         if not s.database_url:
             log.warning("no PREREAD_DATABASE_URL: workers on other machines will not see jobs")
-        store = JobStore.create(
-            s.database_url or default_url(s.data_dir), max_attempts=s.job_max_attempts
-        )
+        store = job_store(s)
         self._closers.append(store)
-        password = s.orthanc_password.get_secret_value() if s.orthanc_password else ""
         audit = AuditLog(store.engine)
-        client = OrthancClient(s.orthanc_url, s.orthanc_username, password)
-        return JobContext(
+        client = orthanc_client(s)
+        return job_context(
+            s,
             store=store,
             source=client,
-            predictor_for=self.predictor,
-            owner=f"{os.uname().nodename}:{os.getpid()}",
+            predictors=self.predictors,
             grants=GrantStore(store.engine, audit=audit),
             audit=audit,
-            lease_s=s.lease_s,
-            tenant_of=s.tenant_of,
-            series_limits=s.series_limits(),
-            outputs=frozenset(s.outputs),
-            lung_rads=s.lung_rads_policy(),
-            priors=priors_setup(s, client),
+            priors_client=client,
         )
 
     def predictor(self, model_id: str, version: str) -> Predictor:
         """The process's predictor of one model version (made once; thread-safe)."""
-        from preread.models import predictor_for
-
-        key = (model_id, version)
-        with self._lock:
-            if key not in self._predictors:
-                package = self.registry.find(model_id, version)
-                self._predictors[key] = predictor_for(package, self.settings)
-                info = self._predictors[key].session_info
-                log.info("model %s %s runs on %s", model_id, version, info.provider)
-            return self._predictors[key]
+        return self.predictors(model_id, version)
 
     def load_models(self) -> list[Predictor]:
         """Load every configured model now (``PREREAD_MODELS``: id or id@version)."""
-        loaded = []
-        for spec in self.settings.models:
-            model_id, _, version = spec.partition("@")
-            package = self.registry.find(model_id, version or None)
-            loaded.append(self.predictor(package.id, package.version))
-        return loaded
+        from preread.composition import model_packages
+
+        return [
+            self.predictor(package.id, package.version)
+            for package in model_packages(self.settings, self.registry)
+        ]
 
     def close(self) -> None:
         for closer in self._closers:

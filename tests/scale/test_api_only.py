@@ -37,7 +37,8 @@ def test_an_api_replica_sends_jobs_to_the_workers(
 ) -> None:
     settings = api_settings(tmp_path, orthanc, postgres_url, broker_url, queue)
     with Service(settings, api_only=True) as service:
-        assert service.runner is None and service._predictors == {}  # no model, no worker
+        assert service.runner is None  # no worker, and no model loaded:
+        assert all(service.predictors.loaded(m.id, m.version) is None for m in service.models)
         service.start_loop()
         assert service._thread is None  # no watcher loop: `preread watch` leads
         with TestClient(service.app()) as client:
