@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -83,6 +84,7 @@ from dicom_gateway.source import (
 
 __all__ = ["DicomwebEndpoint", "OrthancClient"]
 
+log = logging.getLogger(__name__)
 _PAGE = 500
 _T = TypeVar("_T")
 
@@ -326,8 +328,25 @@ class OrthancClient:
 
         ``transfer_syntax`` goes into the Accept header: ``None`` asks for the standard's
         default, Explicit VR Little Endian, which Orthanc transcodes compressed images to (so
-        pydicom needs no codec); ``"*"`` takes the files as stored.
+        pydicom needs no codec); ``"*"`` takes the files as stored. Orthanc without its GDCM
+        plugin cannot transcode JPEG 2000 and answers 500: then (``None`` only) the series is
+        asked for again as stored and decoded here (pylibjpeg-openjpeg), so a JPEG 2000 study
+        is read like any other.
         """
+        try:
+            return self._series_datasets(study_uid, series_uid, transfer_syntax)
+        except OrthancError as exc:
+            if transfer_syntax is not None or exc.status != 500:
+                raise
+            log.info(
+                "Orthanc could not transcode a series (%s); taking its files as stored",
+                exc.detail[:200],
+            )
+            return self._series_datasets(study_uid, series_uid, "*")
+
+    def _series_datasets(
+        self, study_uid: str, series_uid: str, transfer_syntax: str | None
+    ) -> list[Dataset]:
         path = (
             f"{self._dicomweb}/studies/{quote(study_uid, safe='')}"
             f"/series/{quote(series_uid, safe='')}"

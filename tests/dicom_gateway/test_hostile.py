@@ -38,6 +38,7 @@ from pydicom.uid import (
 
 from dicom_gateway.checks import SeriesLimits, is_valid_uid
 from dicom_gateway.errors import DicomFileError, SeriesError
+from dicom_gateway.orthanc_server import OrthancServer
 from dicom_gateway.volume import assemble_volume, read_instance, read_series_dir
 from inference.package import ModelPackage
 from inference.predict import Predictor
@@ -50,6 +51,7 @@ from preread.read import (
 )
 from tests.dicom_gateway.synthetic import ct_datasets, geometry, write_series
 from tests.inference.tiny_model import write_tiny_package
+from tests.orthanc_support import storescu
 
 GRID = geometry((8, 64, 64), spacing=(2.0, 0.7, 0.7))
 pytestmark = pytest.mark.filterwarnings(  # pydicom's notes on the values these tests forge
@@ -485,3 +487,40 @@ def test_read_cli_refusal_is_exit_2_with_one_line(tmp_path: Path, models: Path) 
     assert "RescaleSlope 0" in lines[0]
     assert json.loads(proc.stdout)["status"] == "failed"
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+PROPOSE = {  # storescu's option proposing each syntax (with the uncompressed ones)
+    JPEGLosslessSV1: "-xs",
+    JPEGLSLossless: "-xt",
+    RLELossless: "-xr",
+    JPEG2000Lossless: "-xv",
+}
+
+
+def test_compressed_series_come_out_of_orthanc_as_the_uncompressed_one(
+    tmp_path: Path, orthanc: OrthancServer
+) -> None:
+    """Each compressed series, sent by storescu in its own transfer syntax, is fetched by the
+    WADO-RS client every reading path uses (jobs, priors, backfill, reviews, training from
+    Orthanc) and assembles into the uncompressed series' volume — JPEG 2000 included, which
+    Orthanc without its GDCM plugin cannot transcode (HTTP 500: taken as stored, decoded
+    here)."""
+    plain = write_series(tmp_path / "plain", series())
+    expected = read_series_dir(tmp_path / "plain")
+    with orthanc.client(timeout=60) as client:
+        for name, (encode, syntax) in ENCODERS.items():
+            folder = tmp_path / syntax
+            folder.mkdir()
+            study, series_uid = generate_uid(), generate_uid()
+            for path in plain:
+                encode(path, folder / path.name)
+                ds = pydicom.dcmread(folder / path.name)
+                ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series_uid
+                ds.save_as(folder / path.name)
+            sent = storescu(orthanc, [folder], options=[PROPOSE[syntax]])  # in that syntax
+            assert sent.returncode == 0, (name, sent.stderr[-500:])
+            as_stored = client.series_datasets(study, series_uid, transfer_syntax="*")
+            assert {d.file_meta.TransferSyntaxUID for d in as_stored} == {syntax}, name
+            volume = assemble_volume(client.series_datasets(study, series_uid))
+            np.testing.assert_array_equal(volume.array, expected.array, err_msg=name)
+            assert volume.geometry == expected.geometry, name
