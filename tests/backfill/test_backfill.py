@@ -221,7 +221,7 @@ def test_the_range_is_read_once_resumably_and_the_lost_patient_listed(sites: Sit
         uid = sites.studies[name]
         (item,) = [i for i in ctx.store.items("default") if i.study_instance_uid == uid]
         assert item.state == "done" and not item.moved, item.reason
-        # the 20 mm nodule, and the false positives 2.4.0 still makes (evaluation.md)
+        # the 20 mm nodule, and the false positives the default model still makes (evaluation.md)
         assert item.summary is not None and item.summary["ge_6mm"] >= 1
         assert 17.0 <= float(item.summary["largest_mean_diameter_mm"]) <= 23.0  # 20 mm nodule
         assert sites.client.find_study(uid) is None  # read, then deleted from PreRead's Orthanc
