@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 _ENQUEUE_TRIES = 5
 #: the ``reason_code`` of a done job read without its comparison with the priors (retried)
 COMPARISON_UNAVAILABLE = "comparison_unavailable"
+#: ... and of one whose retries are spent (no longer looked at by the sweep)
+COMPARISON_GAVE_UP = "comparison_unavailable_final"
 _EVENTS = {  # the webhook event of each final state
     JobState.DONE: "preread.completed",
     JobState.FAILED: "preread.failed",
@@ -464,6 +466,7 @@ class Transaction:
             .where(
                 JobRow.state == JobState.DONE.value,
                 JobRow.reason_code == COMPARISON_UNAVAILABLE,
+                JobRow.finished_at <= now - timedelta(seconds=first_delay_s),
                 JobRow.id.not_in(reviewed),
             )
             .order_by(JobRow.finished_at)
@@ -473,8 +476,12 @@ class Transaction:
         out: list[JobRecord] = []
         for row in rows:
             tries = lineage.comparison_retries(self.session, row, COMPARISON_UNAVAILABLE)
+            if tries >= max_retries:  # spent: out of the sweep's query, so never in its way
+                row.reason_code = COMPARISON_GAVE_UP
+                row.reason = f"{row.reason}; not read again: {tries} tries made"
+                continue
             finished = row.finished_at or row.updated_at
-            if tries >= max_retries or finished + timedelta(seconds=first_delay_s * 2**tries) > now:
+            if finished + timedelta(seconds=first_delay_s * 2**tries) > now:
                 continue
             new = lineage.supersede(
                 self.session, row, row.study_fingerprint, row.orthanc_study_id, now

@@ -146,6 +146,9 @@ def test_a_reading_without_its_comparison_is_read_again_with_back_off(
     _done_unavailable(store, third.id)
     clock.advance(10_000)
     assert store.retry_comparisons(60, 2) == []  # two tries made: it stays as it is
+    (spent,) = store.current_for_study(STUDY)
+    assert spent.reason_code == "comparison_unavailable_final"  # out of the sweep's way
+    assert spent.reason is not None and "2 tries made" in spent.reason
     assert store.retry_comparisons(60, 0) == []
     # new images: a reading of other content, whose own unavailable comparison counts afresh
     grown = store.enqueue(STUDY, ORTHANC, MODEL, GROWN).job
