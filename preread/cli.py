@@ -38,7 +38,11 @@ from preread.settings import Settings
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="PreRead: AI pre-reads of CT studies."
 )
-models_app = typer.Typer(no_args_is_help=True, help="Model packages: list, show, publish.")
+models_app = typer.Typer(
+    no_args_is_help=True,
+    help="Model packages: list, show, build, publish; a version's life: stages, shadow, promote,"
+    " rollback, retire, reads.",
+)
 app.add_typer(models_app, name="models")
 
 console = Console(stderr=True, soft_wrap=True)  # error lines stay whole (paths, UIDs)
@@ -165,6 +169,7 @@ def train(
             access = TrainingAccess.open(settings, store)
             stack.callback(access.close)
         pulled: list[PullResult] = []
+        datasets = _training_datasets(cfg.data.datasets or [], settings)
         with _progress() as bar:
             n = cfg.data.phantoms.count if cfg.data.phantoms else 0
             prep = bar.add_task("preparing cases", total=n or None, info="")
@@ -178,6 +183,7 @@ def train(
                 pulled=pulled,
                 workers=workers,
                 progress=lambda k: bar.advance(prep, k),
+                dataset_folders=[folder for _, folder in datasets],
             )
             if pulled:
                 got = pulled[0]
@@ -208,6 +214,15 @@ def train(
                 DEID_METHOD,
             )
             if pulled
+            else DatasetProvenance(
+                "datasets",
+                tuple(sorted({g for m, _ in datasets for g in m.grant_ids})),
+                sum(len(m.cases) for m, _ in datasets),
+                0,
+                DEID_METHOD,
+                tuple(f"{m.ref} sha256:{m.content_sha256}" for m, _ in datasets),
+            )
+            if datasets
             else DatasetProvenance(cfg.data.source)
         )
         provenance.write(result.output_dir)
@@ -215,6 +230,23 @@ def train(
         f"trained {result.iterations} iterations on {result.device}: final loss "
         f"{result.final_loss:.4f}, {result.patches_per_second:.1f} patches/s -> {result.output_dir}"
     )
+
+
+def _training_datasets(refs: list[str], settings: Settings) -> list[tuple[Any, Path]]:
+    """The dataset versions a config names, verified and still authorized."""
+    if not refs:
+        return []
+    from preread.datasets import DatasetRegistry, authorized_datasets
+    from preread.grants import GrantStore
+
+    store = job_store(settings)
+    try:
+        store.migrate()
+        return authorized_datasets(
+            refs, DatasetRegistry(settings.datasets_path), GrantStore(store.engine)
+        )
+    finally:
+        store.close()
 
 
 def _orthanc_client(settings: Settings) -> Any:
@@ -627,11 +659,13 @@ def serve(
     ] = False,
 ) -> None:
     """Watcher + workers + API in one process (a private Orthanc unless PREREAD_ORTHANC_URL);
-    with --api-only, the API of a scale-out deployment.
+    with --api-only, the API of a scale-out deployment. With PREREAD_MLLP_PORT set, it also
+    listens for the hospital's final reports (HL7 v2 ORU^R01 over MLLP).
 
     SIGTERM or SIGINT stops it: the API finishes its requests, running jobs get
     PREREAD_SHUTDOWN_GRACE_S to finish (a second signal: at once) and are released after it,
     the private Orthanc stops and its temporary folder is removed; exit 0."""
+    from preread.cli_finalreports import mllp_listener
     from preread.logs import configure_logging
     from preread.service import Service
     from preread.shutdown import ShutdownSignals
@@ -639,10 +673,13 @@ def serve(
     configure_logging()  # third-party loggers (httpx, highdicom, ...) only from WARNING
     settings = Settings()
     with ShutdownSignals() as signals, Service(settings, api_only=api_only) as service:
+        mllp = mllp_listener(settings, service)  # PREREAD_MLLP_PORT: final reports over MLLP
         service.start_loop()
         api = _ApiThread(service, host, port)
         _print_endpoints(service, host, port)
         _wait_for_signal(signals)
+        if mllp is not None:
+            mllp.stop()
         api.stop()
         service.close(hurry=signals.urgent)
     _exit_leaving(service)
@@ -996,8 +1033,16 @@ def _register_access_commands() -> None:
 
     register_users(app, _friendly)
     from preread.cli_backfill import register as register_backfill
+    from preread.cli_models import register as register_models
 
     register_backfill(app, _friendly)
+    from preread.cli_finalreports import register as register_finalreports
+
+    register_finalreports(app, _friendly)
+    register_models(models_app, _friendly)
+    from preread.cli_datasets import register as register_datasets
+
+    register_datasets(app, _friendly)
 
 
 _register_access_commands()

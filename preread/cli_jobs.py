@@ -162,7 +162,7 @@ def list_jobs(
         t.add_row(
             job.id,
             item.tenant or "",
-            f"{job.model_id} {job.model_version}",
+            f"{job.model_id} {job.model_version}" + (" (shadow)" if job.shadow else ""),
             job.state.value,
             str(job.attempts),
             _when(job.updated_at),
@@ -194,7 +194,7 @@ def show_job(job_id: Annotated[str, typer.Argument(help="the job's id (a UUID)")
         ("study", job.study_instance_uid),
         ("orthanc study", job.orthanc_study_id),
         ("tenant", tenant or "(none)"),
-        ("model", f"{job.model_id} {job.model_version}"),
+        ("model", f"{job.model_id} {job.model_version}" + (" (shadow)" if job.shadow else "")),
         ("state", job.state.value + ("  (can be retried)" if job.state in RETRYABLE else "")),
         ("attempts", str(job.attempts)),
         ("reason", _reason(job, 2000)),

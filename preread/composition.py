@@ -13,7 +13,8 @@ the scale-out leader (``preread watch``), the readiness checks and the operator 
   (``id`` or ``id@version``), checked, and what the job store records of them;
 * :class:`Predictors` — one predictor per model version per process, made on first use
   (thread-safe);
-* :func:`job_context` — what a worker needs to read a study (:class:`preread.jobs.JobContext`).
+* :func:`job_context` — what a worker needs to read a study (:class:`preread.jobs.JobContext`);
+* :func:`live_lineup` — which versions read now, for real or in shadow (:mod:`preread.lifecycle`).
 
 Nothing here starts a thread or a process; the callers own and close what they are given.
 """
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from preread.audit import AuditLog
     from preread.grants import GrantStore
     from preread.jobs import JobContext
+    from preread.lifecycle import LiveLineup
     from preread.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ __all__ = [
     "database_url",
     "job_context",
     "job_store",
+    "live_lineup",
     "model_packages",
     "model_refs",
     "orthanc_client",
@@ -143,9 +146,11 @@ def job_context(
     grants: GrantStore,
     audit: AuditLog,
     priors_client: OrthancClient | None,
+    lineup: LiveLineup | None = None,
 ) -> JobContext:
     """What reading a study needs, from the settings (lease, tenants, series limits, outputs,
-    Lung-RADS policy, the PACS for priors through ``priors_client``, None: no priors)."""
+    Lung-RADS policy, the PACS for priors through ``priors_client``, None: no priors; the
+    model versions' stages through ``lineup``, None: every version may read)."""
     from preread.followup.priors import priors_setup
     from preread.jobs import JobContext
 
@@ -162,4 +167,16 @@ def job_context(
         outputs=frozenset(settings.outputs),
         lung_rads=settings.lung_rads_policy(),
         priors=priors_setup(settings, priors_client) if priors_client is not None else None,
+        may_run=lineup.may_run if lineup is not None else None,
     )
+
+
+def live_lineup(
+    settings: Settings, store: JobStore, registry: Registry | None = None
+) -> LiveLineup:
+    """Which versions of ``PREREAD_MODELS`` read now, for real or in shadow, as the job
+    store's model stages say (:mod:`preread.lifecycle`)."""
+    from preread.lifecycle import LiveLineup
+
+    registry = registry or Registry(settings.models_dir)
+    return LiveLineup(store, model_packages(settings, registry), registry)

@@ -19,6 +19,11 @@ Every outcome is recorded: ``done`` with the UIDs written, ``not_applicable`` wi
 reason, ``failed`` with a reason naming the series. Nothing is written to the study unless the
 whole SR and SEG were built.
 
+A *shadow* job (a model version in shadow, :mod:`preread.lifecycle`) is read the same way up
+to the model's result, which is recorded with the job and goes nowhere else: no SR, SEG or
+other object is built or stored, no comparison with priors is made (no PACS query on its
+behalf), and its finish queues no webhook.
+
 Faults that may pass (:class:`TransientError`): Orthanc unreachable or answering 5xx, Orthanc
 not storing the results (STOW-RS retried in the job first, :data:`STORE_RETRY_DELAYS_S`: the
 UIDs are fixed, so a retry after a lost answer stores nothing twice), the audit trail or the
@@ -31,6 +36,7 @@ released by the next run of the job in this process, before it claims the job ag
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -65,6 +71,7 @@ from preread.followup.priors import (
 )
 from preread.followup.screening import LungRadsPolicy
 from preread.grants import GrantStore, Purpose, StudyScope
+from preread.monitoring.acquisition import acquisition_of
 from preread.outputs import ALL_OUTPUTS, Output
 from preread.pipeline import Analysis, analyze, candidate, content_uid_seed, encode, with_comparison
 from preread.reports import InstanceRef, ReportError, to_json
@@ -128,6 +135,9 @@ class JobContext:
     #: the hospital's PACS to compare with the patient's priors (PREREAD_PRIORS_PEER; None:
     #: not configured, the comparison is ``not-configured``)
     priors: PriorsSetup | None = None
+    #: whether a queued job's model version may still read (model id, version, shadow) ->
+    #: (yes, why not): :meth:`preread.lifecycle.LiveLineup.may_run`; None: always
+    may_run: Callable[[str, str, bool], tuple[bool, str]] | None = None
 
 
 def run_job(job_id: str, ctx: JobContext) -> FinishResult | None:
@@ -234,6 +244,13 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
             (),
             reason_code="no_tenant",
         )
+    if ctx.may_run is not None:  # a rollback or a promotion since the job was queued
+        allowed, why = ctx.may_run(job.model_id, job.model_version, job.shadow)
+        if not allowed:
+            log.info("job %s: not read (%s)", job.id, why)
+            return store.finish_not_applicable(
+                job.id, owner, why, (), reason_code="model_withdrawn"
+            )
     study = source.study(job.orthanc_study_id)
     series = [source.series(sid) for sid in study.series_ids]
     own = [s for s in series if not is_preread_series(s.modality, s.series_description)]
@@ -286,11 +303,23 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
         model=f"{job.model_id} {job.model_version}",
         provider=info.provider,
         findings=len(analysis.result.findings),
+        shadow=job.shadow,
     )
     if info.warning:
         log.warning("job %s: %s", job.id, info.warning)
     previous = store.get(job.supersedes) if job.supersedes else None
     seed = uid_seed(job, previous)
+    ran = JobUpdate(
+        provider_requested=",".join(info.requested_providers),
+        provider_used=info.provider,
+        provider_warning=info.warning,
+        timings=timings,
+        acquisition=acquisition_of(datasets[0], analysis.volume).to_json(),  # for monitoring
+    )
+    if job.shadow:  # stored to be compared, never sent: nothing is written to the study
+        timings.update(analysis.timings)
+        store.advance(job.id, owner, JobState.WRITING, ran)
+        return store.finish_done(job.id, owner, to_json(analysis.result, uid_seed=seed))
     t0 = time.perf_counter()
     analysis = _compared(analysis, job, ctx, grant.id, recorded.tenant, datasets, screening, seed)
     if ctx.priors is not None:
@@ -331,14 +360,8 @@ def _run(job: JobRecord, ctx: JobContext) -> FinishResult:
         job.id,
         owner,
         JobState.WRITING,
-        JobUpdate(
-            provider_requested=",".join(info.requested_providers),
-            provider_used=info.provider,
-            provider_warning=info.warning,
-            timings=timings,
-            outputs=outputs,  # recorded before storing: a re-run replaces, never doubles
-            replace_outputs=True,
-        ),
+        # the outputs recorded before storing: a re-run replaces, never doubles
+        dataclasses.replace(ran, outputs=outputs, replace_outputs=True),
     )
     audit(
         AuditAction.RESULTS_STORE,

@@ -92,8 +92,11 @@ class StudyView:
 
     @property
     def done(self) -> JobRecord | None:
-        """The finished read that reports show (the first done job with a result)."""
-        return next((j for j in self.jobs if j.state is JobState.DONE and j.result), None)
+        """The finished read that reports show: the newest done job with a result (after a
+        promotion or a rollback's re-read, the study's current readings by two versions of a
+        model: the later one)."""
+        finished = [j for j in self.jobs if j.state is JobState.DONE and j.result]
+        return max(finished, key=lambda j: (j.finished_at or j.updated_at, j.id), default=None)
 
     def report_job(self) -> JobRecord:
         """:attr:`done`, else :class:`ReportNotReadyError` saying why there is none."""

@@ -52,6 +52,8 @@ from preread.followup.priors import PRIORS_PEER_NAME
 from preread.grants import Grant, GrantStore
 from preread.grants.requeue import queue_newly_covered
 from preread.jobs import retry_comparisons
+from preread.lifecycle import LiveLineup
+from preread.monitoring.monitor import monitor_round
 from preread.reviews.service import ReviewContext, store_unstored
 from preread.runner import InProcessRunner
 from preread.security import ClientStore, KeyRing, TokenService
@@ -105,6 +107,7 @@ class Service:
                 for package in packages:
                     self.predictors(package.id, package.version)
             self.models: list[ModelRef] = model_refs(packages)
+            self.lineup = LiveLineup(self.store, packages, registry)
             self.audit = AuditLog(self.store.engine)
             self.grants = GrantStore(self.store.engine, audit=self.audit)
             ctx = job_context(
@@ -115,6 +118,7 @@ class Service:
                 grants=self.grants,
                 audit=self.audit,
                 priors_client=client,
+                lineup=self.lineup,
             )
             self.metrics = ApiMetrics()
             if self.api_only:
@@ -132,7 +136,7 @@ class Service:
             self.watcher = Watcher(
                 self.source,
                 self.store,
-                self.models,
+                self.lineup,
                 self.dispatch,
                 tenant_of=s.tenant_of,
                 audit=self.audit,
@@ -203,7 +207,9 @@ class Service:
         n = 0
         offset = 0
         while True:
-            page = self.store.list_studies(states=[JobState.QUEUED], limit=200, offset=offset)
+            page = self.store.list_studies(
+                states=[JobState.QUEUED], limit=200, offset=offset, include_shadow=True
+            )
             for study in page.items:
                 for job in study.jobs:
                     if job.state is JobState.QUEUED:
@@ -232,6 +238,7 @@ class Service:
             )  # signed reviews whose SR/SEG Orthanc did not take at signing
             if stored:
                 log.info("stored the SR/SEG of %d signed review(s)", stored)
+            monitor_round(self.store)  # every version in use, watched
 
     def start_loop(self, on_error: Callable[[BaseException], None] | None = None) -> None:
         """Run :meth:`tick` every poll interval in a background thread, and deliver webhooks.
@@ -288,6 +295,7 @@ class Service:
             on_grant_created=self.grant_created,
             audit=self._audit_writer(),
             webhook_policy=self.webhook_policy,
+            lineup=self.lineup,
             ready_checks={
                 "database": lambda: self.store.counts_by_state(),
                 "orthanc": lambda: self.source.system(),

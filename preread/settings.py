@@ -255,6 +255,29 @@ class Settings(BaseSettings):
         "(such studies are not read: their jobs end not_applicable, no client sees them)",
     )
 
+    # --- final reports: the hospital's reports compared with the AI (preread.finalreports) ------
+    mllp_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="`preread serve` listens for HL7 v2 ORU^R01 final reports over MLLP on this "
+        "port; unset = no listener",
+    )
+    mllp_host: str = Field(default="127.0.0.1", description="the MLLP listener's address")
+    mllp_senders: dict[str, str] = Field(
+        default={},
+        description="sending facility (MSH-4, its first component) -> tenant, JSON: "
+        '{"HOSP_A_RIS": "hospital-a"}; MLLP has no authentication: other senders are refused',
+    )
+    mllp_accession_field: Literal["OBR-18", "OBR-3"] = Field(
+        default="OBR-18",
+        description="where the hospital's ORU^R01 carries the accession number: OBR-18 "
+        "(placer field 1, as IHE and PreRead's own ORU) or OBR-3 (filler order number)",
+    )
+    mllp_timeout_s: float = Field(
+        default=10.0, gt=0, description="an MLLP connection idle this long is closed"
+    )
+
     # --- the API: OAuth2 client credentials, JWT access tokens, limits ---------------------------
     keys_dir: Path | None = Field(
         default=None,
@@ -436,6 +459,11 @@ class Settings(BaseSettings):
     reid_vault_key_file: Path | None = Field(
         default=None, description="the vault's key (keep it apart from the vault)"
     )
+    datasets_dir: Path | None = Field(
+        default=None,
+        description="de-identified training datasets built from reviews; "
+        "unset = <data_dir>/datasets",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -538,6 +566,10 @@ class Settings(BaseSettings):
     @property
     def reid_vault_key_path(self) -> Path:
         return self.reid_vault_key_file or self.data_dir / "secrets" / "reid-vault.key"
+
+    @property
+    def datasets_path(self) -> Path:
+        return self.datasets_dir or self.data_dir / "datasets"
 
     def series_limits(self) -> SeriesLimits:
         """What one series may be (``max_series_*``), for volume assembly."""

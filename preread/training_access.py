@@ -87,6 +87,11 @@ class TrainingAccess:
         return Admission(grant.id)
 
     def deidentify(self, study: StudyInfo, instances: list[Dataset]) -> list[Dataset]:
+        return self.deidentify_study(study.study_instance_uid, instances)
+
+    def deidentify_study(self, study_instance_uid: str, instances: list[Dataset]) -> list[Dataset]:
+        """One study's instances, de-identified consistently (references between them kept);
+        the re-identification map goes to the vault and the audit trail records it."""
         results = [self.deidentifier.deidentify_instance(ds) for ds in instances]
         self.vault.record_all(m for r in results for m in r.mappings)
         self.audit.record(
@@ -95,7 +100,7 @@ class TrainingAccess:
                 action=AuditAction.DEID,
                 outcome=Outcome.SUCCESS,
                 purpose=Purpose.MODEL_TRAINING.value,
-                study_instance_uid=study.study_instance_uid,
+                study_instance_uid=study_instance_uid,
                 detail={"instances": len(results), "method": DEID_METHOD},
             )
         )

@@ -21,12 +21,14 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from dicom_gateway.errors import ResourceNotFoundError
 from dicom_gateway.selection import is_preread_series
 from dicom_gateway.source import StudyInfo, StudySource
 from preread.audit import AuditAction, AuditEvent, AuditLog, Outcome
 from preread.domain import ModelRef
+from preread.lifecycle.lineup import Reading
 from preread.store import (
     JobRecord,
     JobState,
@@ -100,6 +102,13 @@ def study_facts(info: StudyInfo, seen: Survey, tenant: str | None) -> StudyFacts
     )
 
 
+@runtime_checkable
+class ReadingSource(Protocol):
+    """Which model versions read each study now (:class:`preread.lifecycle.LiveLineup`)."""
+
+    def readings(self) -> tuple[Reading, ...]: ...
+
+
 @dataclass
 class WatchStats:
     pages: int = 0
@@ -114,7 +123,7 @@ class Watcher:
         self,
         source: StudySource,
         store: JobStore,
-        models: Sequence[ModelRef],
+        models: Sequence[ModelRef] | ReadingSource,
         dispatch: Callable[[str], None],
         *,
         tenant_of: Callable[[str], str | None],
@@ -123,7 +132,7 @@ class Watcher:
     ) -> None:
         self.source = source
         self.store = store
-        self.models = list(models)
+        self.models = models if isinstance(models, ReadingSource) else list(models)
         self.dispatch = dispatch
         self.tenant_of = tenant_of
         self.audit = audit
@@ -138,9 +147,10 @@ class Watcher:
             new_jobs: list[JobRecord] = []
             studies = sorted({c.orthanc_id for c in page.changes if c.is_stable_study})
             seen = [s for s in (self._look(oid) for oid in studies) if s is not None]
+            readings = self._readings()  # outside the transaction: it reads the stages
             with self.store.transaction() as tx:  # the jobs and the cursor, together
                 for info, surveyed in seen:
-                    new_jobs += self._enqueue(tx, info, surveyed)
+                    new_jobs += self._enqueue(tx, info, surveyed, readings)
                 tx.set_cursor(CURSOR, page.last)
             stats.pages += 1
             stats.stable_studies += len(studies)
@@ -157,8 +167,9 @@ class Watcher:
             if not info.is_stable:
                 continue
             surveyed = survey(self.source, info)
+            readings = self._readings()
             with self.store.transaction() as tx:
-                created += self._enqueue(tx, info, surveyed)
+                created += self._enqueue(tx, info, surveyed, readings)
         for job in created:
             self.dispatch(job.id)
         return len(created)
@@ -175,8 +186,9 @@ class Watcher:
         if orthanc_study is None:
             raise ResourceNotFoundError("study", study_instance_uid)
         info = self.source.study(orthanc_study)
+        seen, readings = survey(self.source, info), self._readings()
         with self.store.transaction() as tx:
-            created = self._enqueue(tx, info, survey(self.source, info))
+            created = self._enqueue(tx, info, seen, readings)
         retried = [
             self.store.retry(job.id)
             for job in self.store.current_for_study(study_instance_uid)
@@ -194,7 +206,9 @@ class Watcher:
             log.info("study %s was deleted before it could be read", study_id)
             return None
 
-    def _enqueue(self, tx: Transaction, info: StudyInfo, seen: Survey) -> list[JobRecord]:
+    def _enqueue(
+        self, tx: Transaction, info: StudyInfo, seen: Survey, readings: tuple[Reading, ...]
+    ) -> list[JobRecord]:
         fp = seen.fingerprint
         if fp.instances == 0:
             return []  # only PreRead's own series: nothing to read
@@ -214,8 +228,17 @@ class Watcher:
                 session=tx.session,
             )
         out = []
-        for model in self.models:
-            res = tx.enqueue(info.study_instance_uid, info.orthanc_id, model, fp)
+        for reading in readings:
+            res = tx.enqueue(
+                info.study_instance_uid, info.orthanc_id, reading.model, fp, shadow=reading.shadow
+            )
             if res.created:
                 out.append(res.job)
         return out
+
+    def _readings(self) -> tuple[Reading, ...]:
+        """The versions that read each study now: all for real (a fixed list), or as the
+        model stages say (the active version, and those in shadow)."""
+        if isinstance(self.models, ReadingSource):
+            return self.models.readings()
+        return tuple(Reading(m) for m in self.models)

@@ -137,6 +137,7 @@ def worklist_page(session: Session, query: WorklistQuery) -> WorklistPage:
     where: list[ColumnElement[bool]] = [
         StudyRow.tenant == query.tenant,
         JobRow.state != JobState.SUPERSEDED.value,
+        JobRow.shadow.is_(False),  # a shadow reading is never on a worklist
     ]
     if query.states:
         where.append(JobRow.state.in_([s.value for s in query.states]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -183,3 +184,38 @@ def test_grants_commands_and_the_models_a_revoked_grant_trained(tmp_path: Path) 
     assert again.returncode == 2 and "already revoked" in again.stderr
     audit = preread_in_process("audit", "verify", data=data)
     assert audit.returncode == 0 and "intact" in audit.stdout
+
+
+def test_model_stage_commands_say_what_they_did_and_refuse_by_name(tmp_path: Path) -> None:
+    """``preread models stages|shadow|promote|rollback|retire|reads`` on the shipped packages
+    (the moves themselves: tests/lifecycle)."""
+    data = tmp_path / "data"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return preread_in_process("models", *args, data=data)
+
+    who = ("--by", "Dr Chen", "--reason", "a trial on new scanners")
+    newest = Registry(ROOT / "models").find("lung-nodule").card.version
+    stages = run("stages", "lung-nodule")
+    assert stages.returncode == 0, stages.stdout
+    assert re.search(rf"{newest}\s+│ active", stages.stdout), stages.stdout
+    assert "named by PREREAD_MODELS" in stages.stdout
+    shadow = run("shadow", "lung-nodule@2.4.0", *who)
+    assert shadow.returncode == 0 and "in shadow from the next study on" in shadow.stdout
+    again = run("shadow", "lung-nodule@2.4.0", *who)
+    assert again.returncode == 2 and "lung-nodule@2.4.0 is shadow: cannot shadow it" in again.stderr
+    refused = run("promote", "lung-nodule@2.4.0", *who)
+    assert refused.returncode == 2
+    assert "| on 0 reviewed studies |" in refused.stdout
+    assert "0 reviewed studies read in shadow, fewer than the 20" in refused.stderr
+    back = run("rollback", f"lung-nodule@{newest}", *who)
+    assert back.returncode == 2 and "replaced no version" in back.stderr
+    assert run("retire", "lung-nodule@2.4.0", *who).returncode == 0
+    unnamed = run("shadow", "lung-nodule", *who)
+    assert unnamed.returncode == 2 and "name a version as ID@VERSION" in unnamed.stderr
+    nobody = run("shadow", "lung-nodule@2.3.0", "--by", " ", "--reason", "x")
+    assert nobody.returncode == 2 and "--by is required" in nobody.stderr
+    reads = run("reads", f"lung-nodule@{newest}")
+    assert reads.returncode == 0 and f"studies read by lung-nodule@{newest}: 0" in reads.stdout
+    after = run("stages", "lung-nodule")
+    assert re.search(r"2\.4\.0\s+│ retired", after.stdout), after.stdout

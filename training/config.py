@@ -31,12 +31,19 @@ class PhantomSource(_Strict):
 
 
 class DataConfig(_Strict):
-    """Where the training cases come from: phantoms, a folder of (CT series + SEG) pairs, or
-    the (CT series + SEG) pairs held by an Orthanc (``PREREAD_ORTHANC_URL`` and credentials)."""
+    """Where the training cases come from: phantoms, a folder of (CT series + SEG) pairs,
+    the (CT series + SEG) pairs held by an Orthanc (``PREREAD_ORTHANC_URL`` and credentials),
+    or dataset versions built from radiologists' reviews (``preread datasets build``), with
+    phantoms mixed in when ``phantoms`` is given too."""
 
-    source: Literal["phantoms", "folder", "orthanc"]
+    source: Literal["phantoms", "folder", "orthanc", "datasets"]
     phantoms: PhantomSource | None = None
+    """With ``datasets``: phantoms mixed in (optional)."""
     folder: Path | None = None
+    datasets: list[str] | None = Field(
+        default=None,
+        description="dataset versions built from reviews (NAME@VERSION, PREREAD_DATASETS_DIR)",
+    )
     label_segments: list[str] | None = Field(
         default=None,
         description="segment labels counted as nodule (None: every segment of the SEG)",
@@ -49,6 +56,16 @@ class DataConfig(_Strict):
             raise ValueError("data.source is 'phantoms' but data.phantoms is not set")
         if self.source == "folder" and self.folder is None:
             raise ValueError("data.source is 'folder' but data.folder is not set")
+        if self.source == "datasets":
+            if not self.datasets:
+                raise ValueError("data.source is 'datasets' but data.datasets lists none")
+            for ref in self.datasets:
+                name, _, version = ref.partition("@")
+                if not name or not version.isdigit():
+                    raise ValueError(
+                        f"data.datasets: {ref!r} is not NAME@VERSION (a version is pinned, so "
+                        "a run is repeatable)"
+                    )
         return self
 
 

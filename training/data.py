@@ -12,7 +12,7 @@ import functools
 import hashlib
 import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,8 +285,12 @@ def training_cases(
     admit: Admit | None = None,
     deidentify: Deidentify | None = None,
     pulled: list[PullResult] | None = None,
+    dataset_folders: Sequence[Path] = (),
 ) -> list[Case]:
     """All training cases named by a config's ``data`` section.
+
+    ``dataset_folders``: the folders of ``data.datasets``' versions (``preread train``
+    resolves and verifies them); their ``cases/`` are read like a folder of pairs.
 
     ``orthanc``: where to pull annotated studies from, with ``admit`` (the model-training grant
     check) and ``deidentify`` — both required for it; ``pulled`` receives the pull's result
@@ -295,6 +299,20 @@ def training_cases(
     if data.source == "phantoms":
         assert data.phantoms is not None  # checked by DataConfig
         return phantom_cases(data.phantoms, inp, cache_dir, workers=workers, progress=progress)
+    if data.source == "datasets":
+        if len(dataset_folders) != len(data.datasets or ()):
+            raise TrainingError("data.source is 'datasets' but their folders were not given")
+        found: list[Case] = []
+        for folder in dataset_folders:
+            if (folder / "cases").is_dir():
+                found += folder_cases(folder / "cases", inp, data.label_segments)
+        if progress:
+            progress(len(found))
+        if data.phantoms is not None:
+            found += phantom_cases(data.phantoms, inp, cache_dir, workers=workers)
+        if not found:
+            raise TrainingError("the datasets hold no study with a positive nodule")
+        return found
     if data.source == "orthanc":
         from training.orthanc_data import pull_annotated_studies
 

@@ -13,11 +13,13 @@ FILE = "dataset.json"
 
 @dataclass(frozen=True)
 class DatasetProvenance:
-    source: str  # phantoms | folder | orthanc
+    source: str  # phantoms | folder | orthanc | datasets
     grants: tuple[str, ...] = ()
     studies: int = 0
     refused: int = 0
     deidentification: str | None = None
+    datasets: tuple[str, ...] = ()
+    """NAME@VERSION sha256:… of each dataset version it trained on."""
 
     def write(self, run_dir: Path) -> Path:
         path = run_dir / FILE
@@ -36,6 +38,7 @@ class DatasetProvenance:
             studies=int(doc.get("studies", 0)),
             refused=int(doc.get("refused", 0)),
             deidentification=doc.get("deidentification"),
+            datasets=tuple(doc.get("datasets", ())),
         )
 
     def authorization(self) -> str:
@@ -45,4 +48,6 @@ class DatasetProvenance:
         if not self.grants:
             return f"annotations from a {self.source}: no grant recorded"
         text = f"{self.studies} studies under model-training grant(s) {', '.join(self.grants)}"
+        if self.datasets:
+            text += f" (datasets {', '.join(self.datasets)})"
         return f"{text}; de-identified: {self.deidentification}" if self.deidentification else text

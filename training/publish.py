@@ -120,6 +120,10 @@ def build_card(
             annotation_source=(
                 "PreRead synthetic chest-CT phantoms (training.phantoms)"
                 if cfg.data.source == "phantoms"
+                else "radiologists' signed reviews: dataset(s) "
+                + ", ".join(cfg.data.datasets or ())
+                + (" mixed with phantoms" if cfg.data.phantoms else "")
+                if cfg.data.source == "datasets"
                 else f"DICOM SEG annotations in {cfg.data.folder}"
             ),
             data_authorization=provenance.authorization() if provenance else None,
@@ -202,6 +206,8 @@ def publish(
         provenance = DatasetProvenance.read(run_dir) or (
             DatasetProvenance("phantoms") if cfg.data.source == "phantoms" else None
         )
+        if provenance is not None and provenance.datasets:
+            extra["datasets"] = list(provenance.datasets)
         card = build_card(
             cfg,
             sha256_file(onnx_path),

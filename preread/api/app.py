@@ -34,11 +34,22 @@ from dicom_gateway.errors import GatewayError, ResourceNotFoundError
 from preread.api.deps import Services
 from preread.api.idempotency import IdempotencyConflictError
 from preread.api.ids import check_path_ids, unchecked_path_params
-from preread.api.routes import grants, models, oauth, ops, reports, reviews, studies, webhooks
+from preread.api.routes import (
+    finalreports,
+    grants,
+    models,
+    oauth,
+    ops,
+    reports,
+    reviews,
+    studies,
+    webhooks,
+)
 from preread.api.viewer import install as install_viewer
 from preread.audit import AuditError
 from preread.dicomweb import install as install_dicomweb
 from preread.grants import GrantError, GrantNotFoundError
+from preread.monitoring.monitor import open_alerts
 from preread.reports import ReportError
 from preread.results import NotAuthorizedError, ReportNotReadyError, StudyNotFoundError
 from preread.reviews import (
@@ -103,7 +114,10 @@ def create_app(services: Services, *, title: str = "PreRead") -> FastAPI:
     )
     app.state.services = services
     services.metrics.watch_store(services.store.counts_by_state)
-    for module in (oauth, studies, reports, reviews, models, webhooks, grants, ops):
+    services.metrics.watch_alerts(
+        lambda: [(a.model_id, a.version, a.metric) for a in open_alerts(services.store)]
+    )
+    for module in (oauth, studies, reports, reviews, finalreports, models, webhooks, grants, ops):
         app.include_router(module.router, dependencies=[Depends(check_path_ids)])
     install_dicomweb(app, services)  # /dicomweb for OHIF: signed-in readers, relayed to Orthanc
     install_ui(app)  # the pages (/ui/…); after the routers: it checks them for CSRF

@@ -29,6 +29,7 @@ from preread.audit import AuditError, AuditLog
 from preread.audit.batch import AuditWriter
 from preread.caches import RenderCache, ViewCache
 from preread.grants import Grant, GrantStore
+from preread.lifecycle import LiveLineup
 from preread.oidc import OidcSignIn
 from preread.results import GrantLookup
 from preread.security import (
@@ -81,6 +82,7 @@ class Services:
     login_throttle: FailureThrottle | None = None  # failed sign-ins; default: from the settings
     volumes: VolumeCache[Any] | None = None  # series the review page shows; from the settings
     oidc: OidcSignIn | None = None  # the identity provider's sign-in; default: PREREAD_OIDC_*
+    lineup: LiveLineup | None = None  # the model versions' stages; default: made on first use
 
     def __post_init__(self) -> None:
         if self.renders is None:
@@ -150,6 +152,7 @@ oauth2 = OAuth2(
             tokenUrl="/oauth/token",
             scopes={
                 Scope.REPORTS_READ.value: "read studies, jobs and reports of the tenant",
+                Scope.REPORTS_WRITE.value: "send the tenant's final radiology reports",
                 Scope.STUDIES_ANALYZE.value: "request the (re)analysis of a study",
                 Scope.MODELS_READ.value: "read model cards and evaluations",
                 Scope.WEBHOOKS_MANAGE.value: "register and manage webhooks",

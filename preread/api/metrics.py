@@ -19,6 +19,24 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STAGES = ("fetch", "decode", "volume", "preprocess", "infer", "postprocess", "encode", "store")
 
 
+class _AlertCollector(Collector):
+    def __init__(self, open_alerts: Callable[[], Iterable[tuple[str, str, str]]]) -> None:
+        self._open = open_alerts
+
+    def collect(self) -> Iterable[Metric]:
+        gauge = GaugeMetricFamily(
+            "preread_monitoring_alerts_open",
+            "Open monitoring alerts (out-of-control metrics) by model version and metric",
+            labels=["model", "version", "metric"],
+        )
+        counts: dict[tuple[str, str, str], int] = {}
+        for key in self._open():
+            counts[key] = counts.get(key, 0) + 1
+        for (model, version, metric), n in sorted(counts.items()):
+            gauge.add_metric([model, version, metric], n)
+        yield gauge
+
+
 class _StoreCollector(Collector):
     def __init__(self, counts: Callable[[], Mapping[JobState, int]]) -> None:
         self._counts = counts
@@ -52,12 +70,20 @@ class ApiMetrics:
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300),
         )
         self._store_collector: _StoreCollector | None = None
+        self._alert_collector: _AlertCollector | None = None
 
     def watch_store(self, counts: Callable[[], Mapping[JobState, int]]) -> None:
         """Report ``counts()`` (jobs by state) at every scrape."""
         if self._store_collector is None:
             self._store_collector = _StoreCollector(counts)
             self.registry.register(self._store_collector)
+
+    def watch_alerts(self, open_alerts: Callable[[], Iterable[tuple[str, str, str]]]) -> None:
+        """Report ``open_alerts()`` ((model id, version, metric) of each open monitoring
+        alert, :mod:`preread.monitoring`) at every scrape."""
+        if self._alert_collector is None:
+            self._alert_collector = _AlertCollector(open_alerts)
+            self.registry.register(self._alert_collector)
 
     def observe_stages(self, timings: Mapping[str, float]) -> None:
         for stage in STAGES:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -118,11 +118,26 @@ class ModelVersionOut(BaseModel):
     version: str
     name: str
     sha256: str
+    stage: Literal["candidate", "shadow", "active", "retired"] = Field(
+        description="active: its results are the ones served; shadow: it reads the same studies "
+        "and nothing it finds leaves PreRead; candidate: installed, unused; retired: withdrawn"
+    )
+
+
+class StageOut(BaseModel):
+    changed_at: datetime | None
+    changed_by: str | None = Field(description="who approved the last move")
+    reason: str | None
+    replaced: str | None = Field(description="the version it replaced when promoted")
+    promotion_gate: dict[str, Any] | None = Field(
+        description="the promotion gate's figures (reviewed studies read in shadow, held-out)"
+    )
 
 
 class ModelDetailOut(ModelVersionOut):
     card: dict[str, Any] = Field(description="the model card (model.yaml)")
     evaluation: dict[str, Any] = Field(description="held-out evaluation (evaluation.json)")
+    lifecycle: StageOut
 
 
 class ReadyOut(BaseModel):

@@ -57,6 +57,8 @@ user.create/change     110113 Security Alert                            110137 U
                                                                         Attributes Changed;
                                                                         C / U
 review.sign            110103 DICOM Instances Accessed                  C
+final_report.receive   110110 Patient Record                            C
+model.stage            110100 Application Activity                      U
 =====================  ===============================================  ======================
 """
 
@@ -116,6 +118,7 @@ _TYPES: dict[AuditAction, tuple[tuple[str, str], tuple[str, str] | None, str]] =
     AuditAction.EXPORT: (_EXPORT, None, "R"),
     AuditAction.DEID: (_ACCESSED, None, "E"),
     AuditAction.DATASET_INCLUDE: (_EXPORT, None, "R"),
+    AuditAction.MODEL_STAGE: (("110100", "Application Activity"), None, "U"),
     AuditAction.GRANT_CREATE: (_SECURITY_ALERT, _ATTRIBUTES_CHANGED, "C"),
     AuditAction.GRANT_REVOKE: (_SECURITY_ALERT, _ATTRIBUTES_CHANGED, "D"),
     AuditAction.GRANT_CHANGE: (_SECURITY_ALERT, _ATTRIBUTES_CHANGED, "U"),
@@ -128,6 +131,7 @@ _TYPES: dict[AuditAction, tuple[tuple[str, str], tuple[str, str] | None, str]] =
     AuditAction.USER_CREATE: (_SECURITY_ALERT, _USER_ATTRIBUTES_CHANGED, "C"),
     AuditAction.USER_CHANGE: (_SECURITY_ALERT, _USER_ATTRIBUTES_CHANGED, "U"),
     AuditAction.REVIEW_SIGN: (_ACCESSED, None, "C"),
+    AuditAction.FINAL_REPORT_RECEIVE: (("110110", "Patient Record"), None, "C"),
 }
 _OUTCOMES = {Outcome.SUCCESS: "0", Outcome.REFUSED: "4", Outcome.FAILURE: "8"}
 _PURPOSES = {  # PreRead's purposes of use (preread.grants.Purpose) → v3-ActReason

@@ -97,11 +97,18 @@ class AuditAction(StrEnum):
     being read (:mod:`preread.followup.priors`)."""
     PRIORS_RETRIEVE = "priors.retrieve"
     """A prior study was moved (C-MOVE) from the hospital's PACS into PreRead's Orthanc."""
+    MODEL_STAGE = "model.stage"
+    """An operator moved a model version (shadow, promote, rollback, retire): who, why, and
+    a promotion's gate figures (:mod:`preread.lifecycle`)."""
     BACKFILL_QUERY = "backfill.query"
     """The hospital's PACS was asked (C-FIND) for the CT studies of a date range, to re-read the
     archive (:mod:`preread.backfill`)."""
     BACKFILL_RETRIEVE = "backfill.retrieve"
     """An archived study was moved (C-MOVE) from the PACS into PreRead's Orthanc to be re-read."""
+    FINAL_REPORT_RECEIVE = "final_report.receive"
+    """A hospital's final radiology report of an exam was received (HL7 v2 over MLLP, or FHIR)
+    and stored to be compared with the AI (:mod:`preread.finalreports`); the detail names the
+    channel and the stored report's id and version, never the accession number or the text."""
 
 
 class Outcome(StrEnum):

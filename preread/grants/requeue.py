@@ -18,7 +18,7 @@ def queue_newly_covered(
     if grant.purpose is not Purpose.CLINICAL_PREREAD:
         return []  # only clinical pre-reads are jobs
     moment = at or datetime.now(UTC)
-    where = StudyFilter(tenant=grant.tenant, states=(JobState.NOT_AUTHORIZED,))
+    where = StudyFilter(tenant=grant.tenant, states=(JobState.NOT_AUTHORIZED,), include_shadow=True)
     waiting: list[StudySummary] = []
     offset = 0
     while True:  # read them all first: re-queued studies leave the filter

@@ -36,6 +36,7 @@ __all__ = [
     "CLICK_REFINEMENT",
     "CLICK_REFINEMENT_VERSION",
     "CONTENT_LABEL",
+    "ai_masks",
     "build_review_seg",
     "segment_label",
 ]
@@ -79,7 +80,7 @@ def build_review_seg(review: Review, sources: ReviewSources) -> EncodedSeries | 
         version=CLICK_REFINEMENT_VERSION,
         source=MANUFACTURER,
     )
-    ai_masks = _ai_masks(sources, images, modified_uids=[a.tracking_uid for a in modified])
+    masks = ai_masks(sources, images, modified_uids=[a.tracking_uid for a in modified])
     number = 0
     for a in modified:
         number += 1
@@ -87,7 +88,7 @@ def build_review_seg(review: Review, sources: ReviewSources) -> EncodedSeries | 
         assert isinstance(verdict, Modified)
         finding = sources.finding(a.tracking_uid)
         kind = verdict.nodule_type or finding.nodule_type
-        labels[ai_masks[a.tracking_uid]] = number
+        labels[masks[a.tracking_uid]] = number
         descriptions.append(
             _description(
                 number,
@@ -212,7 +213,7 @@ def _paint(labels: npt.NDArray[np.unsignedinteger], added: AddedNodule, value: i
         ) from exc
 
 
-def _ai_masks(
+def ai_masks(
     sources: ReviewSources, images: list[Dataset], modified_uids: list[str]
 ) -> dict[str, npt.NDArray[np.bool_]]:
     """The AI SEG's voxels of each modified finding, on the images' grid."""

@@ -62,6 +62,7 @@ __all__ = [
     "STORE_RETRY_DELAYS_S",
     "ReviewContext",
     "ReviewSubject",
+    "review_sources",
     "review_subject",
     "review_target",
     "series_volume",
@@ -329,7 +330,7 @@ def _check_masks(
             )
 
 
-def _sources(
+def review_sources(
     ctx: ReviewContext, review: Review, study: StudyRecord, job: JobRecord
 ) -> ReviewSources:
     f = study.facts
@@ -387,7 +388,7 @@ def _store(
         )
     )
     try:
-        sources = _sources(ctx, review, study, job)
+        sources = review_sources(ctx, review, study, job)
         seg = build_review_seg(review, sources)
         sr = build_review_sr(review, sources, seg)
         datasets = [e.dataset for e in (seg, sr) if e is not None]

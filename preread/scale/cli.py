@@ -120,7 +120,7 @@ def watch() -> None:
     """Run the watcher while this process is the leader; stand by otherwise. SIGTERM or
     SIGINT stops it (the leadership released, exit 0)."""
     from preread.audit import AuditLog
-    from preread.composition import job_store, model_packages, model_refs, orthanc_client
+    from preread.composition import job_store, live_lineup, orthanc_client
     from preread.grants import GrantStore
     from preread.reviews.service import ReviewContext
     from preread.shutdown import ShutdownSignals
@@ -130,8 +130,8 @@ def watch() -> None:
     if not settings.orthanc_url:
         raise ScaleError("the scale-out watcher follows a shared Orthanc: set PREREAD_ORTHANC_URL")
     app = make_celery(settings, broker_url(settings))
-    models = model_refs(model_packages(settings))
     with job_store(settings) as store:
+        models = live_lineup(settings, store)
         dispatch = Sender(
             CeleryDispatcher(app),
             resend_after_s=max(settings.lease_s, RESEND_AFTER_S),
@@ -276,6 +276,9 @@ def watch_loop(
                                 from preread.reviews.service import store_unstored
 
                                 store_unstored(reviews)
+                            from preread.monitoring.monitor import monitor_round
+
+                            monitor_round(store)  # every version in use, watched
                             last_reconcile = now
                     except Exception as exc:  # keep watching: Orthanc may come back
                         log.warning("watcher round failed: %s: %s", type(exc).__name__, exc)
@@ -294,7 +297,9 @@ def dispatch_queued(store: JobStore, dispatch: Callable[[str], None]) -> int:
     queued: list[str] = []
     offset = 0
     while True:
-        page = store.list_studies(states=[JobState.QUEUED], limit=200, offset=offset)
+        page = store.list_studies(
+            states=[JobState.QUEUED], limit=200, offset=offset, include_shadow=True
+        )
         for study in page.items:
             queued += [job.id for job in study.jobs if job.state is JobState.QUEUED]
         offset += page.limit

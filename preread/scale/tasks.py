@@ -126,7 +126,7 @@ class WorkerContext:
 
     def build(self) -> JobContext:
         from preread.audit import AuditLog
-        from preread.composition import job_context, job_store, orthanc_client
+        from preread.composition import job_context, job_store, live_lineup, orthanc_client
         from preread.grants import GrantStore
         from preread.scale.app import ScaleError
 
@@ -149,6 +149,7 @@ class WorkerContext:
             grants=GrantStore(store.engine, audit=audit),
             audit=audit,
             priors_client=client,
+            lineup=live_lineup(s, store, self.registry),
         )
 
     def predictor(self, model_id: str, version: str) -> Predictor:

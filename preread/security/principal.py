@@ -10,6 +10,8 @@ class Scope(StrEnum):
     """What a client may do (OAuth2 scopes)."""
 
     REPORTS_READ = "reports:read"
+    REPORTS_WRITE = "reports:write"
+    """Send the hospital's final radiology reports (``POST /api/v1/final-reports``)."""
     STUDIES_ANALYZE = "studies:analyze"
     MODELS_READ = "models:read"
     WEBHOOKS_MANAGE = "webhooks:manage"

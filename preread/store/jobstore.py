@@ -283,10 +283,12 @@ class JobStore:
             raise StoreError(f"reading the job store failed: {exc}") from exc
 
     def current_for_study(
-        self, study_instance_uid: str, model_id: str | None = None
+        self, study_instance_uid: str, model_id: str | None = None, *, include_shadow: bool = False
     ) -> tuple[JobRecord, ...]:
         with self._reading() as session:
-            return queries.current_for_study(session, study_instance_uid, model_id)
+            return queries.current_for_study(
+                session, study_instance_uid, model_id, include_shadow=include_shadow
+            )
 
     def history(
         self, study_instance_uid: str, model_id: str | None = None
@@ -302,11 +304,14 @@ class JobStore:
         limit: int = 50,
         offset: int = 0,
         where: StudyFilter | None = None,
+        include_shadow: bool = False,
     ) -> StudyPage:
-        """Studies by newest change; ``where`` filters (``states``/``model_id`` are shortcuts
-        for a filter with only those)."""
+        """Studies by newest change; ``where`` filters (``states``/``model_id``/
+        ``include_shadow`` are shortcuts for a filter with only those)."""
         if where is None:
-            where = StudyFilter(states=tuple(states or ()), model_id=model_id)
+            where = StudyFilter(
+                states=tuple(states or ()), model_id=model_id, include_shadow=include_shadow
+            )
         with self._reading() as session:
             return queries.list_studies(session, where, limit=limit, offset=offset)
 

@@ -43,6 +43,7 @@ def insert_job(
     now: datetime,
     *,
     supersedes: str | None,
+    shadow: bool = False,
 ) -> JobRow | None:
     """A new queued job for ``key``, or ``None`` when a concurrent writer made the key's current
     job first (the unique index refused ours; only a savepoint is rolled back)."""
@@ -60,6 +61,7 @@ def insert_job(
         created_at=now,
         updated_at=now,
         supersedes_job_id=supersedes,
+        shadow=shadow,
     )
     try:
         with session.begin_nested():
@@ -70,9 +72,16 @@ def insert_job(
 
 
 def supersede(
-    session: Session, old: JobRow, token: str, orthanc_study_id: str, now: datetime
+    session: Session,
+    old: JobRow,
+    token: str,
+    orthanc_study_id: str,
+    now: datetime,
+    *,
+    shadow: bool | None = None,
 ) -> JobRow:
-    """Mark the finished current job ``old`` superseded by a new queued job reading ``token``.
+    """Mark the finished current job ``old`` superseded by a new queued job reading ``token``
+    (a shadow reading when ``shadow``; None: as ``old`` was).
 
     The caller holds ``old``'s row lock (it came from :func:`current_row` or a locked read).
     """
@@ -82,7 +91,15 @@ def supersede(
     old.updated_at = now
     session.flush()  # the index must see the old job leave before the new one arrives
     key = (old.study_instance_uid, old.model_id, old.model_version)
-    new = insert_job(session, key, orthanc_study_id, token, now, supersedes=old.id)
+    new = insert_job(
+        session,
+        key,
+        orthanc_study_id,
+        token,
+        now,
+        supersedes=old.id,
+        shadow=bool(old.shadow) if shadow is None else shadow,
+    )
     if new is None:  # cannot happen while we hold the current row's lock
         raise StoreError(f"job {old.id} was superseded but its successor could not be made")
     old.superseded_by = new.id

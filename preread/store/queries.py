@@ -84,6 +84,7 @@ def job_record(row: JobRow) -> JobRecord:
         lease_expires_at=row.lease_expires_at,
         supersedes=row.supersedes_job_id,
         superseded_by=row.superseded_by,
+        shadow=bool(row.shadow),
     )
 
 
@@ -103,12 +104,19 @@ def get_job(session: Session, job_id: str) -> JobRecord:
 
 
 def current_for_study(
-    session: Session, study_instance_uid: str, model_id: str | None = None
+    session: Session,
+    study_instance_uid: str,
+    model_id: str | None = None,
+    *,
+    include_shadow: bool = False,
 ) -> tuple[JobRecord, ...]:
-    """The current job of each model version for the study, by model id and version."""
+    """The current job of each model version for the study, by model id and version (shadow
+    readings only when ``include_shadow``)."""
     stmt = select(JobRow).where(
         JobRow.study_instance_uid == study_instance_uid, JobRow.state != JobState.SUPERSEDED.value
     )
+    if not include_shadow:
+        stmt = stmt.where(JobRow.shadow.is_(False))
     if model_id is not None:
         stmt = stmt.where(JobRow.model_id == model_id)
     rows = session.scalars(stmt.order_by(JobRow.model_id, JobRow.model_version)).all()
@@ -139,6 +147,8 @@ def list_studies(
     if limit < 1 or offset < 0:
         raise ValueError(f"limit must be >= 1 and offset >= 0, got {limit}, {offset}")
     scope = [JobRow.state != JobState.SUPERSEDED.value]
+    if not where.include_shadow:
+        scope.append(JobRow.shadow.is_(False))
     if where.model_id is not None:
         scope.append(JobRow.model_id == where.model_id)
     match = list(scope)
@@ -261,6 +271,7 @@ def study_view(
     on = [
         JobRow.study_instance_uid == StudyRow.study_instance_uid,
         JobRow.state != JobState.SUPERSEDED.value,
+        JobRow.shadow.is_(False),  # a shadow reading never reaches a client
     ]
     if model_id is not None:
         on.append(JobRow.model_id == model_id)
@@ -282,7 +293,7 @@ def tenant_job(session: Session, job_id: str, tenant: str) -> tuple[StudyRecord,
     row = session.execute(
         select(StudyRow, JobRow)
         .join(JobRow, JobRow.study_instance_uid == StudyRow.study_instance_uid)
-        .where(JobRow.id == job_id, StudyRow.tenant == tenant)
+        .where(JobRow.id == job_id, StudyRow.tenant == tenant, JobRow.shadow.is_(False))
     ).first()
     return None if row is None else (study_record(row[0]), job_record(row[1]))
 
@@ -326,18 +337,33 @@ def decisions(session: Session, job_id: str) -> tuple[SeriesDecision, ...]:
 
 
 def outputs_to_remove(session: Session, job_id: str) -> tuple[JobRecord, ...]:
-    """The jobs ``job_id`` superseded (directly or down the chain), nearest first, whose
+    """The jobs ``job_id`` superseded (directly or down the chain, and jobs of another version
+    it replaced: :func:`preread.lifecycle.reread`), nearest first, whose
     outputs are still in Orthanc: remove them once the new results are stored, then call
     :meth:`Transaction.mark_outputs_removed`."""
     found: list[JobRecord] = []
-    previous = job_row(session, job_id).supersedes_job_id
-    while previous is not None:
-        row = job_row(session, previous)
+    seen = {job_id}
+    waiting = _predecessors(session, job_row(session, job_id))
+    while waiting:
+        row = waiting.pop(0)
+        if row.id in seen:
+            continue
+        seen.add(row.id)
         record = job_record(row)
         if record.outputs and record.outputs_removed_at is None:
             found.append(record)
-        previous = row.supersedes_job_id
+        waiting.extend(_predecessors(session, row))
     return tuple(found)
+
+
+def _predecessors(session: Session, row: JobRow) -> list[JobRow]:
+    """The jobs ``row`` replaced: the one it supersedes (same model version), then those of
+    other versions that name it as their successor (a rollback's re-read), oldest first."""
+    out = [job_row(session, row.supersedes_job_id)] if row.supersedes_job_id else []
+    others = session.scalars(
+        select(JobRow).where(JobRow.superseded_by == row.id).order_by(JobRow.created_at, JobRow.id)
+    ).all()
+    return [*out, *(r for r in others if r.id != row.supersedes_job_id)]
 
 
 def get_cursor(session: Session, name: str) -> int | None:

@@ -107,6 +107,8 @@ class JobUpdate:
     timings: Mapping[str, float] | None = None
     outputs: JobOutputs | None = None
     replace_outputs: bool = False
+    acquisition: Mapping[str, Any] | None = None
+    """The series' acquisition group and input statistics (:mod:`preread.monitoring`)."""
 
 
 class SeriesVerdict(Protocol):
@@ -170,6 +172,9 @@ class JobRecord:
     lease_expires_at: datetime | None
     supersedes: str | None
     superseded_by: str | None
+    shadow: bool = False
+    """A reading by a model version in shadow (:mod:`preread.lifecycle`): stored and
+    comparable, never sent (no DICOM object, no report, no webhook)."""
 
     @property
     def is_current(self) -> bool:
@@ -298,6 +303,8 @@ class StudyFilter:
     study_date_from: str | None = None
     study_date_to: str | None = None
     has_findings: bool | None = None
+    include_shadow: bool = False
+    """Operators' listings (re-dispatching queued jobs) see shadow readings; clients never."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -126,6 +127,10 @@ class JobRow(Base):
     lease_expires_at: Mapped[datetime | None]
     supersedes_job_id: Mapped[str | None] = mapped_column(JOB_ID, ForeignKey("jobs.id"))
     superseded_by: Mapped[str | None] = mapped_column(JOB_ID, ForeignKey("jobs.id"))
+    # a shadow reading (migration 0011, preread.lifecycle): stored, never sent anywhere
+    shadow: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # what the series looked like to the model (migration 0013, preread.monitoring.acquisition)
+    acquisition: Mapped[dict[str, Any] | None]
 
     __table_args__ = (
         # At most one current (not superseded) job per study and model version.
@@ -502,5 +507,105 @@ class BackfillItemRow(Base):
         CheckConstraint(
             "state IN (" + ", ".join(f"'{s}'" for s in BACKFILL_STATES) + ")",
             name="ck_backfill_items_state",
+        ),
+    )
+
+
+MODEL_STAGES = ("candidate", "shadow", "active", "retired")
+
+
+class ModelStageRow(Base):
+    """The stage of one installed model version in its life (see :mod:`preread.lifecycle`):
+    one row per version that an operator ever moved; a version without a row is a candidate.
+
+    ``replaced``: the version that was active when this one was promoted (what ``rollback``
+    restores); ``gate``: the promotion gate's figures, as the promotion recorded them."""
+
+    __tablename__ = "model_stages"
+
+    model_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[datetime]
+    changed_by: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    replaced: Mapped[str | None] = mapped_column(String(64))
+    gate: Mapped[dict[str, Any] | None]
+
+    __table_args__ = (
+        CheckConstraint(
+            "stage IN (" + ", ".join(f"'{s}'" for s in MODEL_STAGES) + ")",
+            name="ck_model_stages_stage",
+        ),
+    )
+
+
+FINAL_REPORT_SOURCES = ("hl7", "fhir")
+
+
+class FinalReportRow(Base):
+    """A hospital's final radiology report of one exam, and the lung nodules it mentions (see
+    :mod:`preread.finalreports`).
+
+    One row per tenant and accession number: a corrected report replaces ``text`` and
+    ``extraction`` and counts ``version`` up (``first_received_at`` stays). ``extraction`` is
+    the extractor's version, mentions and summary; ``study_instance_uid`` the tenant's study
+    with this accession number once the watcher has seen it (None: not matched yet)."""
+
+    __tablename__ = "final_reports"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    accession_number: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(8))
+    sender: Mapped[str] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    extraction: Mapped[dict[str, Any]]
+    study_instance_uid: Mapped[str | None] = mapped_column(UID)
+    first_received_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    matched_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(
+            "uq_final_reports_tenant_accession_number", "tenant", "accession_number", unique=True
+        ),
+        Index("ix_final_reports_tenant_study_instance_uid", "tenant", "study_instance_uid"),
+        CheckConstraint("version >= 1", name="ck_final_reports_version"),
+        CheckConstraint(
+            "source IN (" + ", ".join(f"'{s}'" for s in FINAL_REPORT_SOURCES) + ")",
+            name="ck_final_reports_source",
+        ),
+    )
+
+
+class MonitoringAlertRow(Base):
+    """An out-of-control signal on one metric of one model version, for one tenant (see
+    :mod:`preread.monitoring`); open while ``cleared_at`` is unset."""
+
+    __tablename__ = "monitoring_alerts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    model_id: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(64))
+    acquisition_group: Mapped[str] = mapped_column(String(255))
+    raised_at: Mapped[datetime]
+    recent_mean: Mapped[float] = mapped_column(Float)
+    baseline_mean: Mapped[float] = mapped_column(Float)
+    baseline_sd: Mapped[float] = mapped_column(Float)
+    z: Mapped[float] = mapped_column(Float)
+    cleared_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(
+            "ix_monitoring_alerts_key",
+            "tenant",
+            "model_id",
+            "model_version",
+            "metric",
         ),
     )

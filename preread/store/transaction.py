@@ -42,7 +42,7 @@ from preread.store.schema import (
     WatcherStateRow,
 )
 from preread.store.sizes import largest_sizes
-from preread.store.states import IN_PROGRESS, JobState, check_transition
+from preread.store.states import FINISHED, IN_PROGRESS, JobState, check_transition
 from preread.store.webhooks import enqueue_event, event_payload
 
 Clock = Callable[[], datetime]
@@ -93,6 +93,8 @@ class Transaction:
         orthanc_study_id: str,
         model: ModelKey,
         fingerprint: StudyFingerprint,
+        *,
+        shadow: bool = False,
     ) -> EnqueueResult:
         """Make sure the study, as ``fingerprint`` describes it, is (or will be) read by ``model``.
 
@@ -106,6 +108,12 @@ class Transaction:
           if its lease expires first, the retry reads the newest fingerprint;
         * … is *finished* (done, failed, not_applicable): it is superseded (kept in the history)
           by a new queued job (``created``, ``superseded``) that points back to it.
+
+        ``shadow``: a reading by a version in shadow (:mod:`preread.lifecycle`). A version
+        promoted from shadow reads its studies for real: its current shadow job of the study is
+        replaced (queued: it becomes a real one; finished: superseded by a real one; running:
+        left to finish, and the next call, e.g. the watcher's reconcile, replaces it). A real
+        job never turns into a shadow one.
         """
         key = (study_instance_uid, model.id, model.version)
         token = fingerprint.token
@@ -114,13 +122,25 @@ class Transaction:
             row = lineage.current_row(self.session, key)
             if row is None:
                 new = lineage.insert_job(
-                    self.session, key, orthanc_study_id, token, now, supersedes=None
+                    self.session, key, orthanc_study_id, token, now, supersedes=None, shadow=shadow
                 )
                 if new is None:
                     log.info("enqueue %s: lost the race to another writer; reading its job", key)
                     continue
                 return EnqueueResult(queries.job_record(new), created=True)
             state = JobState(row.state)
+            promoted = bool(row.shadow) and not shadow  # the shadow version went live
+            if promoted and state is JobState.QUEUED:
+                row.shadow = False
+            if promoted and state in IN_PROGRESS:  # the next reconcile reads it for real
+                return EnqueueResult(queries.job_record(row), created=False)
+            if promoted and state in FINISHED:
+                new = lineage.supersede(
+                    self.session, row, token, orthanc_study_id, now, shadow=False
+                )
+                return EnqueueResult(
+                    queries.job_record(new), created=True, superseded=queries.job_record(row)
+                )
             if token == (row.rerun_fingerprint or row.study_fingerprint):
                 return EnqueueResult(
                     queries.job_record(row),
@@ -286,6 +306,8 @@ class Transaction:
                     setattr(row, name, value)
             if changes.timings:
                 row.timings = {**row.timings, **{k: float(v) for k, v in changes.timings.items()}}
+            if changes.acquisition is not None:
+                row.acquisition = dict(changes.acquisition)
             if changes.outputs is not None:
                 outputs = changes.outputs
                 if not changes.replace_outputs:
@@ -397,7 +419,10 @@ class Transaction:
 
     def _announce(self, row: JobRow, state: JobState, now: datetime) -> None:
         """Queue the webhook messages of a job that reached a final state, in this transaction
-        (the persisted outbox: the message exists if and only if the state change does)."""
+        (the persisted outbox: the message exists if and only if the state change does).
+        A shadow reading announces nothing."""
+        if row.shadow:
+            return
         tenant = queries.study_tenant(self.session, row.study_instance_uid)
         if tenant is None:
             return
@@ -495,6 +520,37 @@ class Transaction:
             )
             out.append(queries.job_record(new))
         return out
+
+    def replace_reading(self, job_id: str, model: ModelKey) -> JobRecord | None:
+        """Have ``model`` read again the study that the done, real job ``job_id`` read (a
+        rollback's re-read, :func:`preread.lifecycle.reread`): ``job_id`` is superseded and
+        names as its successor the job of ``model`` that reads the study: a new queued one, or
+        the version's current job when it is queued or running. The successor's run removes
+        ``job_id``'s objects from the study once its own are stored. None (nothing done) when
+        ``job_id`` is no longer a current, done, real job."""
+        old = queries.job_row(self.session, job_id, lock=True)
+        if old.state != JobState.DONE.value or old.shadow:
+            return None
+        now = self._now()
+        key = (old.study_instance_uid, model.id, model.version)
+        current = lineage.current_row(self.session, key)
+        check_transition(old.id, JobState.DONE, JobState.SUPERSEDED)
+        old.state = JobState.SUPERSEDED.value
+        old.updated_at = now
+        self.session.flush()
+        token, orthanc_id = old.study_fingerprint, old.orthanc_study_id
+        if current is None:
+            new = lineage.insert_job(self.session, key, orthanc_id, token, now, supersedes=old.id)
+            if new is None:
+                raise StoreError(f"job {old.id}: its re-read by {key} could not be made")
+        elif JobState(current.state) in FINISHED:
+            new = lineage.supersede(self.session, current, token, orthanc_id, now, shadow=False)
+        else:
+            new = current
+            new.shadow = False
+        old.superseded_by = new.id
+        self.session.flush()
+        return queries.job_record(new)
 
     def mark_outputs_removed(self, job_id: str) -> JobRecord:
         """Record that a superseded job's outputs were removed from Orthanc."""

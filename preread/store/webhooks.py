@@ -55,10 +55,13 @@ EVENT_TYPES = (
     "preread.not_applicable",
     "preread.not_authorized",
     "preread.reviewed",
+    "preread.monitoring.alert",
 )
 """The events a webhook can subscribe to: a job finished ``done``, ``failed``,
 ``not_applicable``, ``not_authorized`` (no grant covers the study); a radiologist signed a
-review of a result (``preread.reviewed``, :mod:`preread.reviews`)."""
+review of a result (``preread.reviewed``, :mod:`preread.reviews`); a metric of a model version
+in use went out of control on the tenant's studies (``preread.monitoring.alert``,
+:mod:`preread.monitoring`)."""
 
 MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 500

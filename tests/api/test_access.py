@@ -70,6 +70,8 @@ ALLOWED: dict[str, str] = {
     "/redoc": _DOCS,
     "/viewer": _VIEWER,
     "/viewer/{path:path}": _VIEWER,
+    "/ui/monitoring": "model versions' figures per acquisition group (preread.monitoring): no "
+    "study, no patient data",
     "/ui/login": _SIGN_IN,
     "/ui/logout": _SIGN_IN,
     "/ui/login/oidc": _SIGN_IN,  # OpenID Connect (preread.ui.oidc)
@@ -77,6 +79,27 @@ ALLOWED: dict[str, str] = {
     "/ui/static/preread.css": "the pages' stylesheet",
     "/ui/static/review.js": "the review page's script",
 }
+BODIES: dict[str, dict[str, Any]] = {
+    # a FHIR DiagnosticReport of an exam no study has (preread.finalreports.fhir): the receipt
+    # is audited without a study
+    "/api/v1/final-reports": {
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": {"text": "CT chest"},
+        "identifier": [
+            {
+                "type": {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}
+                    ]
+                },
+                "value": "WALK-1",
+            }
+        ],
+        "conclusion": "No pulmonary nodules.",
+    },
+}
+"""The JSON body a route needs to do its work (others get none)."""
 STUDY_PARAMS = ("study_uid", "job_id")
 OTHER_UIDS = ("series_uid", "instance_uid")  # the DICOMweb proxy's paths below a study
 SAMPLES = {"frames": "1", "tag_path": "7fe00010"}  # in the formats of preread.api.ids
@@ -219,7 +242,9 @@ def test_every_route_that_touches_a_study_checks_its_grant_and_audits(api: Api) 
             headers = case.reader_headers if page else case.headers
             if path.startswith("/dicomweb"):
                 headers = _new_session(api, headers)
-            answer = api.client.request(method, _url(path, route, case), headers=headers)
+            answer = api.client.request(
+                method, _url(path, route, case), headers=headers, json=BODIES.get(path)
+            )
             new = _new_records(api, seen)
             mine = [r.event for r in new if r.event.detail.get("route") == name]
             where = f"{method} {path} with {case.name}: {answer.status_code} {answer.text[:200]}"
@@ -239,6 +264,7 @@ def test_every_route_that_touches_a_study_checks_its_grant_and_audits(api: Api) 
     # the walk reached the study routes (a sanity check on the discovery, not a list to keep)
     assert "POST /api/v1/studies/{study_uid}/analyze" in checked
     assert "GET /api/v1/studies/{study_uid}/reviews" in checked
+    assert "POST /api/v1/final-reports" in checked and "GET /api/v1/discrepancies" in checked
     assert "GET /ui/studies/{study_uid}" in checked and "GET /ui/" in checked
     frames = "/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{instance_uid}/frames"
     assert "GET /dicomweb/studies" in checked and f"GET {frames}/{{frames}}" in checked

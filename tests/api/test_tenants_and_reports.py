@@ -184,6 +184,11 @@ def test_models_card_and_evaluation(api: Api) -> None:
     assert {"id": "lung-nodule", "version": "1.0.0"}.items() <= listed[0].items()
     detail = api.client.get("/api/v1/models/lung-nodule/1.0.0", headers=m).json()
     assert detail["card"]["id"] == "lung-nodule" and detail["evaluation"]
+    # PREREAD_MODELS names lung-nodule: its newest version reads, the others are candidates
+    stages = {entry["version"]: entry["stage"] for entry in listed}
+    newest = max(stages, key=lambda v: tuple(int(p) for p in v.split(".")))
+    assert stages.pop(newest) == "active" and set(stages.values()) == {"candidate"}
+    assert detail["stage"] == "candidate" and detail["lifecycle"]["promotion_gate"] is None
     assert api.client.get("/api/v1/models/lung-nodule/9.9.9", headers=m).status_code == 404
 
 

@@ -31,6 +31,8 @@ from dicom_gateway.orthanc_server import (
     free_port,
 )
 from preread.grants import GrantSpec, Purpose
+from preread.lifecycle import ModelLife
+from preread.monitoring.monitor import points
 from preread.outputs import Output
 from preread.service import Service
 from preread.settings import Settings
@@ -91,6 +93,17 @@ def wait_final(
     raise AssertionError(f"study {study_uid} has no final job after {timeout_s} s: {jobs}")
 
 
+def wait_shadow(service: Service, study_uid: str, *, timeout_s: float = 120.0) -> JobRecord:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        jobs = service.store.current_for_study(study_uid, include_shadow=True)
+        shadow = [j for j in jobs if j.shadow and j.state in FINAL]
+        if shadow:
+            return shadow[0]
+        time.sleep(0.2)
+    raise AssertionError(f"study {study_uid} has no finished shadow reading after {timeout_s} s")
+
+
 def ai_series(orthanc: OrthancServer, study_uid: str) -> list[tuple[str, str]]:
     client = orthanc.client()
     study_id = client.find_study(study_uid)
@@ -124,11 +137,24 @@ def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
     with Service(settings) as service:
         _, hook_secret = service.webhooks.create("default", receiver.url)
         authorize(service)
+        # an older version reads in shadow beside the active (newest) one: nothing it finds
+        # leaves PreRead (no DICOM object below, no report or job in the API, no webhook)
+        life = ModelLife(service.store, service.audit, service.registry, service.lineup.configured)
+        life.shadow("lung-nodule", "2.4.0", by="tests", reason="shadow reading end to end")
         service.start_loop()
         result = storescu(orthanc, [easy_study.ct_dir])
         assert result.returncode == 0, result.stderr
         job = wait_final(service, easy_study.study_uid)
         assert job.state is JobState.DONE, job.reason
+        shadow = wait_shadow(service, easy_study.study_uid)
+        assert (shadow.model_version, shadow.state) == ("2.4.0", JobState.DONE), shadow.reason
+        assert shadow.result is not None and shadow.result["findings"] and not shadow.outputs
+        assert job.model_version != "2.4.0" and not job.shadow
+        # both readings recorded what the series looked like, for monitoring
+        for version in (job.model_version, "2.4.0"):
+            (seen,) = points(service.store, "default", "lung-nodule", version)
+            assert seen.values["noise_hu"] > 0 and seen.values["slice_thickness_mm"] > 0
+            assert seen.group.count(" / ") == 3
         assert job.provider_used == "CPUExecutionProvider"
         assert set(job.timings) >= {"fetch", "decode", "volume", "infer", "encode", "store"}
         # SEG, SR, the key images (SC, modality OT) and the KOS (KO): PREREAD_OUTPUTS' default
@@ -224,6 +250,13 @@ def check_api(service: Service, job: JobRecord, hook_secret: str, receiver: Rece
     assert body["ai_generated"] is True and body["model"]["id"] == "lung-nodule"
     assert body["provider"] == "CPUExecutionProvider"
     assert len(body["findings"]) == len(job.result["findings"])  # type: ignore[index]
+    shadow = [
+        j
+        for j in service.store.current_for_study(job.study_instance_uid, include_shadow=True)
+        if j.shadow
+    ]
+    assert len(shadow) == 1
+    assert api.get(f"/api/v1/jobs/{shadow[0].id}", headers=auth).status_code == 404
     got = api.get(f"/api/v1/jobs/{job.id}", headers=auth).json()
     assert job.outputs.sr is not None and job.outputs.seg is not None
     assert got["state"] == "done"
@@ -261,6 +294,12 @@ def check_api(service: Service, job: JobRecord, hook_secret: str, receiver: Rece
     ]
     for expected in ("study.received", "pixels.fetch", "inference.run", "results.store"):
         assert expected in actions, actions
+    runs = [
+        bool(r.event.detail["shadow"])
+        for r in service.audit.records(study_uid=job.study_instance_uid)
+        if r.event.action.value == "inference.run"
+    ]
+    assert sorted(runs) == [False, True]  # both readings audited, the shadow one as such
     assert actions.index("pixels.fetch") < actions.index("results.store")
     assert "report.read" in actions
     assert service.audit.verify().ok

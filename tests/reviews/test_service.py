@@ -15,9 +15,12 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import highdicom as hd
+import numpy as np
+import pydicom
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
@@ -250,6 +253,105 @@ def test_signing_stores_a_verified_review_sr_and_seg_in_the_study(scene: Scene) 
     assert "modified: part-solid, long axis 15.0 mm, short axis 12.5 mm" in page
     assert "rejected: other, mucus plug" in page and "(added by the reader)" in page
     assert "Not reviewed yet." in to_html(report_input(study, scene.job))
+
+
+def test_signed_reviews_become_a_deidentified_training_dataset_under_a_grant(
+    scene: Scene,
+) -> None:
+    """``preread datasets build --from-reviews``'s function on the signed review: corrected and
+    added nodules as positives (one SEG the training loader reads), the rejected finding as a
+    hard negative; de-identified, versioned by content; a grant that no longer covers the
+    study leaves it out of the next version."""
+    from preread.datasets import (
+        DatasetContext,
+        DatasetError,
+        DatasetRegistry,
+        authorized_datasets,
+        build_from_reviews,
+    )
+    from preread.datasets import diff as dataset_diff
+    from preread.grants import GrantSpec, Purpose
+    from preread.settings import Settings
+    from preread.training_access import TrainingAccess
+    from training.annotations import labelled, load_annotated_pairs
+    from training.config import DataConfig, InputConfig
+    from training.data import training_cases
+
+    uid = scene.facts.study_instance_uid
+    review = review_subject(scene.ctx, TENANT, uid).current or _sign_first(scene)
+    settings = Settings(data_dir=scene.tmp / "data")
+    now = datetime.now(UTC)
+    training = GrantSpec(
+        tenant=TENANT,
+        purpose=Purpose.MODEL_TRAINING,
+        valid_from=now - timedelta(minutes=1),
+        valid_to=now + timedelta(days=1),
+        legal_basis="synthetic phantom studies, no patient data",
+        issued_by="tests",
+    )
+    grant = scene.grants.create(training)
+    access = TrainingAccess.open(settings, scene.ctx.store)
+    registry = DatasetRegistry(settings.datasets_path)
+    ctx = DatasetContext(
+        scene.ctx.store, scene.grants, scene.ctx.audit, scene.client, access, registry
+    )
+
+    def build(grant_id: str) -> tuple[object, bool]:
+        result = build_from_reviews(
+            ctx, tenant=TENANT, grant_id=grant_id, model_id=MODEL.id, created_by="cli:tests"
+        )
+        return result.manifest, result.new
+
+    try:
+        first, new = build(grant.id)
+        assert new and first.ref == f"reviews-{TENANT}@1"  # type: ignore[attr-defined]
+        manifest, folder = registry.resolve(f"reviews-{TENANT}")
+        (case,) = manifest.cases
+        assert (case.review_id, case.grant_id, case.reviewer) == (review.id, grant.id, "user-7")
+        assert case.model == f"{MODEL.id}@{MODEL.version}"
+        assert [(p.origin, p.reader_placed) for p in case.positives] == [
+            ("ai-corrected", False),
+            ("reader-added", True),
+        ]
+        assert case.positives[0].long_axis_mm == 15.0  # the reader's correction
+        assert [n.reason for n in case.negatives] == ["other"]  # the free text is not copied
+        # the training loader reads it: the SEG lies on the de-identified CT series
+        (pair,) = load_annotated_pairs(folder / "cases", segment_filter=labelled("Nodule"))
+        assert set(pair.label.segment_names.values()) == {"Nodule"}
+        assert sorted(np.unique(pair.label.labels).tolist()) == [0, 1, 2]
+        seg = pydicom.dcmread(pair.seg_path)
+        assert case.case_id != uid and str(seg.StudyInstanceUID) == case.case_id
+        for private in (scene.facts.patient_id, scene.facts.patient_name):
+            assert private not in str(seg) and private not in (folder / "manifest.json").read_text()
+        # the same content again: no new version; a grant that no longer covers the study
+        # leaves it out of the next one
+        assert build(grant.id)[1] is False and registry.versions(f"reviews-{TENANT}") == [1]
+        ref = f"reviews-{TENANT}@1"
+        assert [m.ref for m, _ in authorized_datasets([ref], registry, scene.grants)] == [ref]
+        data = DataConfig(source="datasets", datasets=[ref], label_segments=["Nodule"])
+        (trainable,) = training_cases(
+            data, InputConfig(), scene.tmp / "cache", dataset_folders=[folder]
+        )
+        assert trainable.label.any()  # data.source: datasets trains on the positives
+        scene.grants.revoke(grant.id, by="tests", reason="consent withdrawn")
+        with pytest.raises(DatasetError, match="not valid now"):
+            build(grant.id)
+        with pytest.raises(DatasetError, match=f"built under grant {grant.id}, which is no"):
+            authorized_datasets([ref], registry, scene.grants)  # what preread train checks
+        other = scene.grants.create(dataclasses.replace(training, study_uids=("1.2.3.4",)))
+        second, new = build(other.id)
+        assert new and not second.cases  # type: ignore[attr-defined]
+        assert "lists other studies" in second.left_out[0].reason  # type: ignore[attr-defined]
+        change = dataset_diff(manifest, registry.manifest(f"reviews-{TENANT}", 2))
+        assert change.removed == (case.case_id,) and not change.added
+    finally:
+        access.close()
+    included = [
+        r.event
+        for r in scene.ctx.audit.records(study_uid=uid)
+        if r.event.action is AuditAction.DATASET_INCLUDE
+    ]
+    assert [e.detail["grant_id"] for e in included] == [grant.id, grant.id]
 
 
 def test_a_second_review_supersedes_the_first(scene: Scene) -> None:

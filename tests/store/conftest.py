@@ -114,7 +114,8 @@ def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
             text(
                 "TRUNCATE webhook_deliveries, webhooks, idempotency_keys, api_clients, studies,"
                 " series_decisions, watcher_state, reviews, jobs, grants, audit_events,"
-                " audit_anchor, backfill_items, backfill_runs"
+                " audit_anchor, backfill_items, backfill_runs, model_stages, final_reports,"
+                " monitoring_alerts"
             )
         )
 

@@ -38,7 +38,10 @@ TABLES = {
     "oidc_identities",
     "oidc_logins",
     "backfill_runs",
+    "model_stages",
     "backfill_items",
+    "final_reports",
+    "monitoring_alerts",
     "alembic_version",
 }
 
