@@ -226,6 +226,8 @@ class TrainConfig(_Strict):
         elif payload["augment"]["correlated_noise"] == 0.0:
             for key in ("correlated_noise", "correlated_noise_std", "correlated_noise_sigma_vox"):
                 del payload["augment"][key]
+        if payload["data"].get("datasets") is None:
+            del payload["data"]["datasets"]
         if payload["sampling"]["nodule_weighting"] == "uniform":
             del payload["sampling"]["nodule_weighting"]
         init = self.optim.init_weights

@@ -6,9 +6,10 @@ model found (findings per scan, their mean probability) and, once a radiologist 
 what the reader said (rejected findings per scan, reader-added nodules per scan, the share of
 findings accepted or corrected). :func:`watch` runs the SPC rule (:mod:`.spc`) over each
 tenant's newest points of each version and metric: a new out-of-control signal raises an alert
-(a ``monitoring_alerts`` row and a ``preread.monitoring.alert`` webhook message in the same
-transaction; the ``preread_monitoring_alerts_open`` gauge counts the open ones); an alert whose
-metric is back in control is cleared. :func:`summary` is what ``/ui/monitoring`` shows: per
+(a ``monitoring_alerts`` row and — unless the version reads in shadow — a
+``preread.monitoring.alert`` webhook message in the same transaction; the
+``preread_monitoring_alerts_open`` gauge counts the open ones); an alert whose metric is back
+in control is cleared. :func:`summary` is what ``/ui/monitoring`` shows: per
 version and acquisition group, the review figures and the input statistics, with each metric's
 recent points for the plots.
 """
@@ -210,7 +211,8 @@ def watch(
                 current = _open(tx.session, key)
                 if signal is not None and current is None:
                     group = Counter(p.group for p in recent).most_common(1)[0][0]
-                    alert = _raise(tx.session, key, group, signal, now)
+                    shadow = all(p.shadow for p in recent)
+                    alert = _raise(tx.session, key, group, signal, now, announce=not shadow)
                     raised.append(alert)
                 elif (
                     signal is None
@@ -345,8 +347,17 @@ def _open(session: Session, key: tuple[str, str, str, str]) -> MonitoringAlertRo
 
 
 def _raise(
-    session: Session, key: tuple[str, str, str, str], group: str, signal: Signal, now: datetime
+    session: Session,
+    key: tuple[str, str, str, str],
+    group: str,
+    signal: Signal,
+    now: datetime,
+    *,
+    announce: bool,
 ) -> Alert:
+    """Record the alert; ``announce``: also queue the tenant's webhook message (not for a
+    version in shadow: nothing about a shadow reading leaves PreRead; the page and the gauge
+    show it)."""
     tenant, model_id, version, metric = key
     row = MonitoringAlertRow(
         id=str(uuid.uuid4()),
@@ -364,7 +375,10 @@ def _raise(
     session.add(row)
     session.flush()
     alert = _alert(row)
-    enqueue_event(session, tenant=tenant, event_type=ALERT_EVENT, payload=alert.payload(), now=now)
+    if announce:
+        enqueue_event(
+            session, tenant=tenant, event_type=ALERT_EVENT, payload=alert.payload(), now=now
+        )
     return alert
 
 

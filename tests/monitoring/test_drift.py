@@ -7,6 +7,7 @@ baseline."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -17,6 +18,7 @@ from preread.audit import AuditLog
 from preread.domain import ModelRef
 from preread.monitoring.acquisition import Acquisition, acquisition_of
 from preread.monitoring.monitor import ALERT_EVENT, open_alerts, points, summary, watch
+from preread.monitoring.spc import Rule
 from preread.reviews import (
     Accepted,
     Assessment,
@@ -32,7 +34,7 @@ from preread.store import (
     StudyFingerprint,
 )
 from preread.store.webhooks import WebhookStore
-from tests.study_support import finding, finish_reading, recorded_study
+from tests.study_support import finding, finish_reading, read_study, recorded_study
 from training.phantoms import generate_phantom
 
 MODEL = ModelRef("lung-nodule", "2.6.0", "PreRead Lung Nodule", "ab" * 32)
@@ -137,3 +139,18 @@ def test_a_noisier_new_scanner_raises_an_alert_within_a_bounded_number_of_studie
     assert all(g.acceptance_rate is not None and "vessel" in g.rejected_per_scan for g in reviewed)
     assert min(g.means["noise_hu"] for g in new_groups) > 35
     print(f"drift detected after {delay} new-scanner studies (z = {noise.z:.1f})")
+
+
+def test_an_alert_on_a_version_in_shadow_sends_no_webhook(store: JobStore) -> None:
+    """Nothing about a shadow reading leaves PreRead: its alert is recorded (page, gauge), the
+    tenant's webhook gets nothing."""
+    hook, _ = WebhookStore(store.engine).create(TENANT, "https://ris.example.org/hooks")
+    usual = Acquisition("UsualCo", "CT-1", "B30f", 1.0, "<=1.25 mm", 20.0, 0.3, (0.125,) * 8)
+    for noise in (20.0, 21.0, 19.5, 60.0):
+        facts = recorded_study(store, TENANT)
+        acquisition = dataclasses.replace(usual, noise_hu=noise).to_json()
+        read_study(store, facts, MODEL, [finding(1)], shadow=True, acquisition=acquisition)
+    raised, _ = watch(store, datetime.now(UTC), Rule(baseline=3, window=1))
+    assert "noise_hu" in {a.metric for a in raised}
+    assert [a.metric for a in open_alerts(store, TENANT)] == [a.metric for a in raised]
+    assert WebhookStore(store.engine).deliveries(TENANT, hook.id) == []
