@@ -30,6 +30,7 @@ from pydicom.dataset import Dataset
 
 from dicom_gateway.client import OrthancClient
 from dicom_gateway.orthanc_server import OrthancServer
+from inference.registry import Registry
 from preread.audit import AuditAction, AuditLog, Outcome
 from preread.grants import GrantStore
 from preread.reports.fhir import to_fhir_bundle
@@ -276,6 +277,7 @@ def test_signed_reviews_become_a_deidentified_training_dataset_under_a_grant(
     from training.annotations import labelled, load_annotated_pairs
     from training.config import DataConfig, InputConfig
     from training.data import training_cases
+    from training.review_samples import case_samples
 
     uid = scene.facts.study_instance_uid
     review = review_subject(scene.ctx, TENANT, uid).current or _sign_first(scene)
@@ -333,6 +335,19 @@ def test_signed_reviews_become_a_deidentified_training_dataset_under_a_grant(
             data, InputConfig(), scene.tmp / "cache", dataset_folders=[folder]
         )
         assert trainable.label.any()  # data.source: datasets trains on the positives
+        # and the rejected finding is a hard negative for the false-positive classifier
+        package = Registry(Path(__file__).resolve().parents[2] / "models").find("lung-nodule")
+        samples = case_samples(
+            folder / "cases" / case.case_id,
+            [(p.centre_lps_mm, p.long_axis_mm) for p in case.positives],
+            package.card.input,
+            np.random.default_rng(0),
+            copies=2,
+        )
+        assert [(s.positive, s.source) for s in samples] == [
+            (False, "reader-rejected:other"),
+            *[(True, "truth")] * 4,
+        ]
         scene.grants.revoke(grant.id, by="tests", reason="consent withdrawn")
         with pytest.raises(DatasetError, match="not valid now"):
             build(grant.id)
