@@ -338,7 +338,7 @@ def decisions(session: Session, job_id: str) -> tuple[SeriesDecision, ...]:
 
 def outputs_to_remove(session: Session, job_id: str) -> tuple[JobRecord, ...]:
     """The jobs ``job_id`` superseded (directly or down the chain, and jobs of another version
-    it replaced: :func:`preread.lifecycle.reread`), nearest first, whose
+    it replaced: :meth:`Transaction.replace_reading`), nearest first, whose
     outputs are still in Orthanc: remove them once the new results are stored, then call
     :meth:`Transaction.mark_outputs_removed`."""
     found: list[JobRecord] = []

@@ -523,11 +523,12 @@ class Transaction:
 
     def replace_reading(self, job_id: str, model: ModelKey) -> JobRecord | None:
         """Have ``model`` read again the study that the done, real job ``job_id`` read (a
-        rollback's re-read, :func:`preread.lifecycle.reread`): ``job_id`` is superseded and
-        names as its successor the job of ``model`` that reads the study: a new queued one, or
-        the version's current job when it is queued or running. The successor's run removes
-        ``job_id``'s objects from the study once its own are stored. None (nothing done) when
-        ``job_id`` is no longer a current, done, real job."""
+        rollback's re-read, :meth:`preread.lifecycle.ModelLife.rollback`): ``job_id`` is
+        superseded and names as its successor the job of ``model`` that reads the study: a new
+        queued one, or the version's current job when it is queued or running. The successor's
+        run removes ``job_id``'s objects from the study once its own are stored (a run already
+        past that point leaves them: the next reading of the study removes them). None (nothing
+        done) when ``job_id`` is no longer a current, done, real job."""
         old = queries.job_row(self.session, job_id, lock=True)
         if old.state != JobState.DONE.value or old.shadow:
             return None

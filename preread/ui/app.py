@@ -6,7 +6,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 
 from preread.api.ids import check_path_ids
-from preread.ui import login, monitoring, oidc, pages, review
+from preread.ui import discrepancies, login, monitoring, oidc, pages, review
 from preread.ui.access import PageRefused, refused_page
 from preread.ui.auth import SignInRequired, page_reader, sign_in_redirect, xhr_reader
 from preread.ui.csrf import unprotected_routes
@@ -24,7 +24,7 @@ def install(app: FastAPI) -> None:
     takes unsafe methods without a CSRF check, among the ``/ui`` routes and every route signed
     in by cookie (:func:`~preread.ui.csrf.unprotected_routes`).
     """
-    for module in (login, oidc, pages, review, monitoring):
+    for module in (login, oidc, pages, review, monitoring, discrepancies):
         app.include_router(module.router, dependencies=[Depends(check_path_ids)])
     app.add_exception_handler(SignInRequired, _to_sign_in)
     app.add_exception_handler(PageRefused, refused_page)
