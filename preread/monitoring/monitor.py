@@ -202,12 +202,12 @@ def watch(
     cleared: list[Alert] = []
     for tenant, model_id, version in versions_in_use(store):
         series = points(store, tenant, model_id, version)
-        for metric in METRICS:
-            values = [p.values[metric] for p in series if metric in p.values]
-            recent = [p for p in series if metric in p.values][-rule.window :]
-            signal = check(values, rule)
-            key = (tenant, model_id, version, metric)
-            with store.transaction() as tx:
+        with store.transaction() as tx:  # one per version: its metrics' alerts together
+            for metric in METRICS:
+                values = [p.values[metric] for p in series if metric in p.values]
+                recent = [p for p in series if metric in p.values][-rule.window :]
+                signal = check(values, rule)
+                key = (tenant, model_id, version, metric)
                 current = _open(tx.session, key)
                 if signal is not None and current is None:
                     group = Counter(p.group for p in recent).most_common(1)[0][0]
