@@ -249,6 +249,14 @@ def _training_datasets(refs: list[str], settings: Settings) -> list[tuple[Any, P
         store.close()
 
 
+def _review_datasets(config: Path) -> list[tuple[Any, Path]]:
+    """The review dataset versions a staged build config names, verified and authorized."""
+    from training.staged import load_staged_config
+
+    cfg, _ = load_staged_config(config)
+    return _training_datasets(cfg.reviews.datasets if cfg.reviews else [], Settings())
+
+
 def _orthanc_client(settings: Settings) -> Any:
     if not settings.orthanc_url:
         raise PrereadError("data.source is 'orthanc': set PREREAD_ORTHANC_URL (and credentials)")
@@ -851,7 +859,7 @@ def models_build(
                 tasks[step] = bar.add_task(step, total=total, info="")
             bar.update(tasks[step], completed=done)
 
-        package = build(config, progress)
+        package = build(config, progress, _review_datasets(config))
         path = compare_and_publish(config, package, target, force=force, progress=progress)
     out.print(f"published {path}")
 

@@ -110,22 +110,27 @@ def read_truth(path: Path) -> tuple[int, list[TruthNodule]]:
     return int(doc["n_slices"]), nodules
 
 
+def truth_hits(centre: Any, truth: list[TruthNodule]) -> list[int]:
+    """The nodules of ``truth`` a finding centred at ``centre`` (LPS mm) hits: it lies within
+    max(radius, 2 mm) of a nodule that is not calcified (calcified nodules are benign: a
+    finding there is a false positive)."""
+    point = np.asarray(centre, dtype=float)
+    return [
+        i
+        for i, n in enumerate(truth)
+        if not n.calcified
+        and float(np.linalg.norm(point - np.asarray(n.center_lps_mm)))
+        <= max(n.long_axis_mm / 2, 2.0)
+    ]
+
+
 def row_for(job: JobRecord, truth: list[TruthNodule], slices: int) -> DemoRow:
-    """Compare a job's findings with the truth: a hit lies within max(radius, 2 mm) of a
-    nodule that is not calcified (calcified nodules are benign: a finding there is a false
-    positive)."""
+    """Compare a job's findings with the truth (:func:`truth_hits`)."""
     findings = list((job.result or {}).get("findings", []))
     hits: set[int] = set()
     fps = 0
     for f in findings:
-        centre = np.asarray(f["center_lps_mm"], dtype=float)
-        near = [
-            i
-            for i, n in enumerate(truth)
-            if not n.calcified
-            and float(np.linalg.norm(centre - np.asarray(n.center_lps_mm)))
-            <= max(n.long_axis_mm / 2, 2.0)
-        ]
+        near = truth_hits(f["center_lps_mm"], truth)
         hits.update(near)
         fps += 0 if near else 1
     seconds = (job.finished_at - job.created_at).total_seconds() if job.finished_at else None
@@ -210,6 +215,40 @@ def run_demo(
     on_status: Callable[[str], None] | None = None,
 ) -> list[DemoRow]:
     """Send ``count`` phantom studies to the service's Orthanc and wait for their pre-reads."""
+    sent = send_studies(
+        service,
+        count=count,
+        seed=seed,
+        matrix=matrix,
+        max_slices=max_slices,
+        timeout_s=timeout_s,
+        on_status=on_status,
+    )
+    return [row_for(s.job, s.truth, s.slices) for s in sent]
+
+
+@dataclass(frozen=True)
+class SentStudy:
+    """A phantom study sent to the service, its truth and its final reading."""
+
+    study_instance_uid: str
+    slices: int
+    truth: list[TruthNodule]
+    job: JobRecord
+
+
+def send_studies(
+    service: Service,
+    *,
+    count: int,
+    seed: int,
+    matrix: int = 512,
+    max_slices: int | None = None,
+    timeout_s: float = 900.0,
+    on_status: Callable[[str], None] | None = None,
+) -> list[SentStudy]:
+    """Write ``count`` phantom studies (seeds ``seed``…), C-STORE them to the service's private
+    Orthanc as AE HOSPITAL and wait for each one's final reading."""
     from training.phantom_dicom import write_phantoms
 
     orthanc = service.orthanc
@@ -228,11 +267,11 @@ def run_demo(
     wanted = {st.study_instance_uid: st for st in studies}
     say("waiting for the pre-reads")
     done = wait_for_jobs(service, wanted, timeout_s)
-    rows = []
+    out = []
     for uid, st in wanted.items():
         slices, truth = read_truth(st.truth_path)
-        rows.append(row_for(done[uid], truth, slices))
-    return rows
+        out.append(SentStudy(uid, slices, truth, done[uid]))
+    return out
 
 
 # -- follow-up reading: a prior on the hospital's PACS ---------------------------------------

@@ -106,6 +106,7 @@ class Service:
             if not self.api_only:  # the API replicas run no model
                 for package in packages:
                     self.predictors(package.id, package.version)
+            self.packages = packages  # PREREAD_MODELS' installed packages
             self.models: list[ModelRef] = model_refs(packages)
             self.lineup = LiveLineup(self.store, packages, registry)
             self.audit = AuditLog(self.store.engine)

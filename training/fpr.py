@@ -201,11 +201,14 @@ class FprConfig:
     #: acquisition-like augmentation (thicker slices, noise, kernel blur), as the detector's
     #: ``augment`` section does it (:class:`training.config.AugmentConfig`)
     acquisition: bool = False
+    #: start from these weights (a package's ``fpr-weights.pt``): fine-tuning a classifier
+    init_weights: str | None = None
 
     def digest(self) -> str:
         doc = dict(self.__dict__)
-        if not doc["acquisition"]:  # added later: an older config keeps its digest
-            del doc["acquisition"]
+        for key in ("acquisition", "init_weights"):  # added later: older configs keep theirs
+            if not doc[key]:
+                del doc[key]
         return json.dumps(doc, sort_keys=True)
 
 
@@ -292,7 +295,16 @@ def train_fpr(
         )
     dev = device or torch.device("cpu")
     torch.manual_seed(cfg.seed)
-    net = CandidateNet(cfg.width).to(dev)
+    net = CandidateNet(cfg.width)
+    if cfg.init_weights is not None:
+        try:
+            net.load_state_dict(torch.load(cfg.init_weights, map_location="cpu", weights_only=True))
+        except (OSError, RuntimeError) as exc:
+            raise TrainingError(
+                f"classifier init weights {cfg.init_weights}: not a width-{cfg.width} "
+                f"classifier: {exc}"
+            ) from exc
+    net = net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.learning_rate, total_steps=cfg.iterations, pct_start=0.1
@@ -310,6 +322,13 @@ def train_fpr(
         start = int(state["iteration"])
     loss_fn = nn.BCEWithLogitsLoss()
     net.train()
+    if cfg.init_weights is not None:
+        # fine-tuning on a few cases: the batch-norm statistics stay those of the large set
+        # the weights were trained on (a few dozen patches would drag them and shift every
+        # score, the kept operating point with them); only the weights adapt
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm3d):
+                module.eval()
     t0 = time.perf_counter()
     loss_value = float("nan")
     half = cfg.batch_size // 2
@@ -344,6 +363,37 @@ def train_fpr(
     return FprResult(
         cfg.iterations, loss_value, time.perf_counter() - t0, int(pos.size), int(neg.size)
     )
+
+
+def scores(
+    net: CandidateNet, patches: npt.NDArray[np.floating], batch: int = 64
+) -> npt.NDArray[np.float64]:
+    """``net``'s probabilities for stored patches (their centre crops; no augmentation)."""
+    net = net.eval().cpu()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(patches), batch):
+            x = torch.from_numpy(center_crop(patches[i : i + batch]))
+            out.append(torch.sigmoid(net(x)).numpy().ravel())
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def matched_threshold(
+    base: npt.NDArray[np.float64], tuned: npt.NDArray[np.float64], base_threshold: float
+) -> tuple[float, float]:
+    """The threshold at which a fine-tuned classifier keeps the share of known nodules that the
+    classifier it came from passes at ``base_threshold`` (``base`` and ``tuned``: both
+    classifiers' probabilities on the same true-nodule patches). Fine-tuning moves every
+    score (a few hundred steps mostly shift the calibration), so the old threshold would
+    change the sensitivity; matched on the nodules, the sensitivity stays and what the
+    fine-tuning learned shows in the false positives. Returns (threshold, share)."""
+    if base.size == 0 or base.size != tuned.size:
+        raise TrainingError("a matched operating point needs the same true-nodule patches scored")
+    share = float(np.mean(base >= base_threshold))
+    keep = int(np.ceil(share * tuned.size - 1e-9))
+    if keep == 0:
+        return float(np.nextafter(tuned.max(), 1.0)), share
+    return float(np.sort(tuned)[::-1][keep - 1]), share
 
 
 def load_fpr(out_dir: Path) -> CandidateNet:

@@ -13,14 +13,20 @@ from their own checkpoints):
    runs the serving path with the lung mask;
 3. **mining** — run it on the mining phantoms; every candidate (component at the candidate
    threshold, centred in the dilated lungs) becomes a labelled two-scale patch, plus jittered
-   true nodule centres (:mod:`training.fpr`);
-4. **classifier** — train the false-positive reduction network on them; export with parity
-   (or, with ``classifier_from``, re-use a published package's classifier and skip steps 3–4:
-   it scores image patches around each candidate, so a new detector can sit in front of it);
+   true nodule centres (:mod:`training.fpr`); with ``reviews``, also the cases of dataset
+   versions built from radiologists' signed reviews (``preread datasets build``): the
+   findings they rejected as hard negatives, the nodules they confirmed or added as positives
+   (:mod:`training.review_samples`);
+4. **classifier** — train the false-positive reduction network on them, from scratch or, with
+   ``classifier.init_from``, fine-tuned from a published package's classifier; export with
+   parity (or, with ``classifier_from``, re-use a published package's classifier and skip
+   steps 3–4: it scores image patches around each candidate, so a new detector can sit in
+   front of it);
 5. **operating point** — run the two-stage package on the validation phantoms (seeds disjoint
    from training, mining and test) and choose the classifier threshold (the lowest cut-off
    whose false positives per scan stay within the configured rate) and the attenuation
-   thresholds of the type rule (best accuracy on the validation nodules);
+   thresholds of the type rule (best accuracy on the validation nodules); or, with
+   ``operating_point_from``, keep a published package's (a classifier fine-tuned from its);
 6. **package** — write the final card (stages, sha256 of every graph, provenance, operating
    point) into ``<run>/package``; :mod:`training.compare` evaluates it beside the baseline and
    publishes it.
@@ -28,11 +34,12 @@ from their own checkpoints):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -81,7 +88,12 @@ from training.publish import PARITY_SHAPES, build_card
 from training.train import load_weights, network_from_package, select_device
 
 if TYPE_CHECKING:
+    from preread.datasets import DatasetManifest
     from training.phantoms import Phantom
+
+#: dataset versions built from reviews, resolved and authorized by the caller (the CLI checks
+#: their files and grants: :func:`preread.datasets.authorized_datasets`), with their folders
+ReviewDatasets = Sequence[tuple["DatasetManifest", Path]]
 
 Progress = Callable[[str, int, int], None]  # step, done, total
 SOLID_HU = -300.0  # the type rule's soft-tissue threshold (inference.measure)
@@ -153,6 +165,18 @@ class ClassifierConfig(_Strict):
     seed: int = 0
     #: acquisition-like augmentation of the candidate patches (training.fpr._acquisition)
     acquisition: bool = False
+    #: a published package whose classifier (``fpr-weights.pt``, of width ``width``) the
+    #: training starts from: fine-tuning (relative to the build config)
+    init_from: Path | None = None
+
+
+class ReviewSamplesConfig(_Strict):
+    """Dataset versions built from signed reviews (``preread datasets build --from-reviews``),
+    pinned as ``NAME@VERSION``; used only while every grant they were built under is valid."""
+
+    datasets: list[str] = Field(min_length=1)
+    #: jittered patches per confirmed or reader-added nodule (a rejected finding: one patch)
+    copies: int = Field(default=3, ge=1)
 
 
 class ValidationConfig(SeedRange):
@@ -182,6 +206,7 @@ class StagedConfig(_Strict):
     version: str | None = Field(default=None, pattern=r"^\d+\.\d+\.\d+$")
     mining: MiningConfig | None = None
     nodule_patches: NodulePatchesConfig | None = None
+    reviews: ReviewSamplesConfig | None = None
     classifier: ClassifierConfig = ClassifierConfig()
     #: a published package whose false-positive classifier (``fpr-weights.pt``, of width
     #: ``classifier.width``) this build re-uses instead of mining and training its own: a new
@@ -191,14 +216,29 @@ class StagedConfig(_Strict):
     #: config: its digest is checked) this build re-uses instead of training or reading the
     #: detector's run folder — a new classifier behind a detector trained once, on a GPU
     detector_from: Path | None = None
-    validation: ValidationConfig
+    validation: ValidationConfig | None = None
+    #: a published package whose classifier threshold and type rule this build keeps instead
+    #: of choosing them on validation phantoms (a classifier fine-tuned from that package's on
+    #: a few reviewed cases: the held-out comparison and the promotion gate judge the result)
+    operating_point_from: Path | None = None
     evaluation: EvaluationConfig
     output_dir: Path
 
     @model_validator(mode="after")
     def _classifier_source(self) -> StagedConfig:
-        if (self.mining is None) == (self.classifier_from is None):
-            raise ValueError("give either mining (train a classifier) or classifier_from")
+        trains = self.mining is not None or self.reviews is not None
+        if trains == (self.classifier_from is not None):
+            raise ValueError(
+                "give either mining and/or reviews (train a classifier) or classifier_from"
+            )
+        if (self.validation is None) == (self.operating_point_from is None):
+            raise ValueError("give either validation (choose the operating point) or "
+                             "operating_point_from")  # fmt: skip
+        if self.reviews is not None:
+            for ref in self.reviews.datasets:
+                name, _, version = ref.partition("@")
+                if not name or not version.isdigit():
+                    raise ValueError(f"reviews.datasets: {ref!r} is not NAME@VERSION")
         return self
 
     def check_disjoint(self, detector: TrainConfig) -> None:
@@ -208,7 +248,7 @@ class StagedConfig(_Strict):
             "detector training": set(),
             "mining": set(self.mining.seeds if self.mining else ()),
             "nodule patches": set(self.nodule_patches.seeds if self.nodule_patches else ()),
-            "validation": set(self.validation.seeds),
+            "validation": set(self.validation.seeds if self.validation else ()),
             "held-out": set(self.evaluation.held_out.seeds),
             "robustness": set(self.evaluation.robustness.seeds),
         }
@@ -243,6 +283,14 @@ def load_staged_config(path: Path) -> tuple[StagedConfig, TrainConfig]:
             if cfg.classifier_from
             else None,
             "detector_from": (base / cfg.detector_from).resolve() if cfg.detector_from else None,
+            "operating_point_from": (base / cfg.operating_point_from).resolve()
+            if cfg.operating_point_from
+            else None,
+            "classifier": cfg.classifier.model_copy(
+                update={"init_from": (base / cfg.classifier.init_from).resolve()}
+            )
+            if cfg.classifier.init_from
+            else cfg.classifier,
         }
     )
     detector = load_config(cfg.detector)
@@ -458,19 +506,55 @@ def _mine_job(job: tuple[str, int, Path], cfg: StagedConfig) -> int:
     return _nodule_patches_seed(seed, cfg, out)
 
 
+def _review_samples(
+    cfg: StagedConfig, datasets: ReviewDatasets, package: ModelPackage, layout: Layout
+) -> list[Path]:
+    """Each case of the review datasets as samples (:func:`training.review_samples.case_samples`),
+    one file per case (resumable; the version's content is fixed by its hash)."""
+    from training.review_samples import case_samples
+
+    assert cfg.reviews is not None
+    wanted = set(cfg.reviews.datasets)
+    given = {m.ref for m, _ in datasets}
+    if given != wanted:
+        raise ConfigError(
+            f"reviews.datasets names {sorted(wanted)} but {sorted(given) or 'none'} were "
+            "resolved: build through `preread models build`, which checks their files and grants"
+        )
+    out: list[Path] = []
+    for manifest, folder in datasets:
+        for case in manifest.cases:
+            path = layout.mining / f"review-{manifest.name}-{manifest.version}-{case.case_id}.npz"
+            if not path.exists():
+                seed = int(hashlib.sha256(case.case_id.encode()).hexdigest()[:8], 16)
+                samples = case_samples(
+                    folder / case.folder,
+                    [(p.centre_lps_mm, p.long_axis_mm) for p in case.positives],
+                    package.card.input,
+                    np.random.default_rng(seed),
+                    copies=cfg.reviews.copies,
+                )
+                _save_or_mark(samples, path)
+            out.append(path)
+    return out
+
+
 def mine(
     cfg: StagedConfig,
     package: ModelPackage,
     layout: Layout,
     progress: Progress | None = None,
+    datasets: ReviewDatasets = (),
 ) -> tuple[npt.NDArray[np.float16], npt.NDArray[np.bool_]]:
-    """Mine every mining phantom and collect the nodule-patch phantoms (one file per scan:
-    resumable), ``mining.workers`` scans at a time; all samples concatenated."""
-    if cfg.mining is None:
+    """Mine every mining phantom, collect the nodule-patch phantoms and the review datasets'
+    cases (one file per scan: resumable), ``mining.workers`` scans at a time; all samples
+    concatenated."""
+    if cfg.mining is None and cfg.reviews is None:
         raise ConfigError("this build re-uses a classifier (classifier_from): nothing to mine")
     layout.mining.mkdir(parents=True, exist_ok=True)
     jobs: list[tuple[str, int, Path]] = [
-        ("mining", seed, layout.mining / f"phantom-{seed}.npz") for seed in cfg.mining.seeds
+        ("mining", seed, layout.mining / f"phantom-{seed}.npz")
+        for seed in (cfg.mining.seeds if cfg.mining else ())
     ]
     if cfg.nodule_patches is not None:
         jobs += [
@@ -481,7 +565,7 @@ def mine(
     done = len(jobs) - len(todo)
     if progress:
         progress("mining", done, len(jobs))
-    workers = cfg.mining.workers
+    workers = cfg.mining.workers if cfg.mining else 1
     if todo and workers == 1:
         _start_miner(package.path, 0)
         try:
@@ -500,8 +584,11 @@ def mine(
                 done += 1
                 if progress:
                     progress("mining", done, len(jobs))
+    files = [path for _, _, path in jobs]
+    if cfg.reviews is not None:
+        files += _review_samples(cfg, datasets, package, layout)
     patches, positive = [], []
-    for _, _, path in jobs:
+    for path in files:
         with np.load(path) as z:
             if len(z["patches"]):
                 patches.append(z["patches"])
@@ -541,8 +628,10 @@ def reuse_classifier(cfg: StagedConfig, layout: Layout) -> Path:
     return final
 
 
-def classifier_provenance(cfg: StagedConfig) -> dict[str, Any]:
-    """Where the classifier's training samples came from (for the card)."""
+def classifier_provenance(cfg: StagedConfig, datasets: ReviewDatasets = ()) -> dict[str, Any]:
+    """Where the classifier's training samples came from (for the card): phantom seeds, the
+    review dataset versions (with their content hash) and the grants they were built under,
+    the package it was fine-tuned from."""
     if cfg.classifier_from is not None:
         source = ModelPackage.load(cfg.classifier_from)
         extra = source.card.training.extra
@@ -550,11 +639,17 @@ def classifier_provenance(cfg: StagedConfig) -> dict[str, Any]:
             "classifier_from": f"{source.card.id}@{source.card.version}",
             "mining_seeds": extra.get("mining_seeds"),
         }
-    assert cfg.mining is not None
-    out: dict[str, Any] = {
-        "mining_seeds": [cfg.mining.seed, cfg.mining.count],
-        "mining_profile": cfg.mining.profile,
-    }
+    out: dict[str, Any] = {}
+    if cfg.mining is not None:
+        out["mining_seeds"] = [cfg.mining.seed, cfg.mining.count]
+        out["mining_profile"] = cfg.mining.profile
+    if datasets:
+        out["datasets"] = [f"{m.ref} sha256:{m.content_sha256}" for m, _ in datasets]
+        out["dataset_grants"] = sorted({g for m, _ in datasets for g in m.grant_ids})
+        out["dataset_cases"] = sum(len(m.cases) for m, _ in datasets)
+    if cfg.classifier.init_from is not None:
+        card = ModelPackage.load(cfg.classifier.init_from).card
+        out["classifier_fine_tuned_from"] = f"{card.id}@{card.version}"
     if cfg.nodule_patches is not None:
         out["nodule_patch_seeds"] = [cfg.nodule_patches.seed, cfg.nodule_patches.count]
         out["nodule_patch_profile"] = cfg.nodule_patches.profile
@@ -576,6 +671,11 @@ def classifier(
     progress: Progress | None = None,
 ) -> Path:
     c = cfg.classifier
+    init = None
+    if c.init_from is not None:
+        init = c.init_from / "fpr-weights.pt"
+        if not init.exists():
+            raise ConfigError(f"classifier.init_from: {init} does not exist (no classifier)")
     if not (layout.classifier / FPR_FINAL).exists():
         train_fpr(
             samples[0],
@@ -587,6 +687,7 @@ def classifier(
                 width=c.width,
                 seed=c.seed,
                 acquisition=c.acquisition,
+                init_weights=str(init) if init else None,
             ),
             layout.classifier,
             device=select_device("auto").torch_device,  # CUDA when present, like the detector
@@ -667,6 +768,7 @@ class Validation:
 def validate(
     cfg: StagedConfig, package: ModelPackage, progress: Progress | None = None
 ) -> Validation:
+    assert cfg.validation is not None
     predictor = serving_predictor(package)
     probe = TypeRule(solid_hu=SOLID_HU, solid_fraction=1.0, ggo_fraction=0.0)
     results: list[ScanResult] = []
@@ -695,6 +797,49 @@ def validate(
     return Validation(results, shares)
 
 
+def kept_operating_point(
+    cfg: StagedConfig, layout: Layout, nodules: npt.NDArray[np.float16] | None = None
+) -> dict[str, Any]:
+    """The operating point of ``operating_point_from`` (``validation.json`` of a build that
+    keeps it): its type rule, and its classifier threshold — or, for a classifier fine-tuned
+    from that package's (``classifier.init_from``, the same package), the threshold that keeps
+    the share of the training's true-nodule patches (``nodules``) that package's classifier
+    passes (:func:`training.fpr.matched_threshold`)."""
+    assert cfg.operating_point_from is not None
+    package_dir = cfg.operating_point_from
+    card = ModelPackage.load(package_dir).card
+    stage = next((s for s in card.stages if s.name == "fpr"), None)
+    if stage is None or card.pipeline is None or card.pipeline.type_rule is None:
+        raise ConfigError(
+            f"operating_point_from: {package_dir} is not a staged package (no fpr stage or type "
+            "rule)"
+        )
+    out: dict[str, Any] = {
+        "threshold": stage.threshold,
+        "type_rule": card.pipeline.type_rule.model_dump(),
+        "kept_from": f"{card.id}@{card.version}",
+    }
+    if nodules is not None and cfg.classifier.init_from == package_dir:
+        from training.fpr import CandidateNet, matched_threshold, scores
+
+        base = CandidateNet(cfg.classifier.width)
+        base.load_state_dict(
+            torch.load(package_dir / "fpr-weights.pt", map_location="cpu", weights_only=True)
+        )
+        threshold, share = matched_threshold(
+            scores(base, nodules), scores(load_fpr(layout.classifier), nodules), stage.threshold
+        )
+        out |= {
+            "threshold": threshold,
+            "matched": {
+                "threshold_of_kept": stage.threshold,
+                "nodule_patches": len(nodules),
+                "share_passed": share,
+            },
+        }
+    return out
+
+
 def choose_type_rule(shares: list[tuple[float, str]]) -> TypeRuleSpec:
     """The (solid, ground-glass) share thresholds with the best accuracy on validation
     nodules (of the tied best, the middle ones)."""
@@ -720,8 +865,9 @@ def choose_type_rule(shares: list[tuple[float, str]]) -> TypeRuleSpec:
     )
 
 
-def build(config: Path, progress: Progress | None = None) -> Path:
-    """Run steps 1–6 (each skipped when its result exists); returns the package folder."""
+def build(config: Path, progress: Progress | None = None, datasets: ReviewDatasets = ()) -> Path:
+    """Run steps 1–6 (each skipped when its result exists); returns the package folder.
+    ``datasets``: the config's ``reviews.datasets``, resolved and authorized by the caller."""
     from training.data import training_cases
     from training.train import train
 
@@ -749,10 +895,17 @@ def build(config: Path, progress: Progress | None = None) -> Path:
     if cfg.classifier_from is not None:
         reuse_classifier(cfg, layout)
     else:
-        samples = mine(cfg, det, layout, progress)
+        samples = mine(cfg, det, layout, progress, datasets)
         classifier(cfg, samples, layout, progress)
+        if not layout.validation.exists() and cfg.operating_point_from is not None:
+            layout.validation.write_text(
+                json.dumps(kept_operating_point(cfg, layout, samples[0][samples[1]]))
+            )
         del samples
+    if not layout.validation.exists() and cfg.operating_point_from is not None:
+        layout.validation.write_text(json.dumps(kept_operating_point(cfg, layout)))
     if not layout.validation.exists():
+        assert cfg.validation is not None
         probe = staged_package(
             det,
             layout,
@@ -788,13 +941,19 @@ def build(config: Path, progress: Progress | None = None) -> Path:
             type_rule=TypeRuleSpec.model_validate(chosen["type_rule"]),
             folder=layout.package,
             extra={
-                "validation_seeds": [cfg.validation.seed, cfg.validation.count],
-                **classifier_provenance(cfg),
+                **(
+                    {"validation_seeds": [cfg.validation.seed, cfg.validation.count]}
+                    if cfg.validation
+                    else {}
+                ),
+                **classifier_provenance(cfg, datasets),
                 **detector_provenance(cfg),
-                "operating_point": {
-                    "classifier_threshold": chosen["threshold"],
-                    "chosen_for_max_fp_per_scan": cfg.validation.max_fp_per_scan,
-                },
+                "operating_point": {"classifier_threshold": chosen["threshold"]}
+                | (
+                    {"chosen_for_max_fp_per_scan": cfg.validation.max_fp_per_scan}
+                    if cfg.validation
+                    else {"kept_from": chosen["kept_from"], "matched": chosen.get("matched")}
+                ),
             },
         )
     if not (layout.package / "model.yaml").exists():

@@ -81,6 +81,15 @@ class CaseEntry(BaseModel):
     negatives: list[Negative]
     files: dict[str, str] = Field(description="path in the version folder -> sha256")
 
+    @property
+    def folder(self) -> str:
+        """The case's folder in its version folder: ``cases/ID`` or ``negatives-only/ID``."""
+        for path in self.files:
+            head, case, *_ = path.split("/")
+            if case == self.case_id:
+                return f"{head}/{case}"
+        raise DatasetError(f"case {self.case_id}: the manifest lists none of its files")
+
 
 class LeftOut(BaseModel):
     review_id: str

@@ -17,7 +17,10 @@ sensitivity is not below the active's and its false positives per scan are at mo
 active's + 0.1; and on the held-out phantoms (the same set: seed and count) its CPM and
 sensitivity at the operating point are not below the active's by more than 0.02 (about the
 half-width of their bootstrap intervals on 100 phantoms) and its false positives per scan are
-at most the active's + 0.1.
+at most the active's + 0.1. When the candidate was evaluated beside the active version in the
+same run (``preread models build``: its ``evaluation.json`` names the active version as its
+baseline, read then on the same scans), those side-by-side figures are the active's
+(:func:`held_out_figures`); otherwise the active package's own ``evaluation.json``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = [
     "Nodule",
     "ReviewedStudy",
     "gate",
+    "held_out_figures",
 ]
 
 FP_MARGIN = 0.1
@@ -155,6 +159,23 @@ def gate(
         "failures": list(failures),
     }
     return GateResult(not failures, figures, tuple(failures))
+
+
+def held_out_figures(
+    active: Mapping[str, Any], candidate: Mapping[str, Any], active_ref: str
+) -> Mapping[str, Any]:
+    """The active version's held-out figures to hold the candidate against: those of the
+    candidate's own evaluation when it read ``active_ref`` beside it on the same scans (its
+    ``baseline``, ``source`` "same run"), else the active package's ``evaluation.json``."""
+    base = candidate.get("baseline")
+    if (
+        isinstance(base, Mapping)
+        and base.get("model") == active_ref
+        and base.get("source") == "same run"
+        and isinstance(base.get("held_out"), Mapping)
+    ):
+        return {**base["held_out"], "data": candidate.get("data") or {}}
+    return active
 
 
 def _held_out(

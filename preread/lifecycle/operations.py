@@ -15,7 +15,7 @@ from inference.package import ModelPackage
 from inference.registry import Registry
 from preread.audit import AuditAction, AuditEvent, AuditLog, Outcome
 from preread.domain import ModelRef
-from preread.lifecycle.gate import GateResult, Nodule, ReviewedStudy, gate
+from preread.lifecycle.gate import GateResult, Nodule, ReviewedStudy, gate, held_out_figures
 from preread.lifecycle.lineup import lineup_of, ref_of
 from preread.lifecycle.stages import (
     LifecycleError,
@@ -132,12 +132,16 @@ class ModelLife:
         """The gate's figures for promoting ``version`` (in shadow) over the active one."""
         active = self.active(model_id)
         studies = reviewed_in_shadow(self.store, reviews, model_id, active.version, version)
+        active_ref = f"{model_id}@{active.version}"
+        candidate = self._find(model_id, version).read_evaluation()
         return gate(
             studies,
-            active=f"{model_id}@{active.version}",
+            active=active_ref,
             candidate=f"{model_id}@{version}",
-            active_evaluation=self._find(model_id, active.version).read_evaluation(),
-            candidate_evaluation=self._find(model_id, version).read_evaluation(),
+            active_evaluation=held_out_figures(
+                self._find(model_id, active.version).read_evaluation(), candidate, active_ref
+            ),
+            candidate_evaluation=candidate,
             min_studies=min_studies,
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from preread.lifecycle.gate import Nodule, ReviewedStudy, gate
+from preread.lifecycle.gate import Nodule, ReviewedStudy, gate, held_out_figures
 
 EVALUATION: dict[str, Any] = {
     "data": {"source": "phantoms", "seed": 900000, "count": 100},
@@ -70,3 +70,33 @@ def test_more_false_positives_or_a_held_out_regression_refuse_naming_each_rule()
     )
     assert "0 reviewed studies read in shadow" in refused.failures[0]
     assert "not evaluated on the same held-out phantoms" in refused.failures[1]
+
+
+def test_a_candidate_evaluated_beside_the_active_version_is_held_against_those_figures() -> None:
+    """``preread models build`` reads its baseline on the same scans in the same run: those
+    figures are the active's, not its package's evaluation of another set."""
+    small = {"source": "phantoms", "seed": 70, "count": 4}
+    beside = {"cpm": 0.80, "sensitivity_ge6mm": 0.75, "fp_per_scan": 0.5}
+    candidate = {
+        "data": small,
+        "cpm": 0.79,
+        "sensitivity_ge6mm": 0.75,
+        "fp_per_scan": 0.5,
+        "baseline": {"model": "m@1", "source": "same run", "held_out": beside},
+    }
+    active = held_out_figures(EVALUATION, candidate, "m@1")
+    assert active == {**beside, "data": small}
+    result = gate(
+        [study([(0.0, 0.0, 0.0), (50.0, 0.0, 0.0)])],
+        active="m@1",
+        candidate="m@2",
+        active_evaluation=active,
+        candidate_evaluation=candidate,
+        min_studies=1,
+    )
+    assert result.passed, result.failures
+    assert result.figures["held_out"]["cpm"] == (0.80, 0.79)
+    # another baseline, or one taken from its published document: the active package's figures
+    for base in ({"model": "m@0", "source": "same run"}, {"model": "m@1", "source": "published"}):
+        other = {**candidate, "baseline": {**base, "held_out": beside}}
+        assert held_out_figures(EVALUATION, other, "m@1") is EVALUATION
