@@ -534,9 +534,18 @@ def demo(
             "Orthanc playing the hospital's PACS",
         ),
     ] = True,
+    learning: Annotated[
+        bool,
+        typer.Option(
+            "--learning",
+            help="the learning loop instead: studies read and reviewed, a dataset, a "
+            "fine-tuned candidate in shadow, the gate, promotion and rollback (minutes)",
+        ),
+    ] = False,
 ) -> None:
     """Send phantom chest CTs to a private Orthanc by C-STORE; print found vs truth per study
-    (and a follow-up study's comparison with its prior vs the truth)."""
+    (and a follow-up study's comparison with its prior vs the truth). With ``--learning``,
+    run the learning loop on them instead (:mod:`preread.learning`)."""
     import signal
 
     from dicom_gateway.orthanc_server import OrthancServer
@@ -555,6 +564,10 @@ def demo(
     settings = Settings()
     if "PREREAD_LUNG_RADS" not in os.environ:  # the demo's phantoms stand for screening exams
         settings = settings.model_copy(update={"lung_rads": "all"})
+    if learning:
+        _learning_demo(settings, count=count, seed=seed, matrix=matrix,
+                       max_slices=max_slices or 64, once=once, host=host, port=port)  # fmt: skip
+        return
     pacs_config = None
     if follow_up and settings.priors_peer and not settings.orthanc_url:
         out.print("follow-up part skipped: PREREAD_PRIORS_PEER names your own PACS")
@@ -649,6 +662,74 @@ def demo(
     failed = failed or (report is not None and report.state != "done")
     _exit_leaving(service, 1 if failed else 0)
     if failed:
+        raise typer.Exit(1)
+
+
+def _learning_demo(
+    settings: Settings,
+    *,
+    count: int,
+    seed: int,
+    matrix: int,
+    max_slices: int,
+    once: bool,
+    host: str,
+    port: int,
+) -> None:
+    """``preread demo --learning``: the candidate is published into a models folder of the
+    demo's own (links to the installed packages), the active version pinned in
+    ``PREREAD_MODELS`` so that the new one reads only as the stages say."""
+    import signal
+
+    from inference.registry import Registry
+    from preread.composition import model_packages
+    from preread.demo import demo_grant
+    from preread.learning import demo_models_dir, report_lines, run_learning
+    from preread.service import Service
+    from preread.shutdown import ShutdownSignals
+
+    models = demo_models_dir(settings, settings.data_dir / "demo-models")
+    pinned = [f"{p.card.id}@{p.card.version}" for p in model_packages(settings)]
+    settings = settings.model_copy(update={"models_dir": models, "models": pinned})
+    Registry(models)  # fail early on a broken link
+    phantoms = {"matrix": matrix, "max_slices": max_slices}
+    with ShutdownSignals((signal.SIGTERM,)) as signals, Service(settings) as service:
+        demo_grant(service)
+        service.start_loop()
+        api = _ApiThread(service, host, port)
+        _print_endpoints(service, host, port)
+        with console.status("learning loop") as status:
+
+            def say(message: str) -> None:
+                status.update(message)
+                out.print(message)
+
+            report = run_learning(
+                service,
+                count=count,
+                shadow_count=count,
+                seed=seed,
+                matrix=matrix,
+                max_slices=max_slices,
+                build={
+                    "held_out": {"seed": 900_000, "count": 6, **phantoms},
+                    "robustness": {"seed": 950_000, "count": 2, **phantoms},
+                    "rehearsal": {"count": 4, **phantoms},
+                },
+                on_status=say,
+            )
+        for line in report_lines(report):
+            out.print(line)
+        if not once:
+            out.print("PreRead and Orthanc keep running; Ctrl-C stops them.")
+            try:
+                _wait_for_signal(signals)
+            except KeyboardInterrupt:
+                console.print("stopping (SIGINT)")
+        api.stop()
+        service.close(hurry=signals.urgent)
+    _exit_leaving(service, 0 if report.promoted else 1)
+    if not report.promoted:
         raise typer.Exit(1)
 
 
@@ -862,6 +943,81 @@ def models_build(
         package = build(config, progress, _review_datasets(config))
         path = compare_and_publish(config, package, target, force=force, progress=progress)
     out.print(f"published {path}")
+
+
+@models_app.command("finetune")
+@_friendly
+def models_finetune(
+    ref: Annotated[str, typer.Argument(help="the installed staged package, ID@VERSION")],
+    dataset: Annotated[
+        list[str],
+        typer.Option(
+            "--dataset", help="a dataset version built from reviews, NAME@VERSION (repeatable)"
+        ),
+    ],
+    version: Annotated[
+        str | None, typer.Option(help="the candidate's version (default: the next patch)")
+    ] = None,
+    iterations: Annotated[int, typer.Option(min=1, help="classifier training steps")] = 200,
+    eval_count: Annotated[
+        int, typer.Option(min=1, help="held-out phantoms read side by side (100: a release)")
+    ] = 100,
+    robustness_count: Annotated[int, typer.Option(min=1, help="robustness phantoms")] = 30,
+    models_dir: Annotated[
+        Path | None, typer.Option(help="registry folder (default PREREAD_MODELS_DIR)")
+    ] = None,
+) -> None:
+    """A candidate version from radiologists' reviews: the package's false-positive classifier
+    fine-tuned on the dataset versions (rejected findings as hard negatives, confirmed and
+    added nodules as positives, rehearsal phantoms beside them), behind the same detector at a
+    sensitivity-matched operating point; evaluated beside the package on the same phantoms and
+    published as a candidate (``preread models shadow`` next)."""
+    from inference.registry import Registry
+    from training.compare import compare_and_publish
+    from training.finetune import finetune_config, next_version, write_config
+    from training.staged import build
+
+    settings = Settings()
+    target = models_dir or settings.models_dir
+    registry = Registry(target)
+    model_id, _, base_version = ref.partition("@")
+    package = registry.find(model_id, base_version or None)
+    version = version or next_version(package, registry.versions(model_id))
+    datasets = _training_datasets(dataset, settings)  # verified, authorized: before any write
+    if model_id in {m.partition("@")[0] for m in settings.models}:  # served here: pin
+        from preread.audit.cli import cli_actor
+        from preread.cli_models import open_life
+
+        with open_life() as life:
+            pinned = life.pin_active(
+                model_id, by=cli_actor(), reason=f"before candidate {version} was published"
+            )
+        out.print(f"{pinned.model_id}@{pinned.version} is the recorded active version")
+    folder = settings.data_dir / "learning" / f"{model_id}-{version}"
+    config = write_config(
+        finetune_config(
+            package,
+            dataset,
+            version=version,
+            output_dir=folder / "run",
+            iterations=iterations,
+            held_out={"seed": 900_000, "count": eval_count},
+            robustness={"seed": 950_000, "count": robustness_count},
+        ),
+        folder / "build.yaml",
+    )
+    out.print(f"build config: {config}")
+    with _progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total, info="")
+            bar.update(tasks[step], completed=done)
+
+        built = build(config, progress, datasets)
+        path = compare_and_publish(config, built, target, progress=progress)
+    out.print(f"published {path} (a candidate: preread models shadow {model_id}@{version})")
 
 
 @models_app.command("evaluate-followup")

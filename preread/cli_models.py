@@ -35,7 +35,7 @@ from preread.composition import job_store, model_packages
 from preread.lifecycle import GateRefusedError, LifecycleError, ModelLife, WithdrawnRead
 from preread.settings import Settings
 
-__all__ = ["register"]
+__all__ = ["open_life", "register"]
 
 Command = Callable[..., Any]
 console = Console(highlight=False)
@@ -59,7 +59,7 @@ def register(app: typer.Typer, friendly: Callable[[Command], Command]) -> None:
 
 
 @contextmanager
-def _life() -> Iterator[ModelLife]:
+def open_life() -> Iterator[ModelLife]:
     from inference.registry import Registry
     from preread.audit import AuditLog
 
@@ -92,7 +92,7 @@ def _date(value: str | None) -> dt.datetime | None:
 
 def stages(model_id: Annotated[str, typer.Argument(help="a model id of PREREAD_MODELS")]) -> None:
     """Every installed version of the model and its stage."""
-    with _life() as life:
+    with open_life() as life:
         table = Table(title=f"{model_id}: versions and stages")
         for column in ("version", "stage", "since", "by", "reason", "replaced"):
             table.add_column(column)
@@ -111,7 +111,7 @@ def stages(model_id: Annotated[str, typer.Argument(help="a model id of PREREAD_M
 def shadow(ref: Ref, by: By, reason: Reason) -> None:
     """Put a version in shadow: it reads what the active one reads; nothing it finds leaves."""
     model_id, version = _ref(ref)
-    with _life() as life:
+    with open_life() as life:
         life.shadow(model_id, version, by=by, reason=reason)
     console.print(f"{model_id}@{version} is in shadow from the next study on")
 
@@ -128,7 +128,7 @@ def promote(
     from preread.reviews.store import ReviewStore
 
     model_id, version = _ref(ref)
-    with _life() as life:
+    with open_life() as life:
         try:
             record, result = life.promote(
                 model_id,
@@ -158,7 +158,7 @@ def rollback(
 ) -> None:
     """Withdraw the active version: the version it replaced is active again."""
     model_id, version = _ref(ref)
-    with _life() as life:
+    with open_life() as life:
         record, withdrawn = life.rollback(
             model_id, version, by=by, reason=reason, since=_date(since), reread=reread
         )
@@ -169,7 +169,7 @@ def rollback(
 def retire(ref: Ref, by: By, reason: Reason) -> None:
     """Retire a candidate or shadow version."""
     model_id, version = _ref(ref)
-    with _life() as life:
+    with open_life() as life:
         life.retire(model_id, version, by=by, reason=reason)
     console.print(f"{model_id}@{version} is retired")
 
@@ -180,7 +180,7 @@ def reads(
 ) -> None:
     """The studies whose current reading is by the version."""
     model_id, version = _ref(ref)
-    with _life() as life:
+    with open_life() as life:
         found = life.withdrawn_reads(model_id, version, _date(since))
     _print_reads(found, f"studies read by {model_id}@{version}", False)
 

@@ -254,6 +254,7 @@ def run_learning(
     finally:
         access.close()
 
+    life.pin_active(model_id, by=ACTOR, reason="before a candidate is published")
     package = service.registry.find(model_id, active.version)
     version = next_version(package, service.registry.versions(model_id))
     say(f"fine-tuning {active_ref}'s classifier on {dataset.ref} into {model_id}@{version}")

@@ -105,6 +105,19 @@ def test_train_refuses_a_broken_config_with_its_path(tmp_path: Path) -> None:
     assert str(cfg) in run.stderr and "invalid training config" in run.stderr
 
 
+def test_finetune_refuses_a_dataset_that_is_not_there_before_writing_anything(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    run = preread_in_process(
+        "models", "finetune", "lung-nodule@2.6.0", "--dataset", "reviews-x@1", data=data
+    )
+    assert run.returncode == 2 and "reviews-x" in run.stderr, run.stdout + run.stderr
+    assert not (data / "learning").exists()
+    stages = preread_in_process("models", "stages", "lung-nodule", data=data)
+    assert stages.returncode == 0 and "before candidate" not in stages.stdout  # not pinned
+
+
 def test_clients_and_keys_commands(tmp_path: Path) -> None:
     data = tmp_path / "data"
     made = preread_in_process(

@@ -116,6 +116,19 @@ class ModelLife:
             raise LifecycleError(f"{model_id}@{version} is the active version")
         return self._move(model_id, version, Move.SHADOW, Stage.SHADOW, by=by, reason=reason)
 
+    def pin_active(self, model_id: str, *, by: str, reason: str) -> StageRecord:
+        """Record the version that reads ``model_id`` now as active, if no move was recorded
+        yet. Until then the version is the one ``PREREAD_MODELS`` names, and an unversioned
+        name (``lung-nodule``) means the newest installed: publishing a candidate would make
+        it the version that reads at the next restart, ungated. ``preread models finetune``
+        pins before it publishes."""
+        by, reason = check_words(by, reason)
+        active = self.active(model_id)
+        record = self._stage(model_id, active.version)
+        if record.stage is Stage.ACTIVE and record.changed_at is not None:
+            return record  # recorded already
+        return self._move(model_id, active.version, Move.PIN, Stage.ACTIVE, by=by, reason=reason)
+
     def retire(self, model_id: str, version: str, *, by: str, reason: str) -> StageRecord:
         by, reason = check_words(by, reason)
         self._configured(model_id)

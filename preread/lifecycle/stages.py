@@ -43,6 +43,8 @@ class Move(StrEnum):
     PROMOTE = "promote"
     ROLLBACK = "rollback"
     RETIRE = "retire"
+    PIN = "pin"
+    """Record the version that reads now as active (it was only named by PREREAD_MODELS)."""
 
 
 _FROM: Mapping[Move, frozenset[Stage]] = {
@@ -50,6 +52,7 @@ _FROM: Mapping[Move, frozenset[Stage]] = {
     Move.PROMOTE: frozenset({Stage.SHADOW}),
     Move.ROLLBACK: frozenset({Stage.ACTIVE}),
     Move.RETIRE: frozenset({Stage.CANDIDATE, Stage.SHADOW}),
+    Move.PIN: frozenset({Stage.CANDIDATE}),
 }
 _WHY: Mapping[Move, str] = {
     Move.SHADOW: "only a candidate or a retired version can go into shadow",
@@ -58,6 +61,7 @@ _WHY: Mapping[Move, str] = {
     Move.RETIRE: (
         "the active version is retired by promoting another or by rolling it back, never alone"
     ),
+    Move.PIN: "only a version no move was recorded for can be pinned as the active one",
 }
 
 

@@ -173,3 +173,27 @@ def test_shadow_gate_promote_rollback_and_reread(store: JobStore) -> None:
     ]
     assert all(r.event.actor == "operator:Dr Chen (AI committee)" for r in audit.records()
                if r.event.action is AuditAction.MODEL_STAGE)  # fmt: skip
+
+
+def test_pinning_records_the_version_that_reads_so_a_newer_install_does_not_take_over(
+    store: JobStore,
+) -> None:
+    """``PREREAD_MODELS=lung-nodule`` names the newest installed version: before a candidate
+    is published, the version reading now is recorded active, and stays so for a process
+    whose unversioned name resolves to the newer package."""
+    registry = Registry(MODELS)
+    old, new = registry.find("lung-nodule", "2.4.0"), registry.find("lung-nodule", "2.6.0")
+    audit = AuditLog(store.engine)
+    before = ModelLife(store, audit, registry, [old])
+    pinned = before.pin_active("lung-nodule", by="cli:ops", reason="before 2.6.0 is published")
+    assert (pinned.version, pinned.stage) == ("2.4.0", Stage.ACTIVE)
+    assert before.pin_active("lung-nodule", by="cli:ops", reason="again").changed_at == (
+        pinned.changed_at
+    )  # recorded once
+    after = ModelLife(store, audit, registry, [new])  # the newest install, after a restart
+    assert after.active("lung-nodule").version == "2.4.0"
+    assert [
+        r.event.detail["move"]
+        for r in audit.records()
+        if r.event.action is AuditAction.MODEL_STAGE and r.event.detail
+    ] == ["pin"]
