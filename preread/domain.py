@@ -302,7 +302,10 @@ class Comparison:
     ``compared``: priors found, read and matched; ``no-prior``: the PACS has no earlier CT of
     the patient (this is a baseline exam); ``unavailable``: the priors could not be had now
     (``reason`` says why: PACS down, no grant for the prior, ...) and the reconcile sweep
-    retries; ``not-configured``: no PACS to ask (``PREREAD_PRIORS_PEER`` unset).
+    retries — unless ``retryable`` is False: the cause is in the studies themselves (no valid
+    StudyDate, a prior with no series the model reads, priors that do not register), and
+    reading the same study again would give the same answer; ``not-configured``: no PACS to
+    ask (``PREREAD_PRIORS_PEER`` unset).
     """
 
     status: ComparisonStatus
@@ -312,6 +315,7 @@ class Comparison:
     nodules: tuple[NoduleComparison, ...] = ()
     #: registration of the prior onto the current study: residual (mm) after alignment
     registration_residual_mm: float | None = None
+    retryable: bool = True
 
     def for_label(self, label: int) -> NoduleComparison | None:
         """The comparison row of the current finding ``label`` (None: not compared)."""

@@ -90,6 +90,7 @@ def compare(
         return Comparison(
             "unavailable",
             reason=why,
+            retryable=False,  # the same scans register no better on a second try
             prior=previous.study,
             registration_residual_mm=residual,
         )

@@ -187,7 +187,12 @@ def priors_setup(settings: Settings, client: OrthancClient) -> PriorsSetup | Non
 
 
 class _Unavailable(Exception):
-    """A prior cannot be had now; the message is the comparison's reason."""
+    """A prior cannot be had now; the message is the comparison's reason. ``permanent``: the
+    cause is in the studies themselves (reading them again gives the same answer)."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
 
 
 def parse_date(value: str) -> datetime.date | None:
@@ -218,10 +223,11 @@ def compare_with_priors(
 ) -> PriorsOutcome:
     """The comparison of ``current`` with its priors (see the module docstring); never raises
     for a fault of the priors' path: it becomes an ``unavailable`` comparison."""
+    retryable = True
     try:
         return _compare(setup, current, access)
     except _Unavailable as exc:
-        reason = str(exc)
+        reason, retryable = str(exc), not exc.permanent
     except PriorsUnavailableError as exc:
         reason = str(exc)
     except (GatewayError, InferenceError, PrereadError) as exc:  # PreRead's messages: no PHI
@@ -230,12 +236,14 @@ def compare_with_priors(
         log.exception("study %s: the comparison with priors failed", current.study_instance_uid)
         reason = f"the comparison with priors failed ({type(exc).__name__})"
     log.info("study %s: comparison unavailable: %s", current.study_instance_uid, reason)
-    return PriorsOutcome(Comparison("unavailable", reason=reason), {})
+    return PriorsOutcome(Comparison("unavailable", reason=reason, retryable=retryable), {})
 
 
 def _compare(setup: PriorsSetup, current: CurrentReading, access: PriorAccess) -> PriorsOutcome:
     if current.study_date is None:
-        raise _Unavailable("the study has no valid StudyDate: its priors cannot be told apart")
+        raise _Unavailable(
+            "the study has no valid StudyDate: its priors cannot be told apart", permanent=True
+        )
     access.audit(
         AuditAction.PRIORS_QUERY,
         Outcome.SUCCESS,
@@ -343,7 +351,7 @@ def _read_prior(
     )
     study_date = parse_date(study.study_date) or prior.study_date
     if study_date is None:
-        raise _Unavailable(f"the prior {uid} has no valid StudyDate")
+        raise _Unavailable(f"the prior {uid} has no valid StudyDate", permanent=True)
     stored = _stored_result(access, uid)
     if stored is not None:
         return _from_result(access, current, grant, study, own, stored, study_date, role)
@@ -413,7 +421,8 @@ def _fetch(
     if n_images > access.limits.max_slices:  # never fetched
         raise _Unavailable(
             f"the prior {uid}'s series {series_uid} has {n_images} images, more than "
-            f"{access.limits.max_slices} (PREREAD_MAX_SERIES_SLICES)"
+            f"{access.limits.max_slices} (PREREAD_MAX_SERIES_SLICES)",
+            permanent=True,
         )
     access.audit(
         AuditAction.PIXELS_FETCH,
@@ -497,7 +506,9 @@ def _read_here(
     card = predictor.package.card
     selection = select_series([candidate(s) for s in own], card.series_rules)
     if selection.chosen is None:
-        raise _Unavailable(f"the prior {uid} has no series the model reads: {selection.reason}")
+        raise _Unavailable(
+            f"the prior {uid} has no series the model reads: {selection.reason}", permanent=True
+        )
     series = _series_of(own, selection.chosen.series_instance_uid, uid)
     datasets = _fetch(access, current, grant, study, series)
     analysis = analyze(

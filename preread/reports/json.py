@@ -179,6 +179,11 @@ class ComparisonOut(BaseModel):
     prior: PriorStudyOut | None = None
     baseline: PriorStudyOut | None = None
     registration_residual_mm: float | None = None
+    retryable: bool | None = Field(
+        default=None,
+        description="unavailable only: whether PreRead reads the study again for it (false: the "
+        "cause is in the studies, e.g. no valid StudyDate; reading again gives the same answer)",
+    )
     nodules: list[NoduleComparisonOut] = []
 
 
@@ -256,6 +261,7 @@ def comparison_out(result: PreReadResult) -> ComparisonOut | None:
         prior=_prior(c.prior),
         baseline=_prior(c.baseline),
         registration_residual_mm=c.registration_residual_mm,
+        retryable=c.retryable if c.status == "unavailable" else None,
         nodules=[
             NoduleComparisonOut(
                 status=n.status,

@@ -53,6 +53,8 @@ _ENQUEUE_TRIES = 5
 COMPARISON_UNAVAILABLE = "comparison_unavailable"
 #: ... and of one whose retries are spent (no longer looked at by the sweep)
 COMPARISON_GAVE_UP = "comparison_unavailable_final"
+#: the comparison cannot be made from these studies (the cause is in them): never retried
+COMPARISON_NOT_POSSIBLE = "comparison_not_possible"
 _EVENTS = {  # the webhook event of each final state
     JobState.DONE: "preread.completed",
     JobState.FAILED: "preread.failed",
@@ -348,6 +350,15 @@ class Transaction:
         comparison = row.result.get("comparison")
         if isinstance(comparison, dict) and comparison.get("status") == "unavailable":
             why = comparison.get("reason") or "no reason recorded"
+            if comparison.get("retryable") is False:
+                return self._finish(
+                    row,
+                    JobState.DONE,
+                    self._now(),
+                    f"read without the comparison with the patient's priors ({why}); not read "
+                    "again: the cause is in the studies",
+                    COMPARISON_NOT_POSSIBLE,
+                )
             return self._finish(
                 row,
                 JobState.DONE,

@@ -169,7 +169,7 @@ def test_the_baseline_adds_its_figures_to_the_persistent_nodules() -> None:
 def test_a_prior_that_does_not_register_makes_the_comparison_unavailable() -> None:
     other = replace(PREVIOUS, lung_surface_lps_mm=surface(1500, 4) * np.array([1.6, 0.7, 1.3]))
     c = compare(CURRENT_FINDINGS, CURRENT_SURFACE, date(2025, 1, 5), other, None, _new_uid)
-    assert c.status == "unavailable" and c.nodules == ()
+    assert c.status == "unavailable" and c.nodules == () and c.retryable is False
     assert "does not register" in (c.reason or "") or "rotation" in (c.reason or "")
     rads = assess(CURRENT_FINDINGS, c)
     assert rads.category == "0"  # the prior is being located for comparison

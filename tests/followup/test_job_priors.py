@@ -316,6 +316,7 @@ def test_a_patient_without_earlier_ct_is_a_baseline_exam(sites: Sites) -> None:
         "prior": None,
         "baseline": None,
         "registration_residual_mm": None,
+        "retryable": None,
         "nodules": [],
     }
 
@@ -328,6 +329,7 @@ def test_pacs_down_the_study_is_read_and_the_comparison_unavailable(sites: Sites
     comparison = result["comparison"]
     assert comparison["status"] == "unavailable"
     assert "could not be reached" in comparison["reason"]
+    assert comparison["retryable"] is True  # the PACS may come back: the sweep reads it again
     assert "PRI-4" not in comparison["reason"] and ISSUER not in comparison["reason"]
     assert len(result["findings"]) == 1  # the current reading is whole
     assert comparison["nodules"] == []

@@ -114,12 +114,14 @@ def test_outputs_to_remove_follows_the_chain(store: JobStore) -> None:
     assert len(store.history(STUDY)) == 3
 
 
-def _done_unavailable(store: JobStore, job_id: str) -> JobRecord:
+def _done_unavailable(
+    store: JobStore, job_id: str, reason: str = "PACS down", *, retryable: bool = True
+) -> JobRecord:
     assert store.claim(job_id, "w1", 60) is not None
     store.advance(job_id, "w1", JobState.INFERRING, JobUpdate(series_instance_uid="1.2.3.9"))
     store.advance(job_id, "w1", JobState.WRITING, JobUpdate(outputs=JobOutputs(sr=SR, seg=SEG)))
-    result = {"findings": [], "comparison": {"status": "unavailable", "reason": "PACS down"}}
-    return store.finish_done(job_id, "w1", result).job
+    comparison = {"status": "unavailable", "reason": reason, "retryable": retryable}
+    return store.finish_done(job_id, "w1", {"findings": [], "comparison": comparison}).job
 
 
 def test_a_reading_without_its_comparison_is_read_again_with_back_off(
@@ -161,6 +163,20 @@ def test_a_reading_without_its_comparison_is_read_again_with_back_off(
     clock.advance(10_000)
     assert store.current_for_study("1.2.826.0.1.3680043.8.498.2")[0].reason_code is None
     assert store.retry_comparisons(60, 2) == []
+
+
+def test_a_comparison_the_studies_themselves_prevent_is_never_read_again(
+    store: JobStore, clock: FakeClock
+) -> None:
+    """No valid StudyDate, priors that do not register: the same study gives the same answer,
+    so the sweep leaves it (its own reason code, the cause in the reason)."""
+    why = "the study has no valid StudyDate: its priors cannot be told apart"
+    done = _done_unavailable(store, store.enqueue(STUDY, ORTHANC, MODEL, FP).job.id, why,
+                             retryable=False)  # fmt: skip
+    assert done.reason_code == "comparison_not_possible"
+    assert done.reason is not None and why in done.reason and "not read again" in done.reason
+    clock.advance(10_000)
+    assert store.retry_comparisons(60, 5) == []
 
 
 @pytest.mark.parametrize("final", ["failed", "not_applicable"])
