@@ -75,7 +75,7 @@ from preread.monitoring.acquisition import acquisition_of
 from preread.outputs import ALL_OUTPUTS, Output
 from preread.pipeline import Analysis, analyze, candidate, content_uid_seed, encode, with_comparison
 from preread.reports import InstanceRef, ReportError, to_json
-from preread.reports.uids import new_tracking_uid
+from preread.reports.uids import new_tracking_uid, revised_seed
 from preread.store import (
     FinishResult,
     IllegalTransitionError,
@@ -539,10 +539,12 @@ def uid_seed(job: JobRecord, previous: JobRecord | None = None) -> str:
     supersedes (``previous``: its comparison with priors was unavailable) makes a revised
     result, whose SR must differ from, and supersede, the one it replaces: its seed names
     that job."""
-    token = job.fingerprint.token
+    seed = content_uid_seed(
+        job.study_instance_uid, job.model_id, job.model_version, job.fingerprint.token
+    )
     if previous is not None and previous.fingerprint == job.fingerprint:
-        token = f"{token}|again-after:{previous.id}"
-    return content_uid_seed(job.study_instance_uid, job.model_id, job.model_version, token)
+        return revised_seed(seed, previous.id)  # its findings keep their tracking UIDs
+    return seed
 
 
 def _stored(patient_id: str, study_uid: str, series_uid: str, sop_uid: str) -> StoredObject:

@@ -13,6 +13,11 @@ Encoding the same result again gives the same UIDs, so a retried write-back repl
 instances it already stored instead of adding a second copy; a different result (another
 model version, or a new read of the grown study) gives different UIDs. Pass the same
 ``uid_seed`` to every encoder of one result (JSON, SEG, SR), or none to any.
+
+A *revised* result — the same content read again because its comparison with the priors was
+unavailable — has a seed of its own (:func:`revised_seed`): its SR and SEG are new instances
+that supersede the first ones. Its findings keep their tracking UIDs (a tracking UID names a
+nodule, not a report): :func:`new_tracking_uid` uses the content's seed.
 """
 
 from __future__ import annotations
@@ -21,9 +26,22 @@ from pydicom.uid import UID, generate_uid
 
 from preread.domain import Finding, FindingConcept, ModelRef, PreReadResult
 
-__all__ = ["device_uid", "new_tracking_uid", "report_uid", "tracking_id", "tracking_uid"]
+__all__ = [
+    "device_uid",
+    "new_tracking_uid",
+    "report_uid",
+    "revised_seed",
+    "tracking_id",
+    "tracking_uid",
+]
 
 _SCHEME = "preread-report-uid-v1"
+_REVISION = "|revision-of:"
+
+
+def revised_seed(content_seed: str, previous_job_id: str) -> str:
+    """The seed of a result that revises ``previous_job_id``'s result of the same content."""
+    return f"{content_seed}{_REVISION}{previous_job_id}"
 
 
 def _seed(result: PreReadResult, uid_seed: str | None) -> str:
@@ -60,8 +78,10 @@ def tracking_uid(result: PreReadResult, finding: Finding, *, uid_seed: str | Non
 def new_tracking_uid(
     result: PreReadResult, finding: Finding, *, uid_seed: str | None = None
 ) -> UID:
-    """The tracking UID ``finding`` has as a nodule first seen in ``result``."""
-    return report_uid(result, f"tracking-{finding.label}", uid_seed=uid_seed)
+    """The tracking UID ``finding`` has as a nodule first seen in ``result`` (the same for a
+    revision of the result: the content's seed)."""
+    content = uid_seed.split(_REVISION, 1)[0] if uid_seed is not None else None
+    return report_uid(result, f"tracking-{finding.label}", uid_seed=content)
 
 
 def tracking_id(finding: Finding, concept: FindingConcept) -> str:

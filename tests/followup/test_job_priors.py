@@ -369,6 +369,29 @@ def test_a_comparison_left_unavailable_is_made_when_the_reconcile_sweep_reads_it
     assert sites.store.current_for_study(current)[0].id == again.id  # compared: done with it
 
 
+def test_a_study_read_again_for_its_comparison_keeps_its_nodules_tracking_uids(
+    sites: Sites,
+) -> None:
+    """The PACS still down at the sweep's retry: the revised result's SR and SEG are new
+    instances, its new nodules keep the tracking UIDs the first reading gave them (one nodule,
+    one UID in the RIS and the viewer)."""
+    current = _on_preread(sites, "PRI-11")
+    first = _read(sites, current, _context(sites, StandIn(), "down"))
+    (job,) = sites.store.current_for_study(current)
+    sent: list[str] = []
+    retry_comparisons(sites.store, sent.append, 0.0, 3)
+    (again,) = sites.store.current_for_study(current)
+    assert again.supersedes == job.id
+    finished = run_job(again.id, _context(sites, StandIn(), "down"))
+    assert finished is not None and finished.job.result is not None
+    second = finished.job.result
+    assert second["comparison"]["status"] == "unavailable"
+    uids = [f["tracking_uid"] for f in first["findings"]]
+    assert uids and [f["tracking_uid"] for f in second["findings"]] == uids
+    assert job.outputs.sr is not None and finished.job.outputs.sr is not None
+    assert finished.job.outputs.sr.sop_instance_uid != job.outputs.sr.sop_instance_uid
+
+
 def test_no_grant_for_the_prior_it_is_neither_retrieved_nor_read(sites: Sites) -> None:
     prior = _on_pacs(sites, "PRI-5", datetime.date(2024, 2, 2))
     current = _on_preread(sites, "PRI-5")
