@@ -715,6 +715,7 @@ def _learning_demo(
                     "held_out": {"seed": 900_000, "count": 6, **phantoms},
                     "robustness": {"seed": 950_000, "count": 2, **phantoms},
                     "rehearsal": {"count": 4, **phantoms},
+                    "calibration": {"count": 8, **phantoms},
                 },
                 on_status=say,
             )

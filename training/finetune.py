@@ -36,6 +36,9 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 #: (the shipped packages' held-out and robustness seeds: disjoint from every training seed)
 HELD_OUT_SEED = 900_000
 ROBUSTNESS_SEED = 950_000
+#: the phantoms whose true nodules the threshold is matched on: 2.6.0's validation seeds
+#: (no step of a fine-tuning trains on them)
+CALIBRATION = {"seed": 800_000, "count": 20}
 #: rehearsal phantoms: from the shipped 2.6.0's mining and nodule-patch seeds
 REHEARSAL_MINING = {"seed": 2100, "count": 10}
 REHEARSAL_NODULES = {"seed": 3200, "count": 10}
@@ -78,6 +81,7 @@ def finetune_config(
     learning_rate: float = 5e-5,
     copies: int = 3,
     rehearsal: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
     held_out: dict[str, Any] | None = None,
     robustness: dict[str, Any] | None = None,
     workers: int = 1,
@@ -88,7 +92,9 @@ def finetune_config(
     mined and whose nodules are cut out beside the review cases (``SeedRange`` fields, default
     10 scans of each from 2.6.0's own mining and nodule-patch seeds, wide profile), so that the
     classifier learns the hospital's cases without forgetting the rest (a few reviewed cases
-    alone pull it far from where it was: the gate then refuses it)."""
+    alone pull it far from where it was: the gate then refuses it). ``calibration``: the
+    phantoms whose true nodules the kept threshold is matched on (default 20 of 2.6.0's
+    validation seeds)."""
     card = package.card
     stage = next((s for s in card.stages if s.name == "fpr"), None)
     if stage is None or card.pipeline is None or card.pipeline.candidate_probability is None:
@@ -106,6 +112,7 @@ def finetune_config(
         "detector": str(detector_config(package)),
         "detector_from": str(package.path.resolve()),
         "operating_point_from": str(package.path.resolve()),
+        "calibration": {**CALIBRATION, **(calibration or {})},
         "version": version,
         "candidate_probability": card.pipeline.candidate_probability,
         "segmentation_probability": card.thresholds.probability,

@@ -51,6 +51,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from inference.candidates import two_scale_patch
 from inference.card import (
     ClassifierStage,
     InferenceSpec,
@@ -221,6 +222,10 @@ class StagedConfig(_Strict):
     #: of choosing them on validation phantoms (a classifier fine-tuned from that package's on
     #: a few reviewed cases: the held-out comparison and the promotion gate judge the result)
     operating_point_from: Path | None = None
+    #: phantoms none of the training reads, whose true nodules (patches at their centres) the
+    #: fine-tuned classifier's threshold is matched on (``operating_point_from`` with
+    #: ``classifier.init_from``): nodules it was trained on would score higher than new ones
+    calibration: SeedRange | None = None
     evaluation: EvaluationConfig
     output_dir: Path
 
@@ -248,6 +253,7 @@ class StagedConfig(_Strict):
             "detector training": set(),
             "mining": set(self.mining.seeds if self.mining else ()),
             "nodule patches": set(self.nodule_patches.seeds if self.nodule_patches else ()),
+            "calibration": set(self.calibration.seeds if self.calibration else ()),
             "validation": set(self.validation.seeds if self.validation else ()),
             "held-out": set(self.evaluation.held_out.seeds),
             "robustness": set(self.evaluation.robustness.seeds),
@@ -797,14 +803,30 @@ def validate(
     return Validation(results, shares)
 
 
+def calibration_nodules(cfg: StagedConfig, package: ModelPackage) -> npt.NDArray[np.float16]:
+    """A patch at the centre of each true, not calcified nodule of the calibration phantoms."""
+    assert cfg.calibration is not None
+    out = []
+    for seed in cfg.calibration.seeds:
+        ph = cfg.calibration.phantom(seed)
+        grid = to_model_grid(ph.volume, package.card.input)
+        for n in ph.nodules:
+            if not n.calcified:
+                index = grid.geometry.lps_to_index(n.center_lps_mm)
+                out.append(two_scale_patch(grid.array, index, STORED).astype(np.float16))
+    if not out:
+        raise ConfigError("calibration: its phantoms hold no nodule to match the threshold on")
+    return np.stack(out)
+
+
 def kept_operating_point(
     cfg: StagedConfig, layout: Layout, nodules: npt.NDArray[np.float16] | None = None
 ) -> dict[str, Any]:
     """The operating point of ``operating_point_from`` (``validation.json`` of a build that
     keeps it): its type rule, and its classifier threshold — or, for a classifier fine-tuned
     from that package's (``classifier.init_from``, the same package), the threshold that keeps
-    the share of the training's true-nodule patches (``nodules``) that package's classifier
-    passes (:func:`training.fpr.matched_threshold`)."""
+    its threshold on true-nodule patches (``nodules``: the ``calibration`` phantoms', which no
+    step trained on, else the training's own; :func:`training.fpr.matched_threshold`)."""
     assert cfg.operating_point_from is not None
     package_dir = cfg.operating_point_from
     card = ModelPackage.load(package_dir).card
@@ -826,7 +848,7 @@ def kept_operating_point(
         base.load_state_dict(
             torch.load(package_dir / "fpr-weights.pt", map_location="cpu", weights_only=True)
         )
-        threshold, share = matched_threshold(
+        threshold, shift = matched_threshold(
             scores(base, nodules), scores(load_fpr(layout.classifier), nodules), stage.threshold
         )
         out |= {
@@ -834,7 +856,7 @@ def kept_operating_point(
             "matched": {
                 "threshold_of_kept": stage.threshold,
                 "nodule_patches": len(nodules),
-                "share_passed": share,
+                "median_logit_shift": shift,
             },
         }
     return out
@@ -898,9 +920,12 @@ def build(config: Path, progress: Progress | None = None, datasets: ReviewDatase
         samples = mine(cfg, det, layout, progress, datasets)
         classifier(cfg, samples, layout, progress)
         if not layout.validation.exists() and cfg.operating_point_from is not None:
-            layout.validation.write_text(
-                json.dumps(kept_operating_point(cfg, layout, samples[0][samples[1]]))
+            nodules = (
+                calibration_nodules(cfg, det)
+                if cfg.calibration is not None
+                else samples[0][samples[1]]
             )
+            layout.validation.write_text(json.dumps(kept_operating_point(cfg, layout, nodules)))
         del samples
     if not layout.validation.exists() and cfg.operating_point_from is not None:
         layout.validation.write_text(json.dumps(kept_operating_point(cfg, layout)))

@@ -48,6 +48,7 @@ def test_reviews_become_a_candidate_that_shadows_passes_the_gate_and_is_rolled_b
             build={
                 "iterations": 40,
                 "rehearsal": {"count": 2, "matrix": MATRIX, "max_slices": SLICES},
+                "calibration": {"count": 3, "matrix": MATRIX, "max_slices": SLICES},
                 "held_out": {"seed": 900_000, "count": 2, "matrix": MATRIX, "max_slices": SLICES},
                 "robustness": {"seed": 950_000, "count": 1, "matrix": MATRIX, "max_slices": SLICES},
             },

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inference.registry import Registry
-from training.errors import ConfigError
+from training.errors import ConfigError, TrainingError
 from training.finetune import detector_config, finetune_config, next_version
 from training.fpr import matched_threshold
 from training.staged import StagedConfig
@@ -16,14 +16,20 @@ from training.staged import StagedConfig
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
-def test_matched_threshold_keeps_the_share_of_nodules_the_base_classifier_passed() -> None:
-    base = np.array([0.95, 0.9, 0.7, 0.65, 0.3])  # 3 of 5 pass 0.6
-    tuned = np.array([0.8, 0.5, 0.45, 0.2, 0.1])  # every score moved down by the fine-tuning
-    threshold, share = matched_threshold(base, tuned, 0.6)
-    assert share == pytest.approx(0.8)  # 0.95, 0.9, 0.7, 0.65
-    assert threshold == 0.2 and int(np.sum(tuned >= threshold)) == 4
-    none, zero = matched_threshold(base, tuned, 0.99)
-    assert zero == 0.0 and not np.any(tuned >= none)
+def test_matched_threshold_moves_by_the_nodules_median_logit_shift() -> None:
+    def sig(x: np.ndarray) -> np.ndarray:
+        return np.asarray(1 / (1 + np.exp(-x)))
+
+    base_logits = np.array([3.0, 2.0, 0.5, 0.2, -1.0])
+    base = sig(base_logits)
+    tuned = sig(base_logits - 1.0)  # every nodule one logit lower after the fine-tuning
+    threshold, shift = matched_threshold(base, tuned, 0.6)
+    assert shift == pytest.approx(-1.0)
+    assert threshold == pytest.approx(float(sig(np.log(0.6 / 0.4) - 1.0)))
+    # the same nodules pass: the order against the threshold is kept
+    assert list(tuned >= threshold) == list(base >= 0.6)
+    with pytest.raises(TrainingError, match="same true-nodule patches"):
+        matched_threshold(base, tuned[:3], 0.6)
 
 
 def test_a_candidate_config_keeps_the_packages_detector_and_starts_from_its_classifier() -> None:
