@@ -520,7 +520,10 @@ def _wait_for_signal(signals: Any) -> None:
 @_friendly
 def demo(
     count: Annotated[int, typer.Option(min=1, help="phantom studies to send")] = 3,
-    seed: Annotated[int, typer.Option(min=0, help="seed of the first phantom")] = 990_000,
+    seed: Annotated[
+        int | None,
+        typer.Option(min=0, help="seed of the first phantom (default 990000; --learning 990303)"),
+    ] = None,
     matrix: Annotated[int, typer.Option(min=32, max=1024, help="rows = columns")] = 512,
     max_slices: Annotated[int | None, typer.Option(min=8, help="cap the slice count")] = None,
     once: Annotated[bool, typer.Option("--once", help="exit when the table is printed")] = False,
@@ -565,8 +568,18 @@ def demo(
     if "PREREAD_LUNG_RADS" not in os.environ:  # the demo's phantoms stand for screening exams
         settings = settings.model_copy(update={"lung_rads": "all"})
     if learning:
-        _learning_demo(settings, count=count, seed=seed, matrix=matrix,
-                       max_slices=max_slices or 64, once=once, host=host, port=port)  # fmt: skip
+        from preread.learning import LEARNING_SEED
+
+        _learning_demo(
+            settings,
+            count=count,
+            seed=LEARNING_SEED if seed is None else seed,
+            matrix=matrix,
+            max_slices=max_slices or 64,
+            once=once,
+            host=host,
+            port=port,
+        )
         return
     pacs_config = None
     if follow_up and settings.priors_peer and not settings.orthanc_url:
@@ -594,7 +607,7 @@ def demo(
             rows = run_demo(
                 service,
                 count=count,
-                seed=seed,
+                seed=990_000 if seed is None else seed,
                 matrix=matrix,
                 max_slices=max_slices,
                 on_status=lambda m: status.update(m),
@@ -684,7 +697,7 @@ def _learning_demo(
     from inference.registry import Registry
     from preread.composition import model_packages
     from preread.demo import demo_grant
-    from preread.learning import demo_models_dir, report_lines, run_learning
+    from preread.learning import demo_build, demo_models_dir, report_lines, run_learning
     from preread.service import Service
     from preread.shutdown import ShutdownSignals
 
@@ -692,7 +705,6 @@ def _learning_demo(
     pinned = [f"{p.card.id}@{p.card.version}" for p in model_packages(settings)]
     settings = settings.model_copy(update={"models_dir": models, "models": pinned})
     Registry(models)  # fail early on a broken link
-    phantoms = {"matrix": matrix, "max_slices": max_slices}
     with ShutdownSignals((signal.SIGTERM,)) as signals, Service(settings) as service:
         demo_grant(service)
         service.start_loop()
@@ -711,12 +723,7 @@ def _learning_demo(
                 seed=seed,
                 matrix=matrix,
                 max_slices=max_slices,
-                build={
-                    "held_out": {"seed": 900_000, "count": 6, **phantoms},
-                    "robustness": {"seed": 950_000, "count": 2, **phantoms},
-                    "rehearsal": {"count": 4, **phantoms},
-                    "calibration": {"count": 8, **phantoms},
-                },
+                build=demo_build(matrix, max_slices),
                 on_status=say,
             )
         for line in report_lines(report):

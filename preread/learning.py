@@ -55,10 +55,38 @@ from preread.reviews.store import ReviewStore
 from preread.service import Service
 from preread.store import JobRecord, JobState
 
-__all__ = ["LoopReport", "ReviewCount", "run_learning", "sign_from_truth"]
+__all__ = [
+    "LEARNING_SEED",
+    "LoopReport",
+    "ReviewCount",
+    "demo_build",
+    "run_learning",
+    "sign_from_truth",
+]
 
 Say = Callable[[str], None]
 ACTOR = "preread demo"
+#: the demo's first phantom: seven phantoms of slices <= 2.5 mm (all read), among whose first
+#: three's findings the reader rejects some (hard negatives for the candidate)
+LEARNING_SEED = 990_303
+
+
+def demo_build(matrix: int, max_slices: int) -> dict[str, Any]:
+    """The demo's candidate build (:func:`training.finetune.finetune_config`'s keywords): a
+    gentle fine-tuning (40 steps: three reviewed cases) with 2 scans each of rehearsal mining
+    and nodule patches, 3 calibration scans, and 2 held-out and 1 robustness scans read side by
+    side — minutes on a CPU, and figures that show the machinery, not a model's merit (a
+    release is judged on 100 held-out scans: ``preread models finetune``)."""
+    phantoms = {"matrix": matrix, "max_slices": max_slices}
+    return {
+        "iterations": 40,
+        "rehearsal": {"count": 2, **phantoms},
+        "calibration": {"count": 3, **phantoms},
+        "held_out": {"seed": 900_000, "count": 2, **phantoms},
+        "robustness": {"seed": 950_000, "count": 1, **phantoms},
+    }
+
+
 #: the smallest missed nodule the demo's reader adds (smaller ones are not reported either)
 ADD_MIN_MM = 4.0
 

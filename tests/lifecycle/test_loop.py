@@ -12,7 +12,13 @@ import pytest
 
 from inference.registry import Registry
 from preread.audit import AuditAction
-from preread.learning import demo_models_dir, report_lines, run_learning
+from preread.learning import (
+    LEARNING_SEED,
+    demo_build,
+    demo_models_dir,
+    report_lines,
+    run_learning,
+)
 from preread.service import Service
 from preread.settings import Settings
 from tests.pipeline.conftest import MATRIX, MODELS_DIR, SLICES
@@ -42,16 +48,10 @@ def test_reviews_become_a_candidate_that_shadows_passes_the_gate_and_is_rolled_b
             service,
             count=3,
             shadow_count=3,
-            seed=990_303,  # seven phantoms of slices <= 2.5 mm (all read)
+            seed=LEARNING_SEED,
             matrix=MATRIX,
             max_slices=SLICES,
-            build={
-                "iterations": 40,
-                "rehearsal": {"count": 2, "matrix": MATRIX, "max_slices": SLICES},
-                "calibration": {"count": 3, "matrix": MATRIX, "max_slices": SLICES},
-                "held_out": {"seed": 900_000, "count": 2, "matrix": MATRIX, "max_slices": SLICES},
-                "robustness": {"seed": 950_000, "count": 1, "matrix": MATRIX, "max_slices": SLICES},
-            },
+            build=demo_build(MATRIX, SLICES),  # what ./run demo --learning builds
             timeout_s=300,
         )
         moves = [
