@@ -823,9 +823,9 @@ def kept_operating_point(
     cfg: StagedConfig, layout: Layout, nodules: npt.NDArray[np.float16] | None = None
 ) -> dict[str, Any]:
     """The operating point of ``operating_point_from`` (``validation.json`` of a build that
-    keeps it): its type rule, and its classifier threshold — or, for a classifier fine-tuned
-    from that package's (``classifier.init_from``, the same package), the threshold that keeps
-    its threshold on true-nodule patches (``nodules``: the ``calibration`` phantoms', which no
+    keeps it): its type rule, and its classifier threshold — for a classifier fine-tuned from
+    that package's (``classifier.init_from``, the same package), moved by the median change of
+    the logits of true-nodule patches (``nodules``: the ``calibration`` phantoms', which no
     step trained on, else the training's own; :func:`training.fpr.matched_threshold`)."""
     assert cfg.operating_point_from is not None
     package_dir = cfg.operating_point_from
