@@ -510,6 +510,19 @@ def _print_demo_reader(service: Any, host: str, port: int, study_uid: str | None
             out.print(f"  OHIF:     {base}/viewer/viewer?StudyInstanceUIDs={study_uid}")
 
 
+def _stay_then_stop(service: Any, api: _ApiThread, signals: Any, *, once: bool) -> None:
+    """Keep the demo's service and API up until a signal (``--once``: not at all), then stop
+    them."""
+    if not once:
+        out.print("PreRead and Orthanc keep running; Ctrl-C stops them.")
+        try:
+            _wait_for_signal(signals)
+        except KeyboardInterrupt:
+            console.print("stopping (SIGINT)")
+    api.stop()
+    service.close(hurry=signals.urgent)
+
+
 def _wait_for_signal(signals: Any) -> None:
     """Until SIGTERM or SIGINT (:class:`preread.shutdown.ShutdownSignals`)."""
     received = signals.wait()
@@ -661,14 +674,7 @@ def demo(
         shown = next((r.study for r in rows if r.state == "done"), None)
         _print_demo_client(service, host, port, shown)
         _print_demo_reader(service, host, port, shown)
-        if not once:
-            out.print("PreRead and Orthanc keep running; Ctrl-C stops them.")
-            try:
-                _wait_for_signal(signals)
-            except KeyboardInterrupt:
-                console.print("stopping (SIGINT)")
-        api.stop()
-        service.close(hurry=signals.urgent)
+        _stay_then_stop(service, api, signals, once=once)
     # a study the series rules turn away (not_applicable, with its reason in the table: the
     # demo's third phantom has 3 mm slices) is a correct answer, not a failure of the demo
     failed = any(r.state not in ("done", "not_applicable") for r in rows)
@@ -728,14 +734,7 @@ def _learning_demo(
             )
         for line in report_lines(report):
             out.print(line)
-        if not once:
-            out.print("PreRead and Orthanc keep running; Ctrl-C stops them.")
-            try:
-                _wait_for_signal(signals)
-            except KeyboardInterrupt:
-                console.print("stopping (SIGINT)")
-        api.stop()
-        service.close(hurry=signals.urgent)
+        _stay_then_stop(service, api, signals, once=once)
     _exit_leaving(service, 0 if report.promoted else 1)
     if not report.promoted:
         raise typer.Exit(1)

@@ -185,21 +185,24 @@ def demo_grant(service: Service, senders: tuple[str, ...] = (DEMO_SENDER,)) -> G
 
 
 def wait_for_jobs(
-    service: Service, uids: Collection[str], timeout_s: float
+    service: Service, uids: Collection[str], timeout_s: float, *, shadow: bool = False
 ) -> dict[str, JobRecord]:
-    """The final job of each study in ``uids``, waiting up to ``timeout_s`` for them."""
+    """The final job of each study in ``uids`` (``shadow``: its finished reading by a version
+    in shadow), waiting up to ``timeout_s`` for them."""
     deadline = time.monotonic() + timeout_s
     done: dict[str, JobRecord] = {}
     while len(done) < len(uids):
         if time.monotonic() > deadline:
             missing = sorted(set(uids) - set(done))
-            raise DemoError(f"no pre-read after {timeout_s:.0f} s for {missing}")
+            what = "shadow reading" if shadow else "pre-read"
+            raise DemoError(f"no {what} after {timeout_s:.0f} s for {missing}")
         for uid in uids:
             if uid in done:
                 continue
-            jobs = service.store.current_for_study(uid)
-            if jobs and jobs[0].state in FINAL:
-                done[uid] = jobs[0]
+            jobs = service.store.current_for_study(uid, include_shadow=shadow)
+            final = [j for j in jobs if j.shadow == shadow and j.state in FINAL]
+            if final:
+                done[uid] = final[0]
         time.sleep(0.5)
     return done
 

@@ -34,7 +34,15 @@ from preread.datasets import (
     authorized_datasets,
     build_from_reviews,
 )
-from preread.demo import FINAL, DemoError, SentStudy, TruthNodule, send_studies, truth_hits
+from preread.demo import (
+    FINAL,
+    DemoError,
+    SentStudy,
+    TruthNodule,
+    send_studies,
+    truth_hits,
+    wait_for_jobs,
+)
 from preread.grants import Grant, GrantSpec, Purpose
 from preread.lifecycle import GateRefusedError, ModelLife, WithdrawnRead
 from preread.lifecycle.gate import GateResult
@@ -125,10 +133,10 @@ def sign_from_truth(
     subject = review_subject(ctx, reviewer.tenant, study_uid, model_id)
     hit: set[int] = set()
     assessments = []
+    benign = [replace(t, calcified=False) for t in truth if t.calcified]  # truth_hits skips them
     for ai, finding in zip(subject.target.findings, subject.preread.findings, strict=True):
         near = truth_hits(finding.center_lps_mm, truth)
         hit.update(near)
-        benign = [replace(t, calcified=False) for t in truth if t.calcified]
         calcified = bool(truth_hits(finding.center_lps_mm, benign))
         verdict: Accepted | Rejected = (
             Accepted()
@@ -187,24 +195,6 @@ def _sum(counts: Sequence[ReviewCount]) -> ReviewCount:
         sum(c.rejected for c in counts),
         sum(c.added for c in counts),
     )
-
-
-def wait_shadow(service: Service, uids: Sequence[str], timeout_s: float) -> list[JobRecord]:
-    """Each study's finished shadow reading."""
-    deadline = time.monotonic() + timeout_s
-    out: dict[str, JobRecord] = {}
-    while len(out) < len(uids):
-        if time.monotonic() > deadline:
-            raise DemoError(
-                f"no shadow reading after {timeout_s:.0f} s for {sorted(set(uids) - set(out))}"
-            )
-        for uid in uids:
-            jobs = service.store.current_for_study(uid, include_shadow=True)
-            done = [j for j in jobs if j.shadow and j.state in FINAL]
-            if done:
-                out[uid] = done[0]
-        time.sleep(0.5)
-    return [out[u] for u in uids]
 
 
 def wait_job(service: Service, job_id: str, timeout_s: float) -> JobRecord:
@@ -310,7 +300,7 @@ def run_learning(
     life.shadow(model_id, version, by=ACTOR, reason=f"fine-tuned on {dataset.ref}")
     time.sleep(2.5)  # every watcher and worker reads the stages again within 2 s
     sent, shadow_reviews = read_and_review(shadow_count, seed + count)
-    wait_shadow(service, [s.study_instance_uid for s in sent], timeout_s)
+    wait_for_jobs(service, [s.study_instance_uid for s in sent], timeout_s, shadow=True)
 
     say("the promotion gate")
     reviews = ReviewStore(service.store)
