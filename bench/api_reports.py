@@ -177,7 +177,7 @@ def serve(config: dict[str, Any]) -> None:
     from preread.security import ClientStore, KeyRing, TokenService
     from preread.settings import Settings
     from preread.store import JobStore
-    from preread.store.webhooks import WebhookStore
+    from preread.webhooks.outbox import WebhookStore
 
     logging.basicConfig(level=logging.WARNING)
     settings = Settings(

@@ -156,7 +156,7 @@ def site(url: str, data: Path) -> Iterator[object]:
     from preread.security import ClientStore, KeyRing, TokenService
     from preread.settings import Settings
     from preread.store import JobStore
-    from preread.store.webhooks import WebhookStore
+    from preread.webhooks.outbox import WebhookStore
 
     settings = Settings(data_dir=data, models_dir=ROOT / "models", keys_dir=data / "keys")
     with JobStore.create(url) as store:

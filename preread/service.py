@@ -59,10 +59,10 @@ from preread.runner import InProcessRunner
 from preread.security import ClientStore, KeyRing, TokenService
 from preread.settings import Settings
 from preread.store import JobState, JobStore
-from preread.store.webhooks import WebhookStore
 from preread.watcher import Watcher
 from preread.webhooks.addresses import DestinationPolicy
 from preread.webhooks.delivery import Deliverer
+from preread.webhooks.outbox import WebhookStore
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from preread.api.deps import Services
 from preread.security import ClientStore, KeyRing, TokenService
 from preread.settings import Settings
 from preread.store import JobStore
-from preread.store.webhooks import WebhookStore
+from preread.webhooks.outbox import WebhookStore
 
 
 def services_for(settings: Settings, store: JobStore, keys_dir: Path, **extra: Any) -> Services:

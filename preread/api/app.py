@@ -59,13 +59,13 @@ from preread.reviews import (
     ReviewNotStoredError,
 )
 from preread.store import JobNotFoundError, StoreError
-from preread.store.webhooks import (
+from preread.ui import install as install_ui
+from preread.webhooks.outbox import (
     DeliveryNotFoundError,
     DeliveryStateError,
     WebhookError,
     WebhookNotFoundError,
 )
-from preread.ui import install as install_ui
 
 log = logging.getLogger("preread.api")
 _T = TypeVar("_T")

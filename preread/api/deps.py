@@ -44,9 +44,9 @@ from preread.security import (
 )
 from preread.settings import Settings
 from preread.store import JobRecord, JobStore
-from preread.store.webhooks import WebhookStore
 from preread.volume_cache import VolumeCache
 from preread.webhooks.addresses import DestinationPolicy
+from preread.webhooks.outbox import WebhookStore
 
 log = logging.getLogger(__name__)
 AnalyzeFn = Callable[[str], Sequence[JobRecord]]  # StudyInstanceUID -> its current jobs

@@ -34,7 +34,7 @@ from preread.monitoring.spc import Rule, Signal, check
 from preread.reviews import Accepted, Modified, Rejected, Review, ReviewStore
 from preread.store import JobState, JobStore
 from preread.store.schema import JobRow, MonitoringAlertRow, StudyRow
-from preread.store.webhooks import enqueue_event, iso_utc
+from preread.webhooks.outbox import enqueue_event, iso_utc
 
 __all__ = [
     "ALERT_EVENT",

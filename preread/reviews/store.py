@@ -43,7 +43,7 @@ from preread.reviews.uids import added_tracking_uid, review_uid
 from preread.store import JobState, JobStore, StoreError
 from preread.store.database import READ_ONLY
 from preread.store.schema import JobRow, ReviewRow, StudyRow
-from preread.store.webhooks import enqueue_event, iso_utc
+from preread.webhooks.outbox import enqueue_event, iso_utc
 
 __all__ = ["REVIEWED", "ReviewStore", "reviewed_payload"]
 

@@ -43,7 +43,6 @@ from preread.store.schema import (
 )
 from preread.store.sizes import largest_sizes
 from preread.store.states import FINISHED, IN_PROGRESS, JobState, check_transition
-from preread.store.webhooks import enqueue_event, event_payload
 
 Clock = Callable[[], datetime]
 log = logging.getLogger(__name__)
@@ -432,6 +431,12 @@ class Transaction:
         """Queue the webhook messages of a job that reached a final state, in this transaction
         (the persisted outbox: the message exists if and only if the state change does).
         A shadow reading announces nothing."""
+        # Imported here, not at the top: the outbox imports the store (database, records,
+        # schema), and importing any preread.store module runs preread/store/__init__, which
+        # imports this module, so a top-level import is a cycle whenever the outbox is
+        # imported first.
+        from preread.webhooks.outbox import enqueue_event, event_payload
+
         if row.shadow:
             return
         tenant = queries.study_tenant(self.session, row.study_instance_uid)

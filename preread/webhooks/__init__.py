@@ -1,5 +1,6 @@
-"""Standard Webhooks (https://www.standardwebhooks.com) for finished reads: signing, and the
-deliverer that empties the persisted outbox of :mod:`preread.store.webhooks`.
+"""Standard Webhooks (https://www.standardwebhooks.com) for finished reads: the registry and
+its persisted outbox (:mod:`preread.webhooks.outbox`), signing, and the deliverer that empties
+the outbox.
 
 Typical use::
 
@@ -14,18 +15,6 @@ Typical use::
 A receiver checks each message with :func:`verify` (or any Standard Webhooks library).
 """
 
-from preread.store.webhooks import (
-    EVENT_TYPES,
-    DeliveryNotFoundError,
-    DeliveryRecord,
-    DeliveryState,
-    DeliveryStateError,
-    InvalidWebhookError,
-    WebhookError,
-    WebhookNotFoundError,
-    WebhookRecord,
-    WebhookStore,
-)
 from preread.webhooks.addresses import (
     DestinationPolicy,
     RefusedAddressError,
@@ -39,6 +28,18 @@ from preread.webhooks.delivery import (
     DeliveryResult,
     DeliveryStats,
     public_result,
+)
+from preread.webhooks.outbox import (
+    EVENT_TYPES,
+    DeliveryNotFoundError,
+    DeliveryRecord,
+    DeliveryState,
+    DeliveryStateError,
+    InvalidWebhookError,
+    WebhookError,
+    WebhookNotFoundError,
+    WebhookRecord,
+    WebhookStore,
 )
 from preread.webhooks.signing import SignatureError, new_secret, sign, verify
 

@@ -18,7 +18,7 @@ ports answer. So (OWASP, *Server-Side Request Forgery Prevention Cheat Sheet*):
   ``Host`` header and TLS server name), so a name that resolves elsewhere by then (DNS
   rebinding) cannot reach what the check refused.
 
-Errors (both are :class:`~preread.store.webhooks.InvalidWebhookError`: 422 at registration)::
+Errors (both are :class:`~preread.webhooks.outbox.InvalidWebhookError`: 422 at registration)::
 
     InvalidWebhookError
     ├── RefusedAddressError     (the URL resolves to an address webhooks may not reach)
@@ -36,7 +36,7 @@ from typing import Protocol
 import httpx
 
 from preread.settings import Settings
-from preread.store.webhooks import InvalidWebhookError, check_url
+from preread.webhooks.outbox import InvalidWebhookError, check_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

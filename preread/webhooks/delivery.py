@@ -42,7 +42,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from preread.store.errors import StoreError
-from preread.store.webhooks import (
+from preread.webhooks.addresses import (
+    Destination,
+    DestinationPolicy,
+    UnresolvableHostError,
+)
+from preread.webhooks.outbox import (
     Claim,
     Clock,
     DeliveryRecord,
@@ -50,11 +55,6 @@ from preread.store.webhooks import (
     InvalidWebhookError,
     WebhookStore,
     utcnow,
-)
-from preread.webhooks.addresses import (
-    Destination,
-    DestinationPolicy,
-    UnresolvableHostError,
 )
 from preread.webhooks.signing import signed_headers
 

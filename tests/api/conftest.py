@@ -38,8 +38,8 @@ from preread.store import (
     StudyFacts,
     StudyFingerprint,
 )
-from preread.store.webhooks import WebhookStore
 from preread.webhooks.addresses import DestinationPolicy
+from preread.webhooks.outbox import WebhookStore
 from tests.store.conftest import BACKENDS, fresh_postgres_database
 from tests.webhooks.fake_dns import example_dns
 

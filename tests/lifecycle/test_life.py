@@ -29,7 +29,7 @@ from preread.store import (
     JobStore,
     StudyFingerprint,
 )
-from preread.store.webhooks import WebhookStore
+from preread.webhooks.outbox import WebhookStore
 from preread.worklist import Worklist, WorklistQuery
 from tests.reviews.test_domain import added
 from tests.study_support import finding, finish_reading, read_study, recorded_study

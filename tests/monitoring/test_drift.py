@@ -33,7 +33,7 @@ from preread.store import (
     JobStore,
     StudyFingerprint,
 )
-from preread.store.webhooks import WebhookStore
+from preread.webhooks.outbox import WebhookStore
 from tests.study_support import finding, finish_reading, read_study, recorded_study
 from training.phantoms import generate_phantom
 

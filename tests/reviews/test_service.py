@@ -57,8 +57,8 @@ from preread.reviews import (
 from preread.reviews.errors import ReviewNotStoredError
 from preread.reviews.service import store_unstored
 from preread.store import JobRecord, JobStore, StudyFacts
-from preread.store.webhooks import WebhookStore
 from preread.watcher import survey
+from preread.webhooks.outbox import WebhookStore
 from tests.grant_support import clinical_preread
 from tests.reviews.phantom_study import MODEL, NODULES, read_phantom_study
 

@@ -24,7 +24,7 @@ from preread.reviews import (
     review_target,
 )
 from preread.store import JobStore, StudyFingerprint
-from preread.store.webhooks import WebhookStore
+from preread.webhooks.outbox import WebhookStore
 from tests.reviews.conftest import MODEL, done_study
 from tests.reviews.test_domain import added
 

@@ -29,8 +29,8 @@ from sqlalchemy import Engine
 
 from preread.settings import Settings
 from preread.store import JobOutputs, JobRecord, JobState, StudyFingerprint
-from preread.store.webhooks import WebhookStore
 from preread.webhooks.addresses import DestinationPolicy
+from preread.webhooks.outbox import WebhookStore
 from tests.store.conftest import FakeClock, backend, clock, db_url, engine, postgres_url
 
 __all__ = ["backend", "clock", "db_url", "engine", "postgres_url"]

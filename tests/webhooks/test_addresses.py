@@ -22,7 +22,6 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import Engine
 
 from preread.settings import Settings
-from preread.store.webhooks import DeliveryState, InvalidWebhookError, WebhookStore
 from preread.webhooks import (
     Deliverer,
     DestinationPolicy,
@@ -30,6 +29,7 @@ from preread.webhooks import (
     UnresolvableHostError,
 )
 from preread.webhooks.addresses import refusal
+from preread.webhooks.outbox import DeliveryState, InvalidWebhookError, WebhookStore
 from tests.store.conftest import FakeClock
 from tests.webhooks.conftest import LOOPBACK_ALLOWED, TENANT, Receiver
 from tests.webhooks.fake_dns import PUBLIC, FakeDns

@@ -18,14 +18,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from preread.store import make_engine
-from preread.store.webhooks import (
-    Claim,
-    DeliveryRecord,
-    DeliveryState,
-    WebhookStore,
-    enqueue_event,
-    event_payload,
-)
 from preread.webhooks import RETRY_SCHEDULE_S, Deliverer, verify
 from preread.webhooks.delivery import (
     Outcome,
@@ -33,6 +25,14 @@ from preread.webhooks.delivery import (
     encode_body,
     next_attempt_at,
     parse_retry_after,
+)
+from preread.webhooks.outbox import (
+    Claim,
+    DeliveryRecord,
+    DeliveryState,
+    WebhookStore,
+    enqueue_event,
+    event_payload,
 )
 from tests.store.conftest import FakeClock
 from tests.webhooks.conftest import LOOPBACK_ALLOWED, TENANT, Receiver, finished_job

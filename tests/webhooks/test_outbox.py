@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from preread.store import JobState
 from preread.store.schema import WatcherStateRow, WebhookDeliveryRow
-from preread.store.webhooks import (
+from preread.webhooks.outbox import (
     EVENT_TYPES,
     DeliveryNotFoundError,
     DeliveryState,

@@ -10,13 +10,13 @@ from pydantic import BaseModel, Field
 
 from preread.api.bodies import RequestBody
 from preread.api.deps import ServicesDep, WebhooksManager
-from preread.store.webhooks import (
+from preread.webhooks.delivery import DeliveryResult, public_result, status_class
+from preread.webhooks.outbox import (
     EVENT_TYPES,
     DeliveryNotFoundError,
     DeliveryRecord,
     WebhookRecord,
 )
-from preread.webhooks.delivery import DeliveryResult, public_result, status_class
 
 router = APIRouter(prefix="/api/v1", tags=["webhooks"])
 

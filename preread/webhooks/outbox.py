@@ -46,6 +46,7 @@ from preread.store.database import READ_ONLY
 from preread.store.errors import StoreError
 from preread.store.records import JobRecord
 from preread.store.schema import WebhookDeliveryRow, WebhookRow
+from preread.webhooks.signing import new_secret
 
 Clock = Callable[[], datetime]
 
@@ -393,9 +394,6 @@ class WebhookStore:
         The secret is shown this once: the tenant keeps it to verify signatures. Raises
         :class:`InvalidWebhookError` naming what is wrong with the URL, events or description.
         """
-        # Imported here: preread.webhooks (the deliverer) imports this module.
-        from preread.webhooks.signing import new_secret
-
         if not tenant:
             raise InvalidWebhookError("a webhook needs a tenant")
         if len(description) > MAX_DESCRIPTION_LENGTH:
