@@ -20,13 +20,19 @@ windowing). Pure numpy: the serving side never imports torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from inference.grid import mask_box
+
 F32 = npt.NDArray[np.float32]
+#: Which voxels (``[N, 3]`` indices on the probability's grid) a split may keep (e.g. those near
+#: the lungs: :meth:`inference.lungs.LungMask.near`).
+PointFilter = Callable[[npt.NDArray[np.intp]], npt.NDArray[np.bool_]]
 _STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 
 
@@ -65,17 +71,26 @@ def find_candidates(
     max_voxels: int | None = None,
     min_radius_vox: float = 2.0,
     max_split: int = 256,
-    within: npt.NDArray[np.bool_] | None = None,
+    within: PointFilter | None = None,
 ) -> CandidateMap:
     """Components of ``probability >= threshold`` with at least ``min_voxels`` voxels; those
     above ``max_voxels`` split at their deepest points (see the module docstring). With
-    ``within``, a split keeps only the points inside it (e.g. the lungs)."""
-    components, _ = ndimage.label(probability >= threshold, structure=_STRUCTURE_26)
-    components = np.asarray(components, dtype=np.int32)
+    ``within``, a split keeps only the points it accepts (e.g. those near the lungs)."""
+    foreground = probability >= threshold
+    components = np.zeros(probability.shape, dtype=np.int32)
+    where = mask_box(foreground)
+    if where is None:
+        return CandidateMap((), components)
+    # labelled inside the foreground's box only: the volume-sized map stays untouched outside
+    inner, _ = ndimage.label(foreground[where], structure=_STRUCTURE_26)
+    components[where] = inner
     out: list[Candidate] = []
-    for index, box in enumerate(ndimage.find_objects(components), start=1):
-        if box is None:
+    for index, found in enumerate(ndimage.find_objects(inner), start=1):
+        if found is None:
             continue
+        box = tuple(
+            slice(f.start + w.start, f.stop + w.start) for f, w in zip(found, where, strict=True)
+        )
         mask = components[box] == index
         count = int(mask.sum())
         if count < min_voxels:
@@ -87,7 +102,7 @@ def find_candidates(
                     index,
                     (box[0], box[1], box[2]),
                     mask,
-                    None if within is None else within[box],
+                    within,
                     probability,
                     min_radius_vox,
                     max_split,
@@ -113,7 +128,7 @@ def _split(
     index: int,
     box: tuple[slice, slice, slice],
     mask: npt.NDArray[np.bool_],
-    within: npt.NDArray[np.bool_] | None,
+    within: PointFilter | None,
     probability: F32,
     min_radius_vox: float,
     max_split: int,
@@ -121,12 +136,12 @@ def _split(
     depth = ndimage.distance_transform_edt(mask)
     size = 2 * int(np.ceil(min_radius_vox)) + 1
     peaks = mask & (depth >= min_radius_vox) & (depth == ndimage.maximum_filter(depth, size=size))
-    if within is not None:
-        peaks &= within
-    at = np.argwhere(peaks)
-    at = at[np.argsort(-depth[peaks], kind="stable")[:max_split]]  # the deepest first
-    out = []
     offset = np.array([s.start for s in box])
+    at = np.argwhere(peaks)
+    if within is not None:
+        at = at[within(at + offset)]
+    at = at[np.argsort(-depth[tuple(at.T)], kind="stable")[:max_split]]  # the deepest first
+    out = []
     shape = np.array([s.stop for s in box])
     for p in at:
         r = float(depth[tuple(p)]) * 1.5

@@ -285,7 +285,9 @@ def decide(
     background_is_foreground = bool(np.float32(background_probability) >= np.float32(threshold))
     full: npt.NDArray[np.float32] | None = None
     if full_probability or background_is_foreground:
-        full = np.full(image.shape, background_probability, dtype=np.float32)
+        full = np.zeros(image.shape, dtype=np.float32)  # lazy pages: only the box is written
+        if background_probability != 0.0:
+            full.fill(background_probability)
         full[box] = inner.probability()
     mask = np.full(image.shape, background_is_foreground, dtype=bool)
     mask[box] = inner.mask

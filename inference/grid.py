@@ -126,6 +126,17 @@ def model_grid_geometry(
 Region = tuple[slice, slice, slice]
 
 
+def mask_box(mask: npt.NDArray[np.bool_]) -> Region | None:
+    """The bounding box of ``mask``'s True voxels (None when it has none)."""
+    out: list[slice] = []
+    for axis in range(3):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if hits.size == 0:
+            return None
+        out.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return (out[0], out[1], out[2])
+
+
 def covering_box(lps_points: npt.ArrayLike, geometry: Geometry) -> Region | None:
     """The smallest index box of ``geometry`` whose voxels enclose ``lps_points`` ``(N, 3)``
     (clipped to the grid; None when it misses the grid)."""

@@ -3,7 +3,7 @@
 :func:`lung_mask` finds both lungs in a CT in HU (``array[k, j, i]``, ``k`` → +z Superior, ``i``
 → +x Left; any spacing, built for the 1 mm model grid). The mask restricts sliding-window
 inference to windows that see lung (:func:`inference.sliding_window.plan_windows`) and filters
-candidates (:meth:`LungMask.contains_lps`, with a margin in mm). The recipe, on a grid of about
+candidates (:meth:`LungMask.near`, with a margin in mm). The recipe, on a grid of about
 ``coarse_mm`` (2 mm) per voxel (majority of each block):
 
 1. **Air** is below ``air_hu`` (−400 HU: halfway between aerated lung, −950…−600 HU even when
@@ -48,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from inference.grid import Region
+from inference.grid import Region, mask_box
 from preread.domain import Geometry, Vec3
 
 Mask = npt.NDArray[np.bool_]
@@ -71,23 +71,24 @@ class LungMask:
 
     def contains_index(self, kji: npt.ArrayLike, margin_mm: float = 0.0) -> bool:
         """Whether voxel ``(k, j, i)`` (rounded) lies within ``margin_mm`` of the mask."""
-        idx = np.rint(np.asarray(kji, dtype=np.float64)).astype(int)
+        idx = np.rint(np.asarray(kji, dtype=np.float64)).astype(np.intp)
+        return bool(self.near(idx[None], margin_mm)[0])
+
+    def near(self, kji: npt.NDArray[np.intp], margin_mm: float) -> npt.NDArray[np.bool_]:
+        """For each voxel index of ``kji`` (``[N, 3]``, integers; may lie outside the grid):
+        whether a mask voxel lies within ``margin_mm`` of it (Euclidean, in mm).
+
+        The same answer as :meth:`dilated` ``(margin_mm).mask`` at those voxels, without the
+        distance transform of the whole box (one lookup per voxel of the margin's ball per
+        point: what the candidate filter needs, a few hundred points per scan)."""
+        points = np.asarray(kji, dtype=np.intp).reshape(-1, 3)
+        offsets = _ball_offsets(self.geometry.spacing, max(margin_mm, 0.0))
+        at = points[:, None, :] + offsets[None, :, :]  # [N, M, 3]
         shape = np.asarray(self.mask.shape)
-        spacing = np.asarray(self.geometry.spacing)
-        if margin_mm <= 0.0:
-            if np.any(idx < 0) or np.any(idx >= shape):
-                return False
-            return bool(self.mask[idx[0], idx[1], idx[2]])
-        reach = np.floor(margin_mm / spacing).astype(int)
-        lo = np.maximum(idx - reach, 0)
-        hi = np.minimum(idx + reach + 1, shape)
-        if np.any(hi <= lo):
-            return False
-        local = np.argwhere(self.mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]])
-        if local.size == 0:
-            return False
-        d2 = (((local + lo - idx) * spacing) ** 2).sum(axis=1)
-        return bool(d2.min() <= margin_mm**2)
+        inside = np.all((at >= 0) & (at < shape), axis=2)
+        at = np.where(inside[..., None], at, 0)
+        hit = self.mask[at[..., 0], at[..., 1], at[..., 2]] & inside
+        return np.asarray(hit.any(axis=1), dtype=bool)
 
     def contains_lps(self, point: Vec3 | npt.ArrayLike, margin_mm: float = 0.0) -> bool:
         """Whether the LPS ``point`` (mm) lies within ``margin_mm`` of the mask."""
@@ -98,7 +99,7 @@ class LungMask:
         if self.box is None or margin_mm <= 0.0:
             return self
         reach = [math.ceil(margin_mm / s) + 1 for s in self.geometry.spacing]
-        box = _grow(_bbox(self.mask), reach, self.mask.shape)
+        box = _grow(mask_box(self.mask), reach, self.mask.shape)
         assert box is not None
         dist = ndimage.distance_transform_edt(~self.mask[box], sampling=self.geometry.spacing)
         out = np.zeros_like(self.mask)
@@ -161,7 +162,7 @@ def lung_mask(
         return _empty(geometry)
 
     reach = [math.ceil(closing_mm / s) + 1 for s in sp]
-    box = _grow(_bbox(lungs), reach, lungs.shape)
+    box = _grow(mask_box(lungs), reach, lungs.shape)
     assert box is not None
     core = _fill_small_holes(lungs[box], max_hole_mm2 / (sp[1] * sp[2]))
     half = [math.ceil(closing_mm / s) for s in sp]
@@ -190,7 +191,7 @@ def lung_mask(
 
 
 def _lung_mask(mask: Mask, geometry: Geometry, box_margin_mm: float) -> LungMask:
-    box = _bbox(mask)
+    box = mask_box(mask)
     if box is not None:
         margin = [math.ceil(box_margin_mm / s) for s in geometry.spacing]
         box = _grow(box, margin, mask.shape)
@@ -200,6 +201,18 @@ def _lung_mask(mask: Mask, geometry: Geometry, box_margin_mm: float) -> LungMask
 
 def _empty(geometry: Geometry) -> LungMask:
     return LungMask(np.zeros(geometry.shape, dtype=bool), geometry, None, 0.0)
+
+
+def _ball_offsets(spacing: tuple[float, float, float], radius_mm: float) -> npt.NDArray[np.intp]:
+    """The voxel offsets ``[M, 3]`` within ``radius_mm`` of a voxel (Euclidean, in mm), the
+    offset 0 first."""
+    reach = [math.floor(radius_mm / s) for s in spacing]
+    grid = np.stack(
+        np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij"), axis=-1
+    ).reshape(-1, 3)
+    d2 = ((grid * np.asarray(spacing)) ** 2).sum(axis=1)
+    keep = grid[d2 <= radius_mm**2]
+    return np.asarray(keep[np.argsort((keep**2).sum(axis=1), kind="stable")], dtype=np.intp)
 
 
 def _block_count(a: Mask, f: tuple[int, ...]) -> npt.NDArray[np.uint8]:
@@ -216,16 +229,6 @@ def _block_count(a: Mask, f: tuple[int, ...]) -> npt.NDArray[np.uint8]:
             for di in range(f[2]):
                 out += a[dk :: f[0], dj :: f[1], di :: f[2]]
     return out
-
-
-def _bbox(mask: Mask) -> Region | None:
-    out: list[slice] = []
-    for axis in range(3):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        if hits.size == 0:
-            return None
-        out.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return (out[0], out[1], out[2])
 
 
 def _grow(box: Region | None, by: list[int], shape: tuple[int, ...]) -> Region | None:

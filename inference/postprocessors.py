@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -153,23 +154,20 @@ def nodule_candidates(
     """The detector's candidates the classifier scores: components at ``threshold`` (large ones
     split), centred within ``LUNG_MARGIN_MM`` of the lungs when a lung mask is given. Mining
     the classifier's training data uses the same function."""
-    lungs = None if lung_mask is None else lung_mask.dilated(LUNG_MARGIN_MM).mask
+    near = None if lung_mask is None else partial(lung_mask.near, margin_mm=LUNG_MARGIN_MM)
     min_voxels = max(1, int(np.ceil(min_volume_mm3 / geometry.voxel_volume_mm3)))
     found = find_candidates(
         probability,
         threshold=threshold,
         min_voxels=min_voxels,
         max_voxels=int(MAX_NODULE_MM3 / geometry.voxel_volume_mm3),
-        within=lungs,
+        within=near,
     )
     cands = list(found.candidates)
-    if lungs is not None:
-        shape = np.asarray(lungs.shape)
-        cands = [
-            c
-            for c in cands
-            if lungs[tuple(np.clip(np.rint(c.centre_kji).astype(int), 0, shape - 1))]
-        ]
+    if near is not None and cands:
+        shape = np.asarray(probability.shape)
+        centres = np.clip(np.rint([c.centre_kji for c in cands]).astype(np.intp), 0, shape - 1)
+        cands = [c for c, keep in zip(cands, near(centres), strict=True) if keep]
     return found, cands
 
 

@@ -29,7 +29,7 @@ from inference.session import (
     StageSession,
     shared_sessions,
 )
-from inference.sliding_window import WindowStats, sliding_window
+from inference.sliding_window import WindowStats, sliding_window_box
 from preread.domain import Finding, Geometry, Vec3, Volume
 
 LpsBox = tuple[Vec3, Vec3]
@@ -37,7 +37,10 @@ LpsBox = tuple[Vec3, Vec3]
 #: runs on CUDA or TensorRT (numpy on the host otherwise), ``"on"`` always through the device
 #: graphs (also on the CPU provider), ``"off"`` always numpy on the host.
 DeviceWindowMode = Literal["auto", "on", "off"]
-BACKGROUND_LOGIT = 20.0  # outside the windows' region (see inference.sliding_window)
+BACKGROUND_LOGIT = 20.0  # voxels no window covers, inside the windows' box
+#: The foreground probability outside the box the windows tile (the body's or the lungs'):
+#: exactly 0, so that the volume-sized map is never written there.
+BACKGROUND_PROBABILITY = 0.0
 
 
 @dataclass(frozen=True)
@@ -190,13 +193,13 @@ class Predictor:
                 ),
                 channel=self._channel,
                 region=None if _is_whole(region, geometry.shape) else region,
-                background_probability=self._background_probability(),
+                background_probability=BACKGROUND_PROBABILITY,
                 full_probability=self.full_probability,
             )
             probability = decision.probability()
         else:
             windows = WindowStats()
-            logits = sliding_window(
+            logits, box = sliding_window_box(
                 model_input.array,
                 self.session,
                 spec.roi_size_vox,
@@ -210,7 +213,9 @@ class Predictor:
                 num_channels=self.session.num_channels,
                 stats=windows,
             )
-            probability = foreground_probability(logits, self._channel)
+            # background outside the windows' box: probability 0, never written (lazy zero pages)
+            probability = np.zeros(geometry.shape, dtype=np.float32)
+            probability[box] = foreground_probability(logits, self._channel)
             del logits
         t2 = time.perf_counter()
         detections = self._postprocess(
@@ -246,19 +251,14 @@ class Predictor:
             lungs=lungs,
         )
 
-    def _background_probability(self) -> float:
-        """The foreground probability the numpy path gives voxels outside the region."""
-        logits = np.full((self.session.num_channels, 1, 1, 1), -BACKGROUND_LOGIT, np.float32)
-        logits[0] = BACKGROUND_LOGIT
-        return float(foreground_probability(logits, self._channel).item())
-
 
 def foreground_probability(
     logits: npt.NDArray[np.float32], channel: int
 ) -> npt.NDArray[np.float32]:
     """Softmax over the channel axis of ``[C, D, H, W]`` logits, channel ``channel``."""
     if logits.shape[0] == 2 and channel == 1:
-        return np.asarray(expit(logits[1] - logits[0]), dtype=np.float32)
+        diff = np.subtract(logits[1], logits[0], dtype=np.float32)
+        return np.asarray(expit(diff, out=diff), dtype=np.float32)
     shifted = logits - logits.max(axis=0, keepdims=True)
     np.exp(shifted, out=shifted)
     return np.asarray(shifted[channel] / shifted.sum(axis=0), dtype=np.float32)

@@ -107,6 +107,47 @@ def sliding_window(
     Raises:
         ValueError: bad arguments, or no window runs and ``num_channels`` is None.
     """
+    inner, box = sliding_window_box(
+        image,
+        predictor,
+        roi_size,
+        overlap,
+        batch_size,
+        mode,
+        sigma_scale=sigma_scale,
+        region=region,
+        background_logit=background_logit,
+        window_mask=window_mask,
+        num_channels=num_channels,
+        stats=stats,
+    )
+    if box == tuple(slice(0, n) for n in image.shape):
+        return inner
+    out = np.full((inner.shape[0], *image.shape), -background_logit, dtype=np.float32)
+    out[0] = background_logit
+    out[(slice(None), *box)] = inner
+    return out
+
+
+def sliding_window_box(
+    image: npt.NDArray[np.float32],
+    predictor: Predictor,
+    roi_size: Sequence[int],
+    overlap: float,
+    batch_size: int,
+    mode: BlendMode = "gaussian",
+    *,
+    sigma_scale: float = 0.125,
+    region: Region | None = None,
+    background_logit: float = 20.0,
+    window_mask: npt.NDArray[np.bool_] | None = None,
+    num_channels: int | None = None,
+    stats: WindowStats | None = None,
+) -> tuple[npt.NDArray[np.float32], Region]:
+    """:func:`sliding_window`'s output inside the box its windows tile, and that box: ``out[:,
+    *box]`` of :func:`sliding_window` (the rest of its output is background). A caller that
+    needs only the foreground keeps the volume-sized ``[C, D, H, W]`` map (the largest array of
+    a read) from ever being written outside the box."""
     if image.ndim != 3:
         raise ValueError(f"image must be [D, H, W], got shape {image.shape}")
     roi = _triple(roi_size, "roi_size")
@@ -132,12 +173,7 @@ def sliding_window(
         background_logit,
         num_channels,
     )
-    if plan.box == tuple(slice(0, n) for n in shape):
-        return inner
-    out = np.full((inner.shape[0], *image.shape), -background_logit, dtype=np.float32)
-    out[0] = background_logit
-    out[(slice(None), *plan.box)] = inner
-    return out
+    return inner, plan.box
 
 
 def plan_windows(

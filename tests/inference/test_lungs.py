@@ -146,6 +146,21 @@ def test_point_queries_and_dilation(case: Case) -> None:
         assert lungs.contains_index(p, margin_mm=3.0) and not lungs.contains_index(p)
 
 
+def test_near_is_the_dilated_mask_voxel_for_voxel(case: Case) -> None:
+    """The candidate filter's point query answers as the 3 mm dilation (a distance transform of
+    the lungs' box) does, on every voxel of a slab through both lungs and off the grid."""
+    lungs = case.lungs
+    k = lungs.mask.shape[0] // 2
+    slab = np.argwhere(np.ones(lungs.mask[k - 2 : k + 2].shape, dtype=bool))
+    slab[:, 0] += k - 2
+    assert np.array_equal(lungs.near(slab, 3.0), case.grown.mask[tuple(slab.T)])
+    assert lungs.near(slab, 3.0).sum() > lungs.near(slab, 0.0).sum() > 1000
+    off = np.array([[-1, 0, 0], [k, -4, -4], [k, *lungs.mask.shape[1:]]])
+    assert not lungs.near(off, 3.0).any()
+    first = np.argwhere(lungs.mask[k])[0]
+    assert lungs.near(np.array([[k, first[0], first[1] - 3]]), 3.0).all()
+
+
 def test_no_lung_gives_an_empty_mask() -> None:
     g = geometry((40, 64, 64), (1.0, 1.0, 1.0))
     air = np.full(g.shape, -1000.0, dtype=np.float32)

@@ -10,6 +10,7 @@ from inference.sliding_window import (
     grow_region,
     importance_map,
     sliding_window,
+    sliding_window_box,
     window_slices,
 )
 
@@ -110,6 +111,10 @@ def test_region_restricts_the_windows() -> None:
     assert np.all(out[0][outside] == 9.0) and np.all(out[1][outside] == -9.0)
     full_windows = len(window_slices((40, 50, 60), (16, 16, 16), 0.25))
     assert sum(c[0] for c in calls) < full_windows
+    # what the serving path reads: the same values, only inside the box the windows tile
+    box_out, box = sliding_window_box(image, conv_predictor, (16, 16, 16), 0.25, 2, region=region)
+    assert box == grown
+    np.testing.assert_array_equal(box_out, inner)
 
 
 def test_grow_region_stays_inside_the_image() -> None:
