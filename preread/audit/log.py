@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, Select, delete, func, insert, select, text
+from sqlalchemy import Connection, Engine, Select, delete, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from preread.audit.chain import (
@@ -227,13 +227,20 @@ class AuditLog:
         except Exception as exc:
             raise AuditError(f"audit record of {event.action} failed: {exc}") from exc
 
-    def record_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+    def record_many(
+        self, events: Sequence[AuditEvent], *, connection: Connection | None = None
+    ) -> list[AuditRecord]:
         """Append ``events`` in order in one transaction (one lock, one head read, one insert):
         all are recorded, or none (:class:`AuditError`). The group commit of
-        :class:`~preread.audit.batch.AuditWriter` uses it."""
+        :class:`~preread.audit.batch.AuditWriter` uses it, on a ``connection`` it keeps open
+        between batches (no pool checkout, no liveness ping per batch: one round trip and the
+        GIL time of a checkout fewer on the report API's hot path)."""
         if not events:
             return []
         try:
+            if connection is not None:
+                with connection.begin(), Session(bind=connection) as session:
+                    return self._append_all(session, events)
             with self._writer.begin() as session:
                 return self._append_all(session, events)
         except Exception as exc:
@@ -358,7 +365,8 @@ class AuditLog:
             digest = link_hash(head.hash, seq, event.fields(at))
             records.append(AuditRecord(event, seq, at, head.hash, digest))
             head = Checkpoint(seq, digest)
-        session.execute(insert(AuditEventRow), [_row(r) for r in records])
+        # a Core insert (one executemany), not the ORM's bulk path: nothing here needs the ORM
+        session.connection().execute(insert(AuditEventRow), [_row(r) for r in records])
         return records
 
 

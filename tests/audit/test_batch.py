@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from preread.audit import AuditError, AuditLog
 from preread.audit.batch import AuditWriter
@@ -50,8 +51,9 @@ def test_concurrent_records_form_one_chain(audit: AuditLog) -> None:
 def test_a_failing_batch_fails_its_callers(audit: AuditLog, engine: Engine) -> None:
     writer = AuditWriter(audit)
     assert writer.record(event()).seq == 1
+    pg = engine.dialect.name == "postgresql"
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
+        if pg:
             conn.execute(text(
                 "CREATE FUNCTION refuse_batch() RETURNS trigger AS $$ BEGIN "
                 "RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql"
@@ -67,5 +69,44 @@ def test_a_failing_batch_fails_its_callers(audit: AuditLog, engine: Engine) -> N
             ))  # fmt: skip
     with pytest.raises(AuditError, match="disk full"):
         writer.record(event())
+    with engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER refuse_batch" + (" ON audit_events" if pg else "")))
+    assert writer.record(event()).seq == 2  # the next batch, on a fresh connection
     writer.close()
-    assert audit.verify().checked == 1
+    assert audit.verify().checked == 2
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # a server session to end: PostgreSQL's
+def test_the_writer_keeps_its_connection_while_busy_and_renews_it_when_idle(
+    audit: AuditLog, engine: Engine
+) -> None:
+    """Back-to-back batches share one database session; after ``idle_s`` the pool gives a
+    fresh, pinged one, so a server-side end of the old session (a database restart while the
+    API was idle) fails no batch."""
+    writer = AuditWriter(audit, idle_s=0.3)
+    pid = "SELECT pg_backend_pid()"
+    backends: set[int] = set()
+    with engine.connect() as mine:
+        for _ in range(5):
+            writer.record(event())
+            backends |= _writer_backends(mine)
+        assert len(backends) == 1  # one session for the busy stretch
+        time.sleep(0.5)
+        mine.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backends.pop()})
+        mine.commit()
+        assert mine.execute(text(pid)).scalar() is not None
+    assert writer.record(event()).seq == 6  # no failed batch after the session was ended
+    writer.close()
+    assert audit.verify().checked == 6
+
+
+def _writer_backends(mine: Connection) -> set[int]:
+    """The other sessions of this database (the writer's), by backend pid."""
+    rows = mine.execute(
+        text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+    )
+    mine.commit()
+    return {int(r[0]) for r in rows}
