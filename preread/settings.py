@@ -10,6 +10,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from ipaddress import ip_network
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -306,6 +307,12 @@ class Settings(BaseSettings):
         description="requests without a valid token per source address: a burst of that many, "
         "refilled over a minute, then 429 (clients with a token have their own limit)",
     )
+    forwarded_allow_networks: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [ip_network("127.0.0.1/32"), ip_network("::1/128")],
+        description="reverse proxies whose X-Forwarded-For / X-Forwarded-Proto the API trusts, "
+        'JSON CIDRs: ["10.0.5.0/29"]; a request from any other address is that address (per-source '
+        "limits, the audit trail's source); [] trusts no proxy",
+    )
     report_cache_size: int = Field(
         default=1024, ge=0, description="rendered reports kept in memory (0: render each time)"
     )
@@ -324,7 +331,7 @@ class Settings(BaseSettings):
     session_cookie_secure: bool = Field(
         default=False,
         description="always mark the session cookie Secure; else it is Secure when the request "
-        "came over https (behind a TLS proxy: uvicorn's --forwarded-allow-ips)",
+        "came over https (behind a TLS proxy: PREREAD_FORWARDED_ALLOW_NETWORKS)",
     )
     login_failures_per_account: int = Field(
         default=10,
@@ -374,7 +381,8 @@ class Settings(BaseSettings):
     oidc_redirect_uri: str | None = Field(
         default=None,
         description="the callback URL registered at the provider; unset = <this site>/ui/oidc/"
-        "callback as the request reached PreRead (behind a proxy: --forwarded-allow-ips)",
+        "callback as the request reached PreRead (behind a proxy: "
+        "PREREAD_FORWARDED_ALLOW_NETWORKS)",
     )
     oidc_tenant: str | None = Field(
         default=None,

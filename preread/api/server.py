@@ -188,8 +188,14 @@ def server_config(
 ) -> uvicorn.Config:
     """The uvicorn configuration that serves ``app``: the head limit of ``settings``, no
     uvicorn access log (it prints paths, which hold study UIDs; the app logs route templates
-    instead: :class:`preread.api.app.AccessLog`); ``options`` go to :class:`uvicorn.Config`."""
+    instead: :class:`preread.api.app.AccessLog`), ``X-Forwarded-For`` / ``-Proto`` taken only
+    from the proxies of ``settings.forwarded_allow_networks`` (uvicorn's own default would
+    also read uvicorn's ``FORWARDED_ALLOW_IPS`` environment variable); ``options`` go to
+    :class:`uvicorn.Config`."""
     options.setdefault("log_level", "warning")
+    trusted = [str(network) for network in settings.forwarded_allow_networks]
+    options.setdefault("proxy_headers", bool(trusted))
+    options.setdefault("forwarded_allow_ips", trusted)
     return uvicorn.Config(
         app,
         host=host,

@@ -3,9 +3,10 @@ garbage cannot grow linearly.
 
 Every request to a protected route that presents no valid token is *unauthenticated traffic*.
 Per source address (the ASGI client address: uvicorn puts the forwarded one there for the
-proxies in ``--forwarded-allow-ips``) it may send ``PREREAD_UNAUTHENTICATED_PER_MINUTE``
-requests in a burst, refilled over a minute; beyond that it is answered 429 with
-``Retry-After`` (a valid token is never refused by this limit: clients have their own).
+proxies of ``PREREAD_FORWARDED_ALLOW_NETWORKS``) it may send
+``PREREAD_UNAUTHENTICATED_PER_MINUTE`` requests in a burst, refilled over a minute; beyond
+that it is answered 429 with ``Retry-After`` (a valid token is never refused by this limit:
+clients have their own).
 
 A failed authentication (a token that is not valid, a revoked client; at ``/oauth/token`` a
 wrong client secret, or a request refused for the failures before it, actor ``client:<id>``:

@@ -12,9 +12,10 @@ real client out. :class:`FailureThrottle` counts only failures, and where they c
 Each count is a leaky bucket: it drains continuously, ``limit`` failures per ``window_s``, so a
 blocked source is let in again as its failures age, without a cliff at the end of a window.
 A success clears its (client, source) count (not the source's). Sources are IP addresses as the
-server sees them (behind a reverse proxy, let uvicorn take the client from ``X-Forwarded-For``
-of trusted proxies only: ``--forwarded-allow-ips``); an IPv6 source counts as its /64, which
-one host usually has whole. In memory, per process, like :class:`~preread.security.RateLimiter`.
+server sees them (behind a reverse proxy, the client uvicorn takes from ``X-Forwarded-For`` of
+the proxies of ``PREREAD_FORWARDED_ALLOW_NETWORKS`` only); an IPv6 source counts as its /64,
+which one host usually has whole. In memory, per process, like
+:class:`~preread.security.RateLimiter`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 (what ``preread serve`` runs) on a free loopback port, with each of uvicorn's parsers.
 
 A chunked body over the limit used to get 400 (FastAPI answered the middleware's exception as
-a parse error) and a 2 MB request header was accepted (httptools has no limit)."""
+a parse error) and a 2 MB request header was accepted (httptools has no limit).
+``X-Forwarded-For`` is believed from the configured proxies only (uvicorn's own default would
+trust any local process)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,16 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from ipaddress import ip_network
+from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
 from preread.api.app import create_app
-from preread.api.server import server_config
+from preread.api.server import HttpParser, server_config
+from preread.audit import AuditAction, AuditLog
 from tests.api.conftest import Api
 
 BODY_LIMIT = 4096
@@ -26,11 +32,20 @@ HEAD_LIMIT = 16_384
 
 @pytest.fixture(params=["h11", "httptools"])
 def port(request: pytest.FixtureRequest, api: Api) -> Iterator[int]:
-    settings = api.services.settings.model_copy(
-        update={"max_request_bytes": BODY_LIMIT, "max_header_bytes": HEAD_LIMIT}
-    )
-    app = create_app(dataclasses.replace(api.services, settings=settings))
-    config = server_config(app, settings, host="127.0.0.1", port=0, http=request.param)
+    limits = {"max_request_bytes": BODY_LIMIT, "max_header_bytes": HEAD_LIMIT}
+    with _served(api, limits, request.param) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def _served(api: Api, update: dict[str, Any], http: HttpParser = "auto") -> Iterator[int]:
+    """The app on ``api``'s services with ``update`` applied to its settings, served as
+    ``preread serve`` serves it on a free loopback port."""
+    settings = api.services.settings.model_copy(update=update)
+    # the guard of unauthenticated traffic is made from the settings
+    services = dataclasses.replace(api.services, settings=settings, unauthenticated=None)
+    app = create_app(services)
+    config = server_config(app, settings, host="127.0.0.1", port=0, http=http)
     config.lifespan = "off"
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -109,3 +124,33 @@ def test_request_heads_over_the_limit_are_431(port: int) -> None:
     huge = _exchange(port, get(2_000_000))  # the finding: 2 MB used to be accepted
     assert _status(huge) in (431, None), huge[:300]  # refused (or reset while still sending)
     assert b"200 OK" not in huge
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("trusted", [True, False], ids=["proxy-trusted", "proxy-not-trusted"])
+def test_x_forwarded_for_is_believed_only_from_the_configured_proxies(
+    api: Api, trusted: bool
+) -> None:
+    """Behind a trusted proxy every client has its own unauthenticated allowance and is the
+    audit trail's source, and cannot escape its allowance by prepending addresses; from a
+    peer that is not a trusted proxy the header is ignored (all its clients are one source)."""
+    networks = [ip_network("127.0.0.0/8")] if trusted else []
+    update = {"forwarded_allow_networks": networks, "unauthenticated_per_minute": 2}
+    with _served(api, update) as port:
+
+        def status(forwarded_for: str) -> int:
+            answer = httpx.get(
+                f"http://127.0.0.1:{port}/api/v1/studies/1.2.3/report/json",
+                headers={"Authorization": "Bearer not-a-token", "X-Forwarded-For": forwarded_for},
+            )
+            return answer.status_code
+
+        assert [status("203.0.113.7") for _ in range(3)] == [401, 401, 429]
+        assert status("198.51.100.9, 203.0.113.7") == 429  # its own address is the last hop
+        assert status("198.51.100.9") == (401 if trusted else 429)
+    sources = {
+        str(r.event.detail.get("source"))
+        for r in AuditLog(api.store.engine).records()
+        if r.event.action == AuditAction.AUTH_FAILED
+    }
+    assert sources == ({"203.0.113.7", "198.51.100.9"} if trusted else {"127.0.0.1"})
