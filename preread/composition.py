@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from inference.package import ModelPackage
     from inference.predict import Predictor
     from preread.audit import AuditLog
+    from preread.audit.checkpoints import CheckpointSchedule
     from preread.grants import GrantStore
     from preread.jobs import JobContext
     from preread.lifecycle import LiveLineup
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Predictors",
+    "checkpoint_schedule",
     "database_url",
     "job_context",
     "job_store",
@@ -180,3 +182,14 @@ def live_lineup(
 
     registry = registry or Registry(settings.models_dir)
     return LiveLineup(store, model_packages(settings, registry), registry)
+
+
+def checkpoint_schedule(settings: Settings, trail: AuditLog) -> CheckpointSchedule | None:
+    """The periodic signed checkpoint of the audit trail (None when
+    ``PREREAD_AUDIT_CHECKPOINT_INTERVAL_S`` is 0)."""
+    from preread.audit.checkpoints import CheckpointFile, CheckpointSchedule
+
+    if settings.audit_checkpoint_interval_s <= 0:
+        return None
+    checkpoints = CheckpointFile(settings.audit_checkpoint_path, settings.audit_checkpoint_key_path)
+    return CheckpointSchedule(trail, checkpoints, settings.audit_checkpoint_interval_s)

@@ -40,6 +40,7 @@ from preread.audit.batch import AuditWriter
 from preread.caches import Watched, watch
 from preread.composition import (
     Predictors,
+    checkpoint_schedule,
     job_context,
     job_store,
     model_packages,
@@ -249,6 +250,8 @@ class Service:
             return
         self.recover()
 
+        checkpoints = checkpoint_schedule(self.settings, self.audit)
+
         def loop() -> None:
             import time
 
@@ -261,6 +264,8 @@ class Service:
                     self.tick(reconcile=due)
                     if due:
                         last_reconcile = time.monotonic()
+                    if checkpoints is not None:  # a signed head of the audit trail, hourly
+                        checkpoints.run_if_due()
                     if time.monotonic() - last_purge >= 86_400:  # audit retention, daily
                         last_purge = time.monotonic()
                         removed = self.audit.purge(self.settings.audit_retention_days)

@@ -453,6 +453,13 @@ class Settings(BaseSettings):
         " keep it where the database's administrators cannot rewrite it;"
         " unset = <data_dir>/audit-checkpoints.jsonl",
     )
+    audit_checkpoint_interval_s: float = Field(
+        default=3600.0,
+        ge=0.0,
+        description="how often the service (or the leader of `preread watch`) verifies the audit"
+        " trail and signs its head into the checkpoint file, when it moved; 0 = only by hand"
+        " (`preread audit checkpoint`)",
+    )
     audit_checkpoint_key_file: Path | None = Field(
         default=None,
         description="HMAC-SHA256 key of the audit checkpoints (>= 32 bytes; created 0600 by the"

@@ -33,9 +33,11 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,10 +50,14 @@ __all__ = [
     "ALGORITHM",
     "CheckpointError",
     "CheckpointFile",
+    "CheckpointSchedule",
     "CheckpointsTampered",
     "SignedCheckpoint",
+    "TrailDoesNotVerify",
+    "sign_head",
     "verify_signed",
 ]
+log = logging.getLogger(__name__)
 
 ALGORITHM = "HMAC-SHA256"
 MIN_KEY_BYTES = 32
@@ -59,6 +65,10 @@ MIN_KEY_BYTES = 32
 
 class CheckpointError(AuditError):
     """The checkpoint file or its key cannot be used (missing key, unreadable file)."""
+
+
+class TrailDoesNotVerify(CheckpointError):
+    """The trail does not verify against its signed checkpoints: its head is not signed."""
 
 
 class CheckpointsTampered(CheckpointError):
@@ -241,6 +251,68 @@ def verify_signed(
         if named is not None:
             problem = replace(problem, message=f"{problem.message} ({named.describe()})")
     return replace(result, first_problem=problem)
+
+
+def sign_head(
+    trail: AuditLog, checkpoints: CheckpointFile, now: datetime, *, only_if_new: bool = False
+) -> SignedCheckpoint | None:
+    """Verify the trail against every signed checkpoint (:func:`verify_signed`), then sign its
+    head into ``checkpoints``. ``only_if_new``: None, nothing appended, when the head is the
+    last checkpoint's (nothing was recorded since).
+
+    Raises:
+        TrailDoesNotVerify: the trail does not verify (its message says where).
+        CheckpointsTampered: a line of the file does not verify.
+        CheckpointError, AuditError: the file, the key or the database cannot be used.
+    """
+    signed = checkpoints.read()
+    result = verify_signed(trail, signed, now=now)
+    if not result.ok:
+        raise TrailDoesNotVerify(result.message)
+    if only_if_new and signed and signed[-1].checkpoint == result.head:
+        return None
+    return checkpoints.append(result.head, result.head_at, now)
+
+
+class CheckpointSchedule:
+    """Signs the trail's head every ``interval_s`` when it moved: what the service's loop and
+    the leader of ``preread watch`` run (``PREREAD_AUDIT_CHECKPOINT_INTERVAL_S``), so that a
+    rewritten trail is caught without anyone remembering ``preread audit checkpoint``.
+
+    A trail or file that does not verify is logged as an ERROR each time it is due, and nothing
+    is signed: a checkpoint never vouches for a tampered trail. The first is due one interval
+    after the start. Each one verifies the whole chain (a read of every record)."""
+
+    def __init__(
+        self,
+        trail: AuditLog,
+        checkpoints: CheckpointFile,
+        interval_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.trail = trail
+        self.checkpoints = checkpoints
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last = clock()
+
+    def run_if_due(self, now: datetime | None = None) -> SignedCheckpoint | None:
+        """Sign the head if an interval has passed since the last try and the head moved;
+        the checkpoint appended, else None."""
+        if self._clock() - self._last < self.interval_s:
+            return None
+        self._last = self._clock()
+        try:
+            point = sign_head(
+                self.trail, self.checkpoints, now or datetime.now(UTC), only_if_new=True
+            )
+        except AuditError as exc:  # CheckpointError and its kinds are AuditErrors
+            log.error("scheduled audit checkpoint not taken: %s", exc)
+            return None
+        if point is not None:
+            log.info("audit checkpoint %s signed (line %d)", point.checkpoint, point.line)
+        return point
 
 
 def _removed_inside_retention(

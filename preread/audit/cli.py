@@ -25,6 +25,8 @@ from preread.audit.checkpoints import (
     CheckpointFile,
     CheckpointsTampered,
     SignedCheckpoint,
+    TrailDoesNotVerify,
+    sign_head,
     verify_signed,
 )
 from preread.audit.fhir import write_audit_bundle
@@ -148,17 +150,16 @@ def checkpoint() -> None:
 
     The head '<seq>:<hash>' printed also serves as `verify --expected-head`."""
     with _trail() as (log, checkpoints):
-        signed = _signed(checkpoints)
-        result = verify_signed(log, signed, now=datetime.now(UTC))
-        if not result.ok:
-            typer.echo(result.message)
-            typer.echo("refusing to sign the head of a trail that does not verify", err=True)
-            raise typer.Exit(1)
         try:
-            point = checkpoints.append(result.head, result.head_at, datetime.now(UTC))
-        except CheckpointsTampered as exc:  # a line appended meanwhile does not verify
+            point = sign_head(log, checkpoints, datetime.now(UTC))
+        except TrailDoesNotVerify as exc:
+            typer.echo(str(exc))
+            typer.echo("refusing to sign the head of a trail that does not verify", err=True)
+            raise typer.Exit(1) from None
+        except CheckpointsTampered as exc:
             typer.echo(f"audit checkpoints broken: {exc}")
             raise typer.Exit(1) from None
+    assert point is not None  # not only_if_new: always signed
     typer.echo(str(point.checkpoint))
     typer.echo(f"signed and appended to {checkpoints.path} (line {point.line})", err=True)
 

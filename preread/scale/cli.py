@@ -36,6 +36,7 @@ from preread.store import JobState, JobStore
 from preread.watcher import Watcher
 
 if TYPE_CHECKING:
+    from preread.audit.checkpoints import CheckpointSchedule
     from preread.reviews.service import ReviewContext
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def watch() -> None:
     """Run the watcher while this process is the leader; stand by otherwise. SIGTERM or
     SIGINT stops it (the leadership released, exit 0)."""
     from preread.audit import AuditLog
-    from preread.composition import job_store, live_lineup, orthanc_client
+    from preread.composition import checkpoint_schedule, job_store, live_lineup, orthanc_client
     from preread.grants import GrantStore
     from preread.reviews.service import ReviewContext
     from preread.shutdown import ShutdownSignals
@@ -157,6 +158,7 @@ def watch() -> None:
                     stop=signals.requested,
                     reviews=reviews,
                     comparison_retry=(settings.comparison_retry_s, settings.comparison_retries),
+                    checkpoints=checkpoint_schedule(settings, audit),
                 )
             finally:
                 leadership.release()
@@ -234,6 +236,7 @@ def watch_loop(
     check_s: float = 1.0,
     reviews: ReviewContext | None = None,
     comparison_retry: tuple[float, int] = (900.0, 5),
+    checkpoints: CheckpointSchedule | None = None,
 ) -> None:
     """Until ``stop``: while leader, do what :meth:`preread.service.Service.tick` does (poll
     the change feed, re-queue expired leases, reconcile every ``reconcile_s``); otherwise
@@ -245,7 +248,8 @@ def watch_loop(
     the SR/SEG of signed reviews that Orthanc did not take when they were signed
     (:func:`preread.reviews.service.store_unstored`), and reads again the studies whose
     comparison with priors was unavailable (``comparison_retry``: first delay in seconds, most
-    tries; :func:`preread.jobs.retry_comparisons`). Leadership is released when it ends.
+    tries; :func:`preread.jobs.retry_comparisons`); with ``checkpoints``, the leader signs the
+    audit trail's head when they are due. Leadership is released when it ends.
     """
     leading = False
     last_tick = last_reconcile = -float("inf")
@@ -280,6 +284,8 @@ def watch_loop(
 
                             monitor_round(store)  # every version in use, watched
                             last_reconcile = now
+                        if checkpoints is not None:
+                            checkpoints.run_if_due()
                     except Exception as exc:  # keep watching: Orthanc may come back
                         log.warning("watcher round failed: %s: %s", type(exc).__name__, exc)
             elif leading:

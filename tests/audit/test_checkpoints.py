@@ -22,6 +22,7 @@ from preread.audit import (
     VerifyResult,
     verify_signed,
 )
+from preread.audit.checkpoints import CheckpointSchedule, TrailDoesNotVerify, sign_head
 from tests.audit.conftest import event, fill, rechain, tampering
 from tests.store.conftest import FakeClock
 
@@ -29,13 +30,6 @@ from tests.store.conftest import FakeClock
 @pytest.fixture
 def book(tmp_path: Path) -> CheckpointFile:
     return CheckpointFile(tmp_path / "out" / "checkpoints.jsonl", tmp_path / "keys" / "cp.key")
-
-
-def sign_head(audit: AuditLog, book: CheckpointFile, clock: FakeClock) -> None:
-    """What ``preread audit checkpoint`` does: verify, then sign the verified head."""
-    result = verify_signed(audit, book.read(), now=clock.now)
-    assert result.ok, result.message
-    book.append(result.head, result.head_at, clock.now)
 
 
 def verify(audit: AuditLog, book: CheckpointFile, clock: FakeClock) -> VerifyResult:
@@ -46,9 +40,9 @@ def test_a_rewritten_and_rechained_trail_fails_naming_the_checkpoint(
     audit: AuditLog, clock: FakeClock, engine: Engine, book: CheckpointFile
 ) -> None:
     fill(audit, clock, 2)
-    sign_head(audit, book, clock)
+    sign_head(audit, book, clock.now)
     fill(audit, clock, 2)
-    sign_head(audit, book, clock)
+    sign_head(audit, book, clock.now)
     with tampering(engine) as conn:  # the attacker changes record 2 and re-chains the rest
         conn.execute(text("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 2"))
         assert rechain(conn) == 4
@@ -64,7 +58,7 @@ def test_a_cut_tail_and_a_wiped_trail_fail_against_the_checkpoint(
     audit: AuditLog, clock: FakeClock, engine: Engine, book: CheckpointFile
 ) -> None:
     fill(audit, clock, 3)
-    sign_head(audit, book, clock)
+    sign_head(audit, book, clock.now)
     with tampering(engine) as conn:
         conn.execute(text("DELETE FROM audit_events WHERE seq = 3"))
     result = verify(audit, book, clock)
@@ -85,7 +79,7 @@ def test_an_anchor_moved_by_a_superuser_inside_retention_is_caught(
     audit: AuditLog, clock: FakeClock, engine: Engine, book: CheckpointFile
 ) -> None:
     fill(audit, clock, 2)
-    sign_head(audit, book, clock)
+    sign_head(audit, book, clock.now)
     fill(audit, clock, 2)
     second = list(audit.records())[1]
     with tampering(engine) as conn:  # insert-anchor-then-delete, triggers bypassed
@@ -110,9 +104,9 @@ def test_purge_past_retention_records_itself_and_the_checkpoints_still_hold(
     audit: AuditLog, clock: FakeClock, book: CheckpointFile
 ) -> None:
     fill(audit, clock, 2, step_s=86400 * 100)  # day 0 and 100
-    sign_head(audit, book, clock)  # record 2 (day 100) signed at day 200
+    sign_head(audit, book, clock.now)  # record 2 (day 100) signed at day 200
     fill(audit, clock, 2, step_s=86400 * 100)  # day 200 and 300
-    sign_head(audit, book, clock)  # record 4 signed at day 400
+    sign_head(audit, book, clock.now)  # record 4 signed at day 400
     assert audit.purge(180, clock.now) == 3  # days 0-200: the first checkpoint is purged
     records = list(audit.records())
     assert [r.seq for r in records] == [4, 5]
@@ -120,7 +114,7 @@ def test_purge_past_retention_records_itself_and_the_checkpoints_still_hold(
     result = verify(audit, book, clock)
     assert result.ok and result.anchor.seq == 3, result.message
     audit.record(event())
-    sign_head(audit, book, clock)
+    sign_head(audit, book, clock.now)
     assert verify(audit, book, clock).ok and len(book.read()) == 3
 
 
@@ -129,7 +123,7 @@ def test_the_file_refuses_edits_removed_lines_and_another_key(
 ) -> None:
     for _ in range(3):
         fill(audit, clock, 1)
-        sign_head(audit, book, clock)
+        sign_head(audit, book, clock.now)
     assert stat.S_IMODE(book.key_path.stat().st_mode) == 0o600  # created by the first one
     assert stat.S_IMODE(book.path.stat().st_mode) == 0o600
     lines = book.path.read_text().splitlines()
@@ -172,7 +166,46 @@ def test_no_file_means_no_checkpoints(
     assert book.read() == [] and not book.key_path.exists()
     assert verify(audit, book, clock).ok
     clock.advance(timedelta(days=1).total_seconds())
-    sign_head(audit, book, clock)
+    sign_head(audit, book, clock.now)
     (point,) = book.read()
     assert (point.seq, point.line, point.prev) == (1, 1, "")
     assert point.at == clock.now and point.record_at == clock.now - timedelta(days=1, minutes=1)
+
+
+def test_the_schedule_signs_a_moved_head_each_interval_and_never_a_tampered_trail(
+    audit: AuditLog,
+    clock: FakeClock,
+    engine: Engine,
+    book: CheckpointFile,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What the service's loop and the watch leader run (PREREAD_AUDIT_CHECKPOINT_INTERVAL_S):
+    a checkpoint per interval when records were added, none when nothing was, and none, with
+    an ERROR, once the trail has been rewritten."""
+    ticks = [0.0]
+    schedule = CheckpointSchedule(audit, book, 60.0, clock=lambda: ticks[0])
+    fill(audit, clock, 3)
+    assert schedule.run_if_due(clock.now) is None and book.read() == []  # not due yet
+    ticks[0] = 61.0
+    first = schedule.run_if_due(clock.now)
+    assert first is not None and (first.seq, first.line) == (3, 1)
+    ticks[0] = 130.0
+    assert schedule.run_if_due(clock.now) is None  # nothing recorded since: no new line
+    fill(audit, clock, 2)
+    ticks[0] = 140.0
+    assert schedule.run_if_due(clock.now) is None  # recorded, but not due
+    ticks[0] = 200.0
+    second = schedule.run_if_due(clock.now)
+    assert second is not None and (second.seq, second.line) == (5, 2)
+    with tampering(engine) as conn:
+        conn.execute(text("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 4"))
+        rechain(conn)
+    fill(audit, clock, 1)
+    ticks[0] = 300.0
+    with caplog.at_level("ERROR", logger="preread.audit.checkpoints"):
+        assert schedule.run_if_due(clock.now) is None
+    assert "scheduled audit checkpoint not taken" in caplog.text
+    assert "history was rewritten" in caplog.text
+    assert [p.seq for p in book.read()] == [3, 5]  # the rewritten trail is not vouched for
+    with pytest.raises(TrailDoesNotVerify):
+        sign_head(audit, book, clock.now)

@@ -30,6 +30,7 @@ from dicom_gateway.orthanc_server import (
     OrthancServer,
     free_port,
 )
+from preread.audit.checkpoints import CheckpointFile, verify_signed
 from preread.grants import GrantSpec, Purpose
 from preread.lifecycle import ModelLife
 from preread.monitoring.monitor import points
@@ -134,6 +135,7 @@ def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
     receiver.start()
     # the tests' modality is a screening scanner: Lung-RADS v2022 for its studies
     settings = settings_for(tmp_path, orthanc, database_url, lung_rads=f"aet:{HOSPITAL_AET}")
+    settings = settings.model_copy(update={"audit_checkpoint_interval_s": 1.0})
     with Service(settings) as service:
         _, hook_secret = service.webhooks.create("default", receiver.url)
         authorize(service)
@@ -167,6 +169,11 @@ def test_study_sent_gets_sr_and_seg_back_in_the_same_study(
         sr = client.series_datasets(easy_study.study_uid, job.outputs.sr.series_instance_uid)
         seg = client.series_datasets(easy_study.study_uid, job.outputs.seg.series_instance_uid)
         check_key_objects(client, job)
+        # the loop signed the audit trail's head into the checkpoint file as it grew
+        book = CheckpointFile(settings.audit_checkpoint_path, settings.audit_checkpoint_key_path)
+        signed = book.read()
+        assert signed and signed[-1].seq > 1
+        assert verify_signed(service.audit, signed).ok
     assert len(sr) == 1 and len(seg) == 1
     sr_path = tmp_path / "sr.dcm"
     sr[0].save_as(sr_path, enforce_file_format=True)
