@@ -97,8 +97,18 @@ def canonical_geometry(geometry: Geometry, tol: float = AXIS_TOLERANCE) -> Geome
     )
 
 
+MAX_GRID_VOXELS = 400_000_000
+"""The largest model grid :func:`model_grid_geometry` accepts by default (1.6 GB per float32
+array; a reading holds several): a 2 m whole-body CT at 1 mm over a 50 cm field of view is
+about 500 million voxels, a chest CT about 100 million."""
+
+
 def model_grid_geometry(
-    geometry: Geometry, spacing_zyx: tuple[float, float, float], tol: float = AXIS_TOLERANCE
+    geometry: Geometry,
+    spacing_zyx: tuple[float, float, float],
+    tol: float = AXIS_TOLERANCE,
+    *,
+    max_voxels: int = MAX_GRID_VOXELS,
 ) -> Geometry:
     """The model's input grid for a series: canonical, ``spacing_zyx`` mm, same origin.
 
@@ -106,13 +116,21 @@ def model_grid_geometry(
     centre of the series' first canonical voxel and never extends past the last one.
 
     Raises:
-        PreprocessError: the series is oblique.
+        PreprocessError: the series is oblique, or its grid would hold more than
+            ``max_voxels`` voxels (checked before anything is allocated: a header's spacing
+            can make a small series cover metres).
     """
     canon = canonical_geometry(geometry, tol)
-    shape = tuple(
-        math.floor((n - 1) * s / s_new + 1e-6) + 1
-        for n, s, s_new in zip(canon.shape, canon.spacing, spacing_zyx, strict=True)
-    )
+    extent = [(n - 1) * s for n, s in zip(canon.shape, canon.spacing, strict=True)]
+    sizes = [math.floor(e / s_new + 1e-6) + 1 for e, s_new in zip(extent, spacing_zyx, strict=True)]
+    if math.prod(sizes) > max_voxels:
+        raise PreprocessError(
+            f"the model grid would be {sizes[0]} x {sizes[1]} x {sizes[2]} voxels at "
+            f"{spacing_zyx} mm (the series spans {extent[0]:.4g} x {extent[1]:.4g} x "
+            f"{extent[2]:.4g} mm): more than the {max_voxels} voxels one reading may take "
+            "(PREREAD_MAX_MODEL_GRID_VOXELS)"
+        )
+    shape = tuple(sizes)
     return Geometry(
         shape=(shape[0], shape[1], shape[2]),
         origin=canon.origin,

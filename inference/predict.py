@@ -16,7 +16,7 @@ from scipy.special import expit
 from inference.body import box_from_lps, find_body, intersect
 from inference.device_window import DeviceWindow, decide, device_window_for
 from inference.errors import InferenceError
-from inference.grid import Region
+from inference.grid import MAX_GRID_VOXELS, Region
 from inference.lungs import LungMask, lung_mask
 from inference.package import ModelPackage
 from inference.postprocessors import StageOutputs, postprocessor
@@ -91,7 +91,8 @@ class Predictor:
     whole probability map back too (for evaluation, which interpolates it). ``all_candidates``
     (evaluation) keeps a staged card's candidates below the classifier's operating point as
     findings, with their scores, so that the whole FROC curve can be drawn; serving never
-    sets it.
+    sets it. ``max_grid_voxels``: a series whose model grid would be larger is refused
+    (:class:`~inference.errors.PreprocessError`) before anything is allocated.
     """
 
     def __init__(
@@ -106,8 +107,10 @@ class Predictor:
         device_window: DeviceWindowMode = "auto",
         full_probability: bool = False,
         all_candidates: bool = False,
+        max_grid_voxels: int = MAX_GRID_VOXELS,
     ) -> None:
         self.package = package
+        self.max_grid_voxels = max_grid_voxels
         self.full_probability = full_probability
         self.all_candidates = all_candidates
         self.crop_to_body = crop_to_body
@@ -152,7 +155,7 @@ class Predictor:
         """
         card = self.package.card
         t0 = time.perf_counter()
-        model_input = to_model_grid(volume, card.input)
+        model_input = to_model_grid(volume, card.input, max_voxels=self.max_grid_voxels)
         geometry = model_input.geometry
         body = find_body(model_input.hu, geometry)
         region: Region | None = (

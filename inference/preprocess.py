@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from inference.card import InputSpec, IntensityWindow
 from inference.errors import PreprocessError
-from inference.grid import box_corners, covering_box, model_grid_geometry
+from inference.grid import MAX_GRID_VOXELS, box_corners, covering_box, model_grid_geometry
 from inference.resample import Order, ScalarT, resample
 from preread.domain import Geometry, Volume
 
@@ -49,7 +49,9 @@ def window(hu: npt.NDArray[np.float32], intensity: IntensityWindow) -> npt.NDArr
     return out
 
 
-def to_model_grid(volume: Volume, spec: InputSpec) -> ModelInput:
+def to_model_grid(
+    volume: Volume, spec: InputSpec, *, max_voxels: int = MAX_GRID_VOXELS
+) -> ModelInput:
     """Put ``volume`` on the model grid described by the card's ``input`` section.
 
     The grid is canonical (``k`` → +z, ``j`` → +y, ``i`` → +x), has ``spec.spacing_mm`` (z, y, x)
@@ -57,9 +59,9 @@ def to_model_grid(volume: Volume, spec: InputSpec) -> ModelInput:
     :func:`inference.grid.model_grid_geometry`); values are linearly interpolated.
 
     Raises:
-        PreprocessError: the series is oblique.
+        PreprocessError: the series is oblique, or its grid would exceed ``max_voxels``.
     """
-    geometry = model_grid_geometry(volume.geometry, spec.spacing_mm)
+    geometry = model_grid_geometry(volume.geometry, spec.spacing_mm, max_voxels=max_voxels)
     hu = resample(volume.array, volume.geometry, geometry, order=1)
     return ModelInput(array=window(hu, spec.intensity), hu=hu, geometry=geometry)
 

@@ -38,4 +38,5 @@ def predictor_for(
         device_window=settings.device_window,
         full_probability=full_probability,
         all_candidates=all_candidates,
+        max_grid_voxels=settings.max_model_grid_voxels,
     )

@@ -23,6 +23,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from inference.grid import MAX_GRID_VOXELS
 from preread.errors import PrereadError
 from preread.outputs import Output, parse_outputs
 
@@ -227,6 +228,13 @@ class Settings(BaseSettings):
     )
     max_series_bytes: int = Field(
         default=2 * 1024**3, ge=1, description="decoded stored pixel data of one series, bytes"
+    )
+    max_model_grid_voxels: int = Field(
+        default=MAX_GRID_VOXELS,
+        ge=1_000_000,
+        description="voxels of one series on the model's grid (its spacing, e.g. 1 mm): a series "
+        "whose extent would make more is refused before it is resampled (a chest CT is about "
+        "100 million)",
     )
 
     # --- what a reading writes into the study (preread.outputs) ---------------------------------

@@ -45,7 +45,7 @@ from preread.store.records import (
     Sweep,
 )
 from preread.store.states import JobState
-from preread.store.transaction import Clock, Transaction, utcnow
+from preread.store.transaction import Clock, Transaction
 
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -54,7 +54,8 @@ class JobStore:
     """Jobs, series decisions and watcher state in SQL (SQLite or PostgreSQL).
 
     ``max_attempts`` bounds how many times a job is claimed before a lost lease fails it;
-    ``clock`` gives aware UTC times (a test passes a fake one). Every method below runs in a
+    ``clock`` gives aware UTC times (a test passes a fake one; by default the database's clock:
+    :func:`~preread.store.transaction.database_now`). Every method below runs in a
     transaction of its own; :meth:`transaction` groups several. Database errors are raised as
     :class:`StoreError`.
     """
@@ -64,7 +65,7 @@ class JobStore:
         engine: Engine,
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        clock: Clock = utcnow,
+        clock: Clock | None = None,
         owns_engine: bool = False,
     ) -> None:
         if max_attempts < 1:
@@ -94,7 +95,7 @@ class JobStore:
         url: str | URL,
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        clock: Clock = utcnow,
+        clock: Clock | None = None,
         busy_timeout_s: float = 30.0,
     ) -> JobStore:
         """A store on a new engine for ``url``; :meth:`close` disposes of it."""
@@ -103,7 +104,7 @@ class JobStore:
 
     @classmethod
     def from_engine(
-        cls, engine: Engine, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS, clock: Clock = utcnow
+        cls, engine: Engine, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS, clock: Clock | None = None
     ) -> JobStore:
         """A store on an engine the caller made (and disposes of)."""
         return cls(engine, max_attempts=max_attempts, clock=clock)

@@ -67,21 +67,34 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def database_now(session: Session) -> datetime:
+    """The time on the database's clock (PostgreSQL ``clock_timestamp()``, aware UTC); on
+    SQLite, whose file only one machine writes, this process's clock."""
+    if session.get_bind().dialect.name != "postgresql":
+        return utcnow()
+    now = session.scalar(select(func.clock_timestamp()))
+    if not isinstance(now, datetime) or now.tzinfo is None:
+        raise StoreError(f"the database's clock gave {now!r}, not an aware time")
+    return now.astimezone(UTC)
+
+
 class Transaction:
     """The job store's operations within one transaction: all of them happen, or none.
 
     Get one from :meth:`JobStore.transaction`; :class:`JobStore` has the same methods, each in a
-    transaction of its own. Times come from ``clock`` (aware UTC); every worker's clock is
-    trusted to be NTP-synchronized, as leases compare times written by different machines.
+    transaction of its own. Times come from ``clock`` (aware UTC), by default (None) from the
+    database's (:func:`database_now`): leases compare times written by different machines,
+    and one clock for all of them means a worker or leader whose clock is off can neither
+    take a live lease nor lose its own.
     """
 
-    def __init__(self, session: Session, *, clock: Clock, max_attempts: int) -> None:
+    def __init__(self, session: Session, *, clock: Clock | None, max_attempts: int) -> None:
         self.session = session
         self._clock = clock
         self._max_attempts = max_attempts
 
     def _now(self) -> datetime:
-        now = self._clock()
+        now = database_now(self.session) if self._clock is None else self._clock()
         if now.tzinfo is None:
             raise StoreError(f"the store's clock gave a naive datetime {now!r}")
         return now.astimezone(UTC)

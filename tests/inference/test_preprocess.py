@@ -124,6 +124,26 @@ def test_oblique_series_is_refused() -> None:
     ).hu.shape == (4, 4, 4)
 
 
+def test_a_grid_larger_than_the_limit_is_refused_before_it_is_made() -> None:
+    """A 4-slice series whose header spacing spans metres would be a grid of billions of
+    voxels at 1 mm: refused with the sizes and the setting named, nothing allocated."""
+    g = Geometry(
+        (4, 8, 8), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0),
+        (900.0, 300.0, 300.0),
+    )  # fmt: skip
+    volume = Volume(np.zeros(g.shape, np.float32), g)
+    with pytest.raises(PreprocessError, match="PREREAD_MAX_MODEL_GRID_VOXELS") as info:
+        to_model_grid(volume, _spec((1.0, 1.0, 1.0)))
+    assert "2701 x 2101 x 2101 voxels" in str(info.value)
+    small = Geometry(g.shape, g.origin, g.row_direction, g.column_direction,
+                     g.slice_direction, (2.0, 2.0, 2.0))  # fmt: skip
+    assert to_model_grid(Volume(volume.array, small), _spec((1.0, 1.0, 1.0))).hu.shape == (
+        7, 15, 15,
+    )  # fmt: skip
+    with pytest.raises(PreprocessError, match="more than the 1000 voxels"):
+        to_model_grid(Volume(volume.array, small), _spec((1.0, 1.0, 1.0)), max_voxels=1000)
+
+
 @pytest.mark.parametrize("name", ["HFS", "FFS", "coronal"])
 def test_probability_and_labels_come_back_to_the_source_grid(name: str) -> None:
     g = geometry((16, 40, 36), (2.0, 0.75, 0.75), ORIENTATIONS[name])

@@ -8,7 +8,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from preread.domain import ModelRef
 from preread.store import (
@@ -24,6 +24,7 @@ from preread.store import (
     StoredObject,
     StoreError,
     StudyFingerprint,
+    transaction,
 )
 from tests.store.conftest import FakeClock
 
@@ -457,6 +458,29 @@ def test_renew_lease(store: JobStore, clock: FakeClock) -> None:
     assert store.claim(job.id, "w2", 60) is None
     run_to_done_from_fetching = store.advance(job.id, "w1", JobState.INFERRING)
     assert run_to_done_from_fetching.lease_owner == "w1"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # one server clock for every machine
+def test_leases_run_on_the_database_clock_whatever_a_process_clock_says(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A leader whose clock runs 2 h ahead (the OS clock, the outer edge, set forward) neither
+    re-queues a live lease nor fails it: by default the store stamps and compares leases on
+    PostgreSQL's clock. (Before, each process's clock: a skewed sweep cost the job an attempt.)"""
+    with JobStore.create(db_url) as worker, JobStore.create(db_url) as leader:
+        job = worker.enqueue(STUDY, ORTHANC, MODEL, FP).job
+        claimed = worker.claim(job.id, "w1", 60)
+        assert claimed is not None and claimed.lease_expires_at is not None
+        with worker.engine.connect() as conn:
+            server_now = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+        assert abs((claimed.lease_expires_at - server_now).total_seconds() - 60) < 5
+        ahead = datetime.now(UTC) + timedelta(hours=2)
+        monkeypatch.setattr(transaction, "utcnow", lambda: ahead)
+        assert leader.requeue_expired().requeued == ()
+        assert leader.claim(job.id, "w2", 60) is None
+        renewed = worker.renew_lease(job.id, "w1", 60)
+        assert renewed < ahead  # not stamped with the process's clock
+        assert worker.advance(job.id, "w1", JobState.INFERRING).lease_owner == "w1"
 
 
 # --- the state machine ----------------------------------------------------------------------
