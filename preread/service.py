@@ -24,7 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-import httpx
 from fastapi import FastAPI
 
 from dicom_gateway.client import OrthancClient
@@ -64,6 +63,7 @@ from preread.watcher import Watcher
 from preread.webhooks.addresses import DestinationPolicy
 from preread.webhooks.delivery import Deliverer
 from preread.webhooks.outbox import WebhookStore
+from preread.webhooks.tunnel import webhook_client
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,8 @@ class Service:
                 ttl_s=s.token_ttl_s,
             )
             self.webhooks = WebhookStore(self.store.engine)
-            self._http = httpx.Client(follow_redirects=False)
+            proxy = s.webhook_proxy.get_secret_value() if s.webhook_proxy else None
+            self._http = webhook_client(proxy)
             self.webhook_policy = DestinationPolicy.from_settings(s)
             self.deliverer = Deliverer(
                 self.webhooks,

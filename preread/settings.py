@@ -433,6 +433,12 @@ class Settings(BaseSettings):
         '["10.20.0.0/16"] (e.g. the integration engine); loopback, private, link-local and '
         "other non-global addresses are refused otherwise (preread.webhooks.addresses)",
     )
+    webhook_proxy: SecretStr | None = Field(
+        default=None,
+        description="an HTTP proxy every webhook delivery goes through, http://[user:password@]"
+        "host:port: CONNECT to the checked address and port (the proxy resolves no name; TLS "
+        "runs inside the tunnel, checked against the webhook's host name)",
+    )
     webhook_https_only: bool = Field(
         default=False, description="refuse webhook URLs that are not https"
     )
@@ -505,6 +511,15 @@ class Settings(BaseSettings):
             dotenv_settings,
             file_secret_settings,
         )
+
+    @field_validator("webhook_proxy")
+    @classmethod
+    def _webhook_proxy(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from preread.webhooks.tunnel import ConnectTunnel
+
+            ConnectTunnel(value.get_secret_value())  # ProxyUrlError (a ValueError) if unusable
+        return value
 
     @field_validator("outputs", mode="before")
     @classmethod

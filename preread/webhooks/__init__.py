@@ -9,7 +9,7 @@ Typical use::
     url = "https://ris.example.org/hooks/preread"
     policy.check(url)                                   # InvalidWebhookError saying why not
     webhook, secret = store.create("tenant-a", url)
-    deliverer = Deliverer(store, httpx.Client(), policy=policy, timeout_s=10.0)
+    deliverer = Deliverer(store, webhook_client(None), policy=policy, timeout_s=10.0)
     deliverer.start(settings.webhook_interval_s)        # … deliverer.stop() at shutdown
 
 A receiver checks each message with :func:`verify` (or any Standard Webhooks library).

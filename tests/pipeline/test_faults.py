@@ -342,8 +342,9 @@ def test_a_sweeper_whose_clock_jumped_ahead_takes_a_live_job_and_it_is_read_once
     """While the job fetches, a sweep of expired leases runs on a clock two hours ahead (the
     store's clock, injected: on PostgreSQL the store uses the database's clock, so this is that
     clock jumping; a process's own clock no longer matters, tests/store/test_store.py): the
-    live job's lease looks expired, so it is queued again and dispatched. The interrupted run stops at its next step without writing;
-    the new one reads the study: done, one SR and one SEG."""
+    live job's lease looks expired, so it is queued again and dispatched. The interrupted run
+    stops at its next step without writing; the new one reads the study: done, one SR and one
+    SEG."""
     study = studies[FAULT_SEEDS[4]]
     uid = study.study_instance_uid
     swept: list[str] = []

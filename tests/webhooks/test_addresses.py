@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from preread.settings import Settings
@@ -30,8 +31,10 @@ from preread.webhooks import (
 )
 from preread.webhooks.addresses import refusal
 from preread.webhooks.outbox import DeliveryState, InvalidWebhookError, WebhookStore
+from preread.webhooks.tunnel import webhook_client
 from tests.store.conftest import FakeClock
 from tests.webhooks.conftest import LOOPBACK_ALLOWED, TENANT, Receiver
+from tests.webhooks.connect_proxy import ConnectProxy
 from tests.webhooks.fake_dns import PUBLIC, FakeDns
 from tests.webhooks.test_delivery import only_delivery, queue
 
@@ -238,3 +241,47 @@ def test_https_to_the_checked_address_verifies_the_name(
     assert len(receiver.received) == 1
     assert only_delivery(webhooks, good.id).state is DeliveryState.DELIVERED
     assert only_delivery(webhooks, other.id).last_error == "unreachable"
+
+
+def test_through_a_proxy_the_tunnel_goes_to_the_checked_address_and_tls_checks_the_name(
+    webhooks: WebhookStore, engine: Engine, clock: FakeClock, tmp_path: Path
+) -> None:
+    """PREREAD_WEBHOOK_PROXY: the proxy is asked to CONNECT to the address the policy checked
+    (it resolves no name, so DNS cannot move the delivery), TLS runs inside the tunnel against
+    the webhook's host name, with the proxy's credentials; a proxy that refuses leaves the
+    message to be retried. (httpx's own proxying checked the certificate against the address.)"""
+    cert_file, key_file = _certificate(tmp_path, "hooks.example.net")
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert_file, key_file)
+    receiver = Receiver(tls=server_tls)
+    receiver.start()
+    proxy = ConnectProxy(credentials="preread:s3cret")
+    proxy.start()
+    dns = FakeDns({"hooks.example.net": ["127.0.0.1"]})
+    policy = DestinationPolicy(allowed_networks=LOOPBACK_ALLOWED.allowed_networks, resolve=dns)
+    trust = ssl.create_default_context(cafile=cert_file)
+    via = f"127.0.0.1:{proxy.port}"
+    try:
+        hook, _ = webhooks.create(TENANT, f"https://hooks.example.net:{receiver.port}/h")
+        with webhook_client(f"http://preread:wrong@{via}", verify=trust) as refused:
+            queue(engine, clock)
+            assert Deliverer(webhooks, refused, policy=policy, clock=clock).run_once().retrying
+        assert proxy.refused == 1 and not receiver.received
+        assert only_delivery(webhooks, hook.id).last_error == "unreachable"
+        clock.advance(3600)  # the retry is due
+        with webhook_client(f"http://preread:s3cret@{via}", verify=trust) as client:
+            assert Deliverer(webhooks, client, policy=policy, clock=clock).run_once().delivered
+    finally:
+        receiver.stop()
+        proxy.stop()
+    assert proxy.targets == [f"127.0.0.1:{receiver.port}"]  # the checked address, not the name
+    [request] = receiver.received
+    assert request.headers["host"] == f"hooks.example.net:{receiver.port}"
+    assert only_delivery(webhooks, hook.id).state is DeliveryState.DELIVERED
+
+
+def test_the_webhook_proxy_setting_is_checked_at_start() -> None:
+    assert Settings(webhook_proxy=SecretStr("http://u:p@proxy.hospital.example:3128"))
+    for bad in ("https://proxy.example:3128", "socks5://proxy:1080", "http://proxy:31x8"):
+        with pytest.raises(ValueError, match="webhook proxy"):
+            Settings(webhook_proxy=SecretStr(bad))
