@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from training.errors import ConfigError
 
@@ -22,12 +22,27 @@ class _Strict(BaseModel):
 
 
 class PhantomSource(_Strict):
-    """Synthetic chest CT made by :mod:`training.phantoms`; phantom ``i`` uses ``seed + i``."""
+    """Synthetic chest CT made by :mod:`training.phantoms`; phantom ``i`` uses ``seed + i``.
+
+    ``profile``: the generator's scanner and patient ranges (:mod:`training.profiles`):
+    ``train``, or ``wide`` (up to, never into, the robustness ranges). The ``robustness``
+    profile is refused: no training ever sees it."""
 
     seed: int = Field(ge=0)
     count: int = Field(ge=1)
     matrix: int = Field(default=512, ge=32, le=1024)
     max_slices: int | None = Field(default=None, ge=8)
+    profile: Literal["train", "wide"] = "train"
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _never_robustness(cls, value: object) -> object:
+        if value == "robustness":
+            raise ValueError(
+                "the robustness profile is for evaluation only: no training or threshold "
+                "choice may see it (use train or wide)"
+            )
+        return value
 
 
 class DataConfig(_Strict):
@@ -228,6 +243,10 @@ class TrainConfig(_Strict):
                 del payload["augment"][key]
         if payload["data"].get("datasets") is None:
             del payload["data"]["datasets"]
+        for source in ("phantoms", "validation"):
+            part = payload["data"].get(source)
+            if isinstance(part, dict) and part.get("profile") == "train":
+                del part["profile"]
         if payload["sampling"]["nodule_weighting"] == "uniform":
             del payload["sampling"]["nodule_weighting"]
         init = self.optim.init_weights

@@ -168,7 +168,9 @@ def phantom_case(seed: int, source: PhantomSource, inp: InputConfig) -> Case:
     """Generate phantom ``seed`` on its native scanner grid and prepare it like a real scan."""
     from training.phantoms import generate_phantom
 
-    ph = generate_phantom(seed, matrix=source.matrix, max_slices=source.max_slices)
+    ph = generate_phantom(
+        seed, matrix=source.matrix, max_slices=source.max_slices, profile=source.profile
+    )
     return make_case(f"phantom-{seed}", ph.volume, ph.label, inp)
 
 
@@ -239,6 +241,8 @@ def phantom_cases(
     for i in range(source.count):
         seed = source.seed + i
         extra = f"{GENERATOR_VERSION}/{source.matrix}/{source.max_slices}"
+        if source.profile != "train":  # the train profile's cache entries keep their names
+            extra += f"/{source.profile}"
         path = cache_dir / f"phantom-{seed}-{_cache_key('phantom', str(seed), inp, extra)}.npz"
         paths.append(path)
         if not path.exists():

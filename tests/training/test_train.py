@@ -127,6 +127,7 @@ def test_cuda_asked_without_gpu_is_an_error(tmp_path: Path, tiny_cases: list[Cas
         ({"data__source": "folder"}, "data.folder is not set"),
         ({"optim__iterations": 0}, "optim.iterations"),
         ({"model__version": "one"}, "model.version"),
+        ({"data__phantoms__profile": "robustness"}, "robustness profile is for evaluation"),
     ],
 )
 def test_bad_config_is_refused_with_the_field(
@@ -309,3 +310,24 @@ def test_a_config_without_the_new_settings_keeps_its_published_digest() -> None:
     card = yaml.safe_load((root / "models/lung-nodule/2.3.0/model.yaml").read_text())
     gpu = load_config(root / "training/configs/lung-nodule-2.3-detector.yaml")
     assert gpu.digest() == card["training"]["extra"]["training_config_digest"]
+    # 2.4.0's was trained before phantoms had a profile: the train profile leaves it as it was
+    card = yaml.safe_load((root / "models/lung-nodule/2.4.0/model.yaml").read_text())
+    latest = load_config(root / "training/configs/lung-nodule-2.4-detector.yaml")
+    assert latest.data.phantoms is not None and latest.data.phantoms.profile == "train"
+    assert latest.digest() == card["training"]["extra"]["training_config_digest"]
+    phantoms = latest.data.phantoms.model_copy(update={"profile": "wide"})
+    wide = latest.model_copy(update={"data": latest.data.model_copy(update={"phantoms": phantoms})})
+    assert wide.digest() != latest.digest()
+
+
+def test_wide_profile_phantoms_are_other_cases_cached_apart(tmp_path: Path) -> None:
+    """``data.phantoms.profile: wide`` trains on the wide profile's scanners (a detector for
+    scans beyond the train profile's); the train profile's cache entries keep their names."""
+    cfg = TrainConfig.model_validate({**TINY, "output_dir": "unused"})
+    assert cfg.data.phantoms is not None
+    one = cfg.data.phantoms.model_copy(update={"count": 1})
+    (train_case,) = phantom_cases(one, cfg.input, tmp_path)
+    (wide_case,) = phantom_cases(one.model_copy(update={"profile": "wide"}), cfg.input, tmp_path)
+    assert len(list(tmp_path.glob("phantom-18-*.npz"))) == 2
+    same_shape = train_case.image.shape == wide_case.image.shape
+    assert not same_shape or not np.array_equal(train_case.image, wide_case.image)
