@@ -134,7 +134,7 @@ class DeviceWindow:
     ) -> Decision:
         """Blend ``model``'s windows over ``image`` ``[D, H, W]`` and threshold channel
         ``channel``'s probability: the same windows, weights and padding as
-        :func:`inference.sliding_window.sliding_window` (whose arguments these are).
+        :func:`inference.sliding_window.sliding_window_box` (whose arguments these are).
         ``full_probability`` also copies the whole probability map back (N floats).
 
         Every batch holds ``batch_size`` windows (the last one is filled up with copies of its
@@ -269,7 +269,7 @@ def decide(
     full_probability: bool = False,
 ) -> Decision:
     """:meth:`DeviceWindow.run` over ``image``, or only over ``region`` (grown to at least one
-    window, as :func:`inference.sliding_window.sliding_window` does); outside the region every
+    window, as :func:`inference.sliding_window.sliding_window_box` does); outside the region every
     voxel has ``background_probability`` (the foreground probability of the background logits
     that the numpy path fills in there)."""
     kwargs: dict[str, Any] = {

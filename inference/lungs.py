@@ -78,9 +78,10 @@ class LungMask:
         """For each voxel index of ``kji`` (``[N, 3]``, integers; may lie outside the grid):
         whether a mask voxel lies within ``margin_mm`` of it (Euclidean, in mm).
 
-        The same answer as :meth:`dilated` ``(margin_mm).mask`` at those voxels, without the
-        distance transform of the whole box (one lookup per voxel of the margin's ball per
-        point: what the candidate filter needs, a few hundred points per scan)."""
+        The same answer as the mask grown by ``margin_mm`` (a Euclidean distance transform) at
+        those voxels, without transforming the whole lungs' box: one lookup per voxel of the
+        margin's ball per point, what the candidate filter needs (a few hundred points per
+        scan)."""
         points = np.asarray(kji, dtype=np.intp).reshape(-1, 3)
         offsets = _ball_offsets(self.geometry.spacing, max(margin_mm, 0.0))
         at = points[:, None, :] + offsets[None, :, :]  # [N, M, 3]
@@ -93,18 +94,6 @@ class LungMask:
     def contains_lps(self, point: Vec3 | npt.ArrayLike, margin_mm: float = 0.0) -> bool:
         """Whether the LPS ``point`` (mm) lies within ``margin_mm`` of the mask."""
         return self.contains_index(self.geometry.lps_to_index(point), margin_mm)
-
-    def dilated(self, margin_mm: float) -> LungMask:
-        """The mask grown by ``margin_mm`` (Euclidean, in mm)."""
-        if self.box is None or margin_mm <= 0.0:
-            return self
-        reach = [math.ceil(margin_mm / s) + 1 for s in self.geometry.spacing]
-        box = _grow(mask_box(self.mask), reach, self.mask.shape)
-        assert box is not None
-        dist = ndimage.distance_transform_edt(~self.mask[box], sampling=self.geometry.spacing)
-        out = np.zeros_like(self.mask)
-        out[box] = dist <= margin_mm
-        return _lung_mask(out, self.geometry, box_margin_mm=0.0)
 
 
 def lung_mask(

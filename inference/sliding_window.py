@@ -6,8 +6,8 @@ constant padding with 0 and the same ``roi_size``, ``overlap``, ``sw_batch_size`
 ``int(roi * (1 - overlap))``, importance map (``compute_importance_map``), window order and
 float32 accumulation. Tested against MONAI in ``tests/inference/test_sliding_window.py``.
 
-Memory: the output ``[C, D, H, W]`` and one weight map ``[D, H, W]``, both float32, plus one batch
-of windows.
+Memory: the output ``[C, d, h, w]`` of the windows' box and one weight map ``[d, h, w]``, both
+float32, plus one batch of windows.
 
 A ``window_mask`` (e.g. the lungs, :func:`inference.lungs.lung_mask`) skips every window whose box
 holds none of its voxels (:func:`plan_windows`). A voxel where the mask is True is covered only
@@ -34,7 +34,7 @@ BlendMode = Literal["gaussian", "constant"]
 
 @dataclass(frozen=True)
 class WindowPlan:
-    """Which windows :func:`sliding_window` runs.
+    """Which windows :func:`sliding_window_box` runs.
 
     ``box``: the grown region the windows tile (the whole image without ``region``); ``pads``:
     the zero padding (before, after) per axis that brings ``box`` up to ``roi_size``;
@@ -58,75 +58,10 @@ class WindowPlan:
 
 @dataclass
 class WindowStats:
-    """Filled in by :func:`sliding_window` when passed as ``stats``: windows run and skipped."""
+    """Filled in by :func:`sliding_window_box` when passed as ``stats``: windows run and skipped."""
 
     run: int = 0
     skipped: int = 0
-
-
-def sliding_window(
-    image: npt.NDArray[np.float32],
-    predictor: Predictor,
-    roi_size: Sequence[int],
-    overlap: float,
-    batch_size: int,
-    mode: BlendMode = "gaussian",
-    *,
-    sigma_scale: float = 0.125,
-    region: Region | None = None,
-    background_logit: float = 20.0,
-    window_mask: npt.NDArray[np.bool_] | None = None,
-    num_channels: int | None = None,
-    stats: WindowStats | None = None,
-) -> npt.NDArray[np.float32]:
-    """Run ``predictor`` over ``image`` in overlapping windows and blend the outputs.
-
-    Args:
-        image: ``[D, H, W]`` float32.
-        predictor: maps a batch ``[B, 1, d, h, w]`` to ``[B, C, d, h, w]`` (``(d, h, w)`` =
-            ``roi_size``).
-        roi_size: window size ``(d, h, w)``; an image smaller than it along an axis is padded
-            with 0 (half before, half after, as MONAI does) and the output cropped back.
-        overlap: fraction of a window shared with its neighbour, in [0, 1).
-        batch_size: windows per predictor call.
-        mode: ``"gaussian"`` weights each window's voxels by a Gaussian centred in the window
-            (sigma = ``sigma_scale`` × window size); ``"constant"`` weighs all equally.
-        region: only run windows inside this box (e.g. the body, to skip outside air). A box
-            smaller than ``roi_size`` is grown, within the image, to at least ``roi_size``.
-            Outside the box the output is background: channel 0 = ``background_logit``, the
-            other channels ``-background_logit``.
-        window_mask: ``[D, H, W]`` bool; when given, only the windows (of ``region``) whose box
-            holds a True voxel run (see the module docstring); voxels no run window covers
-            get the background output.
-        num_channels: ``C``, needed only when ``window_mask`` leaves no window to run.
-        stats: when given, its ``run`` / ``skipped`` are set to the window counts.
-
-    Returns:
-        ``[C, D, H, W]`` float32: the importance-weighted mean of the window outputs.
-
-    Raises:
-        ValueError: bad arguments, or no window runs and ``num_channels`` is None.
-    """
-    inner, box = sliding_window_box(
-        image,
-        predictor,
-        roi_size,
-        overlap,
-        batch_size,
-        mode,
-        sigma_scale=sigma_scale,
-        region=region,
-        background_logit=background_logit,
-        window_mask=window_mask,
-        num_channels=num_channels,
-        stats=stats,
-    )
-    if box == tuple(slice(0, n) for n in image.shape):
-        return inner
-    out = np.full((inner.shape[0], *image.shape), -background_logit, dtype=np.float32)
-    out[0] = background_logit
-    out[(slice(None), *box)] = inner
-    return out
 
 
 def sliding_window_box(
@@ -144,10 +79,39 @@ def sliding_window_box(
     num_channels: int | None = None,
     stats: WindowStats | None = None,
 ) -> tuple[npt.NDArray[np.float32], Region]:
-    """:func:`sliding_window`'s output inside the box its windows tile, and that box: ``out[:,
-    *box]`` of :func:`sliding_window` (the rest of its output is background). A caller that
-    needs only the foreground keeps the volume-sized ``[C, D, H, W]`` map (the largest array of
-    a read) from ever being written outside the box."""
+    """Run ``predictor`` over ``image`` in overlapping windows and blend the outputs, inside the
+    box the windows tile (``region`` grown to at least one window; the whole image without it).
+
+    Outside that box the output is background by definition and is not returned: a caller that
+    needs a volume-sized map fills the rest (channel 0 = ``background_logit``, the others
+    ``-background_logit``), and one that needs only the foreground (:mod:`inference.predict`)
+    never writes the largest array of a read outside the box.
+
+    Args:
+        image: ``[D, H, W]`` float32.
+        predictor: maps a batch ``[B, 1, d, h, w]`` to ``[B, C, d, h, w]`` (``(d, h, w)`` =
+            ``roi_size``).
+        roi_size: window size ``(d, h, w)``; an image smaller than it along an axis is padded
+            with 0 (half before, half after, as MONAI does) and the output cropped back.
+        overlap: fraction of a window shared with its neighbour, in [0, 1).
+        batch_size: windows per predictor call.
+        mode: ``"gaussian"`` weights each window's voxels by a Gaussian centred in the window
+            (sigma = ``sigma_scale`` × window size); ``"constant"`` weighs all equally.
+        region: only run windows inside this box (e.g. the body, to skip outside air). A box
+            smaller than ``roi_size`` is grown, within the image, to at least ``roi_size``.
+        window_mask: ``[D, H, W]`` bool; when given, only the windows (of ``region``) whose box
+            holds a True voxel run (see the module docstring); voxels no run window covers
+            get the background output.
+        num_channels: ``C``, needed only when ``window_mask`` leaves no window to run.
+        stats: when given, its ``run`` / ``skipped`` are set to the window counts.
+
+    Returns:
+        ``([C, d, h, w], box)``: the importance-weighted mean of the window outputs in the box,
+        float32, and the box (a region of ``image``).
+
+    Raises:
+        ValueError: bad arguments, or no window runs and ``num_channels`` is None.
+    """
     if image.ndim != 3:
         raise ValueError(f"image must be [D, H, W], got shape {image.shape}")
     roi = _triple(roi_size, "roi_size")
@@ -184,7 +148,7 @@ def plan_windows(
     region: Region | None = None,
     window_mask: npt.NDArray[np.bool_] | None = None,
 ) -> WindowPlan:
-    """The windows :func:`sliding_window` places over an image of ``shape`` (see its
+    """The windows :func:`sliding_window_box` places over an image of ``shape`` (see its
     arguments), and which of them hold a True voxel of ``window_mask`` (all, without it)."""
     roi = _triple(roi_size, "roi_size")
     size = _triple(shape, "shape")

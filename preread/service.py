@@ -266,7 +266,7 @@ class Service:
                     if due:
                         last_reconcile = time.monotonic()
                     if checkpoints is not None:  # a signed head of the audit trail, hourly
-                        checkpoints.run_if_due()
+                        checkpoints.poll()
                     if time.monotonic() - last_purge >= 86_400:  # audit retention, daily
                         last_purge = time.monotonic()
                         removed = self.audit.purge(self.settings.audit_retention_days)

@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -281,7 +282,8 @@ class CheckpointSchedule:
 
     A trail or file that does not verify is logged as an ERROR each time it is due, and nothing
     is signed: a checkpoint never vouches for a tampered trail. The first is due one interval
-    after the start. Each one verifies the whole chain (a read of every record)."""
+    after the start. Each one verifies the whole chain (a read of every record), so the loops
+    call :meth:`poll`, which runs it beside them."""
 
     def __init__(
         self,
@@ -296,6 +298,19 @@ class CheckpointSchedule:
         self.interval_s = interval_s
         self._clock = clock
         self._last = clock()
+        self._thread: threading.Thread | None = None
+
+    def poll(self) -> None:
+        """:meth:`run_if_due` in a thread of its own, at most one at a time: the loop that
+        calls this (the watcher's, polling Orthanc) never waits while the chain is verified."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        if self._clock() - self._last < self.interval_s:
+            return
+        self._thread = threading.Thread(
+            target=self.run_if_due, name="preread-audit-checkpoint", daemon=True
+        )
+        self._thread.start()
 
     def run_if_due(self, now: datetime | None = None) -> SignedCheckpoint | None:
         """Sign the head if an interval has passed since the last try and the head moved;

@@ -285,7 +285,7 @@ def watch_loop(
                             monitor_round(store)  # every version in use, watched
                             last_reconcile = now
                         if checkpoints is not None:
-                            checkpoints.run_if_due()
+                            checkpoints.poll()
                     except Exception as exc:  # keep watching: Orthanc may come back
                         log.warning("watcher round failed: %s: %s", type(exc).__name__, exc)
             elif leading:

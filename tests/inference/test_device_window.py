@@ -24,8 +24,9 @@ from inference.errors import ProviderError
 from inference.package import ModelPackage
 from inference.predict import Predictor, foreground_probability
 from inference.session import ModelSession, SessionCache, open_session
-from inference.sliding_window import grow_region, sliding_window, window_slices
+from inference.sliding_window import grow_region, window_slices
 from tests.inference.phantoms import geometry, spheres
+from tests.inference.test_sliding_window import full_volume
 from training.phantoms import generate_phantom
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "lung-nodule" / "1.0.0"
@@ -96,7 +97,7 @@ def _numpy_decision(
     channel: int,
     **kwargs: Any,
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
-    logits = sliding_window(image, model, roi, 0.25, 2, **kwargs)
+    logits = full_volume(image, model, roi, 0.25, 2, **kwargs)
     probability = foreground_probability(logits, channel)
     mask = probability >= np.float32(threshold)
     return mask, probability

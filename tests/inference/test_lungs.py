@@ -15,10 +15,10 @@ from inference.card import InputSpec, IntensityWindow
 from inference.lungs import LungMask, lung_mask
 from inference.preprocess import to_model_grid
 from inference.resample import resample
-from inference.sliding_window import WindowStats, plan_windows, sliding_window
+from inference.sliding_window import WindowStats, plan_windows
 from preread.domain import Geometry, Volume
 from tests.inference.phantoms import geometry
-from tests.inference.test_sliding_window import conv_predictor
+from tests.inference.test_sliding_window import conv_predictor, full_volume
 from training.phantoms import NoduleSpec, Phantom, generate_phantom
 from training.phantoms import lung_mask as analytic_lung_mask
 
@@ -36,7 +36,7 @@ class Case:
     lungs: LungMask
     truth: npt.NDArray[np.bool_]  # analytic lungs on the model grid
     nodule: npt.NDArray[np.bool_]
-    grown: LungMask  # the lungs dilated by 3 mm
+    grown: npt.NDArray[np.bool_]  # the lungs dilated by 3 mm (a distance transform: the reference)
     centre: tuple[float, float, float]
 
 
@@ -70,7 +70,8 @@ def case() -> Case:
     truth_m = resample(truth, g, model.geometry, order=1) >= 0.5
     nodule = resample(ph.label, g, model.geometry, order=0) == 1
     lungs = lung_mask(model.hu, model.geometry)
-    return Case(model.hu, model.geometry, lungs, truth_m, nodule, lungs.dilated(3.0), centre)
+    grown = ndimage.distance_transform_edt(~lungs.mask, sampling=model.geometry.spacing) <= 3.0
+    return Case(model.hu, model.geometry, lungs, truth_m, nodule, grown, centre)
 
 
 def test_mask_matches_the_analytic_lungs(case: Case) -> None:
@@ -94,7 +95,7 @@ def test_juxtapleural_nodule_is_inside(case: Case) -> None:
     soft = nodule & (case.hu <= 200.0)
     inside = soft & case.truth
     assert np.count_nonzero(inside & case.lungs.mask) >= 0.9 * np.count_nonzero(inside)
-    assert np.count_nonzero(soft & case.grown.mask) >= 0.98 * np.count_nonzero(soft)
+    assert np.count_nonzero(soft & case.grown) >= 0.98 * np.count_nonzero(soft)
     assert case.lungs.contains_lps(case.centre)
 
 
@@ -139,8 +140,8 @@ def test_point_queries_and_dilation(case: Case) -> None:
     assert lungs.contains_index(edge, margin_mm=1.0)
     assert not lungs.contains_index((-5, 0, 0)) and not lungs.contains_index((-5, 0, 0), 2.0)
     grown = case.grown
-    assert grown.mask[tuple(edge)] and grown.volume_ml > lungs.volume_ml
-    ring = np.argwhere(grown.mask & ~lungs.mask)
+    assert grown[tuple(edge)] and np.count_nonzero(grown) > np.count_nonzero(lungs.mask)
+    ring = np.argwhere(grown & ~lungs.mask)
     assert len(ring) > 1000
     for p in ring[:: len(ring) // 50]:
         assert lungs.contains_index(p, margin_mm=3.0) and not lungs.contains_index(p)
@@ -153,7 +154,7 @@ def test_near_is_the_dilated_mask_voxel_for_voxel(case: Case) -> None:
     k = lungs.mask.shape[0] // 2
     slab = np.argwhere(np.ones(lungs.mask[k - 2 : k + 2].shape, dtype=bool))
     slab[:, 0] += k - 2
-    assert np.array_equal(lungs.near(slab, 3.0), case.grown.mask[tuple(slab.T)])
+    assert np.array_equal(lungs.near(slab, 3.0), case.grown[tuple(slab.T)])
     assert lungs.near(slab, 3.0).sum() > lungs.near(slab, 0.0).sum() > 1000
     off = np.array([[-1, 0, 0], [k, -4, -4], [k, *lungs.mask.shape[1:]]])
     assert not lungs.near(off, 3.0).any()
@@ -173,7 +174,7 @@ def test_no_lung_gives_an_empty_mask() -> None:
         lungs = lung_mask(hu, g)
         assert lungs.box is None and lungs.volume_ml == 0.0 and not lungs.mask.any()
         assert not lungs.contains_index((20, 32, 32), margin_mm=5.0)
-        assert lungs.dilated(5.0) is lungs
+        assert not lungs.near(np.argwhere(np.ones((4, 4, 4), dtype=bool)) + 18, 5.0).any()
     with pytest.raises(ValueError, match="shape"):
         lung_mask(air[:-1], g)
 
@@ -189,9 +190,9 @@ def test_skipped_windows_are_background_and_the_rest_unchanged() -> None:
         calls.append(batch.shape[0])
         return conv_predictor(batch)
 
-    full = sliding_window(image, conv_predictor, roi, 0.25, 2, background_logit=7.0)
+    full = full_volume(image, conv_predictor, roi, 0.25, 2, background_logit=7.0)
     stats = WindowStats()
-    out = sliding_window(
+    out = full_volume(
         image, counting, roi, 0.25, 2, background_logit=7.0, window_mask=mask, stats=stats
     )
     plan = plan_windows(image.shape, roi, 0.25, window_mask=mask)
@@ -212,17 +213,17 @@ def test_window_mask_with_region_and_empty_mask() -> None:
     mask = np.zeros(image.shape, bool)
     mask[20, 20, 20] = True
     mask[2, 2, 2] = True  # outside the region: ignored
-    out = sliding_window(image, conv_predictor, (16, 16, 16), 0.25, 3, region=region)
-    masked = sliding_window(
+    out = full_volume(image, conv_predictor, (16, 16, 16), 0.25, 3, region=region)
+    masked = full_volume(
         image, conv_predictor, (16, 16, 16), 0.25, 3, region=region, window_mask=mask
     )
     assert masked[:, 20, 20, 20].tolist() == out[:, 20, 20, 20].tolist()
     assert masked[0, 2, 2, 2] == 20.0
     empty = np.zeros(image.shape, bool)
     with pytest.raises(ValueError, match="num_channels"):
-        sliding_window(image, conv_predictor, (16, 16, 16), 0.25, 3, window_mask=empty)
+        full_volume(image, conv_predictor, (16, 16, 16), 0.25, 3, window_mask=empty)
     stats = WindowStats()
-    bg = sliding_window(
+    bg = full_volume(
         image,
         conv_predictor,
         (16, 16, 16),

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -7,12 +10,36 @@ from scipy import ndimage
 
 from inference.sliding_window import (
     BlendMode,
+    Predictor,
     grow_region,
     importance_map,
-    sliding_window,
     sliding_window_box,
     window_slices,
 )
+
+
+def full_volume(
+    image: npt.NDArray[np.float32],
+    predictor: Predictor,
+    roi_size: Sequence[int],
+    overlap: float,
+    batch_size: int,
+    mode: BlendMode = "gaussian",
+    *,
+    background_logit: float = 20.0,
+    **options: Any,
+) -> npt.NDArray[np.float32]:
+    """:func:`sliding_window_box` placed in the whole image, background outside its box: what
+    MONAI's ``sliding_window_inference`` returns for the same windows."""
+    inner, box = sliding_window_box(
+        image, predictor, roi_size, overlap, batch_size, mode,
+        background_logit=background_logit, **options,
+    )  # fmt: skip
+    out = np.full((inner.shape[0], *image.shape), -background_logit, dtype=np.float32)
+    out[0] = background_logit
+    out[(slice(None), *box)] = inner
+    return out
+
 
 _K1 = np.random.default_rng(7).standard_normal((3, 3, 3)).astype(np.float32)
 
@@ -60,7 +87,7 @@ def test_matches_monai(
         mode=mode,
         sigma_scale=0.125,
     )[0].numpy()
-    ours = sliding_window(image, conv_predictor, roi, overlap, batch, mode)
+    ours = full_volume(image, conv_predictor, roi, overlap, batch, mode)
     assert ours.shape == expected.shape == (2, *shape)
     assert ours.dtype == np.float32
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5)
@@ -76,7 +103,7 @@ def test_importance_map_matches_monai() -> None:
 
 def test_identity_predictor_gives_back_the_image() -> None:
     image = np.random.default_rng(2).random((30, 25, 40), dtype=np.float32)
-    out = sliding_window(image, lambda b: b.copy(), (16, 16, 16), 0.5, 3, "gaussian")
+    out = full_volume(image, lambda b: b.copy(), (16, 16, 16), 0.5, 3, "gaussian")
     np.testing.assert_allclose(out[0], image, atol=1e-6)
 
 
@@ -99,12 +126,10 @@ def test_region_restricts_the_windows() -> None:
         return conv_predictor(batch)
 
     region = (slice(10, 30), slice(5, 15), slice(20, 50))
-    out = sliding_window(
-        image, counting, (16, 16, 16), 0.25, 2, region=region, background_logit=9.0
-    )
+    out = full_volume(image, counting, (16, 16, 16), 0.25, 2, region=region, background_logit=9.0)
     grown = grow_region(region, (16, 16, 16), (40, 50, 60))
     assert grown == (slice(10, 30), slice(2, 18), slice(20, 50))
-    inner = sliding_window(image[grown], conv_predictor, (16, 16, 16), 0.25, 2)
+    inner = full_volume(image[grown], conv_predictor, (16, 16, 16), 0.25, 2)
     np.testing.assert_array_equal(out[(slice(None), *grown)], inner)
     outside = np.ones(image.shape, bool)
     outside[grown] = False
@@ -129,4 +154,4 @@ def test_grow_region_stays_inside_the_image() -> None:
 
 def test_bad_predictor_output_is_reported() -> None:
     with pytest.raises(ValueError, match="predictor returned shape"):
-        sliding_window(np.zeros((8, 8, 8), np.float32), lambda b: b[:, :, :4], (8, 8, 8), 0.25, 1)
+        full_volume(np.zeros((8, 8, 8), np.float32), lambda b: b[:, :, :4], (8, 8, 8), 0.25, 1)
