@@ -338,7 +338,11 @@ def _normalize_mapping(value: Mapping[Any, Any], where: str) -> dict[str, Json]:
             raise ValueError(f"{where}: key {key!r} is not a string")
         if "\x00" in key:
             raise ValueError(f"{where}: NUL characters cannot be stored")
-        out[key] = _normalize(item, f"{where}.{key}")
+        kind = type(item)
+        if (kind is str and "\x00" not in item) or kind is int or item is None or kind is bool:
+            out[key] = item  # the common values, already in their one form (no path string)
+        else:
+            out[key] = _normalize(item, f"{where}.{key}")
     return out
 
 

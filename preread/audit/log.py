@@ -24,6 +24,7 @@ recorded (e.g. a patient identifier in ``detail``).
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -239,10 +240,10 @@ class AuditLog:
             return []
         try:
             if connection is not None:
-                with connection.begin(), Session(bind=connection) as session:
-                    return self._append_all(session, events)
+                with connection.begin():
+                    return self._append_all(connection, events)
             with self._writer.begin() as session:
-                return self._append_all(session, events)
+                return self._append_all(session.connection(), events)
         except Exception as exc:
             actions = ", ".join(sorted({e.action.value for e in events}))
             raise AuditError(f"audit record of {actions} failed: {exc}") from exc
@@ -252,7 +253,7 @@ class AuditLog:
         there is no record): store it outside this database and pass it to :meth:`verify` later
         to detect records removed from the end."""
         with _failing_as("reading the audit head"), self._reader() as session:
-            return _head(session)
+            return _head(session.connection())
 
     def verify(
         self, expected_head: Checkpoint | None = None, *, checkpoints: Sequence[Checkpoint] = ()
@@ -268,7 +269,7 @@ class AuditLog:
             links = (_link(row) for row in _stream(session, _by_seq()))
             return verify_chain(
                 links,
-                anchor=_anchor(session),
+                anchor=_anchor(session.connection()),
                 expected_head=expected_head,
                 checkpoints=checkpoints,
             )
@@ -325,8 +326,8 @@ class AuditLog:
         """
         cutoff = retention_cutoff(now or self._clock(), retention_days, allow_short=allow_short)
         with _failing_as("purging the audit trail"), self._writer.begin() as session:
-            _lock(session)
-            anchor = _anchor(session)
+            _lock(session.connection())
+            anchor = _anchor(session.connection())
             last = _last_before(session, cutoff)
             if last is None or last <= anchor.seq:
                 return 0
@@ -353,12 +354,16 @@ class AuditLog:
             return deleted
 
     def _append(self, session: Session, event: AuditEvent) -> AuditRecord:
-        return self._append_all(session, [event])[0]
+        return self._append_all(session.connection(), [event])[0]
 
-    def _append_all(self, session: Session, events: Sequence[AuditEvent]) -> list[AuditRecord]:
-        """Chain ``events`` after the head, under the append lock, with one insert."""
-        _lock(session)
-        head = _head(session)
+    def _append_all(
+        self, connection: Connection, events: Sequence[AuditEvent]
+    ) -> list[AuditRecord]:
+        """Chain ``events`` after the head, under the append lock, with one insert (Core
+        statements on the connection: the ORM adds nothing here, and this is the group
+        commit's hot path)."""
+        _lock(connection)
+        head = _head(connection)
         records: list[AuditRecord] = []
         for event in events:
             seq, at = head.seq + 1, _utc(self._clock())
@@ -366,7 +371,7 @@ class AuditLog:
             records.append(AuditRecord(event, seq, at, head.hash, digest))
             head = Checkpoint(seq, digest)
         # a Core insert (one executemany), not the ORM's bulk path: nothing here needs the ORM
-        session.connection().execute(insert(AuditEventRow), [_row(r) for r in records])
+        connection.execute(insert(AuditEventRow), [_row(r) for r in records])
         return records
 
 
@@ -447,10 +452,18 @@ def _refuse_patient_keys(detail: Json, where: str = "detail") -> None:
             _refuse_patient_keys(item, f"{where}[{i}]")
     elif isinstance(detail, dict):
         for key, value in detail.items():
-            flat = "".join(c for c in key.lower() if c.isalnum())
-            if flat in _PATIENT_KEYS or any(part in flat for part in _PATIENT_KEY_PARTS):
+            if _names_patient(key):
                 raise ValueError(f"{where}.{key}: audit details must not carry patient identifiers")
-            _refuse_patient_keys(value, f"{where}.{key}")
+            if isinstance(value, dict | list):
+                _refuse_patient_keys(value, f"{where}.{key}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_patient(key: str) -> bool:
+    """Whether a detail key looks like a patient identifier's (the same few keys recur in
+    every record: the verdict is cached)."""
+    flat = "".join(c for c in key.lower() if c.isalnum())
+    return flat in _PATIENT_KEYS or any(part in flat for part in _PATIENT_KEY_PARTS)
 
 
 @contextmanager
@@ -474,21 +487,27 @@ def _purging(session: Session) -> Iterator[None]:
         session.execute(flag, {"value": ""})
 
 
-def _lock(session: Session) -> None:
-    if session.connection().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK})
+def _lock(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(_LOCK, {"key": APPEND_LOCK})
 
 
-def _anchor(session: Session) -> Checkpoint:
-    row = session.get(AuditAnchorRow, _ANCHOR_ID)
+def _anchor(connection: Connection) -> Checkpoint:
+    row = connection.execute(
+        select(AuditAnchorRow.after_seq, AuditAnchorRow.after_hash).where(
+            AuditAnchorRow.id == _ANCHOR_ID
+        )
+    ).first()
     return ORIGIN if row is None else Checkpoint(row.after_seq, row.after_hash)
 
 
-def _head(session: Session) -> Checkpoint:
-    row = session.execute(
-        select(AuditEventRow.seq, AuditEventRow.hash).order_by(AuditEventRow.seq.desc()).limit(1)
-    ).first()
-    return _anchor(session) if row is None else Checkpoint(row.seq, row.hash)
+def _head(connection: Connection) -> Checkpoint:
+    row = connection.execute(_HEAD).first()
+    return _anchor(connection) if row is None else Checkpoint(row.seq, row.hash)
+
+
+_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_HEAD = select(AuditEventRow.seq, AuditEventRow.hash).order_by(AuditEventRow.seq.desc()).limit(1)
 
 
 def _last_before(session: Session, cutoff: datetime) -> int | None:
