@@ -15,6 +15,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import defaultdict
 from concurrent.futures import Future
 
 from sqlalchemy import Connection
@@ -22,6 +23,11 @@ from sqlalchemy import Connection
 from preread.audit.log import AuditError, AuditEvent, AuditLog, AuditRecord
 
 log = logging.getLogger(__name__)
+
+_Outcome = AuditRecord | AuditError
+_LoopWaiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[AuditRecord]"]
+_Waiter = Future[AuditRecord] | _LoopWaiter
+_LoopOutcomes = list[tuple["asyncio.Future[AuditRecord]", _Outcome]]
 
 
 class AuditWriter:
@@ -37,7 +43,7 @@ class AuditWriter:
         self.audit = audit
         self.max_batch = max_batch
         self.idle_s = idle_s
-        self._pending: list[tuple[AuditEvent, Future[AuditRecord]]] = []
+        self._pending: list[tuple[AuditEvent, _Waiter]] = []
         self._wake = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="preread-audit", daemon=True)
@@ -46,13 +52,17 @@ class AuditWriter:
     def submit(self, event: AuditEvent) -> Future[AuditRecord]:
         """Queue ``event``; the future holds its record once committed (or the AuditError)."""
         future: Future[AuditRecord] = Future()
+        if not self._enqueue(event, future):
+            future.set_exception(AuditError("the audit writer is closed"))
+        return future
+
+    def _enqueue(self, event: AuditEvent, waiter: _Waiter) -> bool:
         with self._wake:
             if self._closed:
-                future.set_exception(AuditError("the audit writer is closed"))
-                return future
-            self._pending.append((event, future))
+                return False
+            self._pending.append((event, waiter))
             self._wake.notify()
-        return future
+        return True
 
     def record(self, event: AuditEvent, timeout_s: float = 30.0) -> AuditRecord:
         """Append ``event`` and wait for its commit (from a worker thread)."""
@@ -62,8 +72,15 @@ class AuditWriter:
             raise AuditError(f"audit record of {event.action} timed out") from None
 
     async def arecord(self, event: AuditEvent) -> AuditRecord:
-        """Append ``event`` and wait for its commit (on the event loop, without a thread)."""
-        return await asyncio.wrap_future(self.submit(event))
+        """Append ``event`` and wait for its commit (on the event loop, without a thread).
+
+        The loop's own future is settled with the rest of its batch in one callback (one
+        wake-up of the loop per batch, not one per record: the report API's hot path)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[AuditRecord] = loop.create_future()
+        if not self._enqueue(event, (loop, waiter)):
+            raise AuditError("the audit writer is closed")
+        return await waiter
 
     def close(self) -> None:
         with self._wake:
@@ -94,16 +111,43 @@ class AuditWriter:
                 except Exception as exc:  # AuditError (or anything): every waiter learns it
                     error = exc if isinstance(exc, AuditError) else AuditError(str(exc))
                     log.error("audit batch of %d failed: %s", len(batch), type(exc).__name__)
-                    for _, future in batch:
-                        future.set_exception(error)
+                    _settle([(waiter, error) for _, waiter in batch])
                     _close(connection, broken=True)
                     connection = None
                     continue
                 last_used = time.monotonic()
-                for (_, future), record in zip(batch, records, strict=True):
-                    future.set_result(record)
+                _settle([(waiter, r) for (_, waiter), r in zip(batch, records, strict=True)])
         finally:
             _close(connection, broken=False)
+
+
+def _settle(outcomes: list[tuple[_Waiter, _Outcome]]) -> None:
+    """Give each waiter its record or error: thread futures at once, each event loop's
+    futures together in one callback on that loop."""
+    by_loop: defaultdict[asyncio.AbstractEventLoop, _LoopOutcomes] = defaultdict(list)
+    for waiter, outcome in outcomes:
+        if isinstance(waiter, Future):
+            if isinstance(outcome, AuditError):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)
+        else:
+            by_loop[waiter[0]].append((waiter[1], outcome))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_on_loop, items)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            log.debug("audit outcomes for a closed event loop dropped")
+
+
+def _settle_on_loop(items: _LoopOutcomes) -> None:
+    for future, outcome in items:
+        if future.done():  # cancelled: the request went away
+            continue
+        if isinstance(outcome, AuditError):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 def _close(connection: Connection | None, *, broken: bool) -> None:

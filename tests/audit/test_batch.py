@@ -69,11 +69,45 @@ def test_a_failing_batch_fails_its_callers(audit: AuditLog, engine: Engine) -> N
             ))  # fmt: skip
     with pytest.raises(AuditError, match="disk full"):
         writer.record(event())
+    with pytest.raises(AuditError, match="disk full"):  # a coroutine's waiter too
+        asyncio.run(writer.arecord(event()))
     with engine.begin() as conn:
         conn.execute(text("DROP TRIGGER refuse_batch" + (" ON audit_events" if pg else "")))
     assert writer.record(event()).seq == 2  # the next batch, on a fresh connection
     writer.close()
     assert audit.verify().checked == 2
+
+
+def test_coroutines_of_several_loops_each_get_their_own_record(audit: AuditLog) -> None:
+    """A batch answers each event loop's waiters on that loop (together); a waiter cancelled
+    while its record commits (a request that went away) neither loses the record nor stops
+    the others' answers."""
+    writer = AuditWriter(audit)
+    got: dict[str, int] = {}
+    lock = threading.Lock()
+
+    async def loop_work(n: int) -> None:
+        async def one(i: int) -> None:
+            actor = f"loop-{n}-{i}"
+            record = await writer.arecord(event(actor=actor))
+            assert record.event.actor == actor
+            with lock:
+                got[actor] = record.seq
+
+        gone = asyncio.create_task(writer.arecord(event(actor=f"gone-{n}")))
+        await asyncio.sleep(0)  # queued
+        gone.cancel()
+        await asyncio.gather(*(one(i) for i in range(20)))
+
+    threads = [threading.Thread(target=asyncio.run, args=(loop_work(n),)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    writer.close()
+    assert len(got) == 80 and len(set(got.values())) == 80
+    result = audit.verify()
+    assert result.ok and result.checked == 84  # the cancelled callers' records are kept too
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])  # a server session to end: PostgreSQL's
