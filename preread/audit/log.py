@@ -354,6 +354,9 @@ class AuditLog:
             return deleted
 
     def _append(self, session: Session, event: AuditEvent) -> AuditRecord:
+        # the caller's pending changes first, as before any statement of the session: never
+        # flushed while this transaction holds the append lock
+        session.flush()
         return self._append_all(session.connection(), [event])[0]
 
     def _append_all(
