@@ -30,10 +30,10 @@ from starlette.concurrency import run_in_threadpool
 
 from preread.api import auditing
 from preread.api.deps import (
+    Bearer,
     Services,
     ServicesDep,
     authorized_caller,
-    oauth2,
     require,
     services_of,
 )
@@ -58,7 +58,6 @@ ModelQuery = Annotated[
     str | None,
     Query(max_length=128, pattern=MODEL_ID_PATTERN, description="model id (default: first)"),
 ]
-Bearer = Annotated[str | None, Depends(oauth2)]
 DetailFn = Callable[[Request], Mapping[str, Json]]
 """What a route adds to its audit record, from the request (e.g. the report format)."""
 

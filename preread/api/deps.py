@@ -171,6 +171,10 @@ oauth2 = OAuth2(
 )
 
 
+Bearer = Annotated[str | None, Depends(oauth2)]
+"""The ``Authorization`` header, through the OAuth2 scheme (so that OpenAPI shows it)."""
+
+
 def _unauthorized(detail: str, error: str = "invalid_token") -> HTTPException:
     return HTTPException(
         401,
@@ -285,9 +289,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     inside it: each level of dependencies costs FastAPI tens of microseconds per request
     (``bench/api_reports.py``)."""
 
-    async def check(
-        request: Request, authorization: Annotated[str | None, Depends(oauth2)]
-    ) -> Principal:
+    async def check(request: Request, authorization: Bearer) -> Principal:
         return await authorized_caller(request, authorization, scope)
 
     return check
