@@ -176,6 +176,13 @@ class TypeRuleSpec(_Strict):
     ggo_fraction: Annotated[float, Field(ge=0, lt=1)]
 
 
+class HarmonizeSpec(_Strict):
+    """Noise harmonisation (:mod:`inference.harmonize`): a scan whose measured noise on the
+    model grid is above ``max_noise_hu`` is smoothed down to it before the stages run."""
+
+    max_noise_hu: PositiveFloat
+
+
 class PipelineSpec(_Strict):
     """How the stages are put together and which post-processing turns them into findings.
 
@@ -184,12 +191,14 @@ class PipelineSpec(_Strict):
     ``lung_mask``: windows without lung are not run and candidates outside the (dilated) lungs
     are dropped. ``candidate_probability``: the detector's voxel threshold for candidates (lower
     than the segmentation threshold ``thresholds.probability``: the classifier decides).
+    ``harmonize``: scans noisier than the model was trained on are smoothed first.
     """
 
     postprocess: Annotated[str, Field(pattern=SLUG_PATTERN)] = "components"
     lung_mask: bool = False
     candidate_probability: Annotated[float, Field(gt=0, lt=1)] | None = None
     type_rule: TypeRuleSpec | None = None
+    harmonize: HarmonizeSpec | None = None
 
 
 class TrainingInfo(_Strict):

@@ -4,6 +4,7 @@ findings. Used by the pipeline, the evaluator and ``preread read``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,10 +18,11 @@ from inference.body import box_from_lps, find_body, intersect
 from inference.device_window import DeviceWindow, decide, device_window_for
 from inference.errors import InferenceError
 from inference.grid import MAX_GRID_VOXELS, Region
+from inference.harmonize import harmonize
 from inference.lungs import LungMask, lung_mask
 from inference.package import ModelPackage
 from inference.postprocessors import StageOutputs, postprocessor
-from inference.preprocess import to_model_grid
+from inference.preprocess import ModelInput, to_model_grid, window
 from inference.providers import CPU, ProviderEntry
 from inference.session import (
     ProviderPolicy,
@@ -32,6 +34,7 @@ from inference.session import (
 from inference.sliding_window import WindowStats, sliding_window_box
 from preread.domain import Finding, Geometry, Vec3, Volume
 
+log = logging.getLogger(__name__)
 LpsBox = tuple[Vec3, Vec3]
 #: Where the sliding window is blended and thresholded: ``"auto"`` on the model's device when it
 #: runs on CUDA or TensorRT (numpy on the host otherwise), ``"on"`` always through the device
@@ -71,6 +74,9 @@ class Prediction:
     region: Region | None
     windows: WindowStats | None = None
     lungs: LungMask | None = None
+    #: a card with ``pipeline.harmonize``: the scan's measured noise (HU) and the Gaussian it
+    #: was smoothed with (mm; None: within the card's limit, not smoothed)
+    noise: tuple[float | None, float | None] | None = None
 
 
 class Predictor:
@@ -157,6 +163,20 @@ class Predictor:
         t0 = time.perf_counter()
         model_input = to_model_grid(volume, card.input, max_voxels=self.max_grid_voxels)
         geometry = model_input.geometry
+        noise: tuple[float | None, float | None] | None = None
+        if card.pipeline.harmonize is not None:
+            h = harmonize(model_input.hu, geometry, card.pipeline.harmonize.max_noise_hu)
+            noise = (h.noise_hu, h.sigma_mm)
+            if h.sigma_mm is not None:
+                log.info(
+                    "image noise %.0f HU above the model's %.0f HU: smoothed (Gaussian %.1f mm)",
+                    h.noise_hu,
+                    card.pipeline.harmonize.max_noise_hu,
+                    h.sigma_mm,
+                )
+                model_input = ModelInput(
+                    array=window(h.hu, card.input.intensity), hu=h.hu, geometry=geometry
+                )
         body = find_body(model_input.hu, geometry)
         region: Region | None = (
             slice(0, geometry.shape[0]),
@@ -252,6 +272,7 @@ class Predictor:
             region=region,
             windows=windows,
             lungs=lungs,
+            noise=noise,
         )
 
 

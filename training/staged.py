@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from inference.candidates import two_scale_patch
 from inference.card import (
     ClassifierStage,
+    HarmonizeSpec,
     InferenceSpec,
     ModelCard,
     OnnxSpec,
@@ -217,6 +218,9 @@ class StagedConfig(_Strict):
     #: config: its digest is checked) this build re-uses instead of training or reading the
     #: detector's run folder — a new classifier behind a detector trained once, on a GPU
     detector_from: Path | None = None
+    #: noise harmonisation in the card (inference.harmonize): scans noisier than this on the
+    #: model grid are smoothed down to it, in mining, validation, evaluation and serving alike
+    harmonize: HarmonizeSpec | None = None
     validation: ValidationConfig | None = None
     #: a published package whose classifier threshold and type rule this build keeps instead
     #: of choosing them on validation phantoms (a classifier fine-tuned from that package's on
@@ -414,7 +418,9 @@ def detector_package(cfg: StagedConfig, detector: TrainConfig, layout: Layout) -
                 probability=cfg.candidate_probability,
                 min_volume_mm3=detector.postprocess.min_volume_mm3,
             ),
-            "pipeline": PipelineSpec(postprocess="components", lung_mask=True),
+            "pipeline": PipelineSpec(
+                postprocess="components", lung_mask=True, harmonize=cfg.harmonize
+            ),
         }
     )
     card.to_yaml(tmp / "model.yaml")
@@ -734,6 +740,7 @@ def staged_package(
                 lung_mask=True,
                 candidate_probability=cfg.candidate_probability,
                 type_rule=type_rule,
+                harmonize=cfg.harmonize,
             ),
             "stages": [
                 ClassifierStage(
