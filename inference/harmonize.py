@@ -58,15 +58,30 @@ def _slabs(hu: F32) -> list[tuple[F32, slice]]:
     both sides where the scan has them, and the slices of it that are measured."""
     depth = hu.shape[0]
     if depth <= SLAB_SLICES + 2 * _MARGIN:
-        return [(hu, slice(0, depth))]
+        return [(_body_crop(hu), slice(0, depth))]
     last = depth - SLAB_SLICES - 2 * _MARGIN
     count = SLABS if depth >= (SLAB_SLICES + 2 * _MARGIN) * SLABS else 1
     starts = sorted({_MARGIN + round(last * (n + 0.5) / count) for n in range(count)})
     out = []
     for s in starts:
         lo, hi = max(0, s - _MARGIN), min(depth, s + SLAB_SLICES + _MARGIN)
-        out.append((hu[lo:hi], slice(s - lo, s - lo + SLAB_SLICES)))
+        out.append((_body_crop(hu[lo:hi]), slice(s - lo, s - lo + SLAB_SLICES)))
     return out
+
+
+def _body_crop(slab: F32) -> F32:
+    """``slab`` cut in-plane to what is not air (> −500 HU), with room for every filter
+    around it: the air beyond adds nothing to the measurement but time."""
+    box = ndimage.find_objects((slab > np.float32(-500.0)).view(np.uint8))
+    if not box or box[0] is None:
+        return slab
+    _, j, i = box[0]
+    grow = 3 * _MARGIN
+    return slab[
+        :,
+        max(0, j.start - grow) : j.stop + grow,
+        max(0, i.start - grow) : i.stop + grow,
+    ]
 
 
 def _tissue(slab: F32, spacing: tuple[float, float, float]) -> npt.NDArray[np.bool_]:
@@ -78,15 +93,29 @@ def _tissue(slab: F32, spacing: tuple[float, float, float]) -> npt.NDArray[np.bo
 
 
 def _local_sd(slab: F32) -> F32:
-    x = slab.astype(np.float64)
-    m = ndimage.uniform_filter(x, _LOCAL, mode="nearest")
-    m2 = ndimage.uniform_filter(x * x, _LOCAL, mode="nearest")
-    sd: F32 = np.sqrt(np.maximum(m2 - m * m, 0.0)).astype(np.float32)
+    m = ndimage.uniform_filter(slab, _LOCAL, mode="nearest")
+    m2 = ndimage.uniform_filter(np.square(slab), _LOCAL, mode="nearest")
+    m2 -= np.square(m)
+    np.maximum(m2, 0.0, out=m2)
+    sd: F32 = np.sqrt(m2)
     return sd
 
 
-def _measure(slabs: list[tuple[F32, slice]], tissue: list[npt.NDArray[np.bool_]]) -> float | None:
-    values = [_local_sd(s)[inner][t[inner]] for (s, inner), t in zip(slabs, tissue, strict=True)]
+def _measure(
+    slabs: list[tuple[F32, slice]], tissue: list[npt.NDArray[np.bool_]]
+) -> float | None:
+    values = []
+    for (slab, inner), t in zip(slabs, tissue, strict=True):
+        box = ndimage.find_objects(t[inner].view(np.uint8))
+        if not box or box[0] is None:
+            continue
+        # the tissue's box within the measured slices, with the local window's reach around it
+        _, j, i = box[0]
+        reach = _LOCAL // 2
+        jj = slice(max(0, j.start - reach), j.stop + reach)
+        ii = slice(max(0, i.start - reach), i.stop + reach)
+        sd = _local_sd(np.ascontiguousarray(slab[:, jj, ii], dtype=np.float32))
+        values.append(sd[inner][t[inner][:, jj, ii]])
     if sum(v.size for v in values) < MIN_TISSUE_VOXELS:
         return None
     return float(np.median(np.concatenate(values)))

@@ -202,6 +202,9 @@ class EvaluationConfig(_Strict):
 class StagedConfig(_Strict):
     detector: Path  # a training config (training.config.TrainConfig), relative to this file
     candidate_probability: float = Field(gt=0, lt=1)
+    #: the serving windows' overlap (a share of the window): fewer windows, less time; the
+    #: Gaussian blending hides the seams either way, and the evaluation tells
+    overlap: float = Field(default=0.25, ge=0, lt=1)
     segmentation_probability: float = Field(default=0.5, gt=0, lt=1)
     #: the published version when it is not the detector config's (a build that re-uses
     #: another build's detector: same config, same run folder, so it is trained once)
@@ -412,7 +415,7 @@ def detector_package(cfg: StagedConfig, detector: TrainConfig, layout: Layout) -
             # serving windows as large as the training patches (instance norm sees the same
             # amount of context in both)
             "inference": InferenceSpec(
-                roi_size_vox=detector.optim.patch_size, overlap=0.25, batch_size=2
+                roi_size_vox=detector.optim.patch_size, overlap=cfg.overlap, batch_size=2
             ),
             "thresholds": Thresholds(
                 probability=cfg.candidate_probability,

@@ -46,6 +46,8 @@ DETECTOR = {
 BUILD = {
     "detector": "detector.yaml",
     "candidate_probability": 0.3,
+    "overlap": 0.125,
+    "harmonize": {"max_noise_hu": 400.0},  # carried into the card (no phantom here is so noisy)
     "version": "0.0.3",  # the published version, not the detector config's 0.0.2
     "mining": {"seed": 40, "count": 2, "truth_copies": 2, "workers": 2, **SMALL},
     "nodule_patches": {"seed": 50, "count": 2, "copies": 2, **SMALL},
@@ -96,7 +98,8 @@ def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
     assert 0.0 < card.stages[0].threshold < 1.0
     assert card.stages[0].onnx.max_abs_diff_vs_torch < 1e-3
     assert card.pipeline.type_rule is not None
-    assert card.inference.roi_size_vox == (32, 32, 32)
+    assert card.inference.roi_size_vox == (32, 32, 32) and card.inference.overlap == 0.125
+    assert card.pipeline.harmonize is not None and card.pipeline.harmonize.max_noise_hu == 400.0
     chosen = json.loads((tmp_path / "run" / "validation.json").read_text())
     assert chosen["threshold"] == card.stages[0].threshold
     assert chosen["at_threshold"]["fp_per_scan"] <= 1.0
