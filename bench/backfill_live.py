@@ -32,10 +32,8 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
-import json
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -45,14 +43,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import (
+from harness import (  # bench/harness.py
     HOSPITAL_AET,
     BenchError,
     Child,
+    child_config,
+    child_settings,
     emit,
-    phantom_grant,  # bench/harness.py
+    phantom_grant,
+    read_child_config,
+    remove_work,
+    run_bench,
     send,
-    terminate_on_sigterm,
 )
 
 if TYPE_CHECKING:
@@ -67,24 +69,12 @@ FIRST, LAST = dt.date(2024, 1, 1), dt.date(2024, 12, 31)
 
 def child_main() -> int:
     """The live service on the Orthanc named on stdin (watcher + in-process worker)."""
-    import logging
     import signal
     import threading
 
-    from pydantic import SecretStr
-
     from preread.service import Service
-    from preread.settings import Settings
 
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    cfg: dict[str, Any] = json.loads(sys.stdin.readline())
-    settings = Settings(
-        data_dir=Path(cfg["data_dir"]),
-        models_dir=Path(cfg["models_dir"]),
-        orthanc_url=cfg["orthanc_url"],
-        orthanc_username=cfg["orthanc_username"],
-        orthanc_password=SecretStr(cfg["orthanc_password"]),
-    )
+    settings = child_settings(read_child_config())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with Service(settings) as service:
@@ -267,17 +257,7 @@ def run(args: argparse.Namespace) -> int:
                 for folder in sorted((work / "archive").iterdir()):
                     upload.store([p.read_bytes() for p in sorted(folder.iterdir())])
             env = _env(server, data, args.models_dir)
-            live = Child(
-                __file__,
-                {
-                    "orthanc_url": server.url,
-                    "orthanc_username": server.username,
-                    "orthanc_password": server.password,
-                    "data_dir": str(data),
-                    "models_dir": str(args.models_dir),
-                },
-                work / "live.log",
-            )
+            live = Child(__file__, child_config(server, data, args.models_dir), work / "live.log")
             live.event(300, "ready")
             warm = work / "live-warm-up"
             warm_uid = _copy(live_template, "LIVE-WARM", dt.date.today(), warm)
@@ -326,10 +306,7 @@ def run(args: argparse.Namespace) -> int:
             backfill.wait(timeout=30)
         if live is not None:
             live.stop()
-        if args.keep:
-            print(f"kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        remove_work(work, keep=args.keep)
 
 
 def _wait_reading(log: Path, process: subprocess.Popen[str], timeout_s: float) -> None:
@@ -389,19 +366,12 @@ def main() -> int:
         return child_main()
     if args.quick:
         args.archive, args.rounds, args.slices, args.archive_slices = 10, 2, 100, 80
-    for tool in ("storescu", "Orthanc"):
-        if shutil.which(tool) is None:
-            print(f"{tool} is not installed (./run setup)", file=sys.stderr)
-            return 2
-    try:
-        with terminate_on_sigterm():
-            return run(args)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("benchmark interrupted; Orthancs, PreRead and the folders were cleaned up")
-        return 130
+    return run_bench(
+        run,
+        args,
+        tools=("storescu", "Orthanc"),
+        cleaned="Orthancs, PreRead and the folders were cleaned up",
+    )
 
 
 if __name__ == "__main__":

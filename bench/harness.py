@@ -1,5 +1,6 @@
-"""What the benchmarks share: the events a child process prints, the child process itself,
-sending studies as a hospital does (storescu), and stopping cleanly on SIGTERM.
+"""What the benchmarks share: the events a child process prints, the child process itself and
+its configuration, sending studies as a hospital does (storescu), and a benchmark's ``main``
+(the tools it needs, stopping cleanly on SIGTERM, its exit status, its work folder).
 
 Imported by the scripts in bench/ as ``harness`` (each runs as ``python bench/NAME.py``, so this
 folder is first on ``sys.path``).
@@ -8,6 +9,7 @@ folder is first on ``sys.path``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import shutil
@@ -16,15 +18,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from dicom_gateway.orthanc_server import OrthancServer
     from preread.grants import GrantSpec
+    from preread.service import Service
+    from preread.settings import Settings
+
+A = TypeVar("A")
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSPITAL_AET = "HOSPITAL"
@@ -38,6 +45,45 @@ class BenchError(Exception):
 def emit(kind: str, **data: Any) -> None:
     """Print one event for the driver (in the child process)."""
     print(EVENT + json.dumps({"event": kind, **data}), flush=True)
+
+
+def child_config(
+    server: OrthancServer, data_dir: Path, models_dir: Path, **extra: Any
+) -> dict[str, Any]:
+    """A child's configuration: ``server`` and PreRead's folders (for :func:`child_settings`)."""
+    return {
+        "orthanc_url": server.url,
+        "orthanc_username": server.username,
+        "orthanc_password": server.password,
+        "data_dir": str(data_dir),
+        "models_dir": str(models_dir),
+        **extra,
+    }
+
+
+def read_child_config(
+    level: int = logging.WARNING, fmt: str = logging.BASIC_FORMAT
+) -> dict[str, Any]:
+    """In the child: logs to stderr from ``level`` on; returns the configuration on stdin."""
+    logging.basicConfig(level=level, stream=sys.stderr, format=fmt)
+    config: dict[str, Any] = json.loads(sys.stdin.readline())
+    return config
+
+
+def child_settings(cfg: dict[str, Any], **overrides: Any) -> Settings:
+    """PreRead's settings for the Orthanc and folders of ``cfg`` (a :func:`child_config`)."""
+    from pydantic import SecretStr
+
+    from preread.settings import Settings
+
+    return Settings(
+        data_dir=Path(cfg["data_dir"]),
+        models_dir=Path(cfg["models_dir"]),
+        orthanc_url=cfg["orthanc_url"],
+        orthanc_username=cfg["orthanc_username"],
+        orthanc_password=SecretStr(cfg["orthanc_password"]),
+        **overrides,
+    )
 
 
 class Child:
@@ -149,6 +195,31 @@ def send(
     return seconds
 
 
+def run_bench(run: Callable[[A], int], args: A, *, tools: Sequence[str] = (), cleaned: str) -> int:
+    """``main``'s ``run(args)``: 2 if a tool is missing or it fails, 130 (``cleaned``) on Ctrl-C."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed (./run setup)", file=sys.stderr)
+            return 2
+    try:
+        with terminate_on_sigterm():
+            return run(args)
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"benchmark interrupted; {cleaned}", file=sys.stderr)
+        return 130
+
+
+def remove_work(work: Path, *, keep: bool) -> None:
+    """At the end of a run: removes the work folder, or says where it is kept (``--keep``)."""
+    if keep:
+        print(f"kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 @contextmanager
 def terminate_on_sigterm() -> Iterator[None]:
     """SIGTERM (a timeout, a CI cancel) unwinds like Ctrl-C, so the ``finally`` blocks stop
@@ -179,3 +250,9 @@ def phantom_grant(issued_by: str, tenant: str = "default") -> GrantSpec:
         issued_by=issued_by,
         sender_aets=(HOSPITAL_AET,),
     )
+
+
+def grant_phantoms(service: Service, issued_by: str) -> None:
+    """Lets ``service`` read the benchmark's phantoms: a :func:`phantom_grant` for its tenant."""
+    tenant = service.settings.tenant_of(HOSPITAL_AET) or "default"
+    service.grants.create(phantom_grant(issued_by, tenant))

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,19 +52,23 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dicom_gateway.orthanc_server import OrthancServer
 
-from harness import (
+from harness import (  # bench/harness.py
     HOSPITAL_AET,
     BenchError,
     Child,
+    child_config,
+    child_settings,
     emit,
-    phantom_grant,  # bench/harness.py
+    grant_phantoms,
+    read_child_config,
+    remove_work,
+    run_bench,
     send,
-    terminate_on_sigterm,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,36 +83,19 @@ STAGES = ("fetch", "decode", "volume", "preprocess", "infer", "postprocess", "en
 
 def child_main() -> int:
     """The embedded service against the Orthanc named on stdin, until the study's job is final."""
-    import logging
-
-    from pydantic import SecretStr
-
     from preread.service import Service
-    from preread.settings import Settings
-    from preread.store import JobState
+    from preread.store.states import FINISHED
 
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    cfg: dict[str, Any] = json.loads(sys.stdin.readline())
-    final = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE, JobState.NOT_AUTHORIZED}
-    settings = Settings(
-        data_dir=Path(cfg["data_dir"]),
-        models_dir=Path(cfg["models_dir"]),
-        orthanc_url=cfg["orthanc_url"],
-        orthanc_username=cfg["orthanc_username"],
-        orthanc_password=SecretStr(cfg["orthanc_password"]),
-    )
+    cfg = read_child_config()
+    settings = child_settings(cfg)
     with Service(settings) as service:
-        service.grants.create(
-            phantom_grant(
-                "bench/monai_deploy_peer.py", settings.tenant_of(HOSPITAL_AET) or "default"
-            )
-        )
+        grant_phantoms(service, "bench/monai_deploy_peer.py")
         service.start_loop()
         emit("ready", poll_interval_s=settings.poll_interval_s)
         deadline = time.monotonic() + float(cfg["timeout_s"])
         while time.monotonic() < deadline:
             jobs = service.store.current_for_study(cfg["study_uid"])
-            if jobs and jobs[0].state in final:
+            if jobs and jobs[0].state in FINISHED:
                 job = jobs[0]
                 emit(
                     "done",
@@ -217,15 +203,13 @@ def run_preread(args: argparse.Namespace, ct_dir: Path, study_uid: str, work: Pa
     try:
         child = Child(
             __file__,
-            {
-                "orthanc_url": server.url,
-                "orthanc_username": server.username,
-                "orthanc_password": server.password,
-                "data_dir": str(work / "preread"),
-                "models_dir": str(args.models_dir),
-                "study_uid": study_uid,
-                "timeout_s": args.timeout,
-            },
+            child_config(
+                server,
+                work / "preread",
+                args.models_dir,
+                study_uid=study_uid,
+                timeout_s=args.timeout,
+            ),
             work / "preread.log",
         )
         child.event(300, "ready")
@@ -417,10 +401,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"peer: StableStudy -> SR stored in {peer.total_s:.2f} s", flush=True)
         return report(args, len(ct), n_bytes, shape, parity, pr, peer)
     finally:
-        if args.keep:
-            print(f"kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        remove_work(work, keep=args.keep)
 
 
 def main() -> int:
@@ -439,19 +420,12 @@ def main() -> int:
         return child_main()
     if args.quick:
         args.slices, args.matrix = 60, 256
-    for tool in ("storescu", "Orthanc"):
-        if shutil.which(tool) is None:
-            print(f"{tool} is not installed (./run setup)", file=sys.stderr)
-            return 2
-    try:
-        with terminate_on_sigterm():
-            return run(args)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("benchmark interrupted; Orthanc, PreRead and folders cleaned up", file=sys.stderr)
-        return 130
+    return run_bench(
+        run,
+        args,
+        tools=("storescu", "Orthanc"),
+        cleaned="Orthanc, PreRead and folders cleaned up",
+    )
 
 
 if __name__ == "__main__":

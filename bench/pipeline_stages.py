@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import sys
 import tempfile
 import threading
@@ -39,14 +38,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dicom_gateway.client import OrthancClient
 
-from harness import (
+from harness import (  # bench/harness.py
     HOSPITAL_AET,
     BenchError,
     Child,
+    child_config,
+    child_settings,
     emit,
-    phantom_grant,  # bench/harness.py
+    grant_phantoms,
+    read_child_config,
+    remove_work,
+    run_bench,
     send,
-    terminate_on_sigterm,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,39 +107,23 @@ def child_main() -> int:
     """
     import logging
 
-    from pydantic import SecretStr
-
     from preread.service import Service
-    from preread.settings import Settings
-    from preread.store import JobState
+    from preread.store.states import FINISHED
 
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",  # as preread serve
+    cfg = read_child_config(
+        logging.INFO,
+        "%(asctime)s %(levelname)s %(name)s: %(message)s",  # as preread serve
     )
-    cfg: dict[str, Any] = json.loads(sys.stdin.readline())
     parent = os.getppid()
-    final = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE, JobState.NOT_AUTHORIZED}
     sampler = RssSampler()
     sampler.start()
     loop_errors: list[str] = []
-    settings = Settings(
-        data_dir=Path(cfg["data_dir"]),
-        models_dir=Path(cfg["models_dir"]),
-        orthanc_url=cfg["orthanc_url"],
-        orthanc_username=cfg["orthanc_username"],
-        orthanc_password=SecretStr(cfg["orthanc_password"]),
-        poll_interval_s=cfg["poll_interval_s"],
-        reconcile_interval_s=3600.0,
+    settings = child_settings(
+        cfg, poll_interval_s=cfg["poll_interval_s"], reconcile_interval_s=3600.0
     )
     try:
         with Service(settings) as service:
-            service.grants.create(  # the benchmark's own phantom source may be read
-                phantom_grant(
-                    "bench/pipeline_stages.py", settings.tenant_of(HOSPITAL_AET) or "default"
-                )
-            )
+            grant_phantoms(service, "bench/pipeline_stages.py")  # its own phantoms may be read
             service.start_loop(
                 on_error=lambda exc: loop_errors.append(f"{type(exc).__name__}: {exc}")
             )
@@ -151,7 +138,7 @@ def child_main() -> int:
             deadline = time.monotonic() + float(cfg["job_timeout_s"])
             while True:
                 jobs = service.store.current_for_study(cfg["study_uid"])
-                if jobs and jobs[0].state in final:
+                if jobs and jobs[0].state in FINISHED:
                     seen = time.time()
                     job = jobs[0]
                     break
@@ -428,16 +415,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"orthanc: {server.url}, DICOM port {server.dicom_port}, AET {server.aet}")
         child = Child(
             __file__,
-            {
-                "orthanc_url": server.url,
-                "orthanc_username": server.username,
-                "orthanc_password": server.password,
-                "data_dir": str(work / "preread"),
-                "models_dir": str(args.models_dir),
-                "poll_interval_s": args.poll_interval,
-                "study_uid": study.study_uid,
-                "job_timeout_s": args.timeout,
-            },
+            child_config(
+                server,
+                work / "preread",
+                args.models_dir,
+                poll_interval_s=args.poll_interval,
+                study_uid=study.study_uid,
+                job_timeout_s=args.timeout,
+            ),
             work / "preread.log",
         )
         ready = child.event(args.ready_timeout, "ready (model loaded, watcher running)")
@@ -463,10 +448,7 @@ def run(args: argparse.Namespace) -> int:
             child.stop()
         if server is not None:
             server.stop()
-        if args.keep:
-            print(f"kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        remove_work(work, keep=args.keep)
 
 
 def main() -> int:
@@ -489,18 +471,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.child:
         return child_main()
-    try:
-        with terminate_on_sigterm():
-            return run(args)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            "benchmark interrupted; Orthanc, the PreRead process and the folders were cleaned up",
-            file=sys.stderr,
-        )
-        return 130
+    return run_bench(
+        run, args, cleaned="Orthanc, the PreRead process and the folders were cleaned up"
+    )
 
 
 if __name__ == "__main__":

@@ -26,9 +26,7 @@ Measured: ``storescu``'s wall time per round; the median of each mode; the ratio
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import signal
 import statistics
 import sys
@@ -37,16 +35,19 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from harness import (
+from harness import (  # bench/harness.py
     HOSPITAL_AET,
     BenchError,
     Child,
+    child_config,
+    child_settings,
     emit,
-    phantom_grant,  # bench/harness.py
+    grant_phantoms,
+    read_child_config,
+    remove_work,
+    run_bench,
     send,
-    terminate_on_sigterm,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,38 +56,21 @@ GOAL_RATIO = 1.05
 
 def child_main() -> int:
     """PreRead watching the Orthanc named on stdin; emits ``ready`` then ``job`` per final job."""
-    import logging
-
-    from pydantic import SecretStr
-
     from preread.service import Service
-    from preread.settings import Settings
-    from preread.store import JobState
+    from preread.store.states import FINISHED
 
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    cfg: dict[str, Any] = json.loads(sys.stdin.readline())
-    final = {JobState.DONE, JobState.FAILED, JobState.NOT_APPLICABLE, JobState.NOT_AUTHORIZED}
-    settings = Settings(
-        data_dir=Path(cfg["data_dir"]),
-        models_dir=Path(cfg["models_dir"]),
-        orthanc_url=cfg["orthanc_url"],
-        orthanc_username=cfg["orthanc_username"],
-        orthanc_password=SecretStr(cfg["orthanc_password"]),
-    )
+    cfg = read_child_config()
+    settings = child_settings(cfg)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with Service(settings) as service:
-        service.grants.create(
-            phantom_grant(
-                "bench/watcher_overhead.py", settings.tenant_of(HOSPITAL_AET) or "default"
-            )
-        )
+        grant_phantoms(service, "bench/watcher_overhead.py")
         service.start_loop()
         emit("ready", poll_interval_s=settings.poll_interval_s)
         reported = False
         while not stop.wait(0.1):
             jobs = service.store.current_for_study(cfg["study_uid"])
-            if jobs and jobs[0].state in final and not reported:
+            if jobs and jobs[0].state in FINISHED and not reported:
                 job = jobs[0]
                 seconds = (
                     (job.finished_at - job.created_at).total_seconds() if job.finished_at else None
@@ -123,14 +107,7 @@ def one_round(
         if mode == "with":
             child = Child(
                 __file__,
-                {
-                    "orthanc_url": server.url,
-                    "orthanc_username": server.username,
-                    "orthanc_password": server.password,
-                    "data_dir": str(folder / "preread"),
-                    "models_dir": str(args.models_dir),
-                    "study_uid": study_uid,
-                },
+                child_config(server, folder / "preread", args.models_dir, study_uid=study_uid),
                 folder / "preread.log",
             )
             child.event(300, "ready")
@@ -209,10 +186,7 @@ def run(args: argparse.Namespace) -> int:
                 rounds.append(r)
         return report(args, len(ct), n_bytes, rounds)
     finally:
-        if args.keep:
-            print(f"kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        remove_work(work, keep=args.keep)
 
 
 def main() -> int:
@@ -233,22 +207,12 @@ def main() -> int:
         return child_main()
     if args.quick:
         args.slices, args.matrix, args.rounds = 60, 256, 2
-    for tool in ("storescu", "Orthanc"):
-        if shutil.which(tool) is None:
-            print(f"{tool} is not installed (./run setup)", file=sys.stderr)
-            return 2
-    try:
-        with terminate_on_sigterm():
-            return run(args)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            "benchmark interrupted; Orthanc, PreRead and the folders were cleaned up",
-            file=sys.stderr,
-        )
-        return 130
+    return run_bench(
+        run,
+        args,
+        tools=("storescu", "Orthanc"),
+        cleaned="Orthanc, PreRead and the folders were cleaned up",
+    )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -50,8 +49,9 @@ from harness import (  # bench/harness.py
     HOSPITAL_AET,
     BenchError,
     phantom_grant,
+    remove_work,
+    run_bench,
     send,
-    terminate_on_sigterm,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -382,10 +382,7 @@ def run(args: argparse.Namespace) -> int:
             rounds.append(r)
         return report(args, studies, rounds)
     finally:
-        if args.keep:
-            print(f"kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        remove_work(work, keep=args.keep)
 
 
 def main() -> int:
@@ -404,19 +401,12 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.count, args.matrix, args.max_slices = 3, 256, 80
-    for tool in ("storescu", "Orthanc"):
-        if shutil.which(tool) is None:
-            print(f"{tool} is not installed (./run setup)", file=sys.stderr)
-            return 2
-    try:
-        with terminate_on_sigterm():
-            return run(args)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("benchmark interrupted; processes, databases and folders cleaned up", file=sys.stderr)
-        return 130
+    return run_bench(
+        run,
+        args,
+        tools=("storescu", "Orthanc"),
+        cleaned="processes, databases and folders cleaned up",
+    )
 
 
 if __name__ == "__main__":
