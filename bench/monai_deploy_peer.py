@@ -14,8 +14,10 @@ this CPU-only machine.)
 
 The study: one phantom chest CT (seed 990000, 512×512, capped at 300 slices of 0.625 mm),
 sent by ``storescu`` (``TCP_NODELAY=1``) to a fresh private Orthanc (StableAge 2 s) per side.
-The model: ``models/lung-nodule/1.0.0`` — PreRead runs its ``model.onnx`` on ONNX Runtime; the
-peer runs a TorchScript of the same network, built here from the training code
+The model: ``models/lung-nodule/1.0.0`` — PreRead runs its ``model.onnx`` on ONNX Runtime
+(``--preread-model lung-nodule``: PreRead's default instead, the newest installed, a staged
+2.x pipeline; the report then says the models differ); the peer runs a TorchScript of 1.0.0's
+network, built here from the training code
 (``training.train.network_from_package``: the card's network config + ``weights.pt``) and
 checked against the ONNX file on a 96³ input (max |difference| printed).
 
@@ -72,6 +74,8 @@ from harness import (  # bench/harness.py
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+#: the network the peer runs (a MONAI Deploy app runs one network, not a staged pipeline)
+PEER_MODEL = "lung-nodule@1.0.0"
 PEER_APP = ROOT / "bench" / "peer" / "lung_nodule_app.py"
 PEER_EVENT = "PEER-TIMINGS "
 GOAL_RATIO = 0.3
@@ -87,7 +91,7 @@ def child_main() -> int:
     from preread.store.states import FINISHED
 
     cfg = read_child_config()
-    settings = child_settings(cfg)
+    settings = child_settings(cfg, models=[cfg["model"]])
     with Service(settings) as service:
         grant_phantoms(service, "bench/monai_deploy_peer.py")
         service.start_loop()
@@ -106,6 +110,7 @@ def child_main() -> int:
                     created_at=job.created_at.timestamp(),
                     finished_at=job.finished_at.timestamp() if job.finished_at else None,
                     findings=job.findings_count,
+                    model=f"{job.model_id}@{job.model_version}",
                     sr_series=job.outputs.sr.orthanc_series_id if job.outputs.sr else None,
                 )
                 return 0
@@ -180,6 +185,7 @@ class PrereadSide:
     watcher_s: float
     findings: int | None
     provider: str | None
+    model: str
 
 
 @dataclass(frozen=True)
@@ -209,6 +215,7 @@ def run_preread(args: argparse.Namespace, ct_dir: Path, study_uid: str, work: Pa
                 args.models_dir,
                 study_uid=study_uid,
                 timeout_s=args.timeout,
+                model=args.preread_model,
             ),
             work / "preread.log",
         )
@@ -231,6 +238,7 @@ def run_preread(args: argparse.Namespace, ct_dir: Path, study_uid: str, work: Pa
         watcher_s=float(done["created_at"]) - seen,
         findings=done["findings"],
         provider=done["provider"],
+        model=done["model"],
     )
 
 
@@ -334,10 +342,11 @@ def report(
         f"study: phantom seed {args.seed}, {shape[0]} slices of {shape[1]}x{shape[2]}; "
         f"{n_files} CT instances, {n_bytes / 1e6:.0f} MB"
     )
+    same = pr.model == PEER_MODEL
     print(
-        "model: lung-nodule 1.0.0; PreRead: model.onnx on ONNX Runtime "
-        f"({pr.provider}); peer: TorchScript of the same network (max |TS - ONNX| on 96^3: "
-        f"{parity:.1e})"
+        f"model: PreRead {pr.model} on ONNX Runtime ({pr.provider}); peer: TorchScript of "
+        f"{PEER_MODEL}'s network (max |TS - ONNX| on 96^3: {parity:.1e})"
+        + ("" if same else f"; not the same model: PreRead runs {pr.model}'s whole pipeline")
     )
     print(f"machine: {os.cpu_count()} CPU core(s); load average {os.getloadavg()[0]:.2f} (1 min)")
     print()
@@ -412,6 +421,12 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="a 256x256x60 phantom")
     ap.add_argument("--peer-python", type=Path, default=ROOT / ".venv-peer" / "bin" / "python")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    ap.add_argument(
+        "--preread-model",
+        default=PEER_MODEL,
+        help=f"what PreRead serves (default {PEER_MODEL}, the peer's network; 'lung-nodule': "
+        "the newest installed, a staged 2.x pipeline the peer does not run)",
+    )
     ap.add_argument("--timeout", type=float, default=1800.0, help="per side (s)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs, outputs)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
