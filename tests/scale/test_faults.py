@@ -38,6 +38,7 @@ from training.phantom_dicom import StudyFiles, write_phantom_study
 from training.phantoms import generate_phantom
 
 RUN_TIMEOUT_S = 180.0  # generous: 20 reads of about 2 s on two cores, plus the faults
+BUSY_WAIT_S = 30.0  # how long a kill meant for a busy worker waits for one to hold a job
 SETTLE_S = 2.0  # after the last job: a late redelivery or a second result would show by then
 
 
@@ -87,18 +88,30 @@ class Chaos:
                 time.sleep(self.rng.uniform(0.0, 1.0))
                 self.cluster.start(leader)  # it stands by: the other one leads now
             return
-        held = self._held_jobs()
+        # Most kills wait for a worker holding a job; the last worker kill always does while
+        # none has interrupted a job yet, so that every seed tests a re-run.
+        want_busy = self.rng.random() < 0.8 or (
+            not self.interrupted and self._worker_kills_done() == self.worker_kills - 1
+        )
+        held = self._wait_for_held_jobs() if want_busy else self._held_jobs()
         busy = sorted(held)
-        if busy and self.rng.random() < 0.8:
-            victim = self.rng.choice(busy)
-        else:
-            victim = self.rng.choice(self.workers)
+        victim = self.rng.choice(busy) if want_busy and busy else self.rng.choice(self.workers)
         jobs = held.get(victim, [])
         self.cluster.kill(victim, f"holding {jobs}" if jobs else "holding no job")
         self.interrupted += [job_id for job_id, _state in jobs]
         self.done.append(victim)
         time.sleep(self.rng.uniform(0.0, 1.5))
         self.cluster.start(victim)
+
+    def _worker_kills_done(self) -> int:
+        return sum(1 for name in self.done if name in self.workers)
+
+    def _wait_for_held_jobs(self) -> dict[str, list[tuple[str, str]]]:
+        """The held jobs as soon as a worker holds one (empty after BUSY_WAIT_S without)."""
+        deadline = time.monotonic() + BUSY_WAIT_S
+        while not (held := self._held_jobs()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return held
 
     def _held_jobs(self) -> dict[str, list[tuple[str, str]]]:
         """Worker name -> the (job id, state) it holds a lease on."""
