@@ -11,6 +11,8 @@ Hounsfield units through RescaleSlope and RescaleIntercept (PS3.3 C.11.1.1.2), p
 Slices are sorted along the slice normal ``n = row × column``, so ``k`` grows along ``n``. A
 series whose geometry cannot be described by one affine (mixed orientations, gantry tilt,
 uneven or missing slices, duplicates) is refused with :class:`SeriesError`, never resampled.
+:func:`slice_planes` gives the same order from the headers alone (which instance and frame is
+slice ``k``): what the SR, SEG and key images reference.
 
 Headers are untrusted: sizes, spacings, rescale values and the kind of instance are checked
 (:mod:`dicom_gateway.checks`, bounded by :class:`~dicom_gateway.checks.SeriesLimits`) before a
@@ -55,7 +57,14 @@ from dicom_gateway.errors import DicomFileError, SeriesError
 from dicom_gateway.pixels import decode_frames
 from preread.domain import Geometry, Volume
 
-__all__ = ["assemble_volume", "frame_item", "read_instance", "read_series_dir"]
+__all__ = [
+    "Plane",
+    "assemble_volume",
+    "frame_item",
+    "read_instance",
+    "read_series_dir",
+    "slice_planes",
+]
 
 ORIENTATION_TOL = 1e-3
 """Largest difference allowed between direction cosines that are meant to be equal."""
@@ -70,19 +79,35 @@ DEFAULT_LIMITS = SeriesLimits()
 
 
 @dataclass(frozen=True)
-class _Plane:
-    """One 2-D image (a single-frame instance, or one frame of a multi-frame instance)."""
+class Plane:
+    """One 2-D image (a single-frame instance, or one frame of a multi-frame instance) and its
+    plane geometry, read from the instance or, for a multi-frame one, from the functional
+    groups that apply to the frame (:func:`frame_item`)."""
 
+    #: "instance <SOPInstanceUID> [frame <n>] (file <path>)", for refusals
     label: str
+    #: index of the instance in the datasets given
     dataset: int
+    #: 0-based index of the frame in the instance (0 for a single-frame instance)
     frame: int
+    #: whether the instance carries functional groups (PS3.3 C.7.6.16): a multi-frame image,
+    #: whose frames are referenced by number
+    multi_frame: bool
+    #: ImagePositionPatient (mm) and ImageOrientationPatient (row, then column cosines)
     position: npt.NDArray[np.float64]
     orientation: npt.NDArray[np.float64]
     pixel_spacing: tuple[float, float]
     matrix: tuple[int, int]
     slope: float
     intercept: float
+    #: SpacingBetweenSlices, else SliceThickness (mm)
     thickness: float | None
+
+    @property
+    def frame_number(self) -> int | None:
+        """The frame's number in a multi-frame image, as a Referenced Frame Number (0008,1160)
+        gives it (1 for the first frame, PS3.3 C.7.6.6); None for a single-frame image."""
+        return self.frame + 1 if self.multi_frame else None
 
 
 class _BoundedReader(io.BufferedReader):
@@ -276,7 +301,7 @@ def assemble_volume(
     planes = [p for index, ds in enumerate(datasets) for p in _planes(ds, index, uid, ct, limits)]
     check_frame_of_reference(datasets, uid)
     planes, geometry = _grid(planes, uid, min_slices, limits)
-    slices: dict[int, list[tuple[int, _Plane]]] = {}
+    slices: dict[int, list[tuple[int, Plane]]] = {}
     for k, plane in enumerate(planes):
         slices.setdefault(plane.dataset, []).append((k, plane))
     array = np.empty(geometry.shape, dtype=np.float32)
@@ -299,16 +324,41 @@ def assemble_volume(
     return Volume(array=array, geometry=geometry)
 
 
+def slice_planes(
+    datasets: Sequence[Dataset], *, limits: SeriesLimits = DEFAULT_LIMITS
+) -> list[Plane]:
+    """The slices of a series in array order, from the headers alone: ``planes[k]`` is the
+    image (instance ``datasets[planes[k].dataset]``, frame ``planes[k].frame``) that
+    :func:`assemble_volume` puts at ``array[k]``.
+
+    Every frame of a multi-frame image is a slice, placed by the functional groups that apply
+    to it. Pixel data are not needed (an instance whose pixel data were released serves). The
+    planes' geometry is checked as :func:`assemble_volume` checks it (one orientation, one
+    regular grid, no tilt); what concerns pixel data and the series as a whole is not.
+
+    Raises:
+        SeriesError: no instances, or headers that do not give every slice its place on one
+            regular grid (the message names the instance and frame).
+    """
+    if not datasets:
+        raise SeriesError("", "no instances given")
+    uid = str(datasets[0].get("SeriesInstanceUID", ""))
+    ct = str(datasets[0].get("Modality", "")).strip() == "CT"
+    planes = [p for index, ds in enumerate(datasets) for p in _planes(ds, index, uid, ct, limits)]
+    ordered, _ = _grid(planes, uid, 1, limits)
+    return ordered
+
+
 def _sop(ds: Dataset, index: int) -> str:
     return str(ds.get("SOPInstanceUID", "")) or f"#{index}"
 
 
-def _planes(ds: Dataset, index: int, uid: str, ct: bool, limits: SeriesLimits) -> list[_Plane]:
+def _planes(ds: Dataset, index: int, uid: str, ct: bool, limits: SeriesLimits) -> list[Plane]:
     with header_errors(uid, index, ds):
         return _read_planes(ds, index, uid, ct, limits)
 
 
-def _read_planes(ds: Dataset, index: int, uid: str, ct: bool, limits: SeriesLimits) -> list[_Plane]:
+def _read_planes(ds: Dataset, index: int, uid: str, ct: bool, limits: SeriesLimits) -> list[Plane]:
     sop = instance_label(ds, index)
     if "ModalityLUTSequence" in ds and "RescaleSlope" not in ds:
         raise SeriesError(uid, f"{sop} uses a Modality LUT Sequence, not supported")
@@ -339,7 +389,7 @@ def _read_planes(ds: Dataset, index: int, uid: str, ct: bool, limits: SeriesLimi
                 )
                 if (item := frame_item(ds, frame, name)) is not None
             ] + [ds]
-        planes.append(_plane(items, label, index, frame, matrix, uid, ct, limits))
+        planes.append(_plane(items, label, index, frame, functional, matrix, uid, ct, limits))
     return planes
 
 
@@ -367,11 +417,12 @@ def _plane(
     label: str,
     index: int,
     frame: int,
+    multi_frame: bool,
     matrix: tuple[int, int],
     uid: str,
     ct: bool,
     limits: SeriesLimits,
-) -> _Plane:
+) -> Plane:
     tilt = _find(items, "GantryDetectorTilt")
     if tilt is not None and abs(float(tilt)) > 1e-3:
         raise SeriesError(uid, f"{label} was acquired with GantryDetectorTilt {tilt} degrees")
@@ -410,10 +461,11 @@ def _plane(
         ct=ct,
     )
     thickness = _find(items, "SpacingBetweenSlices") or _find(items, "SliceThickness")
-    return _Plane(
+    return Plane(
         label=label,
         dataset=index,
         frame=frame,
+        multi_frame=multi_frame,
         position=np.asarray(position),
         orientation=np.asarray(orientation),
         pixel_spacing=(spacing[0], spacing[1]),
@@ -425,8 +477,8 @@ def _plane(
 
 
 def _grid(
-    planes: list[_Plane], uid: str, min_slices: int, limits: SeriesLimits
-) -> tuple[list[_Plane], Geometry]:
+    planes: list[Plane], uid: str, min_slices: int, limits: SeriesLimits
+) -> tuple[list[Plane], Geometry]:
     """Check that the planes form one regular grid; return them sorted along the normal."""
     if len(planes) < min_slices:
         raise SeriesError(uid, f"{len(planes)} slice(s), at least {min_slices} needed")
@@ -487,7 +539,7 @@ def _grid(
     )
 
 
-def _slice_spacing(planes: list[_Plane], along: npt.NDArray[np.float64], uid: str) -> float:
+def _slice_spacing(planes: list[Plane], along: npt.NDArray[np.float64], uid: str) -> float:
     """The slice spacing of a regular grid, or SeriesError naming the slice that breaks it."""
     if len(planes) == 1:
         return planes[0].thickness or 1.0
@@ -532,7 +584,7 @@ def _slice_spacing(planes: list[_Plane], along: npt.NDArray[np.float64], uid: st
 
 
 def _check_in_plane(
-    planes: list[_Plane],
+    planes: list[Plane],
     positions: npt.NDArray[np.float64],
     along: npt.NDArray[np.float64],
     normal: npt.NDArray[np.float64],

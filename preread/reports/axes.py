@@ -15,7 +15,9 @@ has):
 Points are image coordinates as an SR's SCOORD holds them (PS3.3 C.18.6.1.1): (column, row) in
 pixels, (0, 0) the top left corner of the top left pixel, so the centre of pixel (r, c) is
 (c + 0.5, r + 0.5). The mask comes from the finding's segment in the SEG, so the drawing lies
-where the segment does.
+where the segment does. A source slice is a :class:`~preread.reports.series.SourceFrame`: an
+image, or one frame of a multi-frame image (its position, orientation and spacing are that
+frame's, and the SEG frame is found by the source frame it references).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pydicom.dataset import Dataset
 from scipy.spatial import ConvexHull, QhullError
 
 from preread.reports.errors import ReportError
+from preread.reports.series import SourceFrame
 
 __all__ = ["Located", "SliceAxes", "centre_slice", "slice_axes", "slices_by_distance"]
 
@@ -52,27 +55,29 @@ class Located(Protocol):
 
 @dataclass(frozen=True)
 class SliceAxes:
-    """A finding's axes on one source image, in that image's SCOORD coordinates (column, row)."""
+    """A finding's axes on one source slice, in that image's SCOORD coordinates (column, row)."""
 
-    image: Dataset
+    source: SourceFrame
     #: (2, 2): the long axis' end points.
     long_axis: npt.NDArray[np.float64]
     #: (2, 2): the short axis' end points, None when the finding has no short axis.
     short_axis: npt.NDArray[np.float64] | None
 
+    @property
+    def image(self) -> Dataset:
+        """The source instance the axes are drawn on (``source.frame_number`` its frame)."""
+        return self.source.dataset
 
-def slices_by_distance(finding: Located, sources: Sequence[Dataset]) -> list[int]:
+
+def slices_by_distance(finding: Located, sources: Sequence[SourceFrame]) -> list[int]:
     """Indices into ``sources`` (array order), nearest to the finding's centre first."""
-    orientation = np.asarray(sources[0].ImageOrientationPatient, dtype=np.float64)
-    normal = np.cross(orientation[:3], orientation[3:])
-    along = np.array(
-        [np.asarray(ds.ImagePositionPatient, dtype=np.float64) @ normal for ds in sources]
-    )
+    normal = sources[0].normal
+    along = np.array([np.asarray(s.position, dtype=np.float64) @ normal for s in sources])
     distance = np.abs(along - np.asarray(finding.center_lps_mm, dtype=np.float64) @ normal)
     return [int(k) for k in np.argsort(distance, kind="stable")]
 
 
-def centre_slice(finding: Located, sources: Sequence[Dataset]) -> int:
+def centre_slice(finding: Located, sources: Sequence[SourceFrame]) -> int:
     """Index into ``sources`` (array order) of the slice nearest to the finding's centre."""
     return slices_by_distance(finding, sources)[0]
 
@@ -80,7 +85,7 @@ def centre_slice(finding: Located, sources: Sequence[Dataset]) -> int:
 def slice_axes(
     finding: Located,
     long_axis_mm: float,
-    sources: Sequence[Dataset],
+    sources: Sequence[SourceFrame],
     seg: hd.seg.Segmentation,
     segment: int,
 ) -> SliceAxes:
@@ -92,28 +97,22 @@ def slice_axes(
     Raises:
         ReportError: the segment has no pixel on any of ``sources``.
     """
-    present = _segment_images(seg, segment)
-    nearest = [
-        k for k in slices_by_distance(finding, sources) if str(sources[k].SOPInstanceUID) in present
-    ]
+    present = _segment_frames(seg, segment)
+    nearest = [k for k in slices_by_distance(finding, sources) if sources[k].key in present]
     if not nearest:
         raise ReportError(
             f"segment {segment} of the SEG {seg.SOPInstanceUID} lies on none of the "
             f"{len(sources)} source images of finding {finding.label}"
         )
-    image = sources[nearest[0]]
-    mask = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=[str(image.SOPInstanceUID)],
-        segment_numbers=[segment],
-        assert_missing_frames_are_empty=True,
-    )[0, :, :, 0]
+    source = sources[nearest[0]]
+    mask = _mask(seg, segment, source)
     rows, columns = np.nonzero(mask)
     if rows.size == 0:
         raise ReportError(
             f"segment {segment} of the SEG {seg.SOPInstanceUID} has an empty frame on "
-            f"{image.SOPInstanceUID} (finding {finding.label})"
+            f"{source.describe()} (finding {finding.label})"
         )
-    row_mm, column_mm = (float(v) for v in image.PixelSpacing)
+    row_mm, column_mm = source.pixel_spacing
     scale = np.array([column_mm, row_mm])  # mm per pixel along x (columns), y (rows)
     points = np.stack([columns + 0.5, rows + 0.5], axis=1) * scale  # pixel centres, mm
     a, b = _longest_chord(points)
@@ -129,13 +128,31 @@ def slice_axes(
         centre = middle + across * ((extent.min() + extent.max()) / 2.0 - middle @ across)
         half = across * finding.short_axis_mm / 2
         short_axis = np.stack([centre - half, centre + half]) / scale
-    return SliceAxes(image=image, long_axis=long_axis / scale, short_axis=short_axis)
+    return SliceAxes(source=source, long_axis=long_axis / scale, short_axis=short_axis)
 
 
-def _segment_images(seg: hd.seg.Segmentation, segment: int) -> set[str]:
-    """SOP Instance UIDs of the source images segment ``segment`` has a frame on (the SEG
-    leaves empty frames out)."""
-    images = set()
+def _mask(seg: hd.seg.Segmentation, segment: int, source: SourceFrame) -> npt.NDArray[np.bool_]:
+    """Segment ``segment`` of ``seg`` on the source slice ``source`` (rows, columns)."""
+    if source.frame_number is None:
+        pixels = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=[source.sop_instance_uid],
+            segment_numbers=[segment],
+            assert_missing_frames_are_empty=True,
+        )
+    else:
+        pixels = seg.get_pixels_by_source_frame(
+            source_sop_instance_uid=source.sop_instance_uid,
+            source_frame_numbers=[source.frame_number],
+            segment_numbers=[segment],
+            assert_missing_frames_are_empty=True,
+        )
+    return np.asarray(pixels[0, :, :, 0], dtype=bool)
+
+
+def _segment_frames(seg: hd.seg.Segmentation, segment: int) -> set[tuple[str, int | None]]:
+    """(SOP Instance UID, frame number or None) of the source slices segment ``segment`` has a
+    frame on (the SEG leaves empty frames out)."""
+    images: set[tuple[str, int | None]] = set()
     # what all frames share is in the Shared Functional Groups (highdicom puts the segment
     # there when the SEG holds one segment, the derivation when it holds one frame)
     shared = seg.SharedFunctionalGroupsSequence[0]
@@ -150,7 +167,13 @@ def _segment_images(seg: hd.seg.Segmentation, segment: int) -> set[str]:
         )
         for derivation in derivations:
             for source in derivation.get("SourceImageSequence", []):
-                images.add(str(source.ReferencedSOPInstanceUID))
+                uid = str(source.ReferencedSOPInstanceUID)
+                frames = source.get("ReferencedFrameNumber")
+                if frames is None or frames == "":
+                    images.add((uid, None))
+                    continue
+                many = isinstance(frames, Sequence) and not isinstance(frames, str)
+                images.update((uid, int(n)) for n in (frames if many else [frames]))
     return images
 
 

@@ -33,6 +33,9 @@ __all__ = [
     "FOLLOW_UP",
     "FOLLOW_UP_STATUS",
     "HOUNSFIELD_UNIT",
+    "IMAGE_LIBRARY",
+    "IMAGE_LIBRARY_GROUP",
+    "IMAGING_MEASUREMENTS",
     "LANGUAGE",
     "LATERALITY",
     "LONG_AXIS",
@@ -58,6 +61,7 @@ __all__ = [
     "SHORT_AXIS",
     "SOLID_COMPONENT",
     "SOLID_COMPONENT_LONG_AXIS",
+    "SOURCE",
     "VDT",
     "VOLUME",
     "VOLUME_CHANGE",
@@ -105,6 +109,15 @@ consumers (OHIF, dcmqi) know it."""
 CT_CHEST = CodedConcept("24627-2", "LN", "CT Chest")
 """LN 24627-2 "CT Chest" (LOINC/RSNA Radiology Playbook): the specific procedure. CID 100
 is extensible, so it is reported as a second Procedure reported (TID 1500 row 4 is 1-n)."""
+IMAGING_MEASUREMENTS: Code = codes.DCM.ImagingMeasurements
+"""DCM 126010 "Imaging Measurements": TID 1500's container of the measurement groups."""
+IMAGE_LIBRARY: Code = codes.DCM.ImageLibrary
+"""DCM 111028 "Image Library" (TID 1600), before the Imaging Measurements (TID 1500 row 5)."""
+IMAGE_LIBRARY_GROUP: Code = codes.DCM.ImageLibraryGroup
+"""DCM 126200 "Image Library Group" (TID 1600 row 2)."""
+SOURCE = CodedConcept("260753009", "SCT", "Source")
+"""SCT 260753009 "Source": the concept name of an Image Library entry (TID 1601), as
+highdicom's own Image Library and Key Object Selection write it."""
 
 # --- Measurements (TID 300, names from CID 7469 / CID 6048) ---------------------------------
 LONG_AXIS: Code = codes.SCT.LongAxis

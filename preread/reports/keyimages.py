@@ -21,6 +21,11 @@ The key slice of a finding is the source slice nearest its centre along the slic
 (the SR's Image Library lists the same slice), or, should the finding have no voxel there
 (a crescent), the slice nearest it that has one. A result without findings has no key image
 and no KOS (there is nothing to point at; the SR says that nothing was found).
+
+A key slice in a multi-frame source image (Enhanced CT, Legacy Converted Enhanced CT) is one
+of its frames (:class:`~preread.reports.series.SourceFrame`): the key image takes that frame's
+pixels, orientation and spacing and its Source Image Sequence names the instance and the
+frame (Referenced Frame Number); the KOS lists the instance once, with the key frames.
 """
 
 from __future__ import annotations
@@ -42,7 +47,14 @@ from preread.reports import codes
 from preread.reports.errors import ReportError
 from preread.reports.render import LUNG_WINDOW, render_key_image
 from preread.reports.seg import segment_label
-from preread.reports.series import MANUFACTURER, EncodedSeries, lo, order_sources
+from preread.reports.series import (
+    MANUFACTURER,
+    EncodedSeries,
+    SourceFrame,
+    lo,
+    order_sources,
+    source_instances,
+)
 from preread.reports.uids import device_uid, report_uid
 
 __all__ = [
@@ -76,7 +88,7 @@ class KeyImageSeries:
 
 
 def key_slices(
-    result: PreReadResult, sources: Sequence[Dataset], labels: npt.NDArray[np.integer]
+    result: PreReadResult, sources: Sequence[SourceFrame], labels: npt.NDArray[np.integer]
 ) -> dict[int, int]:
     """Finding label → index ``k`` of its key slice in ``sources`` (array order, as
     :func:`~preread.reports.series.order_sources` gives it; ``labels`` on the same grid).
@@ -85,11 +97,8 @@ def key_slices(
         ReportError: ``labels`` does not fit the sources, or a finding has no voxel.
     """
     _check_grid(sources, labels)
-    orientation = np.asarray(sources[0].ImageOrientationPatient, dtype=np.float64)
-    normal = np.cross(orientation[:3], orientation[3:])
-    along = np.array(
-        [np.asarray(ds.ImagePositionPatient, dtype=np.float64) @ normal for ds in sources]
-    )
+    normal = sources[0].normal
+    along = np.array([np.asarray(s.position, dtype=np.float64) @ normal for s in sources])
     chosen: dict[int, int] = {}
     for finding in result.findings:
         centre = float(np.asarray(finding.center_lps_mm, dtype=np.float64) @ normal)
@@ -144,8 +153,9 @@ def build_key_images(
 
     Args:
         result: the pre-read; its study, series and frame of reference must be the sources'.
-        source_datasets: every single-frame image of the series read, any order (headers
-            only: pixel data are taken from ``hu``).
+        source_datasets: every image of the series read, any order: single-frame images or
+            multi-frame images whose frames are the slices (headers only: pixel data are
+            taken from ``hu``).
         labels: the label map the SEG is built from, ``[k, j, i]`` on the source grid.
         hu: the series as Hounsfield units on the same grid (the assembled volume's array;
             only the key slices are read).
@@ -172,18 +182,17 @@ def build_key_images(
     for number, finding in enumerate(ordered, start=1):
         k = slices[finding.label]
         source = sources[k]
-        spacing = tuple(float(v) for v in source.PixelSpacing)
         rendered = render_key_image(
             hu[k],
             labels[k] == finding.label,
             key_image_lines(result, finding),
-            (spacing[0], spacing[1]),
+            source.pixel_spacing,
             window=LUNG_WINDOW,
         )
         sop_uid = report_uid(result, f"sc-instance-{finding.label}", uid_seed=uid_seed)
         try:
             image = hd.sc.SCImage.from_ref_dataset(
-                ref_dataset=source,
+                ref_dataset=source.dataset,
                 pixel_array=rendered.rgb,
                 photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
                 bits_allocated=8,
@@ -221,7 +230,7 @@ def build_key_images(
         )
         image.ImageComments = (
             f"{NOT_FOR_DIAGNOSIS}. Contour: {segment_label(finding, result.concept)} of the "
-            f"AI segmentation; source image {source.SOPInstanceUID}."
+            f"AI segmentation; source image {source.describe()}."
         )
         _fix_times(image, result)
         image.DateOfSecondaryCapture = DA(created.date())
@@ -254,6 +263,7 @@ def build_kos(
     sources = order_sources(result, source_datasets)
     slices = key_slices(result, sources, labels)
     selected = [sources[k] for k in sorted(set(slices.values()))]
+    instances = source_instances(selected)
     model = result.model
     n = len(result.findings)
     device = hd.sr.DeviceObserverIdentifyingAttributes(
@@ -274,14 +284,15 @@ def build_kos(
     try:
         content = hd.ko.KeyObjectSelection(
             document_title=KOS_TITLE,
-            referenced_objects=selected,
+            referenced_objects=instances,
             observer_device_context=hd.sr.ObserverContext(
                 observer_type=codes.DEVICE, observer_identifying_attributes=device
             ),
             description=description,
         )
+        _select_frames(content, selected)
         kos = hd.ko.KeyObjectSelectionDocument(
-            evidence=selected,
+            evidence=instances,
             content=content,
             series_instance_uid=series_uid,
             series_number=series_number,
@@ -311,8 +322,35 @@ def key_series_description(result: PreReadResult, what: str) -> str:
     return lo(f"{PREREAD_SERIES_PREFIX} {what} (preliminary) - {model.id} {model.version}")
 
 
-def _check_grid(sources: Sequence[Dataset], labels: npt.NDArray[np.integer]) -> None:
-    expected = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
+def _select_frames(content: hd.ko.KeyObjectSelection, selected: Sequence[SourceFrame]) -> None:
+    """Name the key frames in the KOS's IMAGE item of each multi-frame image (highdicom's
+    items reference whole instances): TID 2010 IMAGE items take Referenced Frame Numbers."""
+    frames: dict[str, list[int]] = {}
+    for source in selected:
+        if source.frame_number is not None:
+            frames.setdefault(source.sop_instance_uid, []).append(source.frame_number)
+    items = content[0].ContentSequence
+    for n, item in enumerate(items):
+        if item.ValueType != "IMAGE":
+            continue
+        reference = item.ReferencedSOPSequence[0]
+        numbers = frames.get(str(reference.ReferencedSOPInstanceUID))
+        if numbers is None:
+            continue
+        # a slice: highdicom's ContentSequence.__setitem__ takes one item for an iterable
+        items[n : n + 1] = [
+            hd.sr.ImageContentItem(
+                name=hd.sr.CodedConcept.from_dataset(item.ConceptNameCodeSequence[0]),
+                referenced_sop_class_uid=str(reference.ReferencedSOPClassUID),
+                referenced_sop_instance_uid=str(reference.ReferencedSOPInstanceUID),
+                referenced_frame_numbers=sorted(numbers),
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+            )
+        ]
+
+
+def _check_grid(sources: Sequence[SourceFrame], labels: npt.NDArray[np.integer]) -> None:
+    expected = (len(sources), int(sources[0].dataset.Rows), int(sources[0].dataset.Columns))
     if tuple(np.shape(labels)) != expected:
         raise ReportError(
             f"label map has shape {np.shape(labels)}, the {len(sources)} source images make a "
@@ -323,10 +361,10 @@ def _check_grid(sources: Sequence[Dataset], labels: npt.NDArray[np.integer]) -> 
 _LETTERS = (("L", "R"), ("P", "A"), ("H", "F"))  # LPS: +x left, +y posterior, +z head
 
 
-def _patient_orientation(source: Dataset) -> tuple[str, str]:
+def _patient_orientation(source: SourceFrame) -> tuple[str, str]:
     """Patient Orientation (PS3.3 C.7.6.1.1.1) of the rows and columns: the main direction of
-    ImageOrientationPatient's row and column cosines, one letter each (highdicom's enum)."""
-    cosines = np.asarray(source.ImageOrientationPatient, dtype=np.float64)
+    the slice's row and column cosines, one letter each (highdicom's enum)."""
+    cosines = np.asarray([*source.row_direction, *source.column_direction], dtype=np.float64)
 
     def letter(direction: npt.NDArray[np.float64]) -> str:
         axis = int(np.abs(direction).argmax())
@@ -335,10 +373,14 @@ def _patient_orientation(source: Dataset) -> tuple[str, str]:
     return letter(cosines[:3]), letter(cosines[3:])
 
 
-def _source_item(source: Dataset) -> Dataset:
+def _source_item(source: SourceFrame) -> Dataset:
+    """Source Image Sequence item (PS3.3 C.7.6.1.1.4): the slice's instance and, in a
+    multi-frame image, its frame."""
     item = Dataset()
-    item.ReferencedSOPClassUID = source.SOPClassUID
-    item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    item.ReferencedSOPClassUID = source.sop_class_uid
+    item.ReferencedSOPInstanceUID = source.sop_instance_uid
+    if source.frame_number is not None:
+        item.ReferencedFrameNumber = source.frame_number
     item.PurposeOfReferenceCodeSequence = [hd.sr.CodedConcept.from_code(_SOURCE_PURPOSE)]
     return item
 

@@ -8,7 +8,12 @@ result's concept (the model card's label; for the lung-nodule model SNOMED CT 49
 "Morphologically abnormal structure", 27925004 "Nodule" whatever the nodule type, 39607008
 "Lung"), algorithm type AUTOMATIC and the model as the algorithm (family DCM 123110 "Artificial
 Intelligence"). Frames reference the source CT slices they lie on (Derivation Image, Source
-Image Sequence); empty frames are left out.
+Image Sequence; for a multi-frame source image, Enhanced CT or Legacy Converted Enhanced CT,
+the instance and the frame); empty frames are left out.
+
+The source images are either single-frame images or one multi-frame image (what highdicom and
+the Segmentation IOD's Derivation Image references allow one SEG instance to be derived from);
+a series that mixes them, or holds several multi-frame images, is refused.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from preread.reports.series import (
     AI_NOTICE,
     MANUFACTURER,
     EncodedSeries,
+    SourceFrame,
     lo,
     order_sources,
     series_description,
+    source_instances,
 )
 from preread.reports.uids import report_uid, tracking_id, tracking_uid
 
@@ -67,8 +74,9 @@ def build_seg(
 
     Args:
         result: the pre-read; its study, series and frame of reference must be the sources'.
-        source_datasets: every single-frame image of the series that was read, any order
-            (pixel data not needed).
+        source_datasets: every image of the series that was read, any order (pixel data not
+            needed): single-frame images, or one multi-frame image whose frames are the
+            slices.
         labels: integer array ``[k, j, i]`` on the source grid (the shape of the volume
             :func:`dicom_gateway.volume.assemble_volume` makes of ``source_datasets``);
             value ``n`` marks the voxels of the finding with ``label == n``, 0 background;
@@ -81,14 +89,15 @@ def build_seg(
 
     Raises:
         ReportError: the sources do not match the result (see
-            :func:`~preread.reports.series.order_sources`), ``labels`` has the wrong shape or
+            :func:`~preread.reports.series.order_sources`), mix multi-frame and single-frame
+            images or hold several multi-frame images, ``labels`` has the wrong shape or
             type, findings share a label, or a finding has no voxel in ``labels``.
     """
     if not result.findings:
         return None
     sources = order_sources(result, source_datasets)
     findings = _sorted_findings(result.findings)
-    segments = _segment_array(labels, findings, sources)
+    images, segments = _source_planes(sources, _segment_array(labels, findings, sources))
     algorithm = hd.AlgorithmIdentificationSequence(
         name=lo(result.model.name),
         family=codes.ALGORITHM_FAMILY,
@@ -118,7 +127,7 @@ def build_seg(
     sop_uid = report_uid(result, "seg-instance", uid_seed=uid_seed)
     try:
         seg = hd.seg.Segmentation(
-            source_images=sources,
+            source_images=images,
             pixel_array=segments,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=descriptions,
@@ -173,8 +182,28 @@ def _sorted_findings(findings: Sequence[Finding]) -> list[Finding]:
     return ordered
 
 
+def _source_planes(
+    sources: list[SourceFrame], segments: npt.NDArray[np.unsignedinteger]
+) -> tuple[list[Dataset], npt.NDArray[np.unsignedinteger]]:
+    """highdicom's ``source_images`` and ``pixel_array`` for segments in array order: the
+    single-frame images in array order and ``segments`` as they are, or the one multi-frame
+    image and ``segments`` in its frame order (plane ``i`` on frame ``i + 1``)."""
+    images = source_instances(sources)
+    numbers = [s.frame_number for s in sources if s.frame_number is not None]
+    if not numbers:
+        return images, segments
+    if len(images) > 1:
+        multi = len({s.sop_instance_uid for s in sources if s.frame_number is not None})
+        raise ReportError(
+            f"the series holds {multi} multi-frame image(s) and {len(images) - multi} "
+            "single-frame image(s): a SEG is derived from single-frame images or from one "
+            "multi-frame image"
+        )
+    return images, segments[np.argsort(numbers)]  # plane i: the slice k of frame i + 1
+
+
 def _segment_array(
-    labels: npt.NDArray[np.integer], findings: list[Finding], sources: list[Dataset]
+    labels: npt.NDArray[np.integer], findings: list[Finding], sources: list[SourceFrame]
 ) -> npt.NDArray[np.unsignedinteger]:
     """Finding labels as segment numbers 1..N (other values 0), in source order.
 
@@ -182,7 +211,7 @@ def _segment_array(
     makes) is used as it is, not copied.
     """
     array = np.asarray(labels)
-    expected = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
+    expected = (len(sources), int(sources[0].dataset.Rows), int(sources[0].dataset.Columns))
     if array.shape != expected:
         raise ReportError(
             f"label map has shape {array.shape}, the {len(sources)} source images make a "

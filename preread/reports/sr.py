@@ -71,6 +71,13 @@ them, are in :mod:`preread.reports.codes`.
 
 The document is PARTIAL, UNVERIFIED and PRELIMINARY (C.17.2 SR Document General Module); a
 new result for the same study names the SR it replaces in the Predecessor Documents Sequence.
+
+**Multi-frame sources** (Enhanced CT, Legacy Converted Enhanced CT): a source slice is a frame
+(:class:`~preread.reports.series.SourceFrame`), so every reference to one (the SCOORDs'
+SELECTED FROM images, the Image Library entries, TID 1601) names the instance and its
+Referenced Frame Number, and each Image Library entry carries that frame's descriptors
+(TID 1604: position, orientation, spacing from its functional groups). The evidence lists the
+instance once.
 """
 
 from __future__ import annotations
@@ -95,9 +102,11 @@ from preread.reports.series import (
     MANUFACTURER,
     EncodedSeries,
     InstanceRef,
+    SourceFrame,
     lo,
     order_sources,
     series_description,
+    source_instances,
 )
 from preread.reports.uids import device_uid, report_uid, tracking_id, tracking_uid
 
@@ -127,7 +136,8 @@ def build_sr(
 
     Args:
         result: the pre-read; its study, series and frame of reference must be the sources'.
-        source_datasets: every image of the series that was read (pixel data not needed).
+        source_datasets: every image of the series that was read, any order (pixel data not
+            needed): single-frame images, or a multi-frame image whose frames are the slices.
         seg: the SEG :func:`~preread.reports.seg.build_seg` made of the same result and
             ``uid_seed``; required when there are findings, None when there are none.
         series_number: Series Number of the new series.
@@ -150,7 +160,7 @@ def build_sr(
         hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
         | hd.sr.MeasurementsAndQualitativeEvaluations
     ] = []
-    library = {str(ds.SOPInstanceUID) for ds in library_images(result, sources)}
+    library = {source.key for source in library_images(result, sources)}
     if seg is None:
         groups.append(_no_finding_group(result, uid_seed))
     else:
@@ -166,7 +176,7 @@ def build_sr(
             axes = slice_axes(
                 finding, _drawn_long_axis(finding), sources, segmentation, segments[uid]
             )
-            library.add(str(axes.image.SOPInstanceUID))  # the centre slice, but for a gap
+            library.add(axes.source.key)  # the centre slice, but for a gap
             groups.append(_volumetric_group(result, finding, uid, seg, segments[uid]))
             groups.append(_drawn_group(result, finding, uid, axes))
     model = result.model
@@ -189,8 +199,16 @@ def build_sr(
         language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
             codes.LANGUAGE
         ),
-        referenced_images=[ds for ds in sources if str(ds.SOPInstanceUID) in library],
     )
+    # TID 1500 row 5, before the Imaging Measurements: highdicom's Image Library (its
+    # ``referenced_images``) cannot name frames of a multi-frame image
+    content = report[0].ContentSequence
+    measurements = next(
+        n
+        for n, item in enumerate(content)
+        if item.ConceptNameCodeSequence[0].CodeValue == codes.IMAGING_MEASUREMENTS.value
+    )
+    content.insert(measurements, _image_library([s for s in sources if s.key in library]))
     evaluations = _exam_evaluations(result)
     if evaluations is not None:
         report[0].ContentSequence.append(evaluations)
@@ -200,7 +218,7 @@ def build_sr(
     created = result.created
     try:
         sr = hd.sr.Comprehensive3DSR(
-            evidence=[*sources, *([] if seg is None else [seg.dataset])],
+            evidence=[*source_instances(sources), *([] if seg is None else [seg.dataset])],
             content=report,
             series_instance_uid=series_uid,
             series_number=series_number,
@@ -225,7 +243,7 @@ def build_sr(
     return EncodedSeries(dataset=sr, series_instance_uid=series_uid, sop_instance_uid=sop_uid)
 
 
-def library_images(result: PreReadResult, sources: Sequence[Dataset]) -> list[Dataset]:
+def library_images(result: PreReadResult, sources: Sequence[SourceFrame]) -> list[SourceFrame]:
     """The images of the Image Library (TID 1600): the source slice through each finding's
     centre (the image a viewer opens to show it), or, without findings, the first and last
     slice of the series read (its extent). Each entry carries its descriptors (position,
@@ -237,6 +255,30 @@ def library_images(result: PreReadResult, sources: Sequence[Dataset]) -> list[Da
     if not result.findings:
         return [sources[0], sources[-1]] if len(sources) > 1 else [sources[0]]
     return [sources[k] for k in sorted({centre_slice(f, sources) for f in result.findings})]
+
+
+def _image_library(frames: Sequence[SourceFrame]) -> hd.sr.ContainerContentItem:
+    """TID 1600 Image Library: one group, one entry per slice (TID 1601: an IMAGE with its
+    frame number for a frame of a multi-frame image; the slice's own descriptors, TID 1602)."""
+    contains = hd.sr.RelationshipTypeValues.CONTAINS
+    entries = []
+    for frame in frames:
+        entry = hd.sr.ImageContentItem(
+            name=codes.SOURCE,
+            referenced_sop_class_uid=frame.sop_class_uid,
+            referenced_sop_instance_uid=frame.sop_instance_uid,
+            referenced_frame_numbers=frame.referenced_frame_numbers,
+            relationship_type=contains,
+        )
+        entry.ContentSequence = hd.sr.ContentSequence(
+            hd.sr.ImageLibraryEntryDescriptors(frame.plane_header())
+        )
+        entries.append(entry)
+    group = hd.sr.ContainerContentItem(name=codes.IMAGE_LIBRARY_GROUP, relationship_type=contains)
+    group.ContentSequence = hd.sr.ContentSequence(entries)
+    library = hd.sr.ContainerContentItem(name=codes.IMAGE_LIBRARY, relationship_type=contains)
+    library.ContentSequence = hd.sr.ContentSequence([group])
+    return library
 
 
 def _segmentation(seg: EncodedSeries) -> hd.seg.Segmentation:
@@ -297,7 +339,7 @@ def _measure(
     derivation: Code | None = None,
     method: Code | None = None,
     site: Code | None = None,
-    drawn: tuple[npt.NDArray[np.float64], Dataset] | None = None,
+    drawn: tuple[npt.NDArray[np.float64], SourceFrame] | None = None,
 ) -> hd.sr.Measurement:
     """TID 300 with TID 4019; ``drawn``: the POLYLINE (and its image) it is INFERRED FROM."""
     return hd.sr.Measurement(
@@ -347,7 +389,7 @@ def _drawn_measurements(
 ) -> list[hd.sr.Measurement]:
     """The long axis (the axial one when the model gives it, else the 3-D one) and the short
     axis, each INFERRED FROM its polyline on the centre slice; the long axis first."""
-    long_axis = (axes.long_axis, axes.image)
+    long_axis = (axes.long_axis, axes.source)
     if finding.axial_long_axis_mm is None:
         value, method = finding.long_axis_mm, None
     else:
@@ -356,19 +398,24 @@ def _drawn_measurements(
     drawn = [_measure(result, codes.LONG_AXIS, round(value, 2), mm, method=method, drawn=long_axis)]
     if finding.short_axis_mm is not None and axes.short_axis is not None:
         short = round(finding.short_axis_mm, 2)
-        short_axis = (axes.short_axis, axes.image)
+        short_axis = (axes.short_axis, axes.source)
         drawn.append(
             _measure(result, codes.SHORT_AXIS, short, mm, method=codes.AXIAL, drawn=short_axis)
         )
     return drawn
 
 
-def _polyline(points: npt.NDArray[np.float64], image: Dataset) -> hd.sr.CoordinatesForMeasurement:
-    """TID 320: a two-point POLYLINE on ``image`` that a measurement is INFERRED FROM."""
+def _polyline(
+    points: npt.NDArray[np.float64], source: SourceFrame
+) -> hd.sr.CoordinatesForMeasurement:
+    """TID 320: a two-point POLYLINE on the slice ``source`` (its instance, and its frame in a
+    multi-frame image) that a measurement is INFERRED FROM."""
     return hd.sr.CoordinatesForMeasurement(
         graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
         graphic_data=np.asarray(points, dtype=np.float64),
-        source_image=hd.sr.SourceImageForRegion.from_source_image(image),
+        source_image=hd.sr.SourceImageForRegion.from_source_image(
+            source.dataset, referenced_frame_numbers=source.referenced_frame_numbers
+        ),
     )
 
 

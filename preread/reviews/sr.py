@@ -72,7 +72,13 @@ from pydicom.valuerep import DT
 from preread.reports import codes, review_codes
 from preread.reports.axes import SliceAxes, slice_axes
 from preread.reports.errors import ReportError
-from preread.reports.series import MANUFACTURER, EncodedSeries, InstanceRef, lo
+from preread.reports.series import (
+    MANUFACTURER,
+    EncodedSeries,
+    InstanceRef,
+    lo,
+    source_frames,
+)
 from preread.reports.sr import OHIF_LENGTH_TOOL
 from preread.reviews.domain import AddedNodule, Assessment, Modified, Rejected, Review
 from preread.reviews.errors import ReviewError
@@ -404,7 +410,7 @@ def _axes(
     segment: int,
 ) -> SliceAxes:
     try:
-        return slice_axes(nodule, long_axis_mm, images, segmentation, segment)
+        return slice_axes(nodule, long_axis_mm, source_frames(images), segmentation, segment)
     except ReportError as exc:
         raise ReviewError(f"cannot draw {nodule.label}: {exc}") from exc
 

@@ -23,7 +23,7 @@ from preread.domain import Finding, PreReadResult
 from preread.reports import EncodedSeries, tracking_uid
 from preread.reports.axes import centre_slice
 from preread.reports.seg import segment_label
-from preread.reports.series import AI_NOTICE
+from preread.reports.series import AI_NOTICE, source_frames
 from preread.reports.sr import OHIF_LENGTH_TOOL
 from preread.reports.uids import tracking_id
 from tests.ohif_support import NODE_MODULES, installed, node
@@ -110,7 +110,7 @@ def test_ohif_draws_every_finding_as_a_length_on_its_centre_slice(
         assert m["label"] == f"{name}: {AI_NOTICE}"
         assert m["finding"]["meaning"] == "Nodule"
         assert [s["value"] for s in m["findingSites"]] == ["39607008"]  # Lung
-        image = study.by_k[centre_slice(finding, study.by_k)]
+        image = study.by_k[centre_slice(finding, source_frames(study.by_k))]
         assert m["sopInstanceUid"] == str(image.SOPInstanceUID)
         figure = _drawn_figure(finding)
         assert m["stats"]["unit"] == "mm"
