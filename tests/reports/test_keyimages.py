@@ -45,6 +45,7 @@ from preread.reports.render import (
     boundary,
     render_key_image,
 )
+from tests.reports.truth import truth_findings
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import NoduleSpec, generate_phantom
 
@@ -82,19 +83,12 @@ class Study:
             frame_of_reference_uid=str(first.FrameOfReferenceUID),
             model=MODEL,
             provider="CPUExecutionProvider",
-            findings=tuple(
-                Finding(
-                    label=n.label,
-                    center_lps_mm=n.center_lps_mm,
-                    long_axis_mm=n.long_axis_mm,
-                    volume_mm3=n.volume_mm3,
-                    probability=0.9,
-                    mean_hu=-35.0,
-                    voxel_count=int((self.labels == n.label).sum()),
-                    lung_side="left" if n.center_lps_mm[0] > 0 else "right",
-                    **TYPED[n.label],  # type: ignore[arg-type]
-                )
-                for n in phantom.nodules
+            findings=truth_findings(
+                phantom.nodules,
+                self.labels,
+                probability=lambda _: 0.9,
+                mean_hu=-35.0,
+                extra=TYPED,
             ),
             created=CREATED,
         )

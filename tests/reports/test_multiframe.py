@@ -39,6 +39,7 @@ from preread.reports import (
 )
 from preread.reports.series import order_sources
 from tests.reports.test_sr_seg import CREATED, LUNG_RADS, MODEL, NODULES
+from tests.reports.truth import truth_findings
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import generate_phantom
 
@@ -91,20 +92,7 @@ class Sources:
             frame_of_reference_uid=str(first.FrameOfReferenceUID),
             model=MODEL,
             provider="CPUExecutionProvider",
-            findings=tuple(
-                Finding(
-                    label=n.label,
-                    center_lps_mm=n.center_lps_mm,
-                    long_axis_mm=n.long_axis_mm,
-                    volume_mm3=n.volume_mm3,
-                    probability=0.875 - 0.1 * n.label,
-                    mean_hu=-35.5,
-                    voxel_count=int((self.labels == n.label).sum()),
-                    lung_side="left" if n.center_lps_mm[0] > 0 else "right",
-                    **LUNG_RADS[n.label],
-                )
-                for n in phantom.nodules
-            ),
+            findings=truth_findings(phantom.nodules, self.labels, extra=LUNG_RADS),
             created=CREATED,
         )
         assert len(self.result.findings) == 2

@@ -47,6 +47,7 @@ from preread.reports import (
 )
 from preread.reports.series import AI_NOTICE
 from preread.reports.sr import no_finding_text
+from tests.reports.truth import truth_findings
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import NoduleSpec, generate_phantom
 
@@ -96,19 +97,7 @@ class Study:
         assert np.allclose(g.affine, p.affine, atol=1e-4)  # so phantom.label is on the source grid
         self.labels: npt.NDArray[np.int32] = phantom.label.astype(np.int32)
         first = self.by_k[0]
-        findings = tuple(
-            Finding(
-                label=n.label,
-                center_lps_mm=n.center_lps_mm,
-                long_axis_mm=n.long_axis_mm,
-                volume_mm3=n.volume_mm3,
-                probability=0.875 - 0.1 * n.label,
-                mean_hu=-35.5,
-                voxel_count=int((self.labels == n.label).sum()),
-                lung_side="left" if n.center_lps_mm[0] > 0 else "right",
-            )
-            for n in phantom.nodules
-        )
+        findings = truth_findings(phantom.nodules, self.labels)
         assert len(findings) == 2 and all(f.voxel_count > 0 for f in findings)
         self.result = PreReadResult(
             study_instance_uid=str(first.StudyInstanceUID),
