@@ -51,11 +51,13 @@ from preread.grants import Grant, GrantStore, Purpose, StudyScope
 from preread.grants.matching import coverage_problem
 from preread.grants.records import GrantNotFoundError
 from preread.reports import codes
-from preread.reports.series import MANUFACTURER, lo
+from preread.reports.errors import ReportError
+from preread.reports.seg import source_planes
+from preread.reports.series import MANUFACTURER, SourceFrame, lo, source_instances
 from preread.reviews import Accepted, Modified, Rejected, Review, ReviewStore
 from preread.reviews.seg import ai_masks
 from preread.reviews.service import ReviewContext, review_sources
-from preread.reviews.sources import ReviewSources, ordered_images
+from preread.reviews.sources import ReviewSources, ordered_frames
 from preread.reviews.uids import review_uid
 from preread.store import JobState, JobStore, StudyRecord
 from preread.training_access import DEID_METHOD, TrainingAccess
@@ -183,12 +185,13 @@ def _why_not(
 def _case(
     ctx: DatasetContext, staged: Path, review: Review, sources: ReviewSources, grant: Grant
 ) -> CaseEntry:
-    images = ordered_images(review, sources)
+    frames = ordered_frames(review, sources)
+    images = source_instances(frames)
     findings = {f.tracking_uid: f for f in sources.preread.findings}
     model = f"{sources.preread.model.id}@{sources.preread.model.version}"
     kept = [a for a in review.assessments if isinstance(a.verdict, Accepted | Modified)]
-    masks = ai_masks(sources, images, [a.tracking_uid for a in kept])
-    labels = np.zeros((len(images), int(images[0].Rows), int(images[0].Columns)), np.uint8)
+    masks = ai_masks(sources, frames, [a.tracking_uid for a in kept])
+    labels = np.zeros((len(frames), int(images[0].Rows), int(images[0].Columns)), np.uint8)
     positives: list[Positive] = []
     for a in kept:
         f = findings[a.tracking_uid]
@@ -234,7 +237,7 @@ def _case(
     ]
     instances: list[Dataset] = list(images)
     if positives:
-        instances.append(_seg(review, sources, images, labels, positives))
+        instances.append(_seg(review, sources, frames, labels, positives))
     clean = ctx.access.deidentify_study(review.study_instance_uid, instances)
     case_id = str(clean[0].StudyInstanceUID)
     folder = staged / (CASES if positives else NEGATIVES_ONLY) / case_id
@@ -263,10 +266,17 @@ def _case(
 def _seg(
     review: Review,
     sources: ReviewSources,
-    images: list[Dataset],
+    frames: list[SourceFrame],
     labels: np.ndarray[Any, np.dtype[np.uint8]],
     positives: list[Positive],
 ) -> Dataset:
+    """The positives' SEG on the CT (``labels`` in volume order, on ``frames``): derived from
+    the single-frame images or the one multi-frame image (:func:`~preread.reports.seg.
+    source_planes`)."""
+    try:
+        images, planes = source_planes(frames, labels)
+    except ReportError as exc:
+        raise DatasetError(f"review {review.id}: no labels' SEG: {exc}") from exc
     concept = sources.concept
     algorithm = hd.AlgorithmIdentificationSequence(
         name=lo(sources.preread.model.name),
@@ -295,7 +305,7 @@ def _seg(
     try:
         seg = hd.seg.Segmentation(
             source_images=images,
-            pixel_array=labels,
+            pixel_array=planes,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=descriptions,
             series_instance_uid=review_uid(review.id, "dataset-seg-series"),

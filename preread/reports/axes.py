@@ -34,6 +34,7 @@ from pydicom.dataset import Dataset
 from scipy.spatial import ConvexHull, QhullError
 
 from preread.reports.errors import ReportError
+from preread.reports.seg import segment_pixels
 from preread.reports.series import SourceFrame
 
 __all__ = ["Located", "SliceAxes", "centre_slice", "slice_axes", "slices_by_distance"]
@@ -133,20 +134,7 @@ def slice_axes(
 
 def _mask(seg: hd.seg.Segmentation, segment: int, source: SourceFrame) -> npt.NDArray[np.bool_]:
     """Segment ``segment`` of ``seg`` on the source slice ``source`` (rows, columns)."""
-    if source.frame_number is None:
-        pixels = seg.get_pixels_by_source_instance(
-            source_sop_instance_uids=[source.sop_instance_uid],
-            segment_numbers=[segment],
-            assert_missing_frames_are_empty=True,
-        )
-    else:
-        pixels = seg.get_pixels_by_source_frame(
-            source_sop_instance_uid=source.sop_instance_uid,
-            source_frame_numbers=[source.frame_number],
-            segment_numbers=[segment],
-            assert_missing_frames_are_empty=True,
-        )
-    return np.asarray(pixels[0, :, :, 0], dtype=bool)
+    return segment_pixels(seg, [source], [segment])[0, :, :, 0]
 
 
 def _segment_frames(seg: hd.seg.Segmentation, segment: int) -> set[tuple[str, int | None]]:

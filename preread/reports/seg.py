@@ -40,7 +40,15 @@ from preread.reports.series import (
 )
 from preread.reports.uids import report_uid, tracking_id, tracking_uid
 
-__all__ = ["CONTENT_LABEL", "algorithm_parameters", "build_seg", "segment_label"]
+__all__ = [
+    "CONTENT_LABEL",
+    "algorithm_parameters",
+    "build_seg",
+    "derivation_images",
+    "segment_label",
+    "segment_pixels",
+    "source_planes",
+]
 
 CONTENT_LABEL = "AI_PRELIMINARY"
 """Content Label (CS, at most 16 characters), shown by viewers as the SEG's name."""
@@ -97,7 +105,7 @@ def build_seg(
         return None
     sources = order_sources(result, source_datasets)
     findings = _sorted_findings(result.findings)
-    images, segments = _source_planes(sources, _segment_array(labels, findings, sources))
+    images, segments = source_planes(sources, _segment_array(labels, findings, sources))
     algorithm = hd.AlgorithmIdentificationSequence(
         name=lo(result.model.name),
         family=codes.ALGORITHM_FAMILY,
@@ -182,24 +190,81 @@ def _sorted_findings(findings: Sequence[Finding]) -> list[Finding]:
     return ordered
 
 
-def _source_planes(
-    sources: list[SourceFrame], segments: npt.NDArray[np.unsignedinteger]
-) -> tuple[list[Dataset], npt.NDArray[np.unsignedinteger]]:
-    """highdicom's ``source_images`` and ``pixel_array`` for segments in array order: the
-    single-frame images in array order and ``segments`` as they are, or the one multi-frame
-    image and ``segments`` in its frame order (plane ``i`` on frame ``i + 1``)."""
+def derivation_images(sources: Sequence[SourceFrame]) -> list[Dataset]:
+    """The instances a SEG of the slices ``sources`` is derived from (listed in its Common
+    Instance Reference Module, PS3.3 C.12.2; each frame's Derivation Image Sequence names one
+    of them, and for a multi-frame image its frame, C.7.6.16.2.6): the single-frame images in
+    array order, or the one multi-frame image.
+
+    Raises:
+        ReportError: the slices lie on several multi-frame images, or on multi-frame and
+            single-frame images, naming how many of each.
+    """
     images = source_instances(sources)
-    numbers = [s.frame_number for s in sources if s.frame_number is not None]
-    if not numbers:
-        return images, segments
-    if len(images) > 1:
+    if len(images) > 1 and any(s.frame_number is not None for s in sources):
         multi = len({s.sop_instance_uid for s in sources if s.frame_number is not None})
         raise ReportError(
             f"the series holds {multi} multi-frame image(s) and {len(images) - multi} "
             "single-frame image(s): a SEG is derived from single-frame images or from one "
             "multi-frame image"
         )
+    return images
+
+
+def source_planes(
+    sources: Sequence[SourceFrame], segments: npt.NDArray[np.unsignedinteger]
+) -> tuple[list[Dataset], npt.NDArray[np.unsignedinteger]]:
+    """highdicom's ``source_images`` and ``pixel_array`` for segments in array order: the
+    single-frame images in array order and ``segments`` as they are, or the one multi-frame
+    image and ``segments`` in its frame order (plane ``i`` on frame ``i + 1``).
+
+    Raises:
+        ReportError: ``sources`` mix images a SEG cannot derive from together
+            (:func:`derivation_images`).
+    """
+    images = derivation_images(sources)
+    numbers = [s.frame_number for s in sources if s.frame_number is not None]
+    if not numbers:
+        return images, segments
     return images, segments[np.argsort(numbers)]  # plane i: the slice k of frame i + 1
+
+
+def segment_pixels(
+    seg: hd.seg.Segmentation, sources: Sequence[SourceFrame], segment_numbers: Sequence[int]
+) -> npt.NDArray[np.bool_]:
+    """Segments ``segment_numbers`` of ``seg`` on the slices ``sources``: booleans
+    ``[k, row, column, n]``, ``k`` the slice ``sources[k]``, ``n`` the ``n``-th segment asked.
+
+    Each SEG frame is found by the source image it is derived from (Derivation Image Sequence,
+    PS3.3 C.7.6.16.2.6): a single-frame image by its SOP Instance UID, a frame of a
+    multi-frame image by the instance and its Referenced Frame Number. A slice that no frame
+    of a segment references is empty there (a SEG may leave empty frames out).
+
+    Raises:
+        ReportError: ``sources`` mix images a SEG cannot derive from together
+            (:func:`derivation_images`), or highdicom cannot index ``seg`` by them.
+    """
+    images = derivation_images(sources)
+    numbers = [s.frame_number for s in sources if s.frame_number is not None]
+    try:
+        if not numbers:
+            pixels = seg.get_pixels_by_source_instance(
+                source_sop_instance_uids=[s.sop_instance_uid for s in sources],
+                segment_numbers=list(segment_numbers),
+                assert_missing_frames_are_empty=True,
+            )
+        else:
+            pixels = seg.get_pixels_by_source_frame(
+                source_sop_instance_uid=str(images[0].SOPInstanceUID),
+                source_frame_numbers=numbers,
+                segment_numbers=list(segment_numbers),
+                assert_missing_frames_are_empty=True,
+            )
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise ReportError(
+            f"the SEG {seg.SOPInstanceUID} cannot be read on the source images: {exc}"
+        ) from exc
+    return np.asarray(pixels, dtype=bool)
 
 
 def _segment_array(

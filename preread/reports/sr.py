@@ -110,7 +110,14 @@ from preread.reports.series import (
 )
 from preread.reports.uids import device_uid, report_uid, tracking_id, tracking_uid
 
-__all__ = ["OHIF_LENGTH_TOOL", "build_sr", "library_images", "no_finding_text"]
+__all__ = [
+    "OHIF_LENGTH_TOOL",
+    "add_image_library",
+    "build_sr",
+    "library_images",
+    "no_finding_text",
+    "polyline",
+]
 
 OHIF_LENGTH_TOOL = "Cornerstone3DTools@^0.1.0:Length"
 """The start of every finding's Tracking Identifier: the tool OHIF's SR reader draws the group
@@ -200,15 +207,7 @@ def build_sr(
             codes.LANGUAGE
         ),
     )
-    # TID 1500 row 5, before the Imaging Measurements: highdicom's Image Library (its
-    # ``referenced_images``) cannot name frames of a multi-frame image
-    content = report[0].ContentSequence
-    measurements = next(
-        n
-        for n, item in enumerate(content)
-        if item.ConceptNameCodeSequence[0].CodeValue == codes.IMAGING_MEASUREMENTS.value
-    )
-    content.insert(measurements, _image_library([s for s in sources if s.key in library]))
+    add_image_library(report, [s for s in sources if s.key in library])
     evaluations = _exam_evaluations(result)
     if evaluations is not None:
         report[0].ContentSequence.append(evaluations)
@@ -255,6 +254,19 @@ def library_images(result: PreReadResult, sources: Sequence[SourceFrame]) -> lis
     if not result.findings:
         return [sources[0], sources[-1]] if len(sources) > 1 else [sources[0]]
     return [sources[k] for k in sorted({centre_slice(f, sources) for f in result.findings})]
+
+
+def add_image_library(report: hd.sr.MeasurementReport, frames: Sequence[SourceFrame]) -> None:
+    """Put the Image Library of the slices ``frames`` into ``report`` where TID 1500 has it
+    (row 5, before the Imaging Measurements). Not highdicom's (its ``referenced_images``):
+    that one cannot name a frame of a multi-frame image (TID 1601 Referenced Frame Number)."""
+    content = report[0].ContentSequence
+    measurements = next(
+        n
+        for n, item in enumerate(content)
+        if item.ConceptNameCodeSequence[0].CodeValue == codes.IMAGING_MEASUREMENTS.value
+    )
+    content.insert(measurements, _image_library(frames))
 
 
 def _image_library(frames: Sequence[SourceFrame]) -> hd.sr.ContainerContentItem:
@@ -349,7 +361,7 @@ def _measure(
         derivation=derivation,
         method=method,
         finding_sites=None if site is None else [hd.sr.FindingSite(anatomic_location=site)],
-        referenced_coordinates=None if drawn is None else [_polyline(*drawn)],
+        referenced_coordinates=None if drawn is None else [polyline(*drawn)],
         algorithm_id=_algorithm(result),
     )
 
@@ -405,7 +417,7 @@ def _drawn_measurements(
     return drawn
 
 
-def _polyline(
+def polyline(
     points: npt.NDArray[np.float64], source: SourceFrame
 ) -> hd.sr.CoordinatesForMeasurement:
     """TID 320: a two-point POLYLINE on the slice ``source`` (its instance, and its frame in a

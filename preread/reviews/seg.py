@@ -8,9 +8,16 @@ with its Tracking UID — the AI finding's own for a modified one, the review's 
 Algorithm Type SEMIAUTOMATIC (a person decided, an algorithm drew): for an added nodule the
 algorithm is PreRead's click refinement, for a modified one the AI model. The Content Creator
 is the reviewer. No SEG when nothing was modified or added.
+
+Its frames reference the source slices they lie on (Derivation Image, Source Image Sequence),
+as the AI SEG's do (:func:`preread.reports.seg.source_planes`): single-frame images, or one
+multi-frame image (Enhanced CT, Legacy Converted Enhanced CT) and its frame; a series that
+mixes them, or holds several multi-frame images, gets no review SEG (ReviewError saying so).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import highdicom as hd
 import numpy as np
@@ -18,7 +25,9 @@ import numpy.typing as npt
 from pydicom.dataset import Dataset
 
 from preread.reports import codes, review_codes
-from preread.reports.series import MANUFACTURER, EncodedSeries, lo
+from preread.reports.errors import ReportError
+from preread.reports.seg import derivation_images, segment_pixels, source_planes
+from preread.reports.series import MANUFACTURER, EncodedSeries, SourceFrame, lo
 from preread.reviews.domain import AddedNodule, Modified, Review
 from preread.reviews.errors import ReviewError
 from preread.reviews.sources import (
@@ -26,7 +35,7 @@ from preread.reviews.sources import (
     ReviewSources,
     added_tracking_id,
     dicom_time,
-    ordered_images,
+    ordered_frames,
     person_name,
     review_series_description,
 )
@@ -53,16 +62,19 @@ def build_review_seg(review: Review, sources: ReviewSources) -> EncodedSeries | 
     """The review's SEG (see the module docstring); None when it modified and added nothing.
 
     Raises:
-        ReviewError: the images do not fit the AI result, a modified finding has no segment
-            in the AI SEG, a mask lies on another grid than the series, or highdicom refuses.
+        ReviewError: the images do not fit the AI result or are not one a SEG can derive from
+            (multi-frame and single-frame images mixed, several multi-frame images), a
+            modified finding has no segment in the AI SEG, a mask lies on another grid than
+            the series, or highdicom refuses.
     """
     modified = review.segmented
     if not modified and not review.added:
         return None
     if review.seg_series_uid is None or review.seg_sop_instance_uid is None:
         raise ReviewError(f"review {review.id} was recorded without SEG UIDs")
-    images = ordered_images(review, sources)
-    shape = (len(images), int(images[0].Rows), int(images[0].Columns))
+    frames = ordered_frames(review, sources)
+    images = _derivation_images(frames)  # a series a SEG cannot derive from is refused first
+    shape = (len(frames), int(images[0].Rows), int(images[0].Columns))
     labels = np.zeros(
         shape, dtype=np.uint8 if len(modified) + len(review.added) < 255 else np.uint16
     )
@@ -80,7 +92,7 @@ def build_review_seg(review: Review, sources: ReviewSources) -> EncodedSeries | 
         version=CLICK_REFINEMENT_VERSION,
         source=MANUFACTURER,
     )
-    masks = ai_masks(sources, images, modified_uids=[a.tracking_uid for a in modified])
+    masks = ai_masks(sources, frames, modified_uids=[a.tracking_uid for a in modified])
     number = 0
     for a in modified:
         number += 1
@@ -123,11 +135,12 @@ def build_review_seg(review: Review, sources: ReviewSources) -> EncodedSeries | 
     empty = [d.SegmentNumber for d in descriptions if not (labels == d.SegmentNumber).any()]
     if empty:
         raise ReviewError(f"segment(s) {empty} of review {review.id} have no voxel")
+    images, planes = source_planes(frames, labels)
     signed = dicom_time(review.signed_at)
     try:
         seg = hd.seg.Segmentation(
             source_images=images,
-            pixel_array=labels,
+            pixel_array=planes,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=descriptions,
             series_instance_uid=review.seg_series_uid,
@@ -214,9 +227,18 @@ def _paint(labels: npt.NDArray[np.unsignedinteger], added: AddedNodule, value: i
 
 
 def ai_masks(
-    sources: ReviewSources, images: list[Dataset], modified_uids: list[str]
+    sources: ReviewSources, frames: Sequence[SourceFrame], modified_uids: list[str]
 ) -> dict[str, npt.NDArray[np.bool_]]:
-    """The AI SEG's voxels of each modified finding, on the images' grid."""
+    """The AI SEG's voxels of each modified finding, on the grid of the slices ``frames``
+    (volume order, :func:`~preread.reviews.sources.ordered_frames`): each SEG frame placed on
+    the slice it is derived from, a single-frame image or a frame of the multi-frame image
+    (:func:`preread.reports.seg.segment_pixels`).
+
+    Raises:
+        ReviewError: no AI SEG, a finding without a segment in it, a series a SEG cannot be
+            derived from (multi-frame and single-frame images mixed), an AI SEG that cannot be
+            read on these images, or a segment without a voxel on them.
+    """
     if not modified_uids:
         return {}
     if sources.ai_seg is None:
@@ -226,12 +248,23 @@ def ai_masks(
     if missing:
         raise ReviewError(f"the AI SEG has no segment with tracking UID(s) {', '.join(missing)}")
     seg = hd.seg.Segmentation.from_dataset(sources.ai_seg, copy=True)
-    pixels = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=[str(ds.SOPInstanceUID) for ds in images],
-        segment_numbers=[numbers[u] for u in modified_uids],
-    )
-    out = {u: np.asarray(pixels[..., i] > 0) for i, u in enumerate(modified_uids)}
+    try:
+        pixels = segment_pixels(seg, frames, [numbers[u] for u in modified_uids])
+    except ReportError as exc:
+        raise ReviewError(f"the AI SEG: {exc}") from exc
+    out = {u: pixels[..., i] for i, u in enumerate(modified_uids)}
     for uid, mask in out.items():
         if not mask.any():
-            raise ReviewError(f"the AI SEG's segment of tracking UID {uid} is empty")
+            raise ReviewError(
+                f"the AI SEG's segment of tracking UID {uid} has no voxel on the series' images"
+            )
     return out
+
+
+def _derivation_images(frames: Sequence[SourceFrame]) -> list[Dataset]:
+    """The images the review's SEG derives from (:func:`preread.reports.seg.derivation_images`:
+    the single-frame images or the one multi-frame image), or ReviewError saying why not."""
+    try:
+        return derivation_images(frames)
+    except ReportError as exc:
+        raise ReviewError(f"no review SEG: {exc}") from exc

@@ -35,7 +35,7 @@ import pydicom
 from pydicom.uid import Comprehensive3DSRStorage
 
 from dicom_gateway.errors import GatewayError, OrthancError, ResourceNotFoundError
-from dicom_gateway.source import StudySource, orthanc_id
+from dicom_gateway.source import SeriesInfo, StudySource, orthanc_id
 from dicom_gateway.volume import assemble_volume
 from preread.audit import AuditAction, AuditEvent, AuditLog, Outcome
 from preread.domain import Volume
@@ -313,7 +313,8 @@ def _why_not(ctx: ReviewContext, study: StudyRecord) -> NotAuthorizedError | Non
 def _check_masks(
     ctx: ReviewContext, study: StudyRecord, job: JobRecord, draft: ReviewDraft
 ) -> None:
-    """Added nodules must have been measured on the series the AI read (its headers only)."""
+    """Added nodules must have been measured on the series the AI read (its headers only:
+    :func:`_slices`, and the Rows and Columns every slice of the series shares)."""
     if not draft.added or job.series_instance_uid is None:
         return
     f = study.facts
@@ -321,13 +322,34 @@ def _check_masks(
         orthanc_id(f.patient_id, f.study_instance_uid, job.series_instance_uid)
     )
     rows, columns = info.sample.rows, info.sample.columns
-    expected = (info.instance_count, rows, columns)
+    expected = (_slices(info), rows, columns)
     for n, added in enumerate(draft.added, start=1):
         if added.mask.grid_shape != expected:
             raise ReviewError(
                 f"added nodule {n} was measured on a grid of {added.mask.grid_shape}, the series "
                 f"the AI read is {expected}: measure it on that series"
             )
+
+
+def _slices(info: SeriesInfo) -> int:
+    """The slices of the series the AI read, from its header facts: its single-frame images,
+    or the frames of its one multi-frame image (Number of Frames, PS3.3 C.7.6.6).
+
+    Raises:
+        ReviewError: the series holds several instances, multi-frame ones among them: the
+            review's SEG, which holds the added nodules, derives from single-frame images or
+            from one multi-frame image (:func:`preread.reports.seg.derivation_images`).
+    """
+    frames = info.sample.number_of_frames
+    if frames == 1:
+        return info.instance_count
+    if info.instance_count == 1:
+        return frames
+    raise ReviewError(
+        f"the series the AI read holds {info.instance_count} instances, multi-frame ones "
+        "among them: a nodule a reader adds is stored in a SEG, which derives from "
+        "single-frame images or from one multi-frame image"
+    )
 
 
 def review_sources(

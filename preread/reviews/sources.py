@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import numpy as np
 from pydicom.dataset import Dataset
 
 from dicom_gateway.selection import PREREAD_SERIES_PREFIX
 from preread.domain import FindingConcept
+from preread.reports.errors import ReportError
 from preread.reports.json import FindingOut, PreReadOut
-from preread.reports.series import InstanceRef, lo
+from preread.reports.series import InstanceRef, SourceFrame, lo, source_frames
 from preread.reviews.domain import Review
 from preread.reviews.errors import ReviewError
 
@@ -28,7 +28,7 @@ __all__ = [
     "ReviewSources",
     "added_tracking_id",
     "dicom_time",
-    "ordered_images",
+    "ordered_frames",
     "person_name",
     "review_series_description",
 ]
@@ -41,8 +41,9 @@ REVIEW_SR_SERIES_NUMBER = 9012
 @dataclass(frozen=True)
 class ReviewSources:
     """The AI result a review is of, as stored: its JSON (``job.result``), the images of the
-    series it read (headers are enough), its SEG (None when it found nothing), its SR, and the
-    SR of the review this one supersedes."""
+    series it read (headers are enough; single-frame images or one multi-frame image whose
+    frames are the slices), its SEG (None when it found nothing), its SR, and the SR of the
+    review this one supersedes."""
 
     preread: PreReadOut
     images: Sequence[Dataset]
@@ -71,12 +72,16 @@ class ReviewSources:
         }
 
 
-def ordered_images(review: Review, sources: ReviewSources) -> list[Dataset]:
-    """The images of the series read, in volume order (slice ``k`` of the review's masks
-    first: sorted along the slice normal, as :func:`dicom_gateway.volume.assemble_volume`).
+def ordered_frames(review: Review, sources: ReviewSources) -> list[SourceFrame]:
+    """The slices of the series read, in volume order: slice ``k`` of the review's masks is
+    ``frames[k]``, by the gateway's own rule (:func:`preread.reports.series.source_frames`:
+    sorted along the slice normal, as :func:`dicom_gateway.volume.assemble_volume`). A slice
+    is a single-frame image (CT Image) or one frame of a multi-frame image (Enhanced CT,
+    Legacy Converted Enhanced CT, PS3.3 A.38, A.70), placed by its functional groups.
 
     Raises:
-        ReviewError: no images, or images of another study or series than the AI result's.
+        ReviewError: no images, images of another study, series or frame of reference than
+            the AI result's, or headers that do not place every slice on one regular grid.
     """
     preread = sources.preread
     if not sources.images:
@@ -92,12 +97,10 @@ def ordered_images(review: Review, sources: ReviewSources) -> list[Dataset]:
                     f"image {ds.get('SOPInstanceUID', '?')} has {keyword} "
                     f"{ds.get(keyword)!s}, the AI result was read from {expected}"
                 )
-    orientation = np.asarray(sources.images[0].ImageOrientationPatient, dtype=np.float64)
-    normal = np.cross(orientation[:3], orientation[3:])
-    return sorted(
-        sources.images,
-        key=lambda ds: float(np.asarray(ds.ImagePositionPatient, dtype=np.float64) @ normal),
-    )
+    try:
+        return source_frames(sources.images)
+    except ReportError as exc:
+        raise ReviewError(str(exc)) from exc
 
 
 def review_series_description(review: Review) -> str:

@@ -54,6 +54,12 @@ is absent (its TID 1411 group keeps the verdict and the reason; the AI SR still 
 AI's axes). Earlier reviews put an added nodule's centre in a SCOORD3D POINT group; OHIF
 cannot place it on an image and, sharing the Tracking UID, it would take the place of the
 drawn axes, so the centre is in the review's JSON only (``centre_lps_mm``).
+
+**Multi-frame sources** (Enhanced CT, Legacy Converted Enhanced CT), as in the AI SR: a source
+slice is a frame (:class:`~preread.reports.series.SourceFrame`, slice ``k`` of the masks the
+``k``-th of :func:`~preread.reviews.sources.ordered_frames`), so each POLYLINE's SELECTED FROM
+image and each Image Library entry (TID 1601, with that frame's descriptors, TID 1602) names
+the instance and its Referenced Frame Number; the evidence lists the instance once.
 """
 
 from __future__ import annotations
@@ -70,16 +76,17 @@ from pydicom.sr.coding import Code
 from pydicom.valuerep import DT
 
 from preread.reports import codes, review_codes
-from preread.reports.axes import SliceAxes, slice_axes
+from preread.reports.axes import Located, SliceAxes, centre_slice, slice_axes
 from preread.reports.errors import ReportError
 from preread.reports.series import (
     MANUFACTURER,
     EncodedSeries,
     InstanceRef,
+    SourceFrame,
     lo,
-    source_frames,
+    source_instances,
 )
-from preread.reports.sr import OHIF_LENGTH_TOOL
+from preread.reports.sr import OHIF_LENGTH_TOOL, add_image_library, polyline
 from preread.reviews.domain import AddedNodule, Assessment, Modified, Rejected, Review
 from preread.reviews.errors import ReviewError
 from preread.reviews.seg import segment_label
@@ -88,7 +95,7 @@ from preread.reviews.sources import (
     ReviewSources,
     added_tracking_id,
     dicom_time,
-    ordered_images,
+    ordered_frames,
     person_name,
     review_series_description,
 )
@@ -117,24 +124,24 @@ def build_review_sr(
     Raises:
         ReviewError: the sources do not fit the review, or highdicom refuses the content.
     """
-    images = ordered_images(review, sources)
+    frames = ordered_frames(review, sources)
     if (seg is None) != (not review.segmented and not review.added):
         raise ReviewError("the review's SEG is required exactly when it modified or added nodules")
     ai_segments = sources.ai_segment_numbers()
     masks = _Masks(sources, seg)
     groups: list[Group] = []
-    drawn_on: set[str] = set()
+    drawn_on: set[tuple[str, int | None]] = set()  # SourceFrame.key of each slice drawn on
     for a in sorted(review.assessments, key=lambda a: a.finding_number):
         groups.append(_assessed_group(review, sources, a, ai_segments, seg))
-        drawing = _assessed_drawing(review, sources, a, ai_segments, images, masks)
+        drawing = _assessed_drawing(review, sources, a, ai_segments, frames, masks)
         if drawing is not None:
             groups.append(drawing[0])
             drawn_on.add(drawing[1])
     for n, added in enumerate(review.added, start=1):
         assert seg is not None
-        drawn, image = _added_groups(review, sources, n, added, seg, images, masks)
+        drawn, key = _added_groups(review, sources, n, added, seg, frames, masks)
         groups.extend(drawn)
-        drawn_on.add(image)
+        drawn_on.add(key)
     if not groups:
         groups.append(_nothing_group(review, sources))
     reviewer = review.reviewer
@@ -156,9 +163,9 @@ def build_review_sr(
         language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
             codes.LANGUAGE
         ),
-        referenced_images=_library(review, sources, images, drawn_on),
     )
-    evidence: list[Dataset] = [*images]
+    add_image_library(report, _library(review, sources, frames, drawn_on))
+    evidence: list[Dataset] = source_instances(frames)
     if sources.ai_seg is not None:
         evidence.append(sources.ai_seg)
     if seg is not None:
@@ -286,10 +293,11 @@ def _added_groups(
     n: int,
     added: AddedNodule,
     seg: EncodedSeries,
-    images: Sequence[Dataset],
+    frames: Sequence[SourceFrame],
     masks: _Masks,
-) -> tuple[list[Group], str]:
-    """The added nodule's TID 1411 group and its drawn TID 1501 group; the image drawn on."""
+) -> tuple[list[Group], tuple[str, int | None]]:
+    """The added nodule's TID 1411 group and its drawn TID 1501 group; the slice drawn on
+    (its :attr:`~preread.reports.series.SourceFrame.key`)."""
     concept = sources.concept
     uid = added.tracking_uid
     assert uid is not None
@@ -341,7 +349,7 @@ def _added_groups(
     )
     segmentation, segment = masks.review(segment_label(review, uid))
     nodule = _Nodule(name, added.centre_lps_mm, added.short_axis_mm)
-    axes = _axes(nodule, added.long_axis_mm, images, segmentation, segment)
+    axes = _axes(nodule, added.long_axis_mm, frames, segmentation, segment)
     drawn = _drawn_group(
         sources,
         _tracking(uid, name),
@@ -351,7 +359,7 @@ def _added_groups(
         f"{name}: added by {review.reviewer.name}, {added.long_axis_mm:.1f} x "
         f"{added.short_axis_mm:.1f} mm, {added.nodule_type}.",
     )
-    return [volumetric, drawn], str(axes.image.SOPInstanceUID)
+    return [volumetric, drawn], axes.source.key
 
 
 @dataclass(frozen=True)
@@ -405,12 +413,12 @@ def _tracking(uid: str, name: str) -> hd.sr.TrackingIdentifier:
 def _axes(
     nodule: _Nodule,
     long_axis_mm: float,
-    images: Sequence[Dataset],
+    frames: Sequence[SourceFrame],
     segmentation: hd.seg.Segmentation,
     segment: int,
 ) -> SliceAxes:
     try:
-        return slice_axes(nodule, long_axis_mm, source_frames(images), segmentation, segment)
+        return slice_axes(nodule, long_axis_mm, frames, segmentation, segment)
     except ReportError as exc:
         raise ReviewError(f"cannot draw {nodule.label}: {exc}") from exc
 
@@ -420,11 +428,12 @@ def _assessed_drawing(
     sources: ReviewSources,
     a: Assessment,
     ai_segments: dict[str, int],
-    images: Sequence[Dataset],
+    frames: Sequence[SourceFrame],
     masks: _Masks,
-) -> tuple[hd.sr.MeasurementsAndQualitativeEvaluations, str] | None:
-    """The drawn TID 1501 group of an accepted or modified AI finding and the image it is
-    drawn on; None for a rejected one (the review says it is absent)."""
+) -> tuple[hd.sr.MeasurementsAndQualitativeEvaluations, tuple[str, int | None]] | None:
+    """The drawn TID 1501 group of an accepted or modified AI finding and the slice it is
+    drawn on (its :attr:`~preread.reports.series.SourceFrame.key`); None for a rejected one
+    (the review says it is absent)."""
     v = a.verdict
     if isinstance(v, Rejected):
         return None
@@ -443,7 +452,7 @@ def _assessed_drawing(
     else:
         segmentation, segment = masks.ai(ai_segments[a.tracking_uid])
     nodule = _Nodule(finding.tracking_id, finding.center_lps_mm, short_axis)
-    axes = _axes(nodule, long_axis[0], images, segmentation, segment)
+    axes = _axes(nodule, long_axis[0], frames, segmentation, segment)
     group = _drawn_group(
         sources,
         _tracking(a.tracking_uid, finding.tracking_id),
@@ -452,7 +461,7 @@ def _assessed_drawing(
         short_axis,
         f"{finding.tracking_id}: {verdict_text(review, a, finding.label)}",
     )
-    return group, str(axes.image.SOPInstanceUID)
+    return group, axes.source.key
 
 
 def _drawn_group(
@@ -489,19 +498,14 @@ def _drawn(
     points: npt.NDArray[np.float64],
     axes: SliceAxes,
 ) -> hd.sr.Measurement:
-    """TID 300 INFERRED FROM a two-point POLYLINE on the drawn image (TID 320)."""
+    """TID 300 INFERRED FROM a two-point POLYLINE on the drawn slice (TID 320: its instance,
+    and its frame in a multi-frame image)."""
     return hd.sr.Measurement(
         name=name,
         value=round(value, 2),
         unit=codes.MILLIMETER,
         method=method,
-        referenced_coordinates=[
-            hd.sr.CoordinatesForMeasurement(
-                graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-                graphic_data=np.asarray(points, dtype=np.float64),
-                source_image=hd.sr.SourceImageForRegion.from_source_image(axes.image),
-            )
-        ],
+        referenced_coordinates=[polyline(points, axes.source)],
     )
 
 
@@ -558,24 +562,25 @@ def _segment_of(seg: Dataset, number: int, sources: ReviewSources) -> hd.sr.Refe
 
 
 def _library(
-    review: Review, sources: ReviewSources, images: Sequence[Dataset], drawn_on: set[str]
-) -> list[Dataset]:
-    """The source slice through each nodule the review names (AI findings and added ones),
-    and each image a nodule is drawn on (``drawn_on``: the centre slice, but for a gap)."""
-    orientation = np.asarray(images[0].ImageOrientationPatient, dtype=np.float64)
-    normal = np.cross(orientation[:3], orientation[3:])
-    along = np.array(
-        [np.asarray(ds.ImagePositionPatient, dtype=np.float64) @ normal for ds in images]
-    )
-    centres = [sources.finding(a.tracking_uid).center_lps_mm for a in review.assessments]
-    centres += [n.centre_lps_mm for n in review.added]
-    if not centres:
-        return [images[0], images[-1]] if len(images) > 1 else [images[0]]
-    nearest = {
-        int(np.abs(along - np.asarray(c, dtype=np.float64) @ normal).argmin()) for c in centres
-    }
-    nearest |= {k for k, ds in enumerate(images) if str(ds.SOPInstanceUID) in drawn_on}
-    return [images[k] for k in sorted(nearest)]
+    review: Review,
+    sources: ReviewSources,
+    frames: Sequence[SourceFrame],
+    drawn_on: set[tuple[str, int | None]],
+) -> list[SourceFrame]:
+    """The slices of the Image Library (TID 1600), in volume order: the source slice through
+    each nodule the review names (AI findings and added ones, :func:`~preread.reports.axes.
+    centre_slice`) and each slice a nodule is drawn on (``drawn_on``, keys: the centre slice,
+    but for a gap); without nodules, the first and last slice (the series' extent)."""
+    nodules: list[Located] = [sources.finding(a.tracking_uid) for a in review.assessments]
+    nodules += [
+        _Nodule(added_tracking_id(n), added.centre_lps_mm, None)
+        for n, added in enumerate(review.added, start=1)
+    ]
+    if not nodules:
+        return [frames[0], frames[-1]] if len(frames) > 1 else [frames[0]]
+    nearest = {centre_slice(nodule, frames) for nodule in nodules}
+    nearest |= {k for k, frame in enumerate(frames) if frame.key in drawn_on}
+    return [frames[k] for k in sorted(nearest)]
 
 
 def _private_scheme() -> Dataset:

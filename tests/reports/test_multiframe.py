@@ -333,6 +333,13 @@ def test_a_series_mixing_multi_frame_and_single_frame_images_gets_no_seg(
 # --- SR -------------------------------------------------------------------------------------
 
 
+def _code(item: Dataset) -> tuple[str, str]:
+    """(code value, coding scheme) of a code item: a value longer than 16 characters is a Long
+    Code Value (PS3.3 8.8)."""
+    value = item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")
+    return str(value), str(item.CodingSchemeDesignator)
+
+
 def _same_content(sources: Sources, single: Any, multi: Any, path: str = "") -> int:
     """Assert that two SR content trees say the same, image references naming the same slice
     (a single-frame image on one side, the multi-frame image's frame on the other); return the
@@ -345,14 +352,11 @@ def _same_content(sources: Sources, single: Any, multi: Any, path: str = "") -> 
         assert a.get("RelationshipType") == b.get("RelationshipType"), where
         if "ConceptNameCodeSequence" in a:
             name_a, name_b = a.ConceptNameCodeSequence[0], b.ConceptNameCodeSequence[0]
-            assert (name_a.CodeValue, name_a.CodingSchemeDesignator) == (
-                name_b.CodeValue,
-                name_b.CodingSchemeDesignator,
-            ), where
+            assert _code(name_a) == _code(name_b), where
         for keyword in ("TextValue", "UID", "GraphicType", "ContinuityOfContent"):
             assert a.get(keyword) == b.get(keyword), (where, keyword)
         if a.ValueType == "CODE":
-            assert a.ConceptCodeSequence[0].CodeValue == b.ConceptCodeSequence[0].CodeValue
+            assert _code(a.ConceptCodeSequence[0]) == _code(b.ConceptCodeSequence[0]), where
         if a.ValueType == "NUM":
             value_a, value_b = a.MeasuredValueSequence[0], b.MeasuredValueSequence[0]
             assert float(value_a.NumericValue) == pytest.approx(float(value_b.NumericValue))

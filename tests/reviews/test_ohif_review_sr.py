@@ -14,14 +14,19 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.uid import Comprehensive3DSRStorage
 
+from preread.domain import PreReadResult
+from preread.reports import EncodedSeries
 from preread.reports.axes import centre_slice
 from preread.reports.json import to_model
 from preread.reports.series import InstanceRef, source_frames
@@ -64,12 +69,21 @@ def ct_files(study: Study) -> list[Path]:
     return paths
 
 
-def _review(study: Study, name: str, verdicts: dict[int, Verdict], add: bool) -> Review:
-    preread = to_model(study.typed)
+def _review(
+    result: PreReadResult,
+    ai_sr: EncodedSeries,
+    labels: npt.NDArray[np.int32],
+    name: str,
+    verdicts: dict[int, Verdict],
+    add: bool,
+) -> Review:
+    """Review ``name`` of ``result`` (its SR ``ai_sr``): ``verdicts`` by finding number; with
+    ``add``, nodule 2 of the phantom's label map ``labels`` added by the reader."""
+    preread = to_model(result)
     findings = sorted(preread.findings, key=lambda f: f.label)
     added: tuple[AddedNodule, ...] = ()
     if add:  # the reader rejects AI nodule 2 and outlines it anew (its phantom voxels)
-        added = (_added(study, findings[1].center_lps_mm, str(review_uid(name, "added-1"))),)
+        added = (_added(labels, findings[1].center_lps_mm, str(review_uid(name, "added-1"))),)
     assessments = tuple(Assessment(f.tracking_uid, f.label, verdicts[f.label]) for f in findings)
     segmented = add or any(isinstance(a.verdict, Modified) for a in assessments)
     return Review(
@@ -80,7 +94,7 @@ def _review(study: Study, name: str, verdicts: dict[int, Verdict], add: bool) ->
             job_id="job-1",
             model_id=preread.model.id,
             model_version=preread.model.version,
-            ai_sr_sop_instance_uid=study.typed_sr.sop_instance_uid,
+            ai_sr_sop_instance_uid=ai_sr.sop_instance_uid,
             findings=tuple(AiFinding(f.label, f.tracking_uid) for f in findings),
         ),
         reviewer=READER,
@@ -96,8 +110,10 @@ def _review(study: Study, name: str, verdicts: dict[int, Verdict], add: bool) ->
     )
 
 
-def _added(study: Study, centre: tuple[float, float, float], uid: str) -> AddedNodule:
-    voxels = study.labels == 2
+def _added(
+    labels: npt.NDArray[np.int32], centre: tuple[float, float, float], uid: str
+) -> AddedNodule:
+    voxels = labels == 2
     k, j, i = (np.flatnonzero(voxels.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
     box = voxels[k[0] : k[-1] + 1, j[0] : j[-1] + 1, i[0] : i[-1] + 1]
     return AddedNodule(
@@ -111,6 +127,30 @@ def _added(study: Study, centre: tuple[float, float, float], uid: str) -> AddedN
         nodule_type="ground-glass",
         mask=VoxelMask(voxels.shape, (int(k[0]), int(j[0]), int(i[0])), box),
         tracking_uid=uid,
+    )
+
+
+def _sources(
+    result: PreReadResult,
+    images: Sequence[Dataset],
+    ai_seg: Dataset | None,
+    ai_sr: EncodedSeries,
+    *,
+    uid_seed: str | None = None,
+) -> ReviewSources:
+    """What the service reads from the study for a review of ``result`` (encoded with
+    ``uid_seed``): the series' images, the AI SEG (as read from a file: a plain dataset; None
+    without findings) and the AI SR's reference."""
+    return ReviewSources(
+        preread=to_model(result, uid_seed=uid_seed),
+        images=images,
+        ai_seg=ai_seg,
+        ai_sr=InstanceRef(
+            result.study_instance_uid,
+            ai_sr.series_instance_uid,
+            ai_sr.sop_instance_uid,
+            str(Comprehensive3DSRStorage),
+        ),
     )
 
 
@@ -133,20 +173,10 @@ def test_ohif_draws_the_reviewed_and_added_nodules_as_lengths(
     study: Study, ct_files: list[Path], name: str
 ) -> None:
     verdicts, add = REVIEWS[name]
-    review = _review(study, name, verdicts, add)
+    review = _review(study.typed, study.typed_sr, study.labels, name, verdicts, add)
     # the AI SEG as the service reads it from the study: a plain dataset
     ai_seg = pydicom.dcmread(study.write(study.typed_seg, f"{name}-ai-seg"))
-    sources = ReviewSources(
-        preread=to_model(study.typed),
-        images=study.shuffled,
-        ai_seg=ai_seg,
-        ai_sr=InstanceRef(
-            study.typed.study_instance_uid,
-            study.typed_sr.series_instance_uid,
-            study.typed_sr.sop_instance_uid,
-            str(Comprehensive3DSRStorage),
-        ),
-    )
+    sources = _sources(study.typed, study.shuffled, ai_seg, study.typed_sr)
     seg = build_review_seg(review, sources)
     sr = build_review_sr(review, sources, seg)
 

@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import Comprehensive3DSRStorage
 
 from preread.domain import ModelRef, PreReadResult
 from preread.reports import build_sr
-from preread.reports.json import to_model
-from preread.reports.series import InstanceRef
 from preread.reviews import Review, Reviewer, ReviewError, ReviewTarget
 from preread.reviews.seg import build_review_seg
 from preread.reviews.sources import ReviewSources
 from preread.reviews.sr import build_review_sr
 from preread.reviews.uids import review_uid
+from tests.reviews.test_ohif_review_sr import _sources
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import generate_phantom
 
@@ -71,17 +69,7 @@ def test_a_review_of_a_result_without_findings(tmp_path: Path) -> None:
         seg_series_uid=None,
         seg_sop_instance_uid=None,
     )
-    sources = ReviewSources(
-        preread=to_model(result, uid_seed="job-1"),
-        images=images,
-        ai_seg=None,
-        ai_sr=InstanceRef(
-            result.study_instance_uid,
-            ai_sr.series_instance_uid,
-            ai_sr.sop_instance_uid,
-            str(Comprehensive3DSRStorage),
-        ),
-    )
+    sources = _sources(result, images, None, ai_sr, uid_seed="job-1")
     assert build_review_seg(review, sources) is None
     sr = build_review_sr(review, sources, None)
     again = build_review_sr(review, sources, None)
