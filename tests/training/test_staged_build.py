@@ -47,6 +47,7 @@ BUILD = {
     "detector": "detector.yaml",
     "candidate_probability": 0.3,
     "overlap": 0.125,
+    "roi_size_vox": 48,  # serving windows larger than the 32^3 training patches
     "harmonize": {"max_noise_hu": 400.0},  # carried into the card (no phantom here is so noisy)
     "version": "0.0.3",  # the published version, not the detector config's 0.0.2
     "mining": {"seed": 40, "count": 2, "truth_copies": 2, "workers": 2, **SMALL},
@@ -84,6 +85,12 @@ def test_overlapping_seeds_are_refused(tmp_path: Path) -> None:
         load_staged_config(_write(tmp_path, doc))
 
 
+def test_serving_windows_the_network_cannot_take_are_refused(tmp_path: Path) -> None:
+    doc = {**BUILD, "roi_size_vox": 50}  # the detector halves its input twice: 4 divides it
+    with pytest.raises(ConfigError, match="roi_size_vox 50 is not divisible by 4"):
+        load_staged_config(_write(tmp_path, doc))
+
+
 def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
     config = _write(tmp_path, BUILD)
     models = tmp_path / "models"
@@ -98,7 +105,7 @@ def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
     assert 0.0 < card.stages[0].threshold < 1.0
     assert card.stages[0].onnx.max_abs_diff_vs_torch < 1e-3
     assert card.pipeline.type_rule is not None
-    assert card.inference.roi_size_vox == (32, 32, 32) and card.inference.overlap == 0.125
+    assert card.inference.roi_size_vox == (48, 48, 48) and card.inference.overlap == 0.125
     assert card.pipeline.harmonize is not None and card.pipeline.harmonize.max_noise_hu == 400.0
     chosen = json.loads((tmp_path / "run" / "validation.json").read_text())
     assert chosen["threshold"] == card.stages[0].threshold
