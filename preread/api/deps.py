@@ -151,6 +151,9 @@ async def get_services(request: Request) -> Services:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
+OAUTH2_SCHEME = "OAuth2ClientCredentials"
+"""The OAuth2 scheme's name in the OpenAPI document (a route that declares its parameters by
+hand names it in its ``security``)."""
 oauth2 = OAuth2(
     flows=OAuthFlows(
         clientCredentials=OAuthFlowClientCredentials(
@@ -166,7 +169,7 @@ oauth2 = OAuth2(
             },
         )
     ),
-    scheme_name="OAuth2ClientCredentials",
+    scheme_name=OAUTH2_SCHEME,
     auto_error=False,
 )
 

@@ -54,6 +54,8 @@ MESSAGE_ID_PATTERN = r"^msg_[0-9a-f]{32}$"
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9._~-]{1,64}$"
 TENANT_PATTERN = r"^[a-z0-9_.-]{1,64}$"
 MODEL_ID_PATTERN = SLUG_PATTERN
+REPORT_FORMATS = ("json", "fhir", "hl7", "html", "sr", "seg")
+"""The formats of ``GET /api/v1/studies/{study_uid}/report/{fmt}`` (its ``Format`` enum)."""
 FRAMES_PATTERN = r"^[1-9][0-9]{0,8}(,[1-9][0-9]{0,8})*$"
 TAG_PATH_PATTERN = r"^[0-9A-Fa-f]{8}(/[0-9]{1,6}/[0-9A-Fa-f]{8}){0,8}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"  # visible ASCII
@@ -90,6 +92,9 @@ PATH_IDS: dict[str, IdFormat] = {
     "instance_uid": DICOM_UID,
     "frames": _format("a frame list (numbers from 1, comma-separated)", FRAMES_PATTERN, 256),
     "tag_path": _format("a bulk data path (tags and item indexes)", TAG_PATH_PATTERN, 160),
+    "fmt": _format(
+        f"a report format ({', '.join(REPORT_FORMATS)})", f"^({'|'.join(REPORT_FORMATS)})$", 4
+    ),
 }
 """Path parameters by name → their format. A new route whose path parameter is neither here
 nor an enumeration fails :func:`preread.api.app.create_app`."""
@@ -111,17 +116,24 @@ async def check_path_ids(request: Request) -> None:
 
 
 def unchecked_path_params(routes: Sequence[BaseRoute]) -> list[str]:
-    """``"<path> <param>"`` for each API route parameter with neither a format in
+    """``"<path> <param>"`` for each API route path parameter with neither a format in
     :data:`PATH_IDS` nor an enumeration type (which FastAPI checks itself); ``routes`` as
-    ``app.routes`` holds them (included routers are walked)."""
+    ``app.routes`` holds them (included routers are walked). Every ``{name}`` of the path
+    counts, declared to FastAPI or not (the report route reads its parameters itself)."""
     missing = []
     for context in iter_route_contexts(routes):
         route = context.original_route
         if not isinstance(route, APIRoute):
             continue
-        for param in route.dependant.path_params:
-            kind = param.field_info.annotation
-            if param.name in PATH_IDS or (isinstance(kind, type) and issubclass(kind, enum.Enum)):
+        declared = {p.name: p.field_info.annotation for p in route.dependant.path_params}
+        for name in path_param_names(route):
+            kind = declared.get(name)
+            if name in PATH_IDS or (isinstance(kind, type) and issubclass(kind, enum.Enum)):
                 continue
-            missing.append(f"{context.path} {param.name}")
+            missing.append(f"{context.path} {name}")
     return missing
+
+
+def path_param_names(route: APIRoute) -> list[str]:
+    """The names of ``route``'s path parameters, in the order of its path."""
+    return list(route.param_convertors)

@@ -102,7 +102,7 @@ BODIES: dict[str, dict[str, Any]] = {
 """The JSON body a route needs to do its work (others get none)."""
 STUDY_PARAMS = ("study_uid", "job_id")
 OTHER_UIDS = ("series_uid", "instance_uid")  # the DICOMweb proxy's paths below a study
-SAMPLES = {"frames": "1", "tag_path": "7fe00010"}  # in the formats of preread.api.ids
+SAMPLES = {"frames": "1", "tag_path": "7fe00010", "fmt": "json"}  # formats: preread.api.ids
 NOW = datetime.now(UTC)
 
 
@@ -185,23 +185,28 @@ def _by_cookie(route: APIRoute | Route) -> bool:
 
 
 def _url(path: str, route: APIRoute | Route, case: Case) -> str:
-    params = route.dependant.path_params if isinstance(route, APIRoute) else []
-    for param in params:
-        kind = param.field_info.annotation
-        if param.name == "study_uid":
+    # every {name} of the path, declared to FastAPI or read by the route itself
+    declared = (
+        {p.name: p.field_info.annotation for p in route.dependant.path_params}
+        if isinstance(route, APIRoute)
+        else {}
+    )
+    for name in route.param_convertors:
+        kind = declared.get(name)
+        if name == "study_uid":
             value = case.study_uid
-        elif param.name == "job_id":
+        elif name == "job_id":
             value = case.job_id
-        elif param.name in OTHER_UIDS:
+        elif name in OTHER_UIDS:
             value = str(generate_uid())
-        elif param.name in SAMPLES:
-            value = SAMPLES[param.name]
+        elif name in SAMPLES:
+            value = SAMPLES[name]
         elif isinstance(kind, type) and issubclass(kind, enum.Enum):
             value = str(next(iter(kind)).value)
         else:
-            pytest.fail(f"{path}: no value for {{{param.name}}}: teach this test its format")
-        path = path.replace(f"{{{param.name}}}", quote(value, safe=""))
-        path = path.replace(f"{{{param.name}:path}}", quote(value, safe=""))
+            pytest.fail(f"{path}: no value for {{{name}}}: teach this test its format")
+        path = path.replace(f"{{{name}}}", quote(value, safe=""))
+        path = path.replace(f"{{{name}:path}}", quote(value, safe=""))
     return path
 
 

@@ -144,3 +144,35 @@ def _writer_backends(mine: Connection) -> set[int]:
     )
     mine.commit()
     return {int(r[0]) for r in rows}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # the event-loop path is PostgreSQL's
+def test_a_loop_appends_on_its_own_session_and_ends_it_when_idle(
+    audit: AuditLog, engine: Engine
+) -> None:
+    """On PostgreSQL a coroutine's record is appended by its own loop (no writer thread): one
+    session for a busy stretch, given back ``idle_s`` after the last batch (no connection kept
+    by a loop that stopped serving), and a new stretch opens a new one; the chain stays one
+    with the thread's appends between them."""
+    writer = AuditWriter(audit, idle_s=0.3)
+
+    async def stretch() -> tuple[list[int], set[int]]:
+        """Records of one loop; the sessions this loop opened: while busy, and once idle."""
+        with engine.connect() as mine:
+            before = _writer_backends(mine)  # the writer thread's, if it holds one
+            records = await asyncio.gather(
+                *(writer.arecord(event(actor=f"c-{i}")) for i in range(40))
+            )
+            busy = _writer_backends(mine) - before
+            await asyncio.sleep(0.8)
+            assert _writer_backends(mine) - before == set()  # given back when idle
+        return [r.seq for r in records], busy
+
+    seqs, busy = asyncio.run(stretch())
+    assert sorted(seqs) == list(range(1, 41)) and len(busy) == 1
+    assert writer.record(event()).seq == 41  # the writer thread, between two loop stretches
+    seqs, again = asyncio.run(stretch())
+    assert sorted(seqs) == list(range(42, 82)) and len(again) == 1 and again != busy
+    writer.close()
+    result = audit.verify()
+    assert result.ok and result.checked == 81
