@@ -13,7 +13,6 @@ dciodvfy and dsrdump as in ``tests/reports/test_sr_seg.py``.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -43,6 +42,7 @@ from preread.reports.hl7 import to_oru
 from preread.reports.html import to_html
 from preread.reports.json import to_model
 from tests.dicom_gateway.synthetic import ct_datasets, geometry
+from tests.dicom_tools import installed_tool
 from tests.inference.tiny_model import tiny_card, write_tiny_onnx
 
 MASS, KIDNEY = codes.SCT.Mass, codes.SCT.Kidney  # SCT 4147007, 64033007
@@ -139,13 +139,6 @@ def _codes(ds: Dataset) -> set[str]:
     return {str(e.value) for e in ds.iterall() if e.keyword == "CodeValue"}
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed")
-    return path
-
-
 def _report(run: Run) -> ReportInput:
     preread = to_model(run.result, uid_seed=SEED)
     # a side on every finding: a kidney's findings must still not be coded as a lung's side
@@ -206,7 +199,11 @@ def test_seg_codes_the_kidney_mass_and_passes_dciodvfy(run: Run) -> None:
     assert seg is not None
     path = run.write(seg.dataset, "seg")
     done = subprocess.run(
-        [_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60, check=False
+        [installed_tool("dciodvfy"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
     assert not [line for line in lines if "Error" in line or "Warning" in line], lines
@@ -232,12 +229,20 @@ def test_sr_codes_the_kidney_mass_and_passes_dciodvfy_and_dsrdump(run: Run) -> N
     assert _codes(sr.dataset) == _codes(run.encoded.sr.dataset)
     path = run.write(sr.dataset, "sr")
     done = subprocess.run(
-        [_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60, check=False
+        [installed_tool("dciodvfy"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
     assert not [line for line in lines if "Error" in line or "Warning" in line], lines
     dump = subprocess.run(
-        [_tool("dsrdump"), str(path)], capture_output=True, text=True, timeout=60, check=False
+        [installed_tool("dsrdump"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert dump.returncode == 0 and not dump.stderr.strip(), dump.stderr
     assert '"Mass"' in dump.stdout and '"Kidney"' in dump.stdout

@@ -11,7 +11,6 @@ and an anisotropic plane (what the review page's coronal/sagittal views give).
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 from dataclasses import replace
 from datetime import datetime
@@ -45,6 +44,7 @@ from preread.reports.render import (
     boundary,
     render_key_image,
 )
+from tests.dicom_tools import installed_tool
 from tests.reports.truth import truth_findings
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import NoduleSpec, generate_phantom
@@ -117,18 +117,11 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     return Study(tmp_path_factory.mktemp("keyimages"))
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:  # ./run setup installs dcmtk and dicom3tools: a missing tool is a failure
-        pytest.fail(f"{name} is not installed (Debian: dcmtk, dicom3tools)")
-    return path
-
-
 def _png(study: Study, ds: Dataset, name: str) -> npt.NDArray[np.uint8]:
     """The key image as dcmj2pnm renders it (PNG, RGB)."""
     png = study.root / f"{name}.png"
     subprocess.run(
-        [_tool("dcmj2pnm"), "--write-png", str(study.write(ds, name)), str(png)],
+        [installed_tool("dcmj2pnm"), "--write-png", str(study.write(ds, name)), str(png)],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     with Image.open(png) as image:
@@ -142,7 +135,7 @@ def _png(study: Study, ds: Dataset, name: str) -> npt.NDArray[np.uint8]:
 def test_dciodvfy_reports_no_error_and_no_warning(study: Study, which: str) -> None:
     ds = study.kos.dataset if which == "kos" else study.images.datasets[int(which[-1]) - 1]
     run = subprocess.run(
-        [_tool("dciodvfy"), str(study.write(ds, which))],
+        [installed_tool("dciodvfy"), str(study.write(ds, which))],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     lines = [line for line in (run.stderr + run.stdout).splitlines() if line.strip()]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import random
-import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -38,6 +37,7 @@ from preread.reports import (
     build_sr,
 )
 from preread.reports.series import order_sources
+from tests.dicom_tools import installed_tool
 from tests.reports.test_sr_seg import CREATED, LUNG_RADS, MODEL, NODULES
 from tests.reports.truth import truth_findings
 from training.phantom_dicom import write_phantom_study
@@ -155,13 +155,6 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Sources:
     return Sources(tmp_path_factory.mktemp("multiframe"))
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:  # ./run setup installs dcmtk and dicom3tools: a missing tool is a failure
-        pytest.fail(f"{name} is not installed (Debian: dcmtk, dicom3tools)")
-    return path
-
-
 def _ref(item: Dataset) -> Ref:
     """The (instance, frame) an image reference item names; at most one frame."""
     frames = item.get("ReferencedFrameNumber")
@@ -228,7 +221,7 @@ def test_dciodvfy_reports_no_error_and_no_warning(sources: Sources, which: str) 
         "kos": encoded.kos.dataset,
     }[which]
     run = subprocess.run(
-        [_tool("dciodvfy"), str(sources.write(ds, which))],
+        [installed_tool("dciodvfy"), str(sources.write(ds, which))],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     lines = [line for line in (run.stderr + run.stdout).splitlines() if line.strip()]
@@ -238,7 +231,7 @@ def test_dciodvfy_reports_no_error_and_no_warning(sources: Sources, which: str) 
 def test_dsrdump_reads_the_sr_and_its_frame_references(sources: Sources) -> None:
     for encoded, name in ((sources.from_multi.sr, "sr"), (sources.from_multi.empty_sr, "empty")):
         run = subprocess.run(
-            [_tool("dsrdump"), str(sources.write(encoded.dataset, f"dump-{name}"))],
+            [installed_tool("dsrdump"), str(sources.write(encoded.dataset, f"dump-{name}"))],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert run.returncode == 0, run.stderr

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import subprocess
 from dataclasses import replace
 from datetime import date, datetime
@@ -47,6 +46,7 @@ from preread.reports import (
 )
 from preread.reports.series import AI_NOTICE
 from preread.reports.sr import no_finding_text
+from tests.dicom_tools import installed_tool
 from tests.reports.truth import truth_findings
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import NoduleSpec, generate_phantom
@@ -189,16 +189,13 @@ def _scheme(concept: Any) -> str:
     return str(concept.scheme_designator)
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed")
-    return path
-
-
 def _dciodvfy(path: Path) -> list[str]:
     run = subprocess.run(
-        [_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60, check=False
+        [installed_tool("dciodvfy"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     return [line for line in (run.stderr + run.stdout).splitlines() if line.strip()]
 
@@ -252,7 +249,7 @@ def test_dsrdump_reads_the_sr(study: Study) -> None:
     ):
         path = study.write(encoded, "dump")
         run = subprocess.run(
-            [_tool("dsrdump"), str(path)],
+            [installed_tool("dsrdump"), str(path)],
             capture_output=True,
             text=True,
             timeout=60,

@@ -12,7 +12,6 @@ packages (``web/ohif``); without them these tests fail.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from preread.reviews.seg import build_review_seg
 from preread.reviews.sources import ReviewSources
 from preread.reviews.sr import build_review_sr
 from preread.reviews.uids import review_uid
+from tests.dicom_tools import installed_tool
 from tests.reports.test_ohif_sr import DROPPED_VOLUMETRIC, TOLERANCE_MM, _read_in_ohif
 from tests.reports.test_sr_seg import Study
 
@@ -154,13 +154,6 @@ def _sources(
     )
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed (./run setup installs it)")
-    return path
-
-
 REVIEWS: dict[str, tuple[dict[int, Verdict], bool]] = {
     # modified (the reader's sizes), rejected (not drawn), added (the click's nodule)
     "corrected": ({1: Modified("part-solid", 15.0, 12.5), 2: Rejected(RejectReason.VESSEL)}, True),
@@ -183,11 +176,15 @@ def test_ohif_draws_the_reviewed_and_added_nodules_as_lengths(
     # a valid SR
     path = study.write(sr, f"{name}-review-sr")
     check = subprocess.run(
-        [_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60, check=False
+        [installed_tool("dciodvfy"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert not [line for line in check.stderr.splitlines() if "Error" in line], check.stderr
     dump = subprocess.run(
-        [_tool("dsrdump"), "+Pl", str(path)], capture_output=True, text=True, check=False
+        [installed_tool("dsrdump"), "+Pl", str(path)], capture_output=True, text=True, check=False
     )
     assert dump.returncode == 0, dump.stderr
 

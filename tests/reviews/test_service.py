@@ -11,7 +11,6 @@ with a click.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from preread.reviews.service import store_unstored
 from preread.store import JobRecord, JobStore, StudyFacts
 from preread.watcher import survey
 from preread.webhooks.outbox import WebhookStore
+from tests.dicom_tools import installed_tool
 from tests.grant_support import clinical_preread
 from tests.reviews.phantom_study import MODEL, NODULES, read_phantom_study
 
@@ -76,13 +76,6 @@ class Scene:
     grant_id: str
     hook_id: str
     tmp: Path
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed (Debian: dicom3tools / dcmtk; ./run setup)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +102,11 @@ def _validate(scene: Scene, ds: Dataset, name: str) -> Path:
     path = scene.tmp / f"{name}.dcm"
     ds.save_as(path, enforce_file_format=True)
     run = subprocess.run(
-        [_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60, check=False
+        [installed_tool("dciodvfy"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     errors = [line for line in (run.stdout + run.stderr).splitlines() if "Error" in line]
     assert not errors, run.stderr
@@ -170,7 +167,7 @@ def test_signing_stores_a_verified_review_sr_and_seg_in_the_study(scene: Scene) 
     ]
     assert predecessors == [review.target.ai_sr_sop_instance_uid]
     dump = subprocess.run(
-        [_tool("dsrdump"), "+Pl", str(path)],
+        [installed_tool("dsrdump"), "+Pl", str(path)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -4,7 +4,6 @@ SR that does not fit what it reviews."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,18 +18,12 @@ from preread.reviews.seg import build_review_seg
 from preread.reviews.sources import ReviewSources
 from preread.reviews.sr import build_review_sr
 from preread.reviews.uids import review_uid
+from tests.dicom_tools import installed_tool
 from tests.reviews.test_ohif_review_sr import _sources
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import generate_phantom
 
 MODEL = ModelRef("lung-nodule", "2.1.0", "PreRead Lung Nodule", "ab" * 32)
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed (./run setup installs it)")
-    return path
 
 
 def test_a_review_of_a_result_without_findings(tmp_path: Path) -> None:
@@ -81,11 +74,15 @@ def test_a_review_of_a_result_without_findings(tmp_path: Path) -> None:
     path = tmp_path / "review.dcm"
     sr.dataset.save_as(path, enforce_file_format=True)
     check = subprocess.run(
-        [_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60, check=False
+        [installed_tool("dciodvfy"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert not [line for line in check.stderr.splitlines() if "Error" in line], check.stderr
     dump = subprocess.run(
-        [_tool("dsrdump"), "+Pl", str(path)], capture_output=True, text=True, check=False
+        [installed_tool("dsrdump"), "+Pl", str(path)], capture_output=True, text=True, check=False
     )
     assert dump.returncode == 0, dump.stderr
     assert "Dr Jane Roe agrees with the AI: no lung nodule found and none added." in dump.stdout
