@@ -167,9 +167,15 @@ def format_time(at: datetime) -> str:
 
     Raises ValueError for a naive datetime: the chain only holds absolute times.
     """
+    return check_aware(at).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def check_aware(at: datetime) -> datetime:
+    """``at``, if it is timezone-aware; ValueError for a naive datetime (the chain only holds
+    absolute times)."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"naive datetime {at!r}: audit times must be timezone-aware")
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return at
 
 
 def normalize_detail(detail: Mapping[str, Any]) -> dict[str, Json]:

@@ -42,7 +42,7 @@ from preread.audit.chain import (
     Json,
     Link,
     VerifyResult,
-    format_time,
+    check_aware,
     link_hash,
     normalize_detail,
     verify_chain,
@@ -594,8 +594,7 @@ def _delete_upto(session: Session, seq: int) -> int:
 
 
 def _utc(at: datetime) -> datetime:
-    format_time(at)  # refuses a naive time before it could be taken for local time
-    return at.astimezone(UTC)
+    return check_aware(at).astimezone(UTC)  # a naive time is never taken for local time
 
 
 def _by_seq() -> Select[AuditEventRow]:
