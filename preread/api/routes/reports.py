@@ -188,7 +188,6 @@ def requested_format(request: Request) -> Format:
 
 _FORMATS = frozenset(f.value for f in Format)
 MODEL_ID = PATH_IDS["model_id"]
-READS = Scope.REPORTS_READ
 
 
 def _audited_format(request: Request) -> Mapping[str, Json]:
@@ -233,7 +232,7 @@ async def _report_as_access(request: Request) -> StudyAccess:
               "msg": f"model_id must be {MODEL_ID.description}"}]
         )  # fmt: skip
     services = services_of(request)
-    who = await authorized_caller(request, request.headers.get("authorization"), READS)
+    who = await authorized_caller(request, request.headers.get("authorization"), Scope.REPORTS_READ)
     return await study_access(
         request, services, who, model_id, AuditAction.REPORT_READ, None, _audited_format
     )
