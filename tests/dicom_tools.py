@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -14,3 +16,16 @@ def installed_tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed (Debian: dcmtk, dicom3tools; ./run setup)")
     return path
+
+
+def dciodvfy(path: Path) -> list[str]:
+    """dciodvfy's report on the DICOM file ``path``: its non-empty output lines (stdout and
+    stderr); the caller asserts on the errors and warnings it cares about."""
+    run = subprocess.run(
+        [installed_tool("dciodvfy"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return [line for line in (run.stderr + run.stdout).splitlines() if line.strip()]

@@ -42,7 +42,7 @@ from preread.reports.hl7 import to_oru
 from preread.reports.html import to_html
 from preread.reports.json import to_model
 from tests.dicom_gateway.synthetic import ct_datasets, geometry
-from tests.dicom_tools import installed_tool
+from tests.dicom_tools import dciodvfy, installed_tool
 from tests.inference.tiny_model import tiny_card, write_tiny_onnx
 
 MASS, KIDNEY = codes.SCT.Mass, codes.SCT.Kidney  # SCT 4147007, 64033007
@@ -198,14 +198,7 @@ def test_seg_codes_the_kidney_mass_and_passes_dciodvfy(run: Run) -> None:
     seg = run.encoded.seg
     assert seg is not None
     path = run.write(seg.dataset, "seg")
-    done = subprocess.run(
-        [installed_tool("dciodvfy"), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    lines = dciodvfy(path)
     assert not [line for line in lines if "Error" in line or "Warning" in line], lines
     read = hd.seg.segread(path)
     for number in read.get_segment_numbers():
@@ -228,14 +221,7 @@ def test_sr_codes_the_kidney_mass_and_passes_dciodvfy_and_dsrdump(run: Run) -> N
     sr = build_sr(sided, run.datasets, run.encoded.seg, uid_seed=SEED)
     assert _codes(sr.dataset) == _codes(run.encoded.sr.dataset)
     path = run.write(sr.dataset, "sr")
-    done = subprocess.run(
-        [installed_tool("dciodvfy"), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    lines = dciodvfy(path)
     assert not [line for line in lines if "Error" in line or "Warning" in line], lines
     dump = subprocess.run(
         [installed_tool("dsrdump"), str(path)],

@@ -44,7 +44,7 @@ from preread.reports.render import (
     boundary,
     render_key_image,
 )
-from tests.dicom_tools import installed_tool
+from tests.dicom_tools import dciodvfy, installed_tool
 from tests.reports.truth import truth_findings
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import NoduleSpec, generate_phantom
@@ -134,11 +134,7 @@ def _png(study: Study, ds: Dataset, name: str) -> npt.NDArray[np.uint8]:
 @pytest.mark.parametrize("which", ["sc-1", "sc-2", "kos"])
 def test_dciodvfy_reports_no_error_and_no_warning(study: Study, which: str) -> None:
     ds = study.kos.dataset if which == "kos" else study.images.datasets[int(which[-1]) - 1]
-    run = subprocess.run(
-        [installed_tool("dciodvfy"), str(study.write(ds, which))],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    lines = [line for line in (run.stderr + run.stdout).splitlines() if line.strip()]
+    lines = dciodvfy(study.write(ds, which))
     assert lines[0] in ("SCImage", "KeyObjectSelectionDocument"), lines
     assert not [line for line in lines if "Error" in line or "Warning" in line], lines
 

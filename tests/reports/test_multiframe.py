@@ -37,7 +37,7 @@ from preread.reports import (
     build_sr,
 )
 from preread.reports.series import order_sources
-from tests.dicom_tools import installed_tool
+from tests.dicom_tools import dciodvfy, installed_tool
 from tests.reports.test_sr_seg import CREATED, LUNG_RADS, MODEL, NODULES
 from tests.reports.truth import truth_findings
 from training.phantom_dicom import write_phantom_study
@@ -220,11 +220,7 @@ def test_dciodvfy_reports_no_error_and_no_warning(sources: Sources, which: str) 
         "sc-2": encoded.images.datasets[1],
         "kos": encoded.kos.dataset,
     }[which]
-    run = subprocess.run(
-        [installed_tool("dciodvfy"), str(sources.write(ds, which))],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    lines = [line for line in (run.stderr + run.stdout).splitlines() if line.strip()]
+    lines = dciodvfy(sources.write(ds, which))
     assert not [line for line in lines if "Error" in line or "Warning" in line], lines
 
 

@@ -46,7 +46,7 @@ from preread.reports import (
 )
 from preread.reports.series import AI_NOTICE
 from preread.reports.sr import no_finding_text
-from tests.dicom_tools import installed_tool
+from tests.dicom_tools import dciodvfy, installed_tool
 from tests.reports.truth import truth_findings
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import NoduleSpec, generate_phantom
@@ -189,17 +189,6 @@ def _scheme(concept: Any) -> str:
     return str(concept.scheme_designator)
 
 
-def _dciodvfy(path: Path) -> list[str]:
-    run = subprocess.run(
-        [installed_tool("dciodvfy"), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return [line for line in (run.stderr + run.stdout).splitlines() if line.strip()]
-
-
 # --- validators ------------------------------------------------------------------------------
 
 
@@ -233,7 +222,7 @@ def test_dciodvfy_reports_no_error_and_no_warning(study: Study, which: str) -> N
             study.result, study.by_k, study.seg, supersedes=study.empty_sr.ref
         ),
     }[which]
-    lines = _dciodvfy(study.write(encoded, which))
+    lines = dciodvfy(study.write(encoded, which))
     assert not [line for line in lines if "Error" in line], lines
     assert not [line for line in lines if "Warning" in line], lines
 

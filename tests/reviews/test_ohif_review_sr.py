@@ -45,7 +45,7 @@ from preread.reviews.seg import build_review_seg
 from preread.reviews.sources import ReviewSources
 from preread.reviews.sr import build_review_sr
 from preread.reviews.uids import review_uid
-from tests.dicom_tools import installed_tool
+from tests.dicom_tools import dciodvfy, installed_tool
 from tests.reports.test_ohif_sr import DROPPED_VOLUMETRIC, TOLERANCE_MM, _read_in_ohif
 from tests.reports.test_sr_seg import Study
 
@@ -175,14 +175,8 @@ def test_ohif_draws_the_reviewed_and_added_nodules_as_lengths(
 
     # a valid SR
     path = study.write(sr, f"{name}-review-sr")
-    check = subprocess.run(
-        [installed_tool("dciodvfy"), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert not [line for line in check.stderr.splitlines() if "Error" in line], check.stderr
+    report = dciodvfy(path)
+    assert not [line for line in report if "Error" in line], report
     dump = subprocess.run(
         [installed_tool("dsrdump"), "+Pl", str(path)], capture_output=True, text=True, check=False
     )

@@ -29,7 +29,7 @@ from preread.reviews import Modified, Review, ReviewError
 from preread.reviews.seg import build_review_seg
 from preread.reviews.service import _slices
 from preread.reviews.sr import build_review_sr
-from tests.dicom_tools import installed_tool
+from tests.dicom_tools import dciodvfy, installed_tool
 from tests.reports import test_multiframe
 from tests.reports.test_multiframe import Sources, _ref, _same_content, _seg_frames
 from tests.reviews.test_ohif_review_sr import REVIEWS, _review, _sources
@@ -199,11 +199,7 @@ def test_review_seg_frames_reference_their_source_frames_and_equal_the_single_fr
 
 def _dciodvfy(sources: Sources, ds: Dataset, name: str) -> list[str]:
     """dciodvfy's errors and warnings on ``ds``."""
-    run = subprocess.run(
-        [installed_tool("dciodvfy"), str(sources.write(ds, name))],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    lines = (run.stderr + run.stdout).splitlines()
+    lines = dciodvfy(sources.write(ds, name))
     return [line for line in lines if "Error" in line or "Warning" in line]
 
 

@@ -58,7 +58,7 @@ from preread.reviews.service import store_unstored
 from preread.store import JobRecord, JobStore, StudyFacts
 from preread.watcher import survey
 from preread.webhooks.outbox import WebhookStore
-from tests.dicom_tools import installed_tool
+from tests.dicom_tools import dciodvfy, installed_tool
 from tests.grant_support import clinical_preread
 from tests.reviews.phantom_study import MODEL, NODULES, read_phantom_study
 
@@ -101,15 +101,9 @@ def _instance(scene: Scene, series_uid: str) -> Dataset:
 def _validate(scene: Scene, ds: Dataset, name: str) -> Path:
     path = scene.tmp / f"{name}.dcm"
     ds.save_as(path, enforce_file_format=True)
-    run = subprocess.run(
-        [installed_tool("dciodvfy"), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    errors = [line for line in (run.stdout + run.stderr).splitlines() if "Error" in line]
-    assert not errors, run.stderr
+    report = dciodvfy(path)
+    errors = [line for line in report if "Error" in line]
+    assert not errors, report
     return path
 
 

@@ -18,7 +18,7 @@ from preread.reviews.seg import build_review_seg
 from preread.reviews.sources import ReviewSources
 from preread.reviews.sr import build_review_sr
 from preread.reviews.uids import review_uid
-from tests.dicom_tools import installed_tool
+from tests.dicom_tools import dciodvfy, installed_tool
 from tests.reviews.test_ohif_review_sr import _sources
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import generate_phantom
@@ -73,14 +73,8 @@ def test_a_review_of_a_result_without_findings(tmp_path: Path) -> None:
     )
     path = tmp_path / "review.dcm"
     sr.dataset.save_as(path, enforce_file_format=True)
-    check = subprocess.run(
-        [installed_tool("dciodvfy"), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert not [line for line in check.stderr.splitlines() if "Error" in line], check.stderr
+    report = dciodvfy(path)
+    assert not [line for line in report if "Error" in line], report
     dump = subprocess.run(
         [installed_tool("dsrdump"), "+Pl", str(path)], capture_output=True, text=True, check=False
     )

@@ -9,8 +9,6 @@ convention error on the writing side cannot cancel out against the same error on
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from pydicom.dataset import Dataset
 from scipy import ndimage
 
 from preread.domain import NoduleType, Vec3
+from tests.dicom_tools import dciodvfy
 from training import phantoms
 from training.nodules import random_shape
 from training.parenchyma import draw_emphysema, draw_fissures_slice, draw_scars
@@ -160,17 +159,10 @@ def test_patient_position_does_not_move_the_patient() -> None:
 # -- 2. standards -------------------------------------------------------------------------------
 
 
-def _dciodvfy(path: Path) -> list[str]:
-    if shutil.which("dciodvfy") is None:
-        pytest.fail("dciodvfy (dicom3tools) is not installed: ./run setup installs it")
-    res = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
-    return (res.stdout + res.stderr).splitlines()
-
-
 def test_seg_and_ct_pass_dciodvfy(study: StudyFiles) -> None:
     assert study.seg_path is not None
     for path in (study.seg_path, next(study.ct_dir.glob("CT*.dcm"))):
-        errors = [line for line in _dciodvfy(path) if "Error" in line]
+        errors = [line for line in dciodvfy(path) if "Error" in line]
         assert errors == [], f"{path.name}: {errors}"
 
 
