@@ -106,8 +106,13 @@ def finetune_config(
         raise ConfigError(f"{weights} does not exist: the package ships no classifier weights")
     import torch
 
+    from training.fpr import classifier_shape
+
     state = torch.load(weights, map_location="cpu", weights_only=True)
-    width = int(state["features.0.weight"].shape[0])
+    try:
+        width, _ = classifier_shape(state)  # one classifier or an ensemble, fine-tuned as it is
+    except ValueError as exc:
+        raise ConfigError(f"{weights}: {exc}") from exc
     return {
         "detector": str(detector_config(package)),
         "detector_from": str(package.path.resolve()),

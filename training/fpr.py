@@ -20,6 +20,10 @@ candidate, one at 2 mm its surroundings.
 * Training (:func:`train_fpr`): balanced batches (half positives), flips, in-plane 90°
   rotations, shifts of ±3 voxels, intensity scale/shift; AdamW + one-cycle; resumable from its
   checkpoint like the detector.
+* Ensembles (:class:`CandidateEnsemble`): classifiers trained on different candidates (e.g.
+  one mined on the training scanners, one on wider acquisitions) averaged in logit space, as
+  one graph: the serving side runs one stage whatever it holds. A package's ``fpr-weights.pt``
+  says which it is (:func:`classifier_from_state`).
 """
 
 from __future__ import annotations
@@ -86,6 +90,60 @@ class CandidateNet(nn.Module):
         pooled = torch.cat([f.mean(dim=(2, 3, 4)), f.amax(dim=(2, 3, 4))], dim=1)
         out: torch.Tensor = self.head(pooled)
         return out
+
+
+class CandidateEnsemble(nn.Module):
+    """Several :class:`CandidateNet` of one width scoring the same patches: the logit is the
+    mean of theirs (what a card's stage runs as one graph; fine-tuned, they learn together)."""
+
+    def __init__(self, width: int, members: int) -> None:
+        super().__init__()
+        if members < 2:
+            raise ValueError(f"an ensemble needs at least 2 classifiers, got {members}")
+        self.members = nn.ModuleList(CandidateNet(width) for _ in range(members))
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(patches) for m in self.members]).mean(dim=0)
+
+
+Classifier = CandidateNet | CandidateEnsemble
+_MEMBER = "members."
+
+
+def classifier_shape(state: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """``(width, members)`` of a stored classifier state dict (members 1: one
+    :class:`CandidateNet`); ValueError when it is neither kind."""
+    members = {k.split(".", 2)[1] for k in state if k.startswith(_MEMBER)}
+    key = f"{_MEMBER}0.features.0.weight" if members else "features.0.weight"
+    if key not in state:
+        raise ValueError(f"not a candidate classifier's state (no {key!r})")
+    return int(state[key].shape[0]), max(1, len(members))
+
+
+def classifier_from_state(state: dict[str, torch.Tensor], width: int | None = None) -> Classifier:
+    """The network a stored state dict is of, loaded (``width``: the width it must have).
+    Raises ValueError (with what was wrong) for a state of another kind or width."""
+    w, members = classifier_shape(state)
+    if width is not None and w != width:
+        raise ValueError(f"a width-{w} classifier, not width {width}")
+    net: Classifier = CandidateNet(w) if members == 1 else CandidateEnsemble(w, members)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(str(exc)) from exc
+    return net
+
+
+def ensemble(nets: Iterable[Classifier]) -> CandidateEnsemble:
+    """One ensemble of ``nets`` (an ensemble among them gives its members), weights copied."""
+    flat = [m for n in nets for m in (n.members if isinstance(n, CandidateEnsemble) else [n])]
+    widths = {classifier_shape(m.state_dict())[0] for m in flat}
+    if len(widths) != 1:
+        raise ValueError(f"an ensemble's classifiers must share one width, got {sorted(widths)}")
+    out = CandidateEnsemble(widths.pop(), len(flat))
+    for target, source in zip(out.members, flat, strict=True):
+        target.load_state_dict(source.state_dict())
+    return out.eval()
 
 
 @dataclass(frozen=True)
@@ -295,11 +353,13 @@ def train_fpr(
         )
     dev = device or torch.device("cpu")
     torch.manual_seed(cfg.seed)
-    net = CandidateNet(cfg.width)
-    if cfg.init_weights is not None:
+    net: Classifier = CandidateNet(cfg.width)
+    if cfg.init_weights is not None:  # one classifier or an ensemble, fine-tuned as it is
         try:
-            net.load_state_dict(torch.load(cfg.init_weights, map_location="cpu", weights_only=True))
-        except (OSError, RuntimeError) as exc:
+            net = classifier_from_state(
+                torch.load(cfg.init_weights, map_location="cpu", weights_only=True), cfg.width
+            )
+        except (OSError, RuntimeError, ValueError) as exc:
             raise TrainingError(
                 f"classifier init weights {cfg.init_weights}: not a width-{cfg.width} "
                 f"classifier: {exc}"
@@ -366,7 +426,7 @@ def train_fpr(
 
 
 def scores(
-    net: CandidateNet, patches: npt.NDArray[np.floating], batch: int = 64
+    net: Classifier, patches: npt.NDArray[np.floating], batch: int = 64
 ) -> npt.NDArray[np.float64]:
     """``net``'s probabilities for stored patches (their centre crops; no augmentation)."""
     net = net.eval().cpu()
@@ -399,14 +459,12 @@ def matched_threshold(
     return threshold, shift
 
 
-def load_fpr(out_dir: Path) -> CandidateNet:
+def load_fpr(out_dir: Path) -> Classifier:
     state = torch.load(out_dir / FINAL, map_location="cpu", weights_only=False)
-    net = CandidateNet(int(state["width"]))
-    net.load_state_dict(state["model"])
-    return net.eval()
+    return classifier_from_state(state["model"], int(state["width"])).eval()
 
 
-def export_fpr(net: CandidateNet, path: Path) -> float:
+def export_fpr(net: Classifier, path: Path) -> float:
     """Write ``net`` as one ONNX file (dynamic batch); returns max |torch − ONNX Runtime|."""
     import onnxruntime as ort
 

@@ -49,7 +49,14 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from inference.candidates import two_scale_patch
 from inference.card import (
@@ -220,8 +227,11 @@ class StagedConfig(_Strict):
     classifier: ClassifierConfig = ClassifierConfig()
     #: a published package whose false-positive classifier (``fpr-weights.pt``, of width
     #: ``classifier.width``) this build re-uses instead of mining and training its own: a new
-    #: detector behind a classifier that scores image patches, not the detector's output
-    classifier_from: Path | None = None
+    #: detector behind a classifier that scores image patches, not the detector's output. Two
+    #: or more packages: their classifiers as one ensemble (logits averaged, one graph:
+    #: :class:`training.fpr.CandidateEnsemble`), e.g. one mined on the training scanners and
+    #: one on wider acquisitions
+    classifier_from: list[Path] | None = None
     #: a published package whose detector (``weights.pt``, trained from the ``detector``
     #: config: its digest is checked) this build re-uses instead of training or reading the
     #: detector's run folder — a new classifier behind a detector trained once, on a GPU
@@ -241,6 +251,11 @@ class StagedConfig(_Strict):
     evaluation: EvaluationConfig
     output_dir: Path
 
+    @field_validator("classifier_from", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: object) -> object:
+        return [value] if isinstance(value, str | Path) else value
+
     @model_validator(mode="after")
     def _classifier_source(self) -> StagedConfig:
         trains = self.mining is not None or self.reviews is not None
@@ -251,6 +266,8 @@ class StagedConfig(_Strict):
         if (self.validation is None) == (self.operating_point_from is None):
             raise ValueError("give either validation (choose the operating point) or "
                              "operating_point_from")  # fmt: skip
+        if self.classifier_from is not None and not self.classifier_from:
+            raise ValueError("classifier_from: name at least one package")
         if self.reviews is not None:
             for ref in self.reviews.datasets:
                 name, _, version = ref.partition("@")
@@ -297,7 +314,7 @@ def load_staged_config(path: Path) -> tuple[StagedConfig, TrainConfig]:
         update={
             "detector": (base / cfg.detector).resolve(),
             "output_dir": (base / cfg.output_dir).resolve(),
-            "classifier_from": (base / cfg.classifier_from).resolve()
+            "classifier_from": [(base / p).resolve() for p in cfg.classifier_from]
             if cfg.classifier_from
             else None,
             "detector_from": (base / cfg.detector_from).resolve() if cfg.detector_from else None,
@@ -630,30 +647,35 @@ def mine(
 
 
 def reuse_classifier(cfg: StagedConfig, layout: Layout) -> Path:
-    """The classifier of ``classifier_from`` as this build's classifier step (checked: the
-    package's card declares it, its graph's sha256 matches, the weights load at the width)."""
+    """The classifier of ``classifier_from`` as this build's classifier step — several
+    packages' as one ensemble — checked: each package's card declares it, its graph's sha256
+    matches, its weights load at the width."""
     assert cfg.classifier_from is not None
     final = layout.classifier / FPR_FINAL
     if final.exists():
         return final
-    source = ModelPackage.load(cfg.classifier_from)  # verifies every graph's sha256
-    if not any(stage.name == "fpr" for stage in source.card.stages):
-        raise ConfigError(f"classifier_from: {cfg.classifier_from} has no fpr stage")
-    weights = cfg.classifier_from / "fpr-weights.pt"
-    if not weights.exists():
-        raise ConfigError(f"classifier_from: {weights} does not exist")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    from training.fpr import CandidateNet
+    from training.fpr import classifier_from_state, ensemble
 
-    try:
-        CandidateNet(cfg.classifier.width).load_state_dict(state)
-    except RuntimeError as exc:
-        raise ConfigError(
-            f"classifier_from: {weights} is not a width-{cfg.classifier.width} classifier: {exc}"
-        ) from exc
+    nets = []
+    for package in cfg.classifier_from:
+        source = ModelPackage.load(package)  # verifies every graph's sha256
+        if not any(stage.name == "fpr" for stage in source.card.stages):
+            raise ConfigError(f"classifier_from: {package} has no fpr stage")
+        weights = package / "fpr-weights.pt"
+        if not weights.exists():
+            raise ConfigError(f"classifier_from: {weights} does not exist")
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        try:
+            nets.append(classifier_from_state(state, cfg.classifier.width))
+        except ValueError as exc:
+            raise ConfigError(
+                f"classifier_from: {weights} is not a width-{cfg.classifier.width} "
+                f"classifier: {exc}"
+            ) from exc
+    net = nets[0] if len(nets) == 1 else ensemble(nets)
     layout.classifier.mkdir(parents=True, exist_ok=True)
     tmp = final.with_suffix(".tmp")
-    torch.save({"width": cfg.classifier.width, "model": state}, tmp)
+    torch.save({"width": cfg.classifier.width, "model": net.state_dict()}, tmp)
     tmp.replace(final)
     return final
 
@@ -663,12 +685,12 @@ def classifier_provenance(cfg: StagedConfig, datasets: ReviewDatasets = ()) -> d
     review dataset versions (with their content hash) and the grants they were built under,
     the package it was fine-tuned from."""
     if cfg.classifier_from is not None:
-        source = ModelPackage.load(cfg.classifier_from)
-        extra = source.card.training.extra
-        return {
-            "classifier_from": f"{source.card.id}@{source.card.version}",
-            "mining_seeds": extra.get("mining_seeds"),
-        }
+        cards = [ModelPackage.load(p).card for p in cfg.classifier_from]
+        refs = [f"{c.id}@{c.version}" for c in cards]
+        seeds = [c.training.extra.get("mining_seeds") for c in cards]
+        if len(cards) == 1:
+            return {"classifier_from": refs[0], "mining_seeds": seeds[0]}
+        return {"classifier_from": refs, "classifier_ensemble": "mean logit", "mining_seeds": seeds}
     out: dict[str, Any] = {}
     if cfg.mining is not None:
         out["mining_seeds"] = [cfg.mining.seed, cfg.mining.count]
@@ -867,11 +889,11 @@ def kept_operating_point(
         "kept_from": f"{card.id}@{card.version}",
     }
     if nodules is not None and cfg.classifier.init_from == package_dir:
-        from training.fpr import CandidateNet, matched_threshold, scores
+        from training.fpr import classifier_from_state, matched_threshold, scores
 
-        base = CandidateNet(cfg.classifier.width)
-        base.load_state_dict(
-            torch.load(package_dir / "fpr-weights.pt", map_location="cpu", weights_only=True)
+        base = classifier_from_state(
+            torch.load(package_dir / "fpr-weights.pt", map_location="cpu", weights_only=True),
+            cfg.classifier.width,
         )
         threshold, shift = matched_threshold(
             scores(base, nodules), scores(load_fpr(layout.classifier), nodules), stage.threshold

@@ -154,15 +154,30 @@ def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
         build(_write(tmp_path, wrong))
     with pytest.raises(ConfigError, match="either mining"):
         load_staged_config(_write(tmp_path, {**BUILD, "classifier_from": str(published)}))
+    with pytest.raises(ConfigError, match="classifier_from: name at least one package"):
+        load_staged_config(_write(tmp_path, reuse | {"classifier_from": []}))
 
     # the detector from the published package (detector_from), its run folder gone: the same
-    # weights, nothing trained; a package trained from another detector config is refused
+    # weights, nothing trained; a package trained from another detector config is refused.
+    # Its classifier: an ensemble (two packages' classifiers in one graph), here the published
+    # one twice, which scores exactly as that one alone: the same operating point
     shutil.rmtree(tmp_path / "run" / "detector")
-    both = reuse | {"version": "0.0.5", "detector_from": str(published), "output_dir": "both"}
+    both = reuse | {
+        "version": "0.0.5",
+        "detector_from": str(published),
+        "classifier_from": [str(published), str(published)],
+        "output_dir": "both",
+    }
     steps.clear()
     again_pkg = ModelPackage.load(build(_write(tmp_path, both), lambda s, d, t: steps.append(s)))
     assert "detector" not in steps and not (tmp_path / "run" / "detector").exists()
-    assert again_pkg.card.training.extra["detector_from"] == "tiny-nodule@0.0.3"
+    extra = again_pkg.card.training.extra
+    assert extra["detector_from"] == "tiny-nodule@0.0.3"
+    assert extra["classifier_from"] == ["tiny-nodule@0.0.3"] * 2
+    assert extra["classifier_ensemble"] == "mean logit"
+    assert again_pkg.card.stages[0].threshold == reused.card.stages[0].threshold
+    ensemble = torch.load(again_pkg.path / "fpr-weights.pt", weights_only=True)
+    assert {k.split(".")[1] for k in ensemble} == {"0", "1"}
     old = torch.load(published / "weights.pt", weights_only=True)
     new = torch.load(again_pkg.path / "weights.pt", weights_only=True)
     assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
