@@ -29,3 +29,15 @@ def dciodvfy(path: Path) -> list[str]:
         check=False,
     )
     return [line for line in (run.stderr + run.stdout).splitlines() if line.strip()]
+
+
+def dsrdump(path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """dcmtk's dsrdump of the SR ``path`` (``options`` before it, e.g. ``+Pl``); the caller
+    asserts on its exit status, its warnings (stderr) and the tree it prints (stdout)."""
+    return subprocess.run(
+        [installed_tool("dsrdump"), *options, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -13,7 +13,6 @@ dciodvfy and dsrdump as in ``tests/reports/test_sr_seg.py``.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -42,7 +41,7 @@ from preread.reports.hl7 import to_oru
 from preread.reports.html import to_html
 from preread.reports.json import to_model
 from tests.dicom_gateway.synthetic import ct_datasets, geometry
-from tests.dicom_tools import dciodvfy, installed_tool
+from tests.dicom_tools import dciodvfy, dsrdump
 from tests.inference.tiny_model import tiny_card, write_tiny_onnx
 
 MASS, KIDNEY = codes.SCT.Mass, codes.SCT.Kidney  # SCT 4147007, 64033007
@@ -223,13 +222,7 @@ def test_sr_codes_the_kidney_mass_and_passes_dciodvfy_and_dsrdump(run: Run) -> N
     path = run.write(sr.dataset, "sr")
     lines = dciodvfy(path)
     assert not [line for line in lines if "Error" in line or "Warning" in line], lines
-    dump = subprocess.run(
-        [installed_tool("dsrdump"), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    dump = dsrdump(path)
     assert dump.returncode == 0 and not dump.stderr.strip(), dump.stderr
     assert '"Mass"' in dump.stdout and '"Kidney"' in dump.stdout
     assert "Nodule" not in dump.stdout and "Lung" not in dump.stdout

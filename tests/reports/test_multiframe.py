@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import random
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from preread.reports import (
     build_sr,
 )
 from preread.reports.series import order_sources
-from tests.dicom_tools import dciodvfy, installed_tool
+from tests.dicom_tools import dciodvfy, dsrdump
 from tests.reports.test_sr_seg import CREATED, LUNG_RADS, MODEL, NODULES
 from tests.reports.truth import truth_findings
 from training.phantom_dicom import write_phantom_study
@@ -226,10 +225,7 @@ def test_dciodvfy_reports_no_error_and_no_warning(sources: Sources, which: str) 
 
 def test_dsrdump_reads_the_sr_and_its_frame_references(sources: Sources) -> None:
     for encoded, name in ((sources.from_multi.sr, "sr"), (sources.from_multi.empty_sr, "empty")):
-        run = subprocess.run(
-            [installed_tool("dsrdump"), str(sources.write(encoded.dataset, f"dump-{name}"))],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        run = dsrdump(sources.write(encoded.dataset, f"dump-{name}"))
         assert run.returncode == 0, run.stderr
         assert not run.stderr.strip(), run.stderr
         assert "Imaging Measurement Report" in run.stdout

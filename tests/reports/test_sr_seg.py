@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -46,7 +45,7 @@ from preread.reports import (
 )
 from preread.reports.series import AI_NOTICE
 from preread.reports.sr import no_finding_text
-from tests.dicom_tools import dciodvfy, installed_tool
+from tests.dicom_tools import dciodvfy, dsrdump
 from tests.reports.truth import truth_findings
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import NoduleSpec, generate_phantom
@@ -237,13 +236,7 @@ def test_dsrdump_reads_the_sr(study: Study) -> None:
         (study.rads_mixed_sr, '"Lung-RADS v2022: not determ..."'),
     ):
         path = study.write(encoded, "dump")
-        run = subprocess.run(
-            [installed_tool("dsrdump"), str(path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        run = dsrdump(path)
         assert run.returncode == 0, run.stderr
         assert not run.stderr.strip(), run.stderr  # no warning about content or constraints
         assert "Imaging Measurement Report" in run.stdout

@@ -12,7 +12,6 @@ packages (``web/ohif``); without them these tests fail.
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +44,7 @@ from preread.reviews.seg import build_review_seg
 from preread.reviews.sources import ReviewSources
 from preread.reviews.sr import build_review_sr
 from preread.reviews.uids import review_uid
-from tests.dicom_tools import dciodvfy, installed_tool
+from tests.dicom_tools import dciodvfy, dsrdump
 from tests.reports.test_ohif_sr import DROPPED_VOLUMETRIC, TOLERANCE_MM, _read_in_ohif
 from tests.reports.test_sr_seg import Study
 
@@ -177,9 +176,7 @@ def test_ohif_draws_the_reviewed_and_added_nodules_as_lengths(
     path = study.write(sr, f"{name}-review-sr")
     report = dciodvfy(path)
     assert not [line for line in report if "Error" in line], report
-    dump = subprocess.run(
-        [installed_tool("dsrdump"), "+Pl", str(path)], capture_output=True, text=True, check=False
-    )
+    dump = dsrdump(path, "+Pl")
     assert dump.returncode == 0, dump.stderr
 
     out = _read_in_ohif(study, ct_files, sr, seg or study.typed_seg, f"{name}-review")

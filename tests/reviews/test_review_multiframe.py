@@ -15,7 +15,6 @@ names comes from the phantom's grid and the positions written in the files
 from __future__ import annotations
 
 import copy
-import subprocess
 from dataclasses import dataclass
 
 import highdicom as hd
@@ -29,7 +28,7 @@ from preread.reviews import Modified, Review, ReviewError
 from preread.reviews.seg import build_review_seg
 from preread.reviews.service import _slices
 from preread.reviews.sr import build_review_sr
-from tests.dicom_tools import dciodvfy, installed_tool
+from tests.dicom_tools import dciodvfy, dsrdump
 from tests.reports import test_multiframe
 from tests.reports.test_multiframe import Sources, _ref, _same_content, _seg_frames
 from tests.reviews.test_ohif_review_sr import REVIEWS, _review, _sources
@@ -222,10 +221,7 @@ def test_dsrdump_reads_the_multi_frame_review_sr(
     sources: Sources, reviewed: dict[str, Reviewed], name: str
 ) -> None:
     path = sources.write(reviewed[name].multi.sr.dataset, f"dump-{name}")
-    run = subprocess.run(
-        [installed_tool("dsrdump"), "+Pl", str(path)], capture_output=True, text=True, timeout=60,
-        check=False,
-    )  # fmt: skip
+    run = dsrdump(path, "+Pl")
     assert run.returncode == 0, run.stderr
     assert not run.stderr.strip(), run.stderr
     assert "VERIFIED" in run.stdout and "COMPLETE" in run.stdout

@@ -11,7 +11,6 @@ with a click.
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -58,7 +57,7 @@ from preread.reviews.service import store_unstored
 from preread.store import JobRecord, JobStore, StudyFacts
 from preread.watcher import survey
 from preread.webhooks.outbox import WebhookStore
-from tests.dicom_tools import dciodvfy, installed_tool
+from tests.dicom_tools import dciodvfy, dsrdump
 from tests.grant_support import clinical_preread
 from tests.reviews.phantom_study import MODEL, NODULES, read_phantom_study
 
@@ -160,13 +159,7 @@ def test_signing_stores_a_verified_review_sr_and_seg_in_the_study(scene: Scene) 
         for item in series.ReferencedSOPSequence
     ]
     assert predecessors == [review.target.ai_sr_sop_instance_uid]
-    dump = subprocess.run(
-        [installed_tool("dsrdump"), "+Pl", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    dump = dsrdump(path, "+Pl")
     assert dump.returncode == 0, dump.stderr
     for expected in (
         "Modified by reader",

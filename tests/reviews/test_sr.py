@@ -4,7 +4,6 @@ SR that does not fit what it reviews."""
 
 from __future__ import annotations
 
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from preread.reviews.seg import build_review_seg
 from preread.reviews.sources import ReviewSources
 from preread.reviews.sr import build_review_sr
 from preread.reviews.uids import review_uid
-from tests.dicom_tools import dciodvfy, installed_tool
+from tests.dicom_tools import dciodvfy, dsrdump
 from tests.reviews.test_ohif_review_sr import _sources
 from training.phantom_dicom import write_phantom_study
 from training.phantoms import generate_phantom
@@ -75,9 +74,7 @@ def test_a_review_of_a_result_without_findings(tmp_path: Path) -> None:
     sr.dataset.save_as(path, enforce_file_format=True)
     report = dciodvfy(path)
     assert not [line for line in report if "Error" in line], report
-    dump = subprocess.run(
-        [installed_tool("dsrdump"), "+Pl", str(path)], capture_output=True, text=True, check=False
-    )
+    dump = dsrdump(path, "+Pl")
     assert dump.returncode == 0, dump.stderr
     assert "Dr Jane Roe agrees with the AI: no lung nodule found and none added." in dump.stdout
     assert "VERIFIED" in dump.stdout and "COMPLETE" in dump.stdout
