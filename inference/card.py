@@ -158,6 +158,11 @@ class ClassifierStage(_Strict):
     the windowed model grid around each candidate (:func:`inference.candidates.
     candidate_patches`), output ``[B, 1]`` logits; candidates whose probability is below
     ``threshold`` (the operating point, chosen on a validation split) are dropped.
+    ``test_views``: the views of each patch whose logits are averaged
+    (:data:`inference.postprocessors.TEST_VIEWS`): 4 (as it is and flipped along each axis) or
+    16 (every in-plane rotation by 90° and its mirror image, each as it is and flipped in z: the
+    symmetries the classifier is trained with). More views rank candidates more steadily, at
+    four times the classifier's cost.
     """
 
     name: Annotated[str, Field(pattern=SLUG_PATTERN)]
@@ -166,6 +171,7 @@ class ClassifierStage(_Strict):
     patch_vox: PositiveInt = 32
     scales: Literal[2] = 2
     threshold: Annotated[float, Field(gt=0, lt=1)]
+    test_views: Literal[4, 16] = 4
 
 
 class TypeRuleSpec(_Strict):

@@ -8,7 +8,7 @@ whose card names one of these, or adds at most one function here.
   finding scored by its peak probability (lung-nodule 1.0.0, and any plain segmentation model).
 * ``lung-nodule`` — the staged nodule pipeline of lung-nodule 2.0.0: the detector's components
   at the card's candidate threshold are candidates; those centred outside the dilated lungs are
-  dropped; the candidate classifier scores the rest (averaged over flips, :data:`TEST_FLIPS`),
+  dropped; the candidate classifier scores the rest (averaged over views, :data:`TEST_VIEWS`),
   and what reaches its operating point is a finding, scored by the classifier's probability,
   segmented by the detector at the card's segmentation threshold (within the candidate; the
   candidate's own voxels when none reaches it), its edge then placed from the pixels
@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
+from itertools import product
 
 import numpy as np
 import numpy.typing as npt
@@ -44,10 +45,22 @@ LUNG_MARGIN_MM = 3.0
 #: Above this a detector component is not one nodule (a sphere of 40 mm: larger than any
 #: nodule, which is ≤ 30 mm by definition) and is split (inference.candidates).
 MAX_NODULE_MM3 = 4.0 / 3.0 * np.pi * 20.0**3
-#: The candidate classifier scores each patch as it is and flipped along each axis (of
-#: ``[B, scales, z, y, x]``), and its logits are averaged: it was trained with such flips, and
-#: the average of four views ranks candidates more steadily than one (a cost of ~0.1 s a scan).
-TEST_FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))
+#: A view of a ``[B, scales, z, y, x]`` batch of patches: the axes it is flipped along, and
+#: whether y and x are swapped (after the flips).
+View = tuple[tuple[int, ...], bool]
+#: The views the candidate classifier scores each patch in (a stage's ``test_views``); their
+#: logits are averaged. 4: as it is and flipped along each axis (~0.1 s a scan). 16: the
+#: in-plane square's eight symmetries (rotations by 90° and their mirror images: every flip of
+#: y and x, with and without swapping them), each as it is and flipped in z: the symmetries
+#: the classifier is trained with (flips, in-plane rot90), so every view is one it has seen.
+TEST_VIEWS: dict[int, tuple[View, ...]] = {
+    4: (((), False), ((2,), False), ((3,), False), ((4,), False)),
+    16: tuple(
+        (tuple(a for a, on in zip((2, 3, 4), bits, strict=True) if on), swap)
+        for swap in (False, True)
+        for bits in product((False, True), repeat=3)
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,9 @@ def lung_nodules(out: StageOutputs) -> Detections:
     for start in range(0, len(cands), _BATCH):
         chunk = cands[start : start + _BATCH]
         patches = candidate_patches(out.image, [c.centre_kji for c in chunk], stage.patch_vox)
-        scores[start : start + len(chunk)] = expit(_flip_averaged(classifier, patches))
+        scores[start : start + len(chunk)] = expit(
+            view_averaged(classifier, patches, TEST_VIEWS[stage.test_views])
+        )
     cut = 0.0 if out.all_candidates else stage.threshold
     kept = [(c, float(s)) for c, s in zip(cands, scores, strict=True) if s >= cut]
     kept.sort(key=lambda cs: -cs[1])
@@ -133,14 +148,21 @@ def lung_nodules(out: StageOutputs) -> Detections:
     return Detections(findings=tuple(findings), label_map=labels)
 
 
-def _flip_averaged(classifier: StageSession, patches: F32) -> npt.NDArray[np.float64]:
-    """The classifier's logit averaged over :data:`TEST_FLIPS` of each patch."""
-    logits = [
-        classifier(np.ascontiguousarray(np.flip(patches, axis=axes)) if axes else patches)[:, 0]
-        for axes in TEST_FLIPS
-    ]
+def view_averaged(
+    classifier: Callable[[F32], F32], patches: F32, views: tuple[View, ...]
+) -> npt.NDArray[np.float64]:
+    """The classifier's logit of each patch averaged over ``views`` of it."""
+    logits = [classifier(_view(patches, view))[:, 0] for view in views]
     mean: npt.NDArray[np.float64] = np.mean(np.asarray(logits, dtype=np.float64), axis=0)
     return mean
+
+
+def _view(patches: F32, view: View) -> F32:
+    axes, swap = view
+    out = np.flip(patches, axis=axes) if axes else patches
+    if swap:
+        out = np.swapaxes(out, 3, 4)
+    return np.ascontiguousarray(out) if (axes or swap) else patches
 
 
 def nodule_candidates(

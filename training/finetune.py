@@ -136,6 +136,7 @@ def finetune_config(
             "width": width,
             "seed": 0,
             "init_from": str(package.path.resolve()),
+            "test_views": stage.test_views,
         },
         "evaluation": {
             "held_out": held_out or {"seed": HELD_OUT_SEED, "count": 100},

@@ -174,6 +174,10 @@ class ClassifierConfig(_Strict):
     seed: int = 0
     #: acquisition-like augmentation of the candidate patches (training.fpr._acquisition)
     acquisition: bool = False
+    #: the views of each candidate the serving classifier averages (the card's
+    #: ``stages[].test_views``, inference.postprocessors.TEST_VIEWS); validation chooses the
+    #: operating point with them
+    test_views: Literal[4, 16] = 4
     #: a published package whose classifier (``fpr-weights.pt``, of width ``width``) the
     #: training starts from: fine-tuning (relative to the build config)
     init_from: Path | None = None
@@ -794,6 +798,7 @@ def staged_package(
                         max_abs_diff_vs_torch=diff,
                     ),
                     threshold=threshold,
+                    test_views=cfg.classifier.test_views,
                 )
             ],
             "training": training,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from pydantic import ValidationError
 from scipy import ndimage
@@ -14,6 +15,7 @@ from scipy import ndimage
 from inference.card import ClassifierStage, ModelCard, OnnxSpec
 from inference.errors import PackageError
 from inference.package import ModelPackage
+from inference.postprocessors import TEST_VIEWS, view_averaged
 from inference.predict import Predictor
 from inference.session import SessionCache
 from preread.domain import Vec3
@@ -66,6 +68,31 @@ def test_stages_need_their_own_files_and_names(staged: Path) -> None:
         ModelCard.model_validate({**card.model_dump(), "stages": twice})
     with pytest.raises(ValidationError):
         ClassifierStage.model_validate({**stage.model_dump(), "threshold": 1.0})
+
+
+def test_sixteen_views_score_every_symmetry_of_a_patch_alike(staged: Path) -> None:
+    """A stage's ``test_views`` 16 are a group (the in-plane square's symmetries × a flip in z):
+    a patch mirrored, rotated or flipped in z scores exactly as it is, even for a classifier
+    that is not symmetric at all; the 4 flips are not closed under an in-plane rotation."""
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(2, 8, 8, 8)).astype(np.float32)
+
+    def linear(batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return np.einsum("bszyx,szyx->b", batch, weights)[:, None]
+
+    patches = rng.normal(size=(3, 2, 8, 8, 8)).astype(np.float32)
+    rotated = np.ascontiguousarray(np.rot90(patches, k=1, axes=(3, 4)))
+    moved = np.ascontiguousarray(np.flip(np.swapaxes(patches, 3, 4), axis=2))
+    assert len(set(TEST_VIEWS[16])) == 16 and len(set(TEST_VIEWS[4])) == 4
+    base = view_averaged(linear, patches, TEST_VIEWS[16])
+    np.testing.assert_allclose(view_averaged(linear, rotated, TEST_VIEWS[16]), base, rtol=1e-5)
+    np.testing.assert_allclose(view_averaged(linear, moved, TEST_VIEWS[16]), base, rtol=1e-5)
+    four = view_averaged(linear, patches, TEST_VIEWS[4])
+    assert not np.allclose(view_averaged(linear, rotated, TEST_VIEWS[4]), four, rtol=1e-3)
+    stage = ModelCard.from_yaml(staged / "model.yaml").stages[0]
+    assert stage.test_views == 4  # a card that does not say: the four flips it always had
+    with pytest.raises(ValidationError, match="test_views"):
+        ClassifierStage.model_validate({**stage.model_dump(), "test_views": 8})
 
 
 def test_an_unknown_postprocess_is_an_error(staged: Path) -> None:

@@ -140,15 +140,18 @@ def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
             sources |= set(z["source"]) if len(z["patches"]) else set()
     assert sources and sources <= {"truth", "calcified"}
 
-    # a build that re-uses the published classifier: no mining, the same classifier weights
+    # a build that re-uses the published classifier: no mining, the same classifier weights,
+    # read in the 16 views its card then names (validation chooses the threshold with them)
     reuse = {k: v for k, v in BUILD.items() if k not in ("mining", "nodule_patches")}
     reuse |= {"version": "0.0.4", "classifier_from": str(published), "output_dir": "reuse"}
+    reuse["classifier"] = {**BUILD["classifier"], "test_views": 16}
     steps.clear()
     reused = ModelPackage.load(build(_write(tmp_path, reuse), lambda s, d, t: steps.append(s)))
     assert "mining" not in steps and not (tmp_path / "reuse" / "mining").exists()
     assert reused.card.stages[0].onnx.sha256 == card.stages[0].onnx.sha256
     assert reused.card.training.extra["classifier_from"] == "tiny-nodule@0.0.3"
     assert reused.card.version == "0.0.4"
+    assert (reused.card.stages[0].test_views, card.stages[0].test_views) == (16, 4)
     wrong = reuse | {"classifier": {"width": 8}, "output_dir": "wrong"}
     with pytest.raises(ConfigError, match="not a width-8 classifier"):
         build(_write(tmp_path, wrong))
