@@ -78,7 +78,8 @@ def test_sixteen_views_score_every_symmetry_of_a_patch_alike(staged: Path) -> No
     weights = rng.normal(size=(2, 8, 8, 8)).astype(np.float32)
 
     def linear(batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        return np.einsum("bszyx,szyx->b", batch, weights)[:, None]
+        out: npt.NDArray[np.float32] = np.einsum("bszyx,szyx->b", batch, weights)[:, None]
+        return out
 
     patches = rng.normal(size=(3, 2, 8, 8, 8)).astype(np.float32)
     rotated = np.ascontiguousarray(np.rot90(patches, k=1, axes=(3, 4)))

@@ -144,7 +144,7 @@ def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
     # read in the 16 views its card then names (validation chooses the threshold with them)
     reuse = {k: v for k, v in BUILD.items() if k not in ("mining", "nodule_patches")}
     reuse |= {"version": "0.0.4", "classifier_from": str(published), "output_dir": "reuse"}
-    reuse["classifier"] = {**BUILD["classifier"], "test_views": 16}
+    reuse["classifier"] = {"iterations": 8, "batch_size": 8, "width": 4, "test_views": 16}
     steps.clear()
     reused = ModelPackage.load(build(_write(tmp_path, reuse), lambda s, d, t: steps.append(s)))
     assert "mining" not in steps and not (tmp_path / "reuse" / "mining").exists()
