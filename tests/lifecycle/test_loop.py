@@ -25,7 +25,7 @@ from tests.pipeline.conftest import MATRIX, MODELS_DIR, SLICES
 
 pytestmark = pytest.mark.train
 
-ACTIVE = "lung-nodule@2.12.0"  # the default, as `preread demo --learning` reads
+ACTIVE = "lung-nodule@2.15.0"  # the default, as `preread demo --learning` reads
 
 
 def test_reviews_become_a_candidate_that_shadows_passes_the_gate_and_is_rolled_back(
@@ -67,12 +67,12 @@ def test_reviews_become_a_candidate_that_shadows_passes_the_gate_and_is_rolled_b
     assert {c.model for c in dataset.cases} == {ACTIVE}
     # the candidate's card: the dataset version (content hash), its grants, what it came from
     extra = report.candidate_card_extra
-    assert report.candidate == "lung-nodule@2.12.1"
+    assert report.candidate == "lung-nodule@2.15.1"
     assert extra["datasets"] == [f"{dataset.ref} sha256:{dataset.content_sha256}"]
     assert extra["dataset_grants"] == dataset.grant_ids
     assert extra["classifier_fine_tuned_from"] == ACTIVE
     assert extra["operating_point"]["kept_from"] == ACTIVE
-    assert Registry(models).versions("lung-nodule")[-1] == "2.12.1"
+    assert Registry(models).versions("lung-nodule")[-1] == "2.15.1"
     # the gate: the three shadow studies, reviewed; the held-out figures read side by side
     gate = report.gate.figures
     assert gate["studies"] == 3 and gate["active"] == ACTIVE, gate
