@@ -49,7 +49,7 @@ MAX_NODULE_MM3 = 4.0 / 3.0 * np.pi * 20.0**3
 #: whether y and x are swapped (after the flips).
 View = tuple[tuple[int, ...], bool]
 #: The views the candidate classifier scores each patch in (a stage's ``test_views``); their
-#: logits are averaged. 4: as it is and flipped along each axis (~0.1 s a scan). 16: the
+#: logits are averaged. 4: as it is and flipped along each axis (every shipped card). 16: the
 #: in-plane square's eight symmetries (rotations by 90° and their mirror images: every flip of
 #: y and x, with and without swapping them), each as it is and flipped in z: the symmetries
 #: the classifier is trained with (flips, in-plane rot90), so every view is one it has seen.
