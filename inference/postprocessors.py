@@ -162,7 +162,7 @@ def _view(patches: F32, view: View) -> F32:
     out = np.flip(patches, axis=axes) if axes else patches
     if swap:
         out = np.swapaxes(out, 3, 4)
-    return np.ascontiguousarray(out) if (axes or swap) else patches
+    return np.ascontiguousarray(out)  # the patches themselves when already contiguous
 
 
 def nodule_candidates(

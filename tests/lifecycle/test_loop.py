@@ -25,17 +25,24 @@ from tests.pipeline.conftest import MATRIX, MODELS_DIR, SLICES
 
 pytestmark = pytest.mark.train
 
-ACTIVE = "lung-nodule@2.15.0"  # the default, as `preread demo --learning` reads
+
+def _default() -> tuple[str, str]:
+    """The newest installed lung-nodule (the default, as ``preread demo --learning`` reads)
+    and the version its fine-tuned candidate gets: the next patch release."""
+    newest = Registry(MODELS_DIR).versions("lung-nodule")[-1]
+    major, minor, patch = (int(x) for x in newest.split("."))
+    return f"lung-nodule@{newest}", f"{major}.{minor}.{patch + 1}"
 
 
 def test_reviews_become_a_candidate_that_shadows_passes_the_gate_and_is_rolled_back(
     tmp_path: Path,
 ) -> None:
+    active, candidate = _default()
     models = demo_models_dir(Settings(models_dir=MODELS_DIR), tmp_path / "models")
     settings = Settings(
         data_dir=tmp_path / "data",
         models_dir=models,
-        models=[ACTIVE],  # a published candidate is not what "lung-nodule" names
+        models=[active],  # a published candidate is not what "lung-nodule" names
         poll_interval_s=0.2,
         reconcile_interval_s=3600,
     )
@@ -64,20 +71,20 @@ def test_reviews_become_a_candidate_that_shadows_passes_the_gate_and_is_rolled_b
     assert first.accepted > 0 and first.rejected > 0, first  # positives and hard negatives
     dataset = report.dataset
     assert dataset.ref == "reviews-default@1" and len(dataset.cases) == 3
-    assert {c.model for c in dataset.cases} == {ACTIVE}
+    assert {c.model for c in dataset.cases} == {active}
     # the candidate's card: the dataset version (content hash), its grants, what it came from
     extra = report.candidate_card_extra
-    assert report.candidate == "lung-nodule@2.15.1"
+    assert report.candidate == f"lung-nodule@{candidate}"
     assert extra["datasets"] == [f"{dataset.ref} sha256:{dataset.content_sha256}"]
     assert extra["dataset_grants"] == dataset.grant_ids
-    assert extra["classifier_fine_tuned_from"] == ACTIVE
-    assert extra["operating_point"]["kept_from"] == ACTIVE
-    assert Registry(models).versions("lung-nodule")[-1] == "2.15.1"
+    assert extra["classifier_fine_tuned_from"] == active
+    assert extra["operating_point"]["kept_from"] == active
+    assert Registry(models).versions("lung-nodule")[-1] == candidate
     # the gate: the three shadow studies, reviewed; the held-out figures read side by side
     gate = report.gate.figures
-    assert gate["studies"] == 3 and gate["active"] == ACTIVE, gate
+    assert gate["studies"] == 3 and gate["active"] == active, gate
     assert gate["held_out"]["data"]["count"] == 2
     assert report.promoted, report.gate.failures
     assert report.read_after_promotion == report.candidate
-    assert [w.study_instance_uid for w in report.withdrawn] and report.reread_by == ACTIVE
+    assert [w.study_instance_uid for w in report.withdrawn] and report.reread_by == active
     assert {"shadow", "promote", "rollback"} <= set(moves), moves
