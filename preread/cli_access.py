@@ -25,7 +25,10 @@ from preread.store import JobStore
 
 clients_app = typer.Typer(no_args_is_help=True, help="API clients (OAuth2 client credentials).")
 keys_app = typer.Typer(no_args_is_help=True, help="Token signing keys: list, rotate, retire.")
-out = Console()
+
+
+def _out() -> Console:
+    return Console()  # built per command: the width is the terminal's now
 
 
 @contextmanager
@@ -63,12 +66,12 @@ def create_client(
             )
         except ValueError as exc:
             raise PrereadError(str(exc)) from None
-    out.print(f"client_id:     {client.client_id}")
-    out.print(f"client_secret: {secret}")
-    out.print(f"tenant:        {client.tenant}")
-    out.print(f"scopes:        {' '.join(sorted(client.scopes))}")
-    out.print(f"purposes:      {' '.join(client.purposes)}")
-    out.print("The secret is shown once; store it in the client's secret manager.")
+    _out().print(f"client_id:     {client.client_id}")
+    _out().print(f"client_secret: {secret}")
+    _out().print(f"tenant:        {client.tenant}")
+    _out().print(f"scopes:        {' '.join(sorted(client.scopes))}")
+    _out().print(f"purposes:      {' '.join(client.purposes)}")
+    _out().print("The secret is shown once; store it in the client's secret manager.")
 
 
 def list_clients(
@@ -78,7 +81,8 @@ def list_clients(
     with _clients(Settings()) as clients:
         rows = clients.list(tenant)
     t = Table(title="API clients")
-    for col in ("client_id", "tenant", "name", "scopes", "per minute", "created", "revoked"):
+    t.add_column("client_id", no_wrap=True, min_width=20)  # whole on any terminal: it is typed
+    for col in ("tenant", "name", "scopes", "per minute", "created", "revoked"):
         t.add_column(col)
     for c in rows:
         t.add_row(
@@ -90,14 +94,14 @@ def list_clients(
             f"{c.created_at:%Y-%m-%d %H:%M}",
             f"{c.revoked_at:%Y-%m-%d %H:%M}" if c.revoked_at else "",
         )
-    out.print(t)
+    _out().print(t)
 
 
 def revoke_client(client_id: Annotated[str, typer.Argument()]) -> None:
     """Revoke a client: no new tokens; its tokens stop working within 30 s."""
     with _clients(Settings()) as clients:
         client = clients.revoke(client_id)
-    out.print(f"revoked {client.client_id} (tenant {client.tenant})")
+    _out().print(f"revoked {client.client_id} (tenant {client.tenant})")
 
 
 def list_keys() -> None:
@@ -105,21 +109,21 @@ def list_keys() -> None:
     ring = KeyRing(Settings().signing_keys_dir)
     ids = ring.ids()
     for kid in ids:
-        out.print(f"{kid}{'  (signs)' if kid == ids[-1] else ''}")
+        _out().print(f"{kid}{'  (signs)' if kid == ids[-1] else ''}")
     if not ids:
-        out.print("no signing key yet (one is made when the API first starts)")
+        _out().print("no signing key yet (one is made when the API first starts)")
 
 
 def rotate_keys() -> None:
     """Make a new signing key; the older ones keep verifying until retired."""
     key = KeyRing(Settings().signing_keys_dir).rotate()
-    out.print(f"new signing key {key.kid}; retire older keys after one token lifetime")
+    _out().print(f"new signing key {key.kid}; retire older keys after one token lifetime")
 
 
 def retire_key(kid: Annotated[str, typer.Argument()]) -> None:
     """Delete an older key: tokens it signed stop verifying."""
     KeyRing(Settings().signing_keys_dir).retire(kid)
-    out.print(f"retired {kid}")
+    _out().print(f"retired {kid}")
 
 
 grants_app = typer.Typer(no_args_is_help=True, help="Authorization grants: create, list, revoke.")
@@ -193,11 +197,11 @@ def create_grant(
     with _grants(settings) as (store, grants):
         grant = grants.create(check_senders(spec, settings.tenant_of))
         queued = queue_newly_covered(store, grant)
-    out.print(f"grant {grant.id}: {grant.purpose.value} of {grant.tenant}'s studies")
+    _out().print(f"grant {grant.id}: {grant.purpose.value} of {grant.tenant}'s studies")
     spec = grant.spec
-    out.print(f"  valid {spec.valid_from:%Y-%m-%d %H:%M} to {spec.valid_to:%Y-%m-%d %H:%M} UTC")
+    _out().print(f"  valid {spec.valid_from:%Y-%m-%d %H:%M} to {spec.valid_to:%Y-%m-%d %H:%M} UTC")
     if queued:
-        out.print(f"  {len(queued)} studies that waited for a grant are queued for reading")
+        _out().print(f"  {len(queued)} studies that waited for a grant are queued for reading")
 
 
 def list_grants(
@@ -209,7 +213,8 @@ def list_grants(
     with _grants(Settings()) as (_, grants):
         rows = grants.list(tenant=tenant, purpose=wanted)
     t = Table(title="grants")
-    for col in ("id", "tenant", "purpose", "scope", "valid", "legal basis", "revoked"):
+    t.add_column("id", no_wrap=True, min_width=36)  # whole on any terminal: it is typed
+    for col in ("tenant", "purpose", "scope", "valid", "legal basis", "revoked"):
         t.add_column(col)
     for g in rows:
         s = g.spec
@@ -234,7 +239,7 @@ def list_grants(
             s.legal_basis,
             f"{g.revoked_at:%Y-%m-%d} {g.revoked_by}" if g.revoked_at else "",
         )
-    out.print(t)
+    _out().print(t)
 
 
 def revoke_grant(
@@ -246,13 +251,13 @@ def revoke_grant(
     settings = Settings()
     with _grants(settings) as (_, grants):
         grant = grants.revoke(grant_id, by=by, reason=reason)
-    out.print(f"revoked grant {grant.id} ({grant.purpose.value} of {grant.tenant})")
+    _out().print(f"revoked grant {grant.id} ({grant.purpose.value} of {grant.tenant})")
     trained = [
         f"{p.card.id} {p.card.version}"
         for p in Registry(settings.models_dir).list()
         if grant.id in p.card.training.grants
     ]
     if trained:
-        out.print("models trained on its studies (review them): " + ", ".join(trained))
+        _out().print("models trained on its studies (review them): " + ", ".join(trained))
     elif grant.purpose is Purpose.MODEL_TRAINING:
-        out.print("no installed model was trained on its studies")
+        _out().print("no installed model was trained on its studies")

@@ -29,7 +29,7 @@ def preread(
 
 
 def preread_in_process(
-    *args: str, models: Path = ROOT / "models", data: Path | None = None
+    *args: str, models: Path = ROOT / "models", data: Path | None = None, columns: int = 200
 ) -> subprocess.CompletedProcess[str]:
     """The same command in this process (typer's runner): the administration commands below
     run a dozen times each, and a fresh interpreter costs seconds every time (the console
@@ -38,7 +38,7 @@ def preread_in_process(
 
     from preread.cli import app
 
-    env = {"PREREAD_MODELS_DIR": str(models), "COLUMNS": "200"}
+    env = {"PREREAD_MODELS_DIR": str(models), "COLUMNS": str(columns)}
     if data is not None:
         env["PREREAD_DATA_DIR"] = str(data)
     result = CliRunner().invoke(app, list(args), env=env)
@@ -132,6 +132,8 @@ def test_clients_and_keys_commands(tmp_path: Path) -> None:
     assert client_id.startswith("prc_") and len(secret) >= 40
     listed = preread_in_process("clients", "list", data=data)
     assert listed.returncode == 0 and client_id in listed.stdout
+    # on an 80-column terminal too: an operator copies the id to revoke the client
+    assert client_id in preread_in_process("clients", "list", data=data, columns=80).stdout
     assert secret not in listed.stdout  # shown once, stored hashed
     assert secret not in (data / "preread.db").read_bytes().decode("latin-1")
     bad = preread_in_process("clients", "create", "--tenant", "Hosp A", data=data)
@@ -179,6 +181,7 @@ def test_grants_commands_and_the_models_a_revoked_grant_trained(tmp_path: Path) 
     grant_id = made.stdout.split()[1].rstrip(":")
     listed = preread_in_process("grants", "list", data=data)
     assert grant_id in listed.stdout and "model-training" in listed.stdout
+    assert grant_id in preread_in_process("grants", "list", data=data, columns=80).stdout
     # a model whose card says it was trained on this grant's studies
     models = tmp_path / "models"
     package = _copy_newest_package(models)

@@ -257,7 +257,12 @@ def test_corpus_is_read_or_refused_with_a_reason() -> None:
         assert np.isfinite(volume.array).all(), names[uid]
         read[names[uid]] = volume.array.shape
 
-    assert "RecursionError" in unreadable["2026-05-06-Deeply-Nested-Sequence.dcm"]
+    # pydicom's parser gives up on the nesting (a RecursionError, or the OSError it becomes where
+    # pydicom catches it: which one depends on how deep the caller's stack already is)
+    nested = unreadable["2026-05-06-Deeply-Nested-Sequence.dcm"]
+    assert nested.startswith("not a readable DICOM file (") and (
+        "RecursionError" in nested or "OSError" in nested
+    ), nested
     assert unreadable["README.txt"] == "not a DICOM instance (no SOPInstanceUID)"
     assert read["Brainix/Epi/IM-0001-0001.dcm"] == (22, 256, 256)
     assert read["Knee/T1/IM-0001-0001.dcm"] == (24, 512, 512)
