@@ -66,12 +66,13 @@ def create_client(
             )
         except ValueError as exc:
             raise PrereadError(str(exc)) from None
-    _out().print(f"client_id:     {client.client_id}")
-    _out().print(f"client_secret: {secret}")
-    _out().print(f"tenant:        {client.tenant}")
-    _out().print(f"scopes:        {' '.join(sorted(client.scopes))}")
-    _out().print(f"purposes:      {' '.join(client.purposes)}")
-    _out().print("The secret is shown once; store it in the client's secret manager.")
+    out = _out()
+    out.print(f"client_id:     {client.client_id}")
+    out.print(f"client_secret: {secret}")
+    out.print(f"tenant:        {client.tenant}")
+    out.print(f"scopes:        {' '.join(sorted(client.scopes))}")
+    out.print(f"purposes:      {' '.join(client.purposes)}")
+    out.print("The secret is shown once; store it in the client's secret manager.")
 
 
 def list_clients(
@@ -108,10 +109,11 @@ def list_keys() -> None:
     """The signing keys (newest signs)."""
     ring = KeyRing(Settings().signing_keys_dir)
     ids = ring.ids()
+    out = _out()
     for kid in ids:
-        _out().print(f"{kid}{'  (signs)' if kid == ids[-1] else ''}")
+        out.print(f"{kid}{'  (signs)' if kid == ids[-1] else ''}")
     if not ids:
-        _out().print("no signing key yet (one is made when the API first starts)")
+        out.print("no signing key yet (one is made when the API first starts)")
 
 
 def rotate_keys() -> None:
@@ -197,11 +199,12 @@ def create_grant(
     with _grants(settings) as (store, grants):
         grant = grants.create(check_senders(spec, settings.tenant_of))
         queued = queue_newly_covered(store, grant)
-    _out().print(f"grant {grant.id}: {grant.purpose.value} of {grant.tenant}'s studies")
+    out = _out()
+    out.print(f"grant {grant.id}: {grant.purpose.value} of {grant.tenant}'s studies")
     spec = grant.spec
-    _out().print(f"  valid {spec.valid_from:%Y-%m-%d %H:%M} to {spec.valid_to:%Y-%m-%d %H:%M} UTC")
+    out.print(f"  valid {spec.valid_from:%Y-%m-%d %H:%M} to {spec.valid_to:%Y-%m-%d %H:%M} UTC")
     if queued:
-        _out().print(f"  {len(queued)} studies that waited for a grant are queued for reading")
+        out.print(f"  {len(queued)} studies that waited for a grant are queued for reading")
 
 
 def list_grants(
@@ -251,13 +254,14 @@ def revoke_grant(
     settings = Settings()
     with _grants(settings) as (_, grants):
         grant = grants.revoke(grant_id, by=by, reason=reason)
-    _out().print(f"revoked grant {grant.id} ({grant.purpose.value} of {grant.tenant})")
+    out = _out()
+    out.print(f"revoked grant {grant.id} ({grant.purpose.value} of {grant.tenant})")
     trained = [
         f"{p.card.id} {p.card.version}"
         for p in Registry(settings.models_dir).list()
         if grant.id in p.card.training.grants
     ]
     if trained:
-        _out().print("models trained on its studies (review them): " + ", ".join(trained))
+        out.print("models trained on its studies (review them): " + ", ".join(trained))
     elif grant.purpose is Purpose.MODEL_TRAINING:
-        _out().print("no installed model was trained on its studies")
+        out.print("no installed model was trained on its studies")
