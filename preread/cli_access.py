@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from inference.registry import Registry
+from preread.cli_console import command_console
 from preread.composition import job_store
 from preread.errors import PrereadError
 from preread.grants import GrantSpec, GrantStore, Purpose
@@ -25,10 +25,6 @@ from preread.store import JobStore
 
 clients_app = typer.Typer(no_args_is_help=True, help="API clients (OAuth2 client credentials).")
 keys_app = typer.Typer(no_args_is_help=True, help="Token signing keys: list, rotate, retire.")
-
-
-def _out() -> Console:
-    return Console()  # built per command: the width is the terminal's now
 
 
 @contextmanager
@@ -66,7 +62,7 @@ def create_client(
             )
         except ValueError as exc:
             raise PrereadError(str(exc)) from None
-    out = _out()
+    out = command_console()
     out.print(f"client_id:     {client.client_id}")
     out.print(f"client_secret: {secret}")
     out.print(f"tenant:        {client.tenant}")
@@ -95,21 +91,21 @@ def list_clients(
             f"{c.created_at:%Y-%m-%d %H:%M}",
             f"{c.revoked_at:%Y-%m-%d %H:%M}" if c.revoked_at else "",
         )
-    _out().print(t)
+    command_console().print(t)
 
 
 def revoke_client(client_id: Annotated[str, typer.Argument()]) -> None:
     """Revoke a client: no new tokens; its tokens stop working within 30 s."""
     with _clients(Settings()) as clients:
         client = clients.revoke(client_id)
-    _out().print(f"revoked {client.client_id} (tenant {client.tenant})")
+    command_console().print(f"revoked {client.client_id} (tenant {client.tenant})")
 
 
 def list_keys() -> None:
     """The signing keys (newest signs)."""
     ring = KeyRing(Settings().signing_keys_dir)
     ids = ring.ids()
-    out = _out()
+    out = command_console()
     for kid in ids:
         out.print(f"{kid}{'  (signs)' if kid == ids[-1] else ''}")
     if not ids:
@@ -119,13 +115,15 @@ def list_keys() -> None:
 def rotate_keys() -> None:
     """Make a new signing key; the older ones keep verifying until retired."""
     key = KeyRing(Settings().signing_keys_dir).rotate()
-    _out().print(f"new signing key {key.kid}; retire older keys after one token lifetime")
+    command_console().print(
+        f"new signing key {key.kid}; retire older keys after one token lifetime"
+    )
 
 
 def retire_key(kid: Annotated[str, typer.Argument()]) -> None:
     """Delete an older key: tokens it signed stop verifying."""
     KeyRing(Settings().signing_keys_dir).retire(kid)
-    _out().print(f"retired {kid}")
+    command_console().print(f"retired {kid}")
 
 
 grants_app = typer.Typer(no_args_is_help=True, help="Authorization grants: create, list, revoke.")
@@ -199,7 +197,7 @@ def create_grant(
     with _grants(settings) as (store, grants):
         grant = grants.create(check_senders(spec, settings.tenant_of))
         queued = queue_newly_covered(store, grant)
-    out = _out()
+    out = command_console()
     out.print(f"grant {grant.id}: {grant.purpose.value} of {grant.tenant}'s studies")
     spec = grant.spec
     out.print(f"  valid {spec.valid_from:%Y-%m-%d %H:%M} to {spec.valid_to:%Y-%m-%d %H:%M} UTC")
@@ -242,7 +240,7 @@ def list_grants(
             s.legal_basis,
             f"{g.revoked_at:%Y-%m-%d} {g.revoked_by}" if g.revoked_at else "",
         )
-    _out().print(t)
+    command_console().print(t)
 
 
 def revoke_grant(
@@ -254,7 +252,7 @@ def revoke_grant(
     settings = Settings()
     with _grants(settings) as (_, grants):
         grant = grants.revoke(grant_id, by=by, reason=reason)
-    out = _out()
+    out = command_console()
     out.print(f"revoked grant {grant.id} ({grant.purpose.value} of {grant.tenant})")
     trained = [
         f"{p.card.id} {p.card.version}"

@@ -31,7 +31,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -39,6 +38,7 @@ from dicom_gateway.errors import printable
 from preread.audit import AuditAction, AuditEvent, AuditLog, Outcome
 from preread.audit.chain import Json
 from preread.audit.cli import cli_actor
+from preread.cli_console import command_console
 from preread.composition import job_store
 from preread.errors import PrereadError
 from preread.security.clients import check_tenant
@@ -79,10 +79,6 @@ def _store() -> Iterator[tuple[JobStore, AuditLog]]:
         yield store, AuditLog(store.engine)
     finally:
         store.close()
-
-
-def _out() -> Console:
-    return Console(highlight=False)  # built per command: the width is the terminal's now
 
 
 def _job_id(value: str) -> str:
@@ -148,7 +144,7 @@ def list_jobs(
             detail["states"] = [s.value for s in states]
         detail["shown"] = len(page.items)
         audit.record(_event(AuditAction.REPORT_READ, Outcome.SUCCESS, detail, tenant=tenant))
-    out = _out()
+    out = command_console()
     if not page.items:
         out.print("no jobs match")
         return
@@ -214,7 +210,7 @@ def show_job(job_id: Annotated[str, typer.Argument(help="the job's id (a UUID)")
         ("superseded by", job.superseded_by or ""),
         ("rerun requested", "yes (the study grew while it ran)" if job.rerun_requested else ""),
     ]
-    out = _out()
+    out = command_console()
     for name, value in lines:
         if value:
             out.print(f"{name + ':':<17} {escape(value)}", soft_wrap=True)
@@ -264,7 +260,7 @@ def retry_job(job_id: Annotated[str, typer.Argument(help="the job's id (a UUID)"
             why = f"it changed meanwhile and is {now} now"
             record(Outcome.REFUSED, reason=why)
             raise PrereadError(f"job {job.id} is not retried: {why}") from None
-    out = _out()
+    out = command_console()
     reason = _reason(job, 2000)
     out.print(
         f"job {queued.id} queued again (was {job.state.value}"

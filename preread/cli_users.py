@@ -26,6 +26,7 @@ from rich.table import Table
 
 from preread.accounts import AccountError, AccountStore, new_password, role
 from preread.audit.cli import cli_actor
+from preread.cli_console import command_console
 from preread.composition import job_store
 from preread.settings import Settings
 
@@ -71,10 +72,6 @@ def _accounts() -> Iterator[AccountStore]:
         store.close()
 
 
-def _out() -> Console:
-    return Console(highlight=False)
-
-
 def _password(from_stdin: bool) -> tuple[str, bool]:
     """The password to set, and whether it was generated (then it is printed once)."""
     if not from_stdin:
@@ -111,7 +108,7 @@ def create_user(
             display_name=display_name,
             by=cli_actor(),
         )
-    out = _out()
+    out = command_console()
     out.print(f"user:         {user.username}", markup=False)
     out.print(f"tenant:       {user.tenant}", markup=False)
     out.print(f"role:         {user.role.value}")
@@ -126,7 +123,7 @@ def list_users(
     """The users (never their passwords or hashes)."""
     with _accounts() as accounts:
         users = accounts.list(tenant)
-    out = _out()
+    out = command_console()
     if not users:
         out.print("no users" + (f" in tenant {tenant}" if tenant else ""), markup=False)
         return
@@ -152,14 +149,16 @@ def disable_user(username: Annotated[str, typer.Argument()]) -> None:
     """Disable a user: no more sign-ins, and their sessions end now."""
     with _accounts() as accounts:
         user = accounts.disable(username, by=cli_actor())
-    _out().print(f"disabled {user.username} (tenant {user.tenant}); their sessions ended")
+    command_console().print(
+        f"disabled {user.username} (tenant {user.tenant}); their sessions ended"
+    )
 
 
 def enable_user(username: Annotated[str, typer.Argument()]) -> None:
     """Enable a disabled user again."""
     with _accounts() as accounts:
         user = accounts.enable(username, by=cli_actor())
-    _out().print(f"enabled {user.username} (tenant {user.tenant})")
+    command_console().print(f"enabled {user.username} (tenant {user.tenant})")
 
 
 def reset_password(
@@ -170,7 +169,7 @@ def reset_password(
     password, generated = _password(password_stdin)
     with _accounts() as accounts:
         user = accounts.set_password(username, password, by=cli_actor())
-    out = _out()
+    out = command_console()
     out.print(f"new password set for {user.username}; their sessions ended", markup=False)
     if generated:
         _show_once(out, user.username, password)
