@@ -10,6 +10,7 @@ parser, which scans line by line, needs ~1.7 s (``bench/orthanc_client.py``).
 
 from __future__ import annotations
 
+import enum
 import secrets
 from collections.abc import Sequence
 from email.message import Message
@@ -24,6 +25,14 @@ __all__ = [
 
 DICOM_TYPE = "application/dicom"
 _SLICE = 1 << 20
+
+
+class _State(enum.Enum):
+    PREAMBLE = enum.auto()  # before the first delimiter
+    HEADERS = enum.auto()  # after a delimiter: the close delimiter or a part's headers
+    LENGTH = enum.auto()  # a part's bytes, as many as its Content-Length says
+    SEARCH = enum.auto()  # a part's bytes, up to the next delimiter
+    DONE = enum.auto()  # the close delimiter was seen
 
 
 class MultipartError(ValueError):
@@ -59,16 +68,22 @@ class RelatedParser:
     """An incremental splitter: :meth:`feed` chunks as they arrive, get whole parts back.
 
     Only about one part is buffered at a time, so a 100 MB answer is never held twice. A part
-    whose ``Content-Length`` is given is cut by length (and the boundary after it checked);
-    otherwise the boundary is searched for.
+    whose ``Content-Length`` is given is cut by length (and the boundary after it checked):
+    the chunks it arrives in are kept as they are and joined once, so each of its bytes is
+    copied once (a growing buffer cut at the front copied each byte many times over, and took
+    ~1.3 s of a 158 MB answer's ~2 s inside the running service). A part without
+    ``Content-Length``, or whose length is not followed by the boundary, is found by searching
+    for the boundary.
     """
 
     def __init__(self, boundary: str) -> None:
         self._delimiter = b"--" + boundary.encode("latin-1")
         self._next = b"\r\n" + self._delimiter
+        # what is not yet a part cut by length: delimiters, headers, parts searched for
         self._buffer = bytearray()
-        self._started = False
-        self._done = False
+        self._state = _State.PREAMBLE
+        self._pieces: list[bytes | memoryview] = []  # a part cut by length, as it arrived
+        self._missing = 0  # bytes of that part still to come
         self._count = 0
         self._scan_from = 0
         self._problem = "the first boundary is missing"
@@ -76,51 +91,67 @@ class RelatedParser:
     @property
     def done(self) -> bool:
         """True once the close delimiter was seen."""
-        return self._done
+        return self._state is _State.DONE
 
     def feed(self, chunk: bytes | memoryview) -> list[bytes]:
         """Add ``chunk``; return the parts it completed (possibly none)."""
-        if self._done:
-            return []  # the epilogue is ignored
-        self._buffer += chunk
+        view = memoryview(chunk).cast("B")
+        if not view.readonly:  # the caller's buffer may change once this returns: keep a copy
+            view = memoryview(bytes(view))
         parts: list[bytes] = []
-        while not self._done and self._step(parts):
-            pass
+        while self._state is not _State.DONE:
+            if self._state is _State.LENGTH and self._missing:
+                if not view:
+                    break
+                piece = view[: self._missing]
+                self._pieces.append(piece)
+                self._missing -= len(piece)
+                view = view[len(piece) :]
+                continue
+            if view:
+                self._buffer += view
+                view = view[len(view) :]
+            if not self._step(parts):
+                break
         return parts
 
     def close(self) -> None:
         """Say the body ended; raises :class:`MultipartError` if it ended too early."""
-        if not self._done:
+        if self._state is not _State.DONE:
             raise MultipartError(self._problem)
-
-    def _cut(self, start: int, end: int, consumed: int) -> bytes:
-        with memoryview(self._buffer) as view:
-            part = bytes(view[start:end])
-        del self._buffer[:consumed]
-        self._count += 1
-        self._scan_from = 0
-        return part
 
     def _step(self, parts: list[bytes]) -> bool:
         """Take one thing off the buffer; False when more bytes are needed."""
+        if self._state is _State.PREAMBLE:
+            return self._preamble()
+        if self._state is _State.HEADERS:
+            return self._headers()
+        if self._state is _State.LENGTH:
+            return self._closed_by_length(parts)
+        return self._search(parts)
+
+    def _preamble(self) -> bool:
         buffer = self._buffer
-        if not self._started:
-            if buffer.startswith(self._delimiter):
-                del buffer[: len(self._delimiter)]
-            else:
-                found = buffer.find(self._next)
-                if found < 0:  # preamble: keep only what could start a delimiter
-                    del buffer[: max(0, len(buffer) - len(self._next))]
-                    return False
-                del buffer[: found + len(self._next)]
-            self._started = True
-            return True
+        if buffer.startswith(self._delimiter):
+            del buffer[: len(self._delimiter)]
+        else:
+            found = buffer.find(self._next)
+            if found < 0:  # preamble: keep only what could start a delimiter
+                del buffer[: max(0, len(buffer) - len(self._next))]
+                return False
+            del buffer[: found + len(self._next)]
+        self._state = _State.HEADERS
+        return True
+
+    def _headers(self) -> bool:
+        """After a delimiter: the close delimiter, or a part's headers."""
+        buffer = self._buffer
         part = self._count + 1
         if len(buffer) < 2:
             self._problem = f"part {part} is not closed by a boundary"
             return False
         if buffer.startswith(b"--"):
-            self._done = True
+            self._state = _State.DONE
             buffer.clear()
             return False
         line_end = buffer.find(b"\r\n")
@@ -135,18 +166,50 @@ class RelatedParser:
         data_start = header_end + 4
         length = headers.get("content-length", "")
         if length.isdigit():
-            end = data_start + int(length)
-            if len(buffer) < end + len(self._next):
-                return False
-            if buffer.startswith(self._next, end):
-                parts.append(self._cut(data_start, end, end + len(self._next)))
-                return True
-        end = buffer.find(self._next, max(data_start, self._scan_from))
-        if end < 0:
-            self._scan_from = max(data_start, len(buffer) - len(self._next) + 1)
-            return False
-        parts.append(self._cut(data_start, end, end + len(self._next)))
+            size = int(length)
+            have = min(len(buffer) - data_start, size)
+            self._pieces = [bytes(buffer[data_start : data_start + have])]
+            self._missing = size - have
+            del buffer[: data_start + have]
+            self._state = _State.LENGTH
+        else:
+            del buffer[:data_start]
+            self._scan_from = 0
+            self._state = _State.SEARCH
         return True
+
+    def _closed_by_length(self, parts: list[bytes]) -> bool:
+        """A part cut by length, all there: the boundary must follow it."""
+        buffer = self._buffer
+        if len(buffer) < len(self._next):
+            return False
+        data = b"".join(self._pieces)
+        self._pieces = []
+        if buffer.startswith(self._next):
+            del buffer[: len(self._next)]
+            self._emit(parts, data)
+            return True
+        # the boundary does not follow: the Content-Length was wrong, search for it instead
+        buffer[:0] = data
+        self._scan_from = 0
+        self._state = _State.SEARCH
+        return True
+
+    def _search(self, parts: list[bytes]) -> bool:
+        buffer = self._buffer
+        end = buffer.find(self._next, self._scan_from)
+        if end < 0:
+            self._scan_from = max(0, len(buffer) - len(self._next) + 1)
+            return False
+        data = bytes(buffer[:end])
+        del buffer[: end + len(self._next)]
+        self._emit(parts, data)
+        return True
+
+    def _emit(self, parts: list[bytes], data: bytes) -> None:
+        parts.append(data)
+        self._count += 1
+        self._state = _State.HEADERS
 
 
 def split_related(body: bytes, boundary: str) -> list[bytes]:

@@ -41,6 +41,23 @@ def test_fed_in_any_chunks_gives_the_same_parts(with_length: bool) -> None:
         assert got == parts, max_chunk
 
 
+def test_a_fed_buffer_may_be_reused_by_the_caller() -> None:
+    """Parts cut by length keep the chunks they arrived in until they are whole: a chunk in a
+    buffer the caller fills again (a bytearray) must not change a part afterwards."""
+    parts = [bytes(range(256)) * 30, b"x" * 10_000]
+    body, content_type = encode_related(parts)
+    parser = RelatedParser(boundary_of(content_type))
+    buffer = bytearray(1000)
+    got: list[bytes] = []
+    for start in range(0, len(body), len(buffer)):
+        piece = body[start : start + len(buffer)]
+        buffer[: len(piece)] = piece
+        got += parser.feed(memoryview(buffer)[: len(piece)])
+        buffer[:] = b"\xff" * len(buffer)  # the caller's next read overwrites it
+    parser.close()
+    assert got == parts
+
+
 def test_parts_without_content_length_preamble_and_epilogue() -> None:
     body = (
         b"preamble\r\n--b1\r\nContent-Type: application/dicom\r\n\r\nfirst\r\n"
