@@ -176,6 +176,18 @@ def _jpeg(datasets: list[pydicom.Dataset]) -> None:
     datasets[1].PixelData = encapsulate([b"\xff\xd8 not really a JPEG \xff\xd9"])
 
 
+def _float_nan(datasets: list[pydicom.Dataset]) -> None:
+    """Float Pixel Data (32-bit) throughout, one value NaN: integers always give finite HU,
+    floats need looking at."""
+    for k, ds in enumerate(datasets):
+        stored = ds.pixel_array.astype(np.float32)
+        if k == 3:
+            stored[1, 2] = np.nan
+        del ds.PixelData, ds.PixelRepresentation
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, 32, 31
+        ds.FloatPixelData = stored.tobytes()
+
+
 Spoil = Callable[[list[pydicom.Dataset]], object]
 REFUSALS: dict[str, tuple[Spoil, str]] = {
     "mixed series": (lambda d: setattr(d[2], "SeriesInstanceUID", generate_uid()), "2 series"),
@@ -199,6 +211,7 @@ REFUSALS: dict[str, tuple[Spoil, str]] = {
     "undecodable": (_jpeg, r"cannot decode pixel data in transfer syntax JPEG Lossless.*4\.70"),
     "no position": (lambda d: delattr(d[2], "ImagePositionPatient"), "no ImagePositionPatient"),
     "same instance twice": (lambda d: d.append(d[0]), "given more than once"),
+    "not a number": (_float_nan, r"non-finite values \(NaN or infinity\)"),
 }
 
 
