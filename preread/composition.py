@@ -123,6 +123,7 @@ class Predictors:
 
     def __call__(self, model_id: str, version: str) -> Predictor:
         from preread.models import predictor_for
+        from preread.reports.standard import load_standard_tables
 
         key = (model_id, version)
         with self._lock:
@@ -131,6 +132,7 @@ class Predictors:
                 self._loaded[key] = predictor_for(package, self.settings)
                 info = self._loaded[key].session_info
                 log.info("model %s %s runs on %s", model_id, version, info.provider)
+                load_standard_tables()  # what the encoders load lazily, not in the first study
             return self._loaded[key]
 
     def loaded(self, model_id: str, version: str) -> Predictor | None:

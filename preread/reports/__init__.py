@@ -12,15 +12,18 @@ result twice gives the same instances (:mod:`preread.reports.uids`).
 
 Typical use::
 
-    seg = build_seg(result, ct_datasets, label_map)          # None without findings
-    sr = build_sr(result, ct_datasets, seg, supersedes=previous_sr_ref)
+    sources = OrderedSources.of(result, ct_datasets)         # ordered and checked once
+    seg = build_seg(result, sources, label_map)              # None without findings
+    sr = build_sr(result, sources, seg, supersedes=previous_sr_ref)
+
+(``ct_datasets`` themselves serve too: each encoder then orders them again.)
 """
 
 from preread.reports.errors import ReportError
 from preread.reports.json import PreReadOut, to_json
 from preread.reports.keyimages import KeyImageSeries, build_key_images, build_kos
 from preread.reports.seg import build_seg
-from preread.reports.series import EncodedSeries, InstanceRef
+from preread.reports.series import EncodedSeries, InstanceRef, OrderedSources
 from preread.reports.sr import build_sr
 from preread.reports.uids import tracking_uid
 
@@ -28,6 +31,7 @@ __all__ = [
     "EncodedSeries",
     "InstanceRef",
     "KeyImageSeries",
+    "OrderedSources",
     "PreReadOut",
     "ReportError",
     "build_key_images",

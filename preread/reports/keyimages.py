@@ -51,9 +51,10 @@ from preread.reports.series import (
     MANUFACTURER,
     EncodedSeries,
     SourceFrame,
+    SourceImages,
     lo,
-    order_sources,
     source_instances,
+    sources_for,
 )
 from preread.reports.uids import device_uid, report_uid
 
@@ -142,7 +143,7 @@ def key_image_lines(result: PreReadResult, finding: Finding) -> list[str]:
 
 def build_key_images(
     result: PreReadResult,
-    source_datasets: Sequence[Dataset],
+    source_datasets: SourceImages,
     labels: npt.NDArray[np.integer],
     hu: npt.NDArray[np.floating],
     *,
@@ -155,7 +156,7 @@ def build_key_images(
         result: the pre-read; its study, series and frame of reference must be the sources'.
         source_datasets: every image of the series read, any order: single-frame images or
             multi-frame images whose frames are the slices (headers only: pixel data are
-            taken from ``hu``).
+            taken from ``hu``), or :class:`~preread.reports.series.OrderedSources` of them.
         labels: the label map the SEG is built from, ``[k, j, i]`` on the source grid.
         hu: the series as Hounsfield units on the same grid (the assembled volume's array;
             only the key slices are read).
@@ -171,7 +172,7 @@ def build_key_images(
     """
     if not result.findings:
         return None
-    sources = order_sources(result, source_datasets)
+    sources = sources_for(result, source_datasets)
     if tuple(np.shape(hu)) != tuple(np.shape(labels)):
         raise ReportError(f"HU volume shape {np.shape(hu)} differs from the label map's")
     slices = key_slices(result, sources, labels)
@@ -245,7 +246,7 @@ def build_key_images(
 
 def build_kos(
     result: PreReadResult,
-    source_datasets: Sequence[Dataset],
+    source_datasets: SourceImages,
     labels: npt.NDArray[np.integer],
     *,
     series_number: int = 9004,
@@ -260,7 +261,7 @@ def build_kos(
     """
     if not result.findings:
         return None
-    sources = order_sources(result, source_datasets)
+    sources = sources_for(result, source_datasets)
     slices = key_slices(result, sources, labels)
     selected = [sources[k] for k in sorted(set(slices.values()))]
     instances = source_instances(selected)

@@ -33,10 +33,11 @@ from preread.reports.series import (
     MANUFACTURER,
     EncodedSeries,
     SourceFrame,
+    SourceImages,
     lo,
-    order_sources,
     series_description,
     source_instances,
+    sources_for,
 )
 from preread.reports.uids import report_uid, tracking_id, tracking_uid
 
@@ -72,7 +73,7 @@ def algorithm_parameters(result: PreReadResult) -> dict[str, str]:
 
 def build_seg(
     result: PreReadResult,
-    source_datasets: Sequence[Dataset],
+    source_datasets: SourceImages,
     labels: npt.NDArray[np.integer],
     *,
     series_number: int = 9001,
@@ -84,7 +85,8 @@ def build_seg(
         result: the pre-read; its study, series and frame of reference must be the sources'.
         source_datasets: every image of the series that was read, any order (pixel data not
             needed): single-frame images, or one multi-frame image whose frames are the
-            slices.
+            slices; or those images ordered once for several encoders
+            (:class:`~preread.reports.series.OrderedSources`).
         labels: integer array ``[k, j, i]`` on the source grid (the shape of the volume
             :func:`dicom_gateway.volume.assemble_volume` makes of ``source_datasets``);
             value ``n`` marks the voxels of the finding with ``label == n``, 0 background;
@@ -103,7 +105,7 @@ def build_seg(
     """
     if not result.findings:
         return None
-    sources = order_sources(result, source_datasets)
+    sources = sources_for(result, source_datasets)
     findings = _sorted_findings(result.findings)
     images, segments = source_planes(sources, _segment_array(labels, findings, sources))
     algorithm = hd.AlgorithmIdentificationSequence(
@@ -296,7 +298,8 @@ def _segment_array(
         for number, finding in enumerate(findings, start=1):
             lut[finding.label] = number
         segments = np.asarray(lut[array], dtype=lut.dtype)
-    present = np.bincount(segments.ravel(), minlength=len(findings) + 1)
+    # over the labelled voxels only (a whole-volume bincount widens every byte to 64 bits)
+    present = np.bincount(segments[segments != 0], minlength=len(findings) + 1)
     missing = [f.label for n, f in enumerate(findings, start=1) if present[n] == 0]
     if missing:
         raise ReportError(f"finding(s) {missing} have no voxel in the label map")

@@ -32,12 +32,15 @@ __all__ = [
     "MANUFACTURER",
     "EncodedSeries",
     "InstanceRef",
+    "OrderedSources",
     "SourceFrame",
+    "SourceImages",
     "lo",
     "order_sources",
     "series_description",
     "source_frames",
     "source_instances",
+    "sources_for",
 ]
 
 MANUFACTURER = "PreRead"
@@ -214,6 +217,61 @@ def order_sources(result: PreReadResult, datasets: Sequence[Dataset]) -> list[So
                     f"the result was read from {expected}"
                 )
     return source_frames(datasets)
+
+
+@dataclass(frozen=True)
+class OrderedSources:
+    """The source images of one result in array order, checked against it once
+    (:meth:`of`) and then shared by the encoders of that reading: the SEG, the SR, the key
+    images and the KOS each ordered the series again otherwise (~0.08 s each for 300 slices)."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    frame_of_reference_uid: str
+    frames: tuple[SourceFrame, ...]
+
+    @classmethod
+    def of(cls, result: PreReadResult, datasets: Sequence[Dataset]) -> OrderedSources:
+        """``datasets`` ordered and checked by :func:`order_sources` (its errors)."""
+        return cls(
+            result.study_instance_uid,
+            result.series_instance_uid,
+            result.frame_of_reference_uid,
+            tuple(order_sources(result, datasets)),
+        )
+
+
+#: What an encoder takes as its source images: the datasets of the series read, in any order,
+#: or those already ordered for the result (:class:`OrderedSources`)
+SourceImages = Sequence[Dataset] | OrderedSources
+
+
+def sources_for(result: PreReadResult, images: SourceImages) -> list[SourceFrame]:
+    """The slices of ``images`` in array order, checked against ``result``
+    (:func:`order_sources`; :class:`OrderedSources` were checked when made, for the result
+    they name).
+
+    Raises:
+        ReportError: as :func:`order_sources`, or ordered sources made for another result.
+    """
+    if not isinstance(images, OrderedSources):
+        return order_sources(result, images)
+    made_for = (
+        images.study_instance_uid,
+        images.series_instance_uid,
+        images.frame_of_reference_uid,
+    )
+    expected = (
+        result.study_instance_uid,
+        result.series_instance_uid,
+        result.frame_of_reference_uid,
+    )
+    if made_for != expected:
+        raise ReportError(
+            f"the source images were ordered for study, series and frame of reference "
+            f"{', '.join(made_for)}; the result was read from {', '.join(expected)}"
+        )
+    return list(images.frames)
 
 
 def source_instances(frames: Sequence[SourceFrame]) -> list[Dataset]:

@@ -103,10 +103,11 @@ from preread.reports.series import (
     EncodedSeries,
     InstanceRef,
     SourceFrame,
+    SourceImages,
     lo,
-    order_sources,
     series_description,
     source_instances,
+    sources_for,
 )
 from preread.reports.uids import device_uid, report_uid, tracking_id, tracking_uid
 
@@ -132,7 +133,7 @@ def no_finding_text(result: PreReadResult) -> str:
 
 def build_sr(
     result: PreReadResult,
-    source_datasets: Sequence[Dataset],
+    source_datasets: SourceImages,
     seg: EncodedSeries | None,
     *,
     series_number: int = 9002,
@@ -144,7 +145,9 @@ def build_sr(
     Args:
         result: the pre-read; its study, series and frame of reference must be the sources'.
         source_datasets: every image of the series that was read, any order (pixel data not
-            needed): single-frame images, or a multi-frame image whose frames are the slices.
+            needed): single-frame images, or a multi-frame image whose frames are the slices;
+            or those images ordered once for several encoders
+            (:class:`~preread.reports.series.OrderedSources`).
         seg: the SEG :func:`~preread.reports.seg.build_seg` made of the same result and
             ``uid_seed``; required when there are findings, None when there are none.
         series_number: Series Number of the new series.
@@ -158,7 +161,7 @@ def build_sr(
             without findings), a SEG without a segment for some finding, or a
             ``supersedes`` of another study or equal to this SR.
     """
-    sources = order_sources(result, source_datasets)
+    sources = sources_for(result, source_datasets)
     if result.findings and seg is None:
         raise ReportError(f"{len(result.findings)} finding(s) need their SEG; none was given")
     if seg is not None and not result.findings:

@@ -9,6 +9,7 @@ are passed to the encoders in shuffled order, so the encoders must sort them the
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from dataclasses import replace
@@ -21,8 +22,11 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 import pytest
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
+from dicom_gateway.source import dataset_bytes
 from dicom_gateway.volume import assemble_volume
 from preread.domain import (
     Comparison,
@@ -36,6 +40,7 @@ from preread.followup.lungrads import MANAGEMENT, assess
 from preread.reports import (
     EncodedSeries,
     InstanceRef,
+    OrderedSources,
     PreReadOut,
     ReportError,
     build_seg,
@@ -793,6 +798,32 @@ def test_uids_are_deterministic(study: Study) -> None:
         build_sr(study.result, study.by_k, seeded)
 
 
+def test_sources_ordered_once_encode_the_same_instances(study: Study) -> None:
+    """What ``preread.pipeline.encode`` does (the series ordered once for the SEG, the SR, the
+    key images and the KOS) writes byte for byte what each encoder ordering it again writes."""
+    sources = OrderedSources.of(study.result, study.shuffled)
+    seg = build_seg(study.result, sources, study.labels)
+    assert seg is not None
+    sr = build_sr(study.result, sources, seg)
+    for once, again in ((seg, study.seg), (sr, study.sr)):
+        assert _without_clock(once.dataset) == _without_clock(again.dataset)
+
+
+#: what highdicom stamps from the wall clock on every instance it makes
+_CLOCK = {Tag(k) for k in ("InstanceCreationDate", "InstanceCreationTime", "ContributionDateTime")}
+
+
+def _without_clock(dataset: Dataset) -> bytes:
+    copied = copy.deepcopy(dataset)
+
+    def drop(ds: Dataset, element: DataElement) -> None:
+        if element.tag in _CLOCK:
+            del ds[element.tag]
+
+    copied.walk(drop)
+    return dataset_bytes(copied)
+
+
 # --- refusals --------------------------------------------------------------------------------
 
 
@@ -814,6 +845,12 @@ def test_inputs_that_do_not_fit_are_refused(study: Study) -> None:
         build_sr(r, sources, None)
     with pytest.raises(ReportError, match="without findings"):
         build_sr(study.empty, sources, study.seg)
+    ordered = OrderedSources.of(r, sources)  # ordered for r: not for a result of another series
+    elsewhere = replace(r, series_instance_uid="1.2.3")
+    with pytest.raises(ReportError, match="ordered for study, series and frame of reference"):
+        build_seg(elsewhere, ordered, labels)
+    with pytest.raises(ReportError, match="ordered for study, series and frame of reference"):
+        build_sr(elsewhere, ordered, study.seg)
 
 
 def test_label_values_of_no_finding_are_ignored(study: Study) -> None:
