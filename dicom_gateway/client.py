@@ -17,7 +17,7 @@ orthanc-api-client (same, requests)   0.35      299
 * **speed** — all but the zip archive are within ±25 % of each other: about 0.15 s of each
   fetch is pydicom parsing 200 files, ~0.1 s is moving 105 MB through Python's HTTP stack.
   The multipart answer is split while it streams in (:class:`~dicom_gateway.multipart.
-  RelatedParser`, 24 ms for 105 MB; the stdlib ``email`` parser needs 1.66 s), so only about
+  RelatedParser`, 13 ms for 105 MB; the stdlib ``email`` parser needs 2.3 s), so only about
   one part is buffered. Per-file REST is ~20 % faster on loopback, but it costs one round trip
   per instance on a real network, gives the files as stored (Orthanc 1.10 cannot transcode
   there) and works only with Orthanc; WADO-RS is one request per series, is the standard any
