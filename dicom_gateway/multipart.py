@@ -170,7 +170,8 @@ class RelatedParser:
         if length.isdigit():
             size = int(length)
             have = min(len(buffer) - data_start, size)
-            self._pieces = [bytes(buffer[data_start : data_start + have])]
+            with memoryview(buffer) as view:
+                self._pieces = [bytes(view[data_start : data_start + have])]
             self._missing = size - have
             del buffer[: data_start + have]
             self._state = _State.LENGTH
@@ -203,7 +204,8 @@ class RelatedParser:
         if end < 0:
             self._scan_from = max(0, len(buffer) - len(self._next) + 1)
             return False
-        data = bytes(buffer[:end])
+        with memoryview(buffer) as view:  # one copy (a bytearray slice would be a second)
+            data = bytes(view[:end])
         del buffer[: end + len(self._next)]
         self._emit(parts, data)
         return True
