@@ -15,6 +15,11 @@ For one 512×512×300 phantom (the first seed from ``--seed-start`` whose series
 * the issue's goals side by side with the figures: fetch + decode ≤ 10 % of the total, the
   stages outside the model ≤ the model stage (``infer``), peak RSS ≤ 2.5 GB (10⁹ bytes).
 
+One run's figures swing by ±20 % on a shared 2-core machine. ``--runs N`` repeats the whole
+measurement N times on the same phantom (a fresh Orthanc and a fresh PreRead process each time,
+so that every run is a first study after start, as one run is) and ends with the median and the
+range of every figure, the goals judged on the medians.
+
 Run: ``.venv/bin/python bench/pipeline_stages.py`` (``--help`` for the options; a quick dry run:
 ``--matrix 128 --slices 60``). Prints a table; asserts nothing. Needs Orthanc with its DICOMweb
 plugin and DCMTK's ``storescu`` (``./run setup``).
@@ -26,6 +31,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import threading
@@ -279,6 +285,46 @@ def _met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+@dataclass(frozen=True)
+class Figures:
+    """What one run measured, as the report and the summary of several runs show it."""
+
+    timings: dict[str, float]  # seconds per stage, as the job recorded them
+    total: float  # StableStudy seen -> job finished_at
+    peak_gb: float  # the PreRead process's peak resident memory
+
+    @classmethod
+    def of(cls, stable: Stable, done: dict[str, Any]) -> Figures:
+        finished = datetime.fromisoformat(done["finished_at"]) if done["finished_at"] else None
+        total = (finished.timestamp() if finished else float(done["seen_done"])) - stable.seen
+        peak_kb = max(
+            int(done["ru_maxrss_kb"]), int(done["vm_hwm_kb"]), int(done["sampled_peak_kb"])
+        )
+        timings = {k: float(v) for k, v in done["timings"].items()}
+        return cls(timings=timings, total=total, peak_gb=peak_kb * 1024 / GB)
+
+    @property
+    def stage_sum(self) -> float:
+        return sum(self.timings.get(s, 0.0) for s in STAGES)
+
+    @property
+    def infer(self) -> float:
+        return self.timings.get("infer", 0.0)
+
+    @property
+    def outside(self) -> float:
+        """The stages outside the model, their sum."""
+        return self.stage_sum - self.infer
+
+    @property
+    def fetch_decode_share(self) -> float:
+        return (self.timings.get("fetch", 0.0) + self.timings.get("decode", 0.0)) / self.total
+
+    @property
+    def outside_over_infer(self) -> float:
+        return self.outside / self.infer if self.infer else float("inf")
+
+
 def report(
     args: argparse.Namespace,
     study: PhantomStudy,
@@ -289,18 +335,14 @@ def report(
     sr_in_orthanc: str,
 ) -> int:
     """Print the figures and the goals side by side; 0 when the job was done."""
-    timings: dict[str, float] = {k: float(v) for k, v in done["timings"].items()}
+    figures = Figures.of(stable, done)
+    timings, total, peak_gb = figures.timings, figures.total, figures.peak_gb
     finished = datetime.fromisoformat(done["finished_at"]) if done["finished_at"] else None
     created = datetime.fromisoformat(done["created_at"])
-    total = (finished.timestamp() if finished else float(done["seen_done"])) - stable.seen
     seen_total = float(done["seen_done"]) - stable.seen
-    stage_sum = sum(timings.get(s, 0.0) for s in STAGES)
-    infer = timings.get("infer", 0.0)
-    outside = stage_sum - infer
+    stage_sum, infer, outside = figures.stage_sum, figures.infer, figures.outside
     fetch_decode = timings.get("fetch", 0.0) + timings.get("decode", 0.0)
     orthanc_stable = _orthanc_date(stable.orthanc_date)
-    peak_kb = max(int(done["ru_maxrss_kb"]), int(done["vm_hwm_kb"]), int(done["sampled_peak_kb"]))
-    peak_gb = peak_kb * 1024 / GB
 
     z, y, x = study.shape
     print()
@@ -361,38 +403,80 @@ def report(
         f"after model load, before the study: {int(ready['rss_kb']) * 1024 / GB:.2f} GB"
     )
     print()
-    share = fetch_decode / total
     share_sum = fetch_decode / stage_sum if stage_sum else float("nan")
-    ratio = outside / infer if infer else float("inf")
     ratio_all = (total - infer) / infer if infer else float("inf")
-    print(f"{'goal':<44}{'figure':>18}{'target':>10}  result")
-    print(
-        f"{'(fetch + decode) / total':<44}{100 * share:>17.1f}%{'<= 10 %':>10}  "
-        f"{_met(share <= GOAL_FETCH_DECODE_SHARE)}"
-    )
-    print(f"{'  (of the sum of the stages)':<44}{100 * share_sum:>17.1f}%")
-    print(
-        f"{'stages outside the model / infer':<44}{ratio:>17.2f}x{'<= 1':>10}  "
-        f"{_met(ratio <= GOAL_OUTSIDE_OVER_INFER)}"
-    )
-    print(f"  (outside the model: {outside:.2f} s; infer: {infer:.2f} s)")
-    print(f"{'  (total - infer) / infer, incl. no stage':<44}{ratio_all:>17.2f}x")
-    print(
-        f"{'peak RSS of the PreRead process':<44}{peak_gb:>15.2f} GB{'<= 2.5 GB':>10}  "
-        f"{_met(peak_gb <= GOAL_PEAK_RSS_GB)}"
+    _goals(
+        figures.fetch_decode_share,
+        figures.outside_over_infer,
+        peak_gb,
+        share_details=(f"{'  (of the sum of the stages)':<44}{100 * share_sum:>17.1f}%",),
+        ratio_details=(
+            f"  (outside the model: {outside:.2f} s; infer: {infer:.2f} s)",
+            f"{'  (total - infer) / infer, incl. no stage':<44}{ratio_all:>17.2f}x",
+        ),
     )
     if done["watcher_errors"]:
         print(f"watcher errors during the run: {done['watcher_errors']}")
     return 0 if done["state"] == "done" else 1
 
 
-def run(args: argparse.Namespace) -> int:
-    from dicom_gateway.orthanc_server import DicomPeer, OrthancConfig, OrthancServer
-    from dicom_gateway.source import orthanc_id
+def _goals(
+    share: float,
+    ratio: float,
+    peak_gb: float,
+    *,
+    share_details: tuple[str, ...] = (),
+    ratio_details: tuple[str, ...] = (),
+) -> None:
+    """The goals table; ``*_details``: lines printed under that goal's row."""
+    print(f"{'goal':<44}{'figure':>18}{'target':>10}  result")
+    print(
+        f"{'(fetch + decode) / total':<44}{100 * share:>17.1f}%{'<= 10 %':>10}  "
+        f"{_met(share <= GOAL_FETCH_DECODE_SHARE)}"
+    )
+    for line in share_details:
+        print(line)
+    print(
+        f"{'stages outside the model / infer':<44}{ratio:>17.2f}x{'<= 1':>10}  "
+        f"{_met(ratio <= GOAL_OUTSIDE_OVER_INFER)}"
+    )
+    for line in ratio_details:
+        print(line)
+    print(
+        f"{'peak RSS of the PreRead process':<44}{peak_gb:>15.2f} GB{'<= 2.5 GB':>10}  "
+        f"{_met(peak_gb <= GOAL_PEAK_RSS_GB)}"
+    )
 
+
+def summary(runs: list[Figures]) -> None:
+    """The median and the range of every figure over ``runs``; the goals on the medians."""
+
+    def row(name: str, values: list[float], unit: str = "", scale: float = 1.0) -> None:
+        v = [x * scale for x in values]
+        spread = f"{min(v):.2f}-{max(v):.2f}{unit}"
+        print(f"{name:<44}{statistics.median(v):>9.2f}{unit:<2}{spread:>18}")
+
+    print()
+    print(f"over {len(runs)} runs (a fresh Orthanc and PreRead process each): median and range")
+    print(f"{'stage':<44}{'median':>9}{'':<2}{'range':>18}")
+    for s in STAGES:
+        row(s, [r.timings.get(s, 0.0) for r in runs])
+    row("sum of the stages", [r.stage_sum for r in runs])
+    row("in no stage (watcher, selection, DB)", [r.total - r.stage_sum for r in runs])
+    row("total: StableStudy seen -> job finished_at", [r.total for r in runs])
+    row("(fetch + decode) / total", [r.fetch_decode_share for r in runs], " %", 100.0)
+    row("stages outside the model / infer", [r.outside_over_infer for r in runs], " x")
+    row("peak RSS of the PreRead process", [r.peak_gb for r in runs], " GB")
+    print()
+    _goals(
+        statistics.median(r.fetch_decode_share for r in runs),
+        statistics.median(r.outside_over_infer for r in runs),
+        statistics.median(r.peak_gb for r in runs),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="preread-bench-"))
-    child: Child | None = None
-    server: OrthancServer | None = None
     try:
         print(f"work folder: {work}{' (kept)' if args.keep else ''}")
         print(
@@ -404,6 +488,30 @@ def run(args: argparse.Namespace) -> int:
             args.seed_start, args.matrix, args.slices, args.max_seeds, work / "study"
         )
         print(f"phantom: seed {study.seed}, shape {study.shape}, written to {study.ct_dir}")
+        runs: list[Figures] = []
+        failed = 0
+        for n in range(1, args.runs + 1):
+            if args.runs > 1:
+                print(f"\n-- run {n} of {args.runs} --", flush=True)
+            code, figures = run_once(args, study, work / f"run-{n}")
+            failed += code != 0
+            runs.append(figures)
+        if args.runs > 1:
+            summary(runs)
+        return 1 if failed else 0
+    finally:
+        remove_work(work, keep=args.keep)
+
+
+def run_once(args: argparse.Namespace, study: PhantomStudy, work: Path) -> tuple[int, Figures]:
+    """One measurement: a fresh Orthanc and PreRead process, the study sent, its job's figures
+    reported; the exit code (0: the job was done) and the figures."""
+    from dicom_gateway.orthanc_server import DicomPeer, OrthancConfig, OrthancServer
+    from dicom_gateway.source import orthanc_id
+
+    child: Child | None = None
+    server: OrthancServer | None = None
+    try:
         server = OrthancServer(
             OrthancConfig(
                 storage_dir=work / "orthanc",
@@ -442,13 +550,20 @@ def run(args: argparse.Namespace) -> int:
             if done["sr_series_id"]:
                 sr = client.series(done["sr_series_id"])
                 sr_in_orthanc = f"yes ({sr.modality}, {sr.instance_count} instance)"
-        return report(args, study, send_s, ready, stable, done, sr_in_orthanc)
+        code = report(args, study, send_s, ready, stable, done, sr_in_orthanc)
+        return code, Figures.of(stable, done)
     finally:
         if child is not None:
             child.stop()
         if server is not None:
             server.stop()
-        remove_work(work, keep=args.keep)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main() -> int:
@@ -466,6 +581,12 @@ def main() -> int:
     ap.add_argument("--ready-timeout", type=float, default=300.0, help="service start (s)")
     ap.add_argument("--send-timeout", type=float, default=600.0, help="storescu (s)")
     ap.add_argument("--stable-timeout", type=float, default=60.0, help="beyond StableAge (s)")
+    ap.add_argument(
+        "--runs",
+        type=_positive,
+        default=1,
+        help="measure N times (fresh Orthanc and PreRead each) and end with medians and ranges",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the work folder (study, logs)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
