@@ -18,7 +18,10 @@ For one 512×512×300 phantom (the first seed from ``--seed-start`` whose series
 One run's figures swing by ±20 % on a shared 2-core machine. ``--runs N`` repeats the whole
 measurement N times on the same phantom (a fresh Orthanc and a fresh PreRead process each time,
 so that every run is a first study after start, as one run is) and ends with the median and the
-range of every figure, the goals judged on the medians.
+range of every figure, the goals judged on the medians. ``--studies N`` sends N copies of the
+phantom (other UIDs) one after another to the same PreRead process: the first is a first study
+after start, the later ones what a running service does study after study (the process's heap
+and caches already grown); both are summarised apart.
 
 Run: ``.venv/bin/python bench/pipeline_stages.py`` (``--help`` for the options; a quick dry run:
 ``--matrix 128 --slices 60``). Prints a table; asserts nothing. Needs Orthanc with its DICOMweb
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dicom_gateway.client import OrthancClient
+    from preread.store import JobRecord
 
 from harness import (  # bench/harness.py
     HOSPITAL_AET,
@@ -141,53 +145,61 @@ def child_main() -> int:
                 model_version=model.version,
                 model_sha256=model.sha256,
             )
-            deadline = time.monotonic() + float(cfg["job_timeout_s"])
-            while True:
-                jobs = service.store.current_for_study(cfg["study_uid"])
-                if jobs and jobs[0].state in FINISHED:
-                    seen = time.time()
-                    job = jobs[0]
-                    break
-                if os.getppid() != parent:
-                    emit("error", message="the benchmark driver went away")
-                    return 1
-                if time.monotonic() > deadline:
-                    state = jobs[0].state.value if jobs else "no job yet"
-                    emit(
-                        "error",
-                        message=f"the job did not finish within {cfg['job_timeout_s']:.0f} s "
-                        f"(state: {state}; watcher errors: {loop_errors[-3:] or 'none'})",
-                    )
-                    return 1
-                time.sleep(0.05)
+            for study_uid in cfg["study_uids"]:  # sent one after another by the driver
+                deadline = time.monotonic() + float(cfg["job_timeout_s"])
+                while True:
+                    jobs = service.store.current_for_study(study_uid)
+                    if jobs and jobs[0].state in FINISHED:
+                        seen = time.time()
+                        job = jobs[0]
+                        break
+                    if os.getppid() != parent:
+                        emit("error", message="the benchmark driver went away")
+                        return 1
+                    if time.monotonic() > deadline:
+                        state = jobs[0].state.value if jobs else "no job yet"
+                        emit(
+                            "error",
+                            message=f"the job did not finish within "
+                            f"{cfg['job_timeout_s']:.0f} s (state: {state}; watcher errors: "
+                            f"{loop_errors[-3:] or 'none'})",
+                        )
+                        return 1
+                    time.sleep(0.05)
+                _emit_done(job, seen, sampler, loop_errors)
             sampler.stop()
-            result = job.result or {}
-            findings = result.get("findings")
-            emit(
-                "done",
-                seen_done=seen,
-                job_id=job.id,
-                state=job.state.value,
-                reason=job.reason,
-                timings=dict(job.timings),
-                provider_requested=job.provider_requested,
-                provider_used=job.provider_used,
-                provider_warning=job.provider_warning,
-                created_at=job.created_at.isoformat(),
-                started_at=job.started_at.isoformat() if job.started_at else None,
-                finished_at=job.finished_at.isoformat() if job.finished_at else None,
-                n_findings=len(findings) if isinstance(findings, list) else None,
-                sr_series_id=job.outputs.sr.orthanc_series_id if job.outputs.sr else None,
-                seg_series_id=job.outputs.seg.orthanc_series_id if job.outputs.seg else None,
-                ru_maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                vm_hwm_kb=_status_kb("VmHWM"),
-                sampled_peak_kb=sampler.peak_kb,
-                watcher_errors=loop_errors,
-            )
     except Exception as exc:
         emit("error", message=f"the PreRead service failed: {type(exc).__name__}: {exc}")
         raise
     return 0
+
+
+def _emit_done(job: JobRecord, seen: float, sampler: RssSampler, loop_errors: list[str]) -> None:
+    """A finished job's figures for the driver; the memory figures are the process's peak so
+    far (this study's and every earlier one's)."""
+    result = job.result or {}
+    findings = result.get("findings")
+    emit(
+        "done",
+        seen_done=seen,
+        job_id=job.id,
+        state=job.state.value,
+        reason=job.reason,
+        timings=dict(job.timings),
+        provider_requested=job.provider_requested,
+        provider_used=job.provider_used,
+        provider_warning=job.provider_warning,
+        created_at=job.created_at.isoformat(),
+        started_at=job.started_at.isoformat() if job.started_at else None,
+        finished_at=job.finished_at.isoformat() if job.finished_at else None,
+        n_findings=len(findings) if isinstance(findings, list) else None,
+        sr_series_id=job.outputs.sr.orthanc_series_id if job.outputs.sr else None,
+        seg_series_id=job.outputs.seg.orthanc_series_id if job.outputs.seg else None,
+        ru_maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        vm_hwm_kb=_status_kb("VmHWM"),
+        sampled_peak_kb=max(sampler.peak_kb, _status_kb("VmRSS")),
+        watcher_errors=loop_errors,
+    )
 
 
 # -- the driver (parent) -----------------------------------------------------------------------
@@ -207,9 +219,11 @@ class PhantomStudy:
 
 
 def make_phantom(
-    seed_start: int, matrix: int, slices: int, max_tries: int, out: Path
-) -> PhantomStudy:
-    """The first phantom from ``seed_start`` with exactly ``slices`` slices, written as DICOM."""
+    seed_start: int, matrix: int, slices: int, max_tries: int, out: Path, copies: int = 1
+) -> list[PhantomStudy]:
+    """The first phantom from ``seed_start`` with exactly ``slices`` slices, written as DICOM
+    ``copies`` times: the first as patient ``BENCH-<seed>``, the others as ``BENCH-<seed>-<n>``,
+    so every copy has UIDs of its own (a study PreRead has not read)."""
     from training.phantom_dicom import write_phantom_study
     from training.phantoms import generate_phantom
 
@@ -220,21 +234,26 @@ def make_phantom(
         print(f"  seed {seed}: {n} slices ({time.perf_counter() - t0:.1f} s)", flush=True)
         if n != slices:
             continue
-        patient_id = f"BENCH-{seed}"
-        files = write_phantom_study(phantom, out, patient_id=patient_id)
         shape = tuple(int(v) for v in phantom.volume.array.shape)
-        ct = sorted(files.ct_dir.iterdir())
-        return PhantomStudy(
-            seed=seed,
-            tried=tried,
-            shape=(shape[0], shape[1], shape[2]),
-            n_nodules=len(phantom.nodules),
-            study_uid=files.study_instance_uid,
-            patient_id=patient_id,
-            ct_dir=files.ct_dir,
-            n_files=len(ct),
-            n_bytes=sum(p.stat().st_size for p in ct),
-        )
+        studies = []
+        for copy in range(1, copies + 1):
+            patient_id = f"BENCH-{seed}" + (f"-{copy}" if copy > 1 else "")
+            files = write_phantom_study(phantom, out, patient_id=patient_id)
+            ct = sorted(files.ct_dir.iterdir())
+            studies.append(
+                PhantomStudy(
+                    seed=seed,
+                    tried=tried,
+                    shape=(shape[0], shape[1], shape[2]),
+                    n_nodules=len(phantom.nodules),
+                    study_uid=files.study_instance_uid,
+                    patient_id=patient_id,
+                    ct_dir=files.ct_dir,
+                    n_files=len(ct),
+                    n_bytes=sum(p.stat().st_size for p in ct),
+                )
+            )
+        return studies
     raise BenchError(
         f"no phantom with exactly {slices} slices among seeds {seed_start}.."
         f"{seed_start + max_tries - 1} (try another --seed-start or more --max-seeds)"
@@ -448,7 +467,7 @@ def _goals(
     )
 
 
-def summary(runs: list[Figures]) -> None:
+def summary(runs: list[Figures], title: str) -> None:
     """The median and the range of every figure over ``runs``; the goals on the medians."""
 
     def row(name: str, values: list[float], unit: str = "", scale: float = 1.0) -> None:
@@ -457,7 +476,7 @@ def summary(runs: list[Figures]) -> None:
         print(f"{name:<44}{statistics.median(v):>9.2f}{unit:<2}{spread:>18}")
 
     print()
-    print(f"over {len(runs)} runs (a fresh Orthanc and PreRead process each): median and range")
+    print(f"{title}: median and range over {len(runs)}")
     print(f"{'stage':<44}{'median':>9}{'':<2}{'range':>18}")
     for s in STAGES:
         row(s, [r.timings.get(s, 0.0) for r in runs])
@@ -484,33 +503,52 @@ def run(args: argparse.Namespace) -> int:
             f"at {args.matrix}x{args.matrix}",
             flush=True,
         )
-        study = make_phantom(
-            args.seed_start, args.matrix, args.slices, args.max_seeds, work / "study"
+        studies = make_phantom(
+            args.seed_start, args.matrix, args.slices, args.max_seeds, work / "study", args.studies
         )
-        print(f"phantom: seed {study.seed}, shape {study.shape}, written to {study.ct_dir}")
-        runs: list[Figures] = []
+        first = studies[0]
+        print(f"phantom: seed {first.seed}, shape {first.shape}, written to {first.ct_dir}")
+        if len(studies) > 1:
+            print(f"  and {len(studies) - 1} copies under other patient IDs (other UIDs)")
+        measured: list[list[Figures]] = []  # per run, per study
         failed = 0
         for n in range(1, args.runs + 1):
             if args.runs > 1:
                 print(f"\n-- run {n} of {args.runs} --", flush=True)
-            code, figures = run_once(args, study, work / f"run-{n}")
-            failed += code != 0
-            runs.append(figures)
-        if args.runs > 1:
-            summary(runs)
+            codes, figures = run_once(args, studies, work / f"run-{n}")
+            failed += sum(code != 0 for code in codes)
+            measured.append(figures)
+        if args.studies > 1:
+            summary(
+                [run[0] for run in measured],
+                "the first study after start (a fresh Orthanc and PreRead process each run)",
+            )
+            summary(
+                [f for run in measured for f in run[1:]],
+                "the later studies, read by a process that has read one before",
+            )
+        elif args.runs > 1:
+            summary(
+                [run[0] for run in measured], "over the runs (a fresh Orthanc and PreRead each)"
+            )
         return 1 if failed else 0
     finally:
         remove_work(work, keep=args.keep)
 
 
-def run_once(args: argparse.Namespace, study: PhantomStudy, work: Path) -> tuple[int, Figures]:
-    """One measurement: a fresh Orthanc and PreRead process, the study sent, its job's figures
-    reported; the exit code (0: the job was done) and the figures."""
+def run_once(
+    args: argparse.Namespace, studies: list[PhantomStudy], work: Path
+) -> tuple[list[int], list[Figures]]:
+    """One measurement: a fresh Orthanc and PreRead process, the studies sent one after
+    another, each one's job reported; per study, the exit code (0: the job was done) and the
+    figures."""
     from dicom_gateway.orthanc_server import DicomPeer, OrthancConfig, OrthancServer
     from dicom_gateway.source import orthanc_id
 
     child: Child | None = None
     server: OrthancServer | None = None
+    codes: list[int] = []
+    figures: list[Figures] = []
     try:
         server = OrthancServer(
             OrthancConfig(
@@ -528,7 +566,7 @@ def run_once(args: argparse.Namespace, study: PhantomStudy, work: Path) -> tuple
                 work / "preread",
                 args.models_dir,
                 poll_interval_s=args.poll_interval,
-                study_uid=study.study_uid,
+                study_uids=[study.study_uid for study in studies],
                 job_timeout_s=args.timeout,
             ),
             work / "preread.log",
@@ -539,19 +577,23 @@ def run_once(args: argparse.Namespace, study: PhantomStudy, work: Path) -> tuple
             f"RSS {int(ready['rss_kb']) * 1024 / GB:.2f} GB",
             flush=True,
         )
-        send_s = send(study.ct_dir, server.aet, server.dicom_port, timeout_s=args.send_timeout)
-        print(f"sent: {study.n_files} instances in {send_s:.2f} s", flush=True)
-        study_id = orthanc_id(study.patient_id, study.study_uid)
-        with server.client() as client:
-            stable = wait_stable(client, study_id, child, args.stable_age + args.stable_timeout)
-            print(f"StableStudy seen (change {stable.seq}); waiting for the job", flush=True)
-            done = child.event(args.timeout + 60, "finished job")
-            sr_in_orthanc = "no"
-            if done["sr_series_id"]:
-                sr = client.series(done["sr_series_id"])
-                sr_in_orthanc = f"yes ({sr.modality}, {sr.instance_count} instance)"
-        code = report(args, study, send_s, ready, stable, done, sr_in_orthanc)
-        return code, Figures.of(stable, done)
+        for number, study in enumerate(studies, start=1):
+            if len(studies) > 1:
+                print(f"\n- study {number} of {len(studies)} ({study.patient_id})", flush=True)
+            send_s = send(study.ct_dir, server.aet, server.dicom_port, timeout_s=args.send_timeout)
+            print(f"sent: {study.n_files} instances in {send_s:.2f} s", flush=True)
+            study_id = orthanc_id(study.patient_id, study.study_uid)
+            with server.client() as client:
+                stable = wait_stable(client, study_id, child, args.stable_age + args.stable_timeout)
+                print(f"StableStudy seen (change {stable.seq}); waiting for the job", flush=True)
+                done = child.event(args.timeout + 60, "finished job")
+                sr_in_orthanc = "no"
+                if done["sr_series_id"]:
+                    sr = client.series(done["sr_series_id"])
+                    sr_in_orthanc = f"yes ({sr.modality}, {sr.instance_count} instance)"
+            codes.append(report(args, study, send_s, ready, stable, done, sr_in_orthanc))
+            figures.append(Figures.of(stable, done))
+        return codes, figures
     finally:
         if child is not None:
             child.stop()
@@ -586,6 +628,13 @@ def main() -> int:
         type=_positive,
         default=1,
         help="measure N times (fresh Orthanc and PreRead each) and end with medians and ranges",
+    )
+    ap.add_argument(
+        "--studies",
+        type=_positive,
+        default=1,
+        help="send N copies of the phantom (other UIDs) one after another to the same PreRead "
+        "process: the first study after start, then the steady state",
     )
     ap.add_argument("--keep", action="store_true", help="keep the work folder (study, logs)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
