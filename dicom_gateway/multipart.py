@@ -127,7 +127,7 @@ class RelatedParser:
         if self._state is _State.PREAMBLE:
             return self._preamble()
         if self._state is _State.HEADERS:
-            return self._headers()
+            return self._part_start()
         if self._state is _State.LENGTH:
             return self._closed_by_length(parts)
         return self._search(parts)
@@ -145,7 +145,7 @@ class RelatedParser:
         self._state = _State.HEADERS
         return True
 
-    def _headers(self) -> bool:
+    def _part_start(self) -> bool:
         """After a delimiter: the close delimiter, or a part's headers."""
         buffer = self._buffer
         part = self._count + 1
