@@ -180,6 +180,9 @@ class TypeRuleSpec(_Strict):
     solid_hu: float
     solid_fraction: Annotated[float, Field(gt=0, le=1)]
     ggo_fraction: Annotated[float, Field(ge=0, lt=1)]
+    #: the shares are taken over the nodule's interior, this deep inside its mask (mm; 0: the
+    #: whole mask, as every package before 2.16.0)
+    rim_mm: Annotated[float, Field(ge=0, le=5)] = 0.0
 
 
 class HarmonizeSpec(_Strict):

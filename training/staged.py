@@ -244,6 +244,9 @@ class StagedConfig(_Strict):
     #: model grid are smoothed down to it, in mining, validation, evaluation and serving alike
     harmonize: HarmonizeSpec | None = None
     validation: ValidationConfig | None = None
+    #: the type rule's rim (``inference.measure``): the solid share of each validation nodule
+    #: is taken this deep inside its mask, and the card's rule carries it (0: the whole mask)
+    type_rim_mm: float = Field(default=0.0, ge=0, le=5)
     #: a published package whose classifier threshold and type rule this build keeps instead
     #: of choosing them on validation phantoms (a classifier fine-tuned from that package's on
     #: a few reviewed cases: the held-out comparison and the promotion gate judge the result)
@@ -828,7 +831,9 @@ def validate(
 ) -> Validation:
     assert cfg.validation is not None
     predictor = serving_predictor(package)
-    probe = TypeRule(solid_hu=SOLID_HU, solid_fraction=1.0, ggo_fraction=0.0)
+    probe = TypeRule(
+        solid_hu=SOLID_HU, solid_fraction=1.0, ggo_fraction=0.0, rim_mm=cfg.type_rim_mm
+    )
     results: list[ScanResult] = []
     shares: list[tuple[float, str]] = []
     seeds = list(cfg.validation.seeds)
@@ -914,9 +919,10 @@ def kept_operating_point(
     return out
 
 
-def choose_type_rule(shares: list[tuple[float, str]]) -> TypeRuleSpec:
+def choose_type_rule(shares: list[tuple[float, str]], rim_mm: float = 0.0) -> TypeRuleSpec:
     """The (solid, ground-glass) share thresholds with the best accuracy on validation
-    nodules (of the tied best, the middle ones)."""
+    nodules (of the tied best, the middle ones); ``rim_mm``: the rim the shares were read with,
+    which the rule carries."""
     values = np.array([s for s, _ in shares], dtype=np.float64)
     truth = np.array([t for _, t in shares])
     grid: list[tuple[float, float, float]] = []
@@ -935,7 +941,10 @@ def choose_type_rule(shares: list[tuple[float, str]]) -> TypeRuleSpec:
     gfs = sorted({gf for a, s_, gf in grid if a == top and s_ == sf})
     best = (top, sf, gfs[len(gfs) // 2])
     return TypeRuleSpec(
-        solid_hu=SOLID_HU, solid_fraction=round(best[1], 3), ggo_fraction=round(best[2], 3)
+        solid_hu=SOLID_HU,
+        solid_fraction=round(best[1], 3),
+        ggo_fraction=round(best[2], 3),
+        rim_mm=rim_mm,
     )
 
 
@@ -993,7 +1002,7 @@ def build(config: Path, progress: Progress | None = None, datasets: ReviewDatase
         )
         found = validate(cfg, probe, progress)
         threshold = operating_point(found.scans, cfg.validation.max_fp_per_scan)
-        rule = choose_type_rule(found.shares)
+        rule = choose_type_rule(found.shares, cfg.type_rim_mm)
         at = summarize_validation(found.scans, threshold)
         layout.validation.write_text(
             json.dumps(

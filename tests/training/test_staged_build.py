@@ -54,6 +54,7 @@ BUILD = {
     "nodule_patches": {"seed": 50, "count": 2, "copies": 2, **SMALL},
     "classifier": {"iterations": 8, "batch_size": 8, "width": 4, "seed": 1},
     "validation": {"seed": 60, "count": 2, "max_fp_per_scan": 1.0, **SMALL},
+    "type_rim_mm": 2.0,  # the validation shares and the card's rule: over the interior
     "evaluation": {
         "held_out": {"seed": 70, "count": 2, **SMALL},
         "robustness": {"seed": 80, "count": 1, **SMALL},
@@ -104,7 +105,7 @@ def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
     assert [s.name for s in card.stages] == ["fpr"]
     assert 0.0 < card.stages[0].threshold < 1.0
     assert card.stages[0].onnx.max_abs_diff_vs_torch < 1e-3
-    assert card.pipeline.type_rule is not None
+    assert card.pipeline.type_rule is not None and card.pipeline.type_rule.rim_mm == 2.0
     assert card.inference.roi_size_vox == (48, 48, 48) and card.inference.overlap == 0.125
     assert card.pipeline.harmonize is not None and card.pipeline.harmonize.max_noise_hu == 400.0
     chosen = json.loads((tmp_path / "run" / "validation.json").read_text())
