@@ -39,7 +39,7 @@ import json
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -76,7 +76,7 @@ from inference.predict import Prediction, Predictor
 from inference.preprocess import to_model_grid
 from training.config import TrainConfig, load_config
 from training.errors import ConfigError, TrainingError
-from training.evaluate import EvalScan, ScanResult, operating_point, score_scan
+from training.evaluate import EvalScan, NoduleResult, ScanResult, operating_point, score_scan
 from training.export import check_parity, export_onnx
 from training.fpr import (
     FINAL as FPR_FINAL,
@@ -98,6 +98,7 @@ from training.train import load_weights, network_from_package, select_device
 
 if TYPE_CHECKING:
     from preread.datasets import DatasetManifest
+    from preread.domain import Geometry
     from training.phantoms import Phantom
 
 #: dataset versions built from reviews, resolved and authorized by the caller (the CLI checks
@@ -826,6 +827,24 @@ class Validation:
     shares: list[tuple[float, str]]
 
 
+def typed_crops(
+    prediction: Prediction, nodules: Sequence[NoduleResult], hu: npt.NDArray[np.float32]
+) -> Iterator[tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32], Geometry, str]]:
+    """For each relevant nodule a finding hits (``nodules``: :func:`training.evaluate.
+    score_scan`'s for ``prediction``): the finding's mask in its box, the HU there (``hu``: the
+    scan on the model grid), the box's geometry and the nodule's true type."""
+    by_label = {f.label: f for f in prediction.findings}
+    for n in nodules:
+        f = by_label.get(n.finding_label) if n.finding_label is not None else None
+        if not n.relevant or f is None or f.bbox_kji is None:
+            continue
+        (k0, j0, i0), (k1, j1, i1) = f.bbox_kji
+        box = (slice(k0, k1), slice(j0, j1), slice(i0, i1))
+        mask = prediction.labels[box] == f.label
+        if mask.any():
+            yield mask, hu[box], prediction.model_geometry.crop(box), n.type
+
+
 def validate(
     cfg: StagedConfig, package: ModelPackage, progress: Progress | None = None
 ) -> Validation:
@@ -844,17 +863,8 @@ def validate(
         sr, nodules = score_scan(scan, pred)
         results.append(sr)
         hu = to_model_grid(ph.volume, package.card.input).hu
-        by_label = {f.label: f for f in pred.findings}
-        for n in nodules:
-            f = by_label.get(n.finding_label) if n.finding_label is not None else None
-            if not n.relevant or f is None or f.bbox_kji is None:
-                continue
-            (k0, j0, i0), (k1, j1, i1) = f.bbox_kji
-            box = (slice(k0, k1), slice(j0, j1), slice(i0, i1))
-            mask = pred.labels[box] == f.label
-            if mask.any():
-                share = nodule_type(mask, hu[box], pred.model_geometry.crop(box), probe)
-                shares.append((share.solid_share, n.type))
+        for mask, crop_hu, geometry, kind in typed_crops(pred, nodules, hu):
+            shares.append((nodule_type(mask, crop_hu, geometry, probe).solid_share, kind))
         if progress:
             progress("validation", done + 1, len(seeds))
     return Validation(results, shares)

@@ -83,7 +83,7 @@ def validation_crops(count: int) -> Iterator[Crop]:
     ``count`` validation phantoms (as ``training.staged.validate`` collects them)."""
     from training.evaluate import EvalScan, score_scan
     from training.phantoms import generate_phantom
-    from training.staged import serving_predictor
+    from training.staged import serving_predictor, typed_crops
 
     package = Registry(ROOT / "models").find("lung-nodule", None)
     predictor = serving_predictor(package)
@@ -92,16 +92,8 @@ def validation_crops(count: int) -> Iterator[Crop]:
         pred = predictor.predict(ph.volume)
         _, nodules = score_scan(EvalScan(f"phantom-{seed}", ph.volume, ph.label, ph.nodules), pred)
         hu = to_model_grid(ph.volume, package.card.input).hu
-        by_label = {f.label: f for f in pred.findings}
-        for n in nodules:
-            f = by_label.get(n.finding_label) if n.finding_label is not None else None
-            if not n.relevant or f is None or f.bbox_kji is None:
-                continue
-            (k0, j0, i0), (k1, j1, i1) = f.bbox_kji
-            box = (slice(k0, k1), slice(j0, j1), slice(i0, i1))
-            mask = pred.labels[box] == f.label
-            if mask.any():
-                yield Crop(mask, hu[box], pred.model_geometry.crop(box), n.type)
+        for mask, crop_hu, geometry, kind in typed_crops(pred, nodules, hu):
+            yield Crop(mask, crop_hu, geometry, kind)
 
 
 def shares(crops: list[Crop], rim_mm: float) -> list[tuple[float, str]]:
