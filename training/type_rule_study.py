@@ -12,8 +12,9 @@ on that set (as a build picks it on the validation set), and of that rule on the
 The masks are on the model grid, as served; the shares come from
 :func:`inference.measure.nodule_type` itself.
 
-Run: ``.venv/bin/python -m training.type_rule_study`` (``--help`` for the options; ~10 min
-on 2 cores with the validation scans). Prints a table; asserts nothing.
+Run: ``.venv/bin/python -m training.type_rule_study`` (``--help`` for the options; the
+defaults took ~30 min on 2 cores beside a model build, about half of it the validation scans).
+Prints a table; asserts nothing.
 """
 
 from __future__ import annotations
