@@ -929,21 +929,26 @@ def kept_operating_point(
     return out
 
 
+def type_accuracy(shares: list[tuple[float, str]], solid: float, ggo: float) -> float:
+    """The share of ``(solid share, true type)`` pairs a rule with these thresholds types right
+    (solid at ``solid`` or above, ground-glass below ``ggo``, part-solid between)."""
+    if not shares:
+        return 0.0
+    values = np.array([s for s, _ in shares], dtype=np.float64)
+    truth = np.array([t for _, t in shares])
+    subsolid = np.where(values < ggo, "ground-glass", "part-solid")
+    return float(np.mean(np.where(values >= solid, "solid", subsolid) == truth))
+
+
 def choose_type_rule(shares: list[tuple[float, str]], rim_mm: float = 0.0) -> TypeRuleSpec:
     """The (solid, ground-glass) share thresholds with the best accuracy on validation
     nodules (of the tied best, the middle ones); ``rim_mm``: the rim the shares were read with,
     which the rule carries."""
-    values = np.array([s for s, _ in shares], dtype=np.float64)
-    truth = np.array([t for _, t in shares])
     grid: list[tuple[float, float, float]] = []
     for sf in np.arange(0.20, 0.951, 0.01):
         for gf in np.arange(0.0, 0.2001, 0.005):
-            if gf >= sf:
-                continue
-            subsolid = np.where(values < gf, "ground-glass", "part-solid")
-            guess = np.where(values >= sf, "solid", subsolid)
-            acc = float(np.mean(guess == truth)) if len(truth) else 0.0
-            grid.append((acc, float(sf), float(gf)))
+            if gf < sf:
+                grid.append((type_accuracy(shares, sf, gf), float(sf), float(gf)))
     top = max(a for a, _, _ in grid)
     # the middle of the best plateau, not its edge: the margin generalises better
     sfs = sorted({sf for a, sf, _ in grid if a == top})

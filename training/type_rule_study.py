@@ -5,7 +5,7 @@ the nodule's mask), on three sets of nodules ≥ 6 mm, none of them held-out or 
 * ``train``: the true masks of ``train``-profile phantoms (the detector's training seeds),
 * ``wide``: the true masks of ``wide``-profile phantoms (the scanners beside the training's),
 * ``validation``: the masks the served model segments on the validation phantoms of the build
-  (``--validation N``: its first N; 0 skips them, they take ~15 s a scan).
+  ``--config`` (the default's; ``--validation N``: its first N; 0 skips them, ~15 s a scan).
 
 For each rim and set: the accuracy of the rule :func:`training.staged.choose_type_rule` picks
 on that set (as a build picks it on the validation set), and of that rule on the other sets.
@@ -35,11 +35,11 @@ from inference.preprocess import to_model_grid
 from inference.registry import Registry
 from inference.resample import resample
 from preread.domain import Geometry
-from training.staged import choose_type_rule
+from training.evaluate import RELEVANT_MM
+from training.staged import SeedRange, choose_type_rule, load_staged_config, type_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
-RELEVANT_MM = 6.0
-VALIDATION_SEED = 800_000  # the staged builds' validation phantoms (training/configs)
+DEFAULT_CONFIG = ROOT / "training" / "configs" / "lung-nodule-2.16.yaml"
 
 
 @dataclass(frozen=True)
@@ -79,17 +79,17 @@ def true_crops(seed: int, profile: str, spec: InputSpec) -> list[Crop]:
     return out
 
 
-def validation_crops(count: int) -> Iterator[Crop]:
+def validation_crops(validation: SeedRange, count: int) -> Iterator[Crop]:
     """The newest lung-nodule package's masks of the relevant nodules it finds on the first
-    ``count`` validation phantoms (as ``training.staged.validate`` collects them)."""
+    ``count`` of a build's ``validation`` phantoms (as ``training.staged.validate`` collects
+    them)."""
     from training.evaluate import EvalScan, score_scan
-    from training.phantoms import generate_phantom
     from training.staged import serving_predictor, typed_crops
 
     package = Registry(ROOT / "models").find("lung-nodule", None)
     predictor = serving_predictor(package)
-    for seed in range(VALIDATION_SEED, VALIDATION_SEED + count):
-        ph = generate_phantom(seed, matrix=512)
+    for seed in list(validation.seeds)[:count]:
+        ph = validation.phantom(seed)
         pred = predictor.predict(ph.volume)
         _, nodules = score_scan(EvalScan(f"phantom-{seed}", ph.volume, ph.label, ph.nodules), pred)
         hu = to_model_grid(ph.volume, package.card.input).hu
@@ -102,13 +102,6 @@ def shares(crops: list[Crop], rim_mm: float) -> list[tuple[float, str]]:
     return [(nodule_type(c.mask, c.hu, c.geometry, probe).solid_share, c.type) for c in crops]
 
 
-def accuracy(values: list[tuple[float, str]], solid: float, ggo: float) -> float:
-    share = np.array([v for v, _ in values])
-    truth = np.array([t for _, t in values])
-    guess = np.where(share >= solid, "solid", np.where(share < ggo, "ground-glass", "part-solid"))
-    return float(np.mean(guess == truth))
-
-
 def _seeds(text: str) -> range:
     start, _, stop = text.partition(":")
     return range(int(start), int(stop))
@@ -118,6 +111,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train-seeds", type=_seeds, default=range(1000, 1100), help="A:B")
     ap.add_argument("--wide-seeds", type=_seeds, default=range(3000, 3060), help="A:B")
+    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="a staged build config")
     ap.add_argument("--validation", type=int, default=30, help="validation scans (0: none)")
     ap.add_argument("--rims", default="0,1,1.5,2,2.5,3", help="rims in mm, comma-separated")
     ap.add_argument("--workers", type=int, default=2)
@@ -129,7 +123,10 @@ def main() -> None:
             jobs = [pool.submit(true_crops, s, name, spec) for s in seeds]
             sets[name] = [c for j in jobs for c in j.result()]
     if args.validation:
-        sets["validation"] = list(validation_crops(args.validation))
+        validation = load_staged_config(args.config)[0].validation
+        if validation is None:
+            raise SystemExit(f"{args.config}: the build has no validation phantoms")
+        sets["validation"] = list(validation_crops(validation, args.validation))
     for name, crops in sets.items():
         kinds = ("solid", "part-solid", "ground-glass")
         counts = {t: sum(c.type == t for c in crops) for t in kinds}
@@ -143,7 +140,8 @@ def main() -> None:
         for chosen_on in names:
             rule = choose_type_rule(values[chosen_on], rim)
             row = [
-                f"{accuracy(values[n], rule.solid_fraction, rule.ggo_fraction):.3f}" for n in names
+                f"{type_accuracy(values[n], rule.solid_fraction, rule.ggo_fraction):.3f}"
+                for n in names
             ]
             print(
                 f"| {rim:g} | {chosen_on} ({rule.solid_fraction:g}, {rule.ggo_fraction:g}) | "

@@ -17,7 +17,7 @@ from inference.registry import Registry
 from tests.inference.tiny_model import write_tiny_package
 from training.compare import compare_and_publish
 from training.errors import ConfigError, TrainingError
-from training.staged import build, load_staged_config
+from training.staged import build, choose_type_rule, load_staged_config, type_accuracy
 
 pytestmark = pytest.mark.train
 
@@ -90,6 +90,16 @@ def test_serving_windows_the_network_cannot_take_are_refused(tmp_path: Path) -> 
     doc = {**BUILD, "roi_size_vox": 50}  # the detector halves its input twice: 4 divides it
     with pytest.raises(ConfigError, match="roi_size_vox 50 is not divisible by 4"):
         load_staged_config(_write(tmp_path, doc))
+
+
+def test_the_type_rule_is_chosen_where_the_shares_separate() -> None:
+    shares = [(0.95, "solid")] * 5 + [(0.3, "part-solid")] * 3 + [(0.02, "ground-glass")] * 4
+    rule = choose_type_rule(shares, 2.0)
+    assert rule.rim_mm == 2.0
+    assert 0.3 < rule.solid_fraction <= 0.95 and 0.02 < rule.ggo_fraction <= 0.3
+    assert type_accuracy(shares, rule.solid_fraction, rule.ggo_fraction) == 1.0
+    # too low a solid threshold: the part-solid read as solid, the ground glass as part-solid
+    assert type_accuracy(shares, 0.2, 0.01) == 5 / 12
 
 
 def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
