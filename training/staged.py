@@ -248,6 +248,11 @@ class StagedConfig(_Strict):
     #: the type rule's rim (``inference.measure``): the solid share of each validation nodule
     #: is taken this deep inside its mask, and the card's rule carries it (0: the whole mask)
     type_rim_mm: float = Field(default=0.0, ge=0, le=5)
+    #: the smallest detector component that is a candidate, into the card's
+    #: ``thresholds.min_volume_mm3`` (default: the detector config's ``postprocess``): the
+    #: detector's faint response to a subtle nodule can be a handful of voxels, and the
+    #: classifier, not the component's size, tells a nodule from noise
+    candidate_min_volume_mm3: float | None = Field(default=None, gt=0)
     #: a published package whose classifier threshold and type rule this build keeps instead
     #: of choosing them on validation phantoms (a classifier fine-tuned from that package's on
     #: a few reviewed cases: the held-out comparison and the promotion gate judge the result)
@@ -459,7 +464,9 @@ def detector_package(cfg: StagedConfig, detector: TrainConfig, layout: Layout) -
             ),
             "thresholds": Thresholds(
                 probability=cfg.candidate_probability,
-                min_volume_mm3=detector.postprocess.min_volume_mm3,
+                min_volume_mm3=detector.postprocess.min_volume_mm3
+                if cfg.candidate_min_volume_mm3 is None
+                else cfg.candidate_min_volume_mm3,
             ),
             "pipeline": PipelineSpec(
                 postprocess="components", lung_mask=True, harmonize=cfg.harmonize

@@ -152,9 +152,11 @@ def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
     assert sources and sources <= {"truth", "calcified"}
 
     # a build that re-uses the published classifier: no mining, the same classifier weights,
-    # read in the 16 views its card then names (validation chooses the threshold with them)
+    # read in the 16 views its card then names (validation chooses the threshold with them),
+    # behind candidates down to 2 mm³ (the detector config's 10 mm³ before)
     reuse = {k: v for k, v in BUILD.items() if k not in ("mining", "nodule_patches")}
     reuse |= {"version": "0.0.4", "classifier_from": str(published), "output_dir": "reuse"}
+    reuse["candidate_min_volume_mm3"] = 2.0
     reuse["classifier"] = {"iterations": 8, "batch_size": 8, "width": 4, "test_views": 16}
     steps.clear()
     reused = ModelPackage.load(build(_write(tmp_path, reuse), lambda s, d, t: steps.append(s)))
@@ -163,6 +165,7 @@ def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
     assert reused.card.training.extra["classifier_from"] == "tiny-nodule@0.0.3"
     assert reused.card.version == "0.0.4"
     assert (reused.card.stages[0].test_views, card.stages[0].test_views) == (16, 4)
+    assert (reused.card.thresholds.min_volume_mm3, card.thresholds.min_volume_mm3) == (2.0, 10.0)
     wrong = reuse | {"classifier": {"width": 8}, "output_dir": "wrong"}
     with pytest.raises(ConfigError, match="not a width-8 classifier"):
         build(_write(tmp_path, wrong))

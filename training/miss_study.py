@@ -1,0 +1,191 @@
+"""Where a staged package loses the held-out nodules it misses: which step of the pipeline each
+one never passed.
+
+For every nodule ≥ 6 mm (not calcified) that the package's ``evaluation.json`` counts as missed
+at its operating point, the phantom is generated again (the evaluation's own seed, matrix and
+profile), read by the package through the serving path (every candidate kept, as the
+evaluation reads it), and the nodule is put in the first step it did not pass, in the order of
+:func:`inference.postprocessors.lung_nodules`:
+
+1. ``no response``: the detector's probability stays below the candidate threshold everywhere
+   within the nodule's hit radius (max(long axis / 2, 2 mm), the LUNA16 rule);
+2. ``too small``: it reaches the threshold there, but only in components smaller than the
+   card's ``thresholds.min_volume_mm3``;
+3. ``off the lungs``: a component large enough, whose candidates lie beyond the lung margin;
+4. ``candidate off-centre``: no candidate centre within the hit radius (the component holds
+   a vessel or the chest wall beside the nodule, and its centroid lies beyond it);
+5. ``finding off-centre``: a candidate within the radius, but no finding there (its
+   segmentation, refined from the pixels, is centred elsewhere or lies under a finding ranked
+   above it);
+6. ``below the cut``: a finding within the radius that scores below the operating point.
+
+Run: ``.venv/bin/python -m training.miss_study [PACKAGE]`` (default: the newest installed
+lung-nodule; ~10 s a scan). Prints one line per missed nodule and the count per step; asserts
+nothing. The held-out scans are read, never chosen on: this is a diagnosis, not a tuning step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from inference.package import ModelPackage
+from inference.postprocessors import LUNG_MARGIN_MM, nodule_candidates
+from inference.predict import Prediction
+from inference.registry import Registry
+from preread.domain import TruthNodule
+from training.evaluate import HIT_FLOOR_MM, RELEVANT_MM
+
+STEPS = (
+    "no response",
+    "too small",
+    "off the lungs",
+    "candidate off-centre",
+    "finding off-centre",
+    "below the cut",
+)
+_STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class Where:
+    """The step a nodule did not pass, and what the detector drew on it."""
+
+    step: str
+    peak: float  # the detector's highest probability within the hit radius
+    component_voxels: int  # the largest component at the threshold touching the radius
+
+
+def missed(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The evaluation's nodules ≥ 6 mm, not calcified, not found at its operating point."""
+    cut = float(doc.get("min_probability") or 0.0)
+    return [
+        n
+        for n in doc["nodules"]
+        if not n["calcified"]
+        and n["long_axis_mm"] >= RELEVANT_MM
+        and (not n["detected"] or (n["probability"] or 0.0) < cut)
+    ]
+
+
+def _within(shape: tuple[int, ...], centre: npt.NDArray[np.float64], radius: float) -> Any:
+    """The box around ``centre`` (voxel indices) and the ball of ``radius`` voxels in it."""
+    lo = np.maximum(np.floor(centre - radius).astype(int), 0)
+    hi = np.minimum(np.ceil(centre + radius).astype(int) + 1, shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    grid = np.ogrid[box]
+    d2 = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True))
+    return box, d2 <= radius**2
+
+
+def locate(prediction: Prediction, package: ModelPackage, nodule: TruthNodule) -> Where:
+    """The first pipeline step ``nodule`` did not pass in ``prediction`` (module docstring).
+
+    The model grid is isotropic (the staged cards' 1 mm), so a radius in mm is one in voxels
+    divided by the spacing."""
+    card = package.card
+    geometry = prediction.model_geometry
+    spacing = float(geometry.spacing[0])
+    threshold = card.pipeline.candidate_probability or card.thresholds.probability
+    radius_mm = max(nodule.long_axis_mm / 2.0, HIT_FLOOR_MM)
+    centre = geometry.lps_to_index(np.asarray([nodule.center_lps_mm]))[0]
+    box, ball = _within(geometry.shape, centre, radius_mm / spacing)
+    prob = prediction.probability
+    peak = float(prob[box][ball].max(initial=0.0))
+    fg = prob >= threshold
+    components, _ = ndimage.label(fg, structure=_STRUCTURE_26)
+    touching = np.unique(components[box][ball & fg[box]])
+    sizes = ndimage.sum_labels(fg, components, touching) if touching.size else np.zeros(0)
+    largest = int(max(sizes, default=0))
+    min_voxels = max(1, int(np.ceil(card.thresholds.min_volume_mm3 / geometry.voxel_volume_mm3)))
+
+    def near(points: Iterable[tuple[float, float, float]]) -> bool:
+        return any(np.linalg.norm(np.subtract(p, centre)) * spacing <= radius_mm for p in points)
+
+    def hit(step: str) -> Where:
+        return Where(step, round(peak, 3), largest)
+
+    if peak < threshold:
+        return hit("no response")
+    if largest < min_voxels:
+        return hit("too small")
+    found, kept = nodule_candidates(
+        prob,
+        prediction.lungs,
+        geometry,
+        threshold=threshold,
+        min_volume_mm3=card.thresholds.min_volume_mm3,
+    )
+    ours = [c for c in found.candidates if c.component in set(touching.tolist())]
+    if ours and not any(c in kept for c in ours):
+        return hit("off the lungs")
+    if not near(c.centre_kji for c in kept):
+        return hit("candidate off-centre")
+    on_grid = [geometry.lps_to_index(np.asarray([f.center_lps_mm]))[0] for f in prediction.findings]
+    if not near(tuple(p) for p in on_grid):
+        return hit("finding off-centre")
+    return hit("below the cut")
+
+
+def study(package: ModelPackage) -> list[Where]:
+    """Every missed held-out nodule of ``package``'s evaluation, located; one line each."""
+    from preread.models import predictor_for
+    from preread.settings import Settings
+    from training.phantoms import generate_phantom
+
+    doc = json.loads(package.evaluation_path.read_text())
+    data = doc["data"]
+    if data.get("source") != "phantoms":
+        raise SystemExit(f"{package.evaluation_path}: not an evaluation on generated phantoms")
+    by_case: dict[str, list[dict[str, Any]]] = {}
+    for n in missed(doc):
+        by_case.setdefault(n["case_id"], []).append(n)
+    predictor = predictor_for(package, Settings(), full_probability=True, all_candidates=True)
+    out: list[Where] = []
+    for case_id, rows in sorted(by_case.items()):
+        seed = int(case_id.rsplit("-", 1)[1])
+        ph = generate_phantom(seed, matrix=int(data["matrix"]), profile=data["profile"])
+        prediction = predictor.predict(ph.volume)
+        for row in rows:
+            nodule = next(n for n in ph.nodules if n.label == row["label"])
+            where = locate(prediction, package, nodule)
+            out.append(where)
+            print(
+                f"{case_id} nodule {nodule.label}: {nodule.type}, {row['attachment']}, "
+                f"{nodule.long_axis_mm:.1f} mm: {where.step} (detector peak {where.peak}, "
+                f"largest component {where.component_voxels} voxels)",
+                flush=True,
+            )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "package", nargs="?", help="package folder (default: the newest installed lung-nodule)"
+    )
+    args = parser.parse_args(argv)
+    if args.package:
+        package = ModelPackage.load(Path(args.package))
+    else:
+        from preread.settings import Settings
+
+        package = Registry(Settings().models_dir).find("lung-nodule", None)
+    print(f"{package.card.id}@{package.card.version}: missed held-out nodules (lung margin "
+          f"{LUNG_MARGIN_MM} mm)")  # fmt: skip
+    counts = Counter(m.step for m in study(package))
+    for step in STEPS:
+        print(f"{step:>22}: {counts.get(step, 0)}")
+
+
+if __name__ == "__main__":
+    main()
