@@ -11,7 +11,8 @@ evaluation reads it), and the nodule is put in the first step it did not pass, i
    within the nodule's hit radius (max(long axis / 2, 2 mm), the LUNA16 rule);
 2. ``too small``: it reaches the threshold there, but only in components smaller than the
    card's ``thresholds.min_volume_mm3``;
-3. ``off the lungs``: a component large enough, whose candidates lie beyond the lung margin;
+3. ``off the lungs``: a component large enough, none of whose candidates is kept (centred
+   beyond the lung margin; or split, with no point deep enough);
 4. ``candidate off-centre``: no candidate centre within the hit radius (the component holds
    a vessel or the chest wall beside the nodule, and its centroid lies beyond it);
 5. ``finding off-centre``: a candidate within the radius, but no finding there (its
@@ -29,7 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,12 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from inference.card import ModelCard
+from inference.lungs import LungMask
 from inference.package import ModelPackage
 from inference.postprocessors import LUNG_MARGIN_MM, nodule_candidates
-from inference.predict import Prediction
 from inference.registry import Registry
-from preread.domain import TruthNodule
+from preread.domain import Geometry, TruthNodule, Vec3
 from training.evaluate import HIT_FLOOR_MM, RELEVANT_MM
 
 STEPS = (
@@ -87,53 +89,58 @@ def _within(shape: tuple[int, ...], centre: npt.NDArray[np.float64], radius: flo
     return box, d2 <= radius**2
 
 
-def locate(prediction: Prediction, package: ModelPackage, nodule: TruthNodule) -> Where:
-    """The first pipeline step ``nodule`` did not pass in ``prediction`` (module docstring).
+def locate(
+    probability: npt.NDArray[np.float32],
+    lungs: LungMask | None,
+    geometry: Geometry,
+    finding_centres_lps: Sequence[Vec3],
+    card: ModelCard,
+    nodule: TruthNodule,
+) -> Where:
+    """The first pipeline step ``nodule`` did not pass (module docstring), given what a staged
+    ``card``'s package drew on the model grid: the detector's ``probability``, the ``lungs``
+    and the centres of every finding (every candidate kept, whatever its score).
 
-    The model grid is isotropic (the staged cards' 1 mm), so a radius in mm is one in voxels
-    divided by the spacing."""
-    card = package.card
-    geometry = prediction.model_geometry
+    The model grid is isotropic (the staged cards' 1 mm): a radius in mm is one in voxels
+    times the spacing."""
     spacing = float(geometry.spacing[0])
     threshold = card.pipeline.candidate_probability or card.thresholds.probability
     radius_mm = max(nodule.long_axis_mm / 2.0, HIT_FLOOR_MM)
     centre = geometry.lps_to_index(np.asarray([nodule.center_lps_mm]))[0]
     box, ball = _within(geometry.shape, centre, radius_mm / spacing)
-    prob = prediction.probability
-    peak = float(prob[box][ball].max(initial=0.0))
-    fg = prob >= threshold
+    peak = float(probability[box][ball].max(initial=0.0))
+    fg = probability >= threshold
     components, _ = ndimage.label(fg, structure=_STRUCTURE_26)
     touching = np.unique(components[box][ball & fg[box]])
-    sizes = ndimage.sum_labels(fg, components, touching) if touching.size else np.zeros(0)
+    sizes = ndimage.sum_labels(fg, components, touching) if touching.size else []
     largest = int(max(sizes, default=0))
     min_voxels = max(1, int(np.ceil(card.thresholds.min_volume_mm3 / geometry.voxel_volume_mm3)))
 
-    def near(points: Iterable[tuple[float, float, float]]) -> bool:
-        return any(np.linalg.norm(np.subtract(p, centre)) * spacing <= radius_mm for p in points)
+    def near(kji: Iterable[npt.ArrayLike]) -> bool:
+        return any(np.linalg.norm(np.subtract(p, centre)) * spacing <= radius_mm for p in kji)
 
-    def hit(step: str) -> Where:
+    def where(step: str) -> Where:
         return Where(step, round(peak, 3), largest)
 
     if peak < threshold:
-        return hit("no response")
+        return where("no response")
     if largest < min_voxels:
-        return hit("too small")
+        return where("too small")
     found, kept = nodule_candidates(
-        prob,
-        prediction.lungs,
+        probability,
+        lungs,
         geometry,
         threshold=threshold,
         min_volume_mm3=card.thresholds.min_volume_mm3,
     )
-    ours = [c for c in found.candidates if c.component in set(touching.tolist())]
-    if ours and not any(c in kept for c in ours):
-        return hit("off the lungs")
+    ours = set(np.unique(found.components[box][ball]).tolist()) - {0}
+    if not any(c.component in ours for c in kept):
+        return where("off the lungs")
     if not near(c.centre_kji for c in kept):
-        return hit("candidate off-centre")
-    on_grid = [geometry.lps_to_index(np.asarray([f.center_lps_mm]))[0] for f in prediction.findings]
-    if not near(tuple(p) for p in on_grid):
-        return hit("finding off-centre")
-    return hit("below the cut")
+        return where("candidate off-centre")
+    if not near(geometry.lps_to_index(np.asarray([c]))[0] for c in finding_centres_lps):
+        return where("finding off-centre")
+    return where("below the cut")
 
 
 def study(package: ModelPackage) -> list[Where]:
@@ -157,7 +164,14 @@ def study(package: ModelPackage) -> list[Where]:
         prediction = predictor.predict(ph.volume)
         for row in rows:
             nodule = next(n for n in ph.nodules if n.label == row["label"])
-            where = locate(prediction, package, nodule)
+            where = locate(
+                prediction.probability,
+                prediction.lungs,
+                prediction.model_geometry,
+                [f.center_lps_mm for f in prediction.findings],
+                package.card,
+                nodule,
+            )
             out.append(where)
             print(
                 f"{case_id} nodule {nodule.label}: {nodule.type}, {row['attachment']}, "
