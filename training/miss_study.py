@@ -1,10 +1,11 @@
 """Where a staged package loses the held-out nodules it misses: which step of the pipeline each
 one never passed.
 
-For every nodule ≥ 6 mm (not calcified) that the package's ``evaluation.json`` counts as missed
-at its operating point, the phantom is generated again (the evaluation's own seed, matrix and
-profile), read by the package through the serving path (every candidate kept, as the
-evaluation reads it), and the nodule is put in the first step it did not pass, in the order of
+For every nodule ≥ 6 mm (not calcified) of an evaluation set of the package's
+``evaluation.json`` (held-out or robustness), the phantom is generated again (the evaluation's
+own seed, matrix and profile), read by the package through the serving path (every candidate
+kept, as the evaluation reads it) and scored as the evaluation scores it; each nodule missed at
+the operating point is put in the first step it did not pass, in the order of
 :func:`inference.postprocessors.lung_nodules`:
 
 1. ``no response``: the detector's probability stays below the candidate threshold everywhere
@@ -20,9 +21,10 @@ evaluation reads it), and the nodule is put in the first step it did not pass, i
    above it);
 6. ``below the cut``: a finding within the radius that scores below the operating point.
 
-Run: ``.venv/bin/python -m training.miss_study [PACKAGE]`` (default: the newest installed
-lung-nodule; ~10 s a scan). Prints one line per missed nodule and the count per step; asserts
-nothing. The held-out scans are read, never chosen on: this is a diagnosis, not a tuning step.
+Run: ``.venv/bin/python -m training.miss_study [PACKAGE] [--set robustness]`` (default: the
+newest installed lung-nodule, its held-out set; ~10 s a scan: the held-out scans with a miss,
+or all 30 robustness scans). Prints one line per missed nodule and the count per step; asserts
+nothing. The scans are read, never chosen on: this is a diagnosis, not a tuning step.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from inference.package import ModelPackage
 from inference.postprocessors import LUNG_MARGIN_MM, nodule_candidates
 from inference.registry import Registry
 from preread.domain import Geometry, TruthNodule, Vec3
-from training.evaluate import HIT_FLOOR_MM, RELEVANT_MM
+from training.evaluate import HIT_FLOOR_MM, RELEVANT_MM, EvalScan, score_scan
 
 STEPS = (
     "no response",
@@ -143,27 +145,35 @@ def locate(
     return where("below the cut")
 
 
-def study(package: ModelPackage) -> list[Where]:
-    """Every missed held-out nodule of ``package``'s evaluation, located; one line each."""
+def study(package: ModelPackage, which: str = "held-out") -> list[Where]:
+    """Every nodule of ``package``'s evaluation set ``which`` (``held-out`` or ``robustness``)
+    missed at its operating point, located; one line each. The held-out set's scans with a miss
+    are known from the evaluation's nodules; every robustness scan is read (the evaluation keeps
+    only that set's figures)."""
     from preread.models import predictor_for
     from preread.settings import Settings
     from training.phantoms import generate_phantom
 
     doc = json.loads(package.evaluation_path.read_text())
-    data = doc["data"]
+    data = doc["data"] if which == "held-out" else doc["robustness"]["data"]
     if data.get("source") != "phantoms":
         raise SystemExit(f"{package.evaluation_path}: not an evaluation on generated phantoms")
-    by_case: dict[str, list[dict[str, Any]]] = {}
-    for n in missed(doc):
-        by_case.setdefault(n["case_id"], []).append(n)
+    cut = float(doc.get("min_probability") or 0.0)
+    if which == "held-out":
+        seeds = sorted({int(n["case_id"].rsplit("-", 1)[1]) for n in missed(doc)})
+    else:
+        seeds = list(range(int(data["seed"]), int(data["seed"]) + int(data["count"])))
     predictor = predictor_for(package, Settings(), full_probability=True, all_candidates=True)
     out: list[Where] = []
-    for case_id, rows in sorted(by_case.items()):
-        seed = int(case_id.rsplit("-", 1)[1])
+    for seed in seeds:
         ph = generate_phantom(seed, matrix=int(data["matrix"]), profile=data["profile"])
         prediction = predictor.predict(ph.volume)
-        for row in rows:
-            nodule = next(n for n in ph.nodules if n.label == row["label"])
+        scan = EvalScan(f"phantom-{seed}", ph.volume, ph.label, ph.nodules)
+        _, results = score_scan(scan, prediction)
+        for row in results:
+            if not row.relevant or row.detected_at(cut):
+                continue
+            nodule = next(n for n in ph.nodules if n.label == row.label)
             where = locate(
                 prediction.probability,
                 prediction.lungs,
@@ -174,7 +184,7 @@ def study(package: ModelPackage) -> list[Where]:
             )
             out.append(where)
             print(
-                f"{case_id} nodule {nodule.label}: {nodule.type}, {row['attachment']}, "
+                f"{scan.case_id} nodule {nodule.label}: {nodule.type}, {row.attachment}, "
                 f"{nodule.long_axis_mm:.1f} mm: {where.step} (detector peak {where.peak}, "
                 f"largest component {where.component_voxels} voxels)",
                 flush=True,
@@ -187,6 +197,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "package", nargs="?", help="package folder (default: the newest installed lung-nodule)"
     )
+    parser.add_argument(
+        "--set",
+        dest="which",
+        choices=("held-out", "robustness"),
+        default="held-out",
+        help="which evaluation set (default: held-out)",
+    )
     args = parser.parse_args(argv)
     if args.package:
         package = ModelPackage.load(Path(args.package))
@@ -194,9 +211,9 @@ def main(argv: list[str] | None = None) -> None:
         from preread.settings import Settings
 
         package = Registry(Settings().models_dir).find("lung-nodule", None)
-    print(f"{package.card.id}@{package.card.version}: missed held-out nodules (lung margin "
-          f"{LUNG_MARGIN_MM} mm)")  # fmt: skip
-    counts = Counter(m.step for m in study(package))
+    card = package.card
+    print(f"{card.id}@{card.version}: missed {args.which} nodules (margin {LUNG_MARGIN_MM} mm)")
+    counts = Counter(m.step for m in study(package, args.which))
     for step in STEPS:
         print(f"{step:>22}: {counts.get(step, 0)}")
 
