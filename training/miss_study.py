@@ -1,5 +1,5 @@
-"""Where a staged package loses the held-out nodules it misses: which step of the pipeline each
-one never passed.
+"""Where a staged package loses the nodules it misses in its evaluation: which step of the
+pipeline each one never passed.
 
 For every nodule ≥ 6 mm (not calcified) of an evaluation set of the package's
 ``evaluation.json`` (held-out or robustness), the phantom is generated again (the evaluation's
@@ -81,14 +81,16 @@ def missed(doc: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _within(shape: tuple[int, ...], centre: npt.NDArray[np.float64], radius: float) -> Any:
+def _within(
+    shape: tuple[int, ...], centre: npt.NDArray[np.float64], radius: float
+) -> tuple[tuple[slice, ...], npt.NDArray[np.bool_]]:
     """The box around ``centre`` (voxel indices) and the ball of ``radius`` voxels in it."""
     lo = np.maximum(np.floor(centre - radius).astype(int), 0)
     hi = np.minimum(np.ceil(centre + radius).astype(int) + 1, shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     grid = np.ogrid[box]
     d2 = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True))
-    return box, d2 <= radius**2
+    return box, np.asarray(d2 <= radius**2, dtype=bool)
 
 
 def locate(

@@ -249,9 +249,10 @@ class StagedConfig(_Strict):
     #: is taken this deep inside its mask, and the card's rule carries it (0: the whole mask)
     type_rim_mm: float = Field(default=0.0, ge=0, le=5)
     #: the smallest detector component that is a candidate, into the card's
-    #: ``thresholds.min_volume_mm3`` (default: the detector config's ``postprocess``): the
-    #: detector's faint response to a subtle nodule can be a handful of voxels, and the
-    #: classifier, not the component's size, tells a nodule from noise
+    #: ``thresholds.min_volume_mm3`` and so into mining, validation, evaluation and serving
+    #: alike (default: the detector config's ``postprocess``). The detector's faint response
+    #: to a subtle nodule can be a handful of voxels; what letting those in costs: 2.17.0 in
+    #: docs/model-lung-nodule.md
     candidate_min_volume_mm3: float | None = Field(default=None, gt=0)
     #: a published package whose classifier threshold and type rule this build keeps instead
     #: of choosing them on validation phantoms (a classifier fine-tuned from that package's on
