@@ -47,7 +47,7 @@ from inference.package import ModelPackage
 from inference.postprocessors import LUNG_MARGIN_MM, nodule_candidates
 from inference.registry import Registry
 from preread.domain import Geometry, TruthNodule, Vec3
-from training.evaluate import HIT_FLOOR_MM, RELEVANT_MM, EvalScan, score_scan
+from training.evaluate import HIT_FLOOR_MM, EvalScan, NoduleResult, score_scan
 
 STEPS = (
     "no response",
@@ -69,16 +69,12 @@ class Where:
     component_voxels: int  # the largest component at the threshold touching the radius
 
 
-def missed(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The evaluation's nodules ≥ 6 mm, not calcified, not found at its operating point."""
+def missed(doc: dict[str, Any]) -> list[NoduleResult]:
+    """The evaluation's nodules ≥ 6 mm, not calcified, not found at its operating point (its
+    ``nodules`` are :class:`training.evaluate.NoduleResult` rows, read back as such)."""
     cut = float(doc.get("min_probability") or 0.0)
-    return [
-        n
-        for n in doc["nodules"]
-        if not n["calcified"]
-        and n["long_axis_mm"] >= RELEVANT_MM
-        and (not n["detected"] or (n["probability"] or 0.0) < cut)
-    ]
+    rows = [NoduleResult(**n) for n in doc["nodules"]]
+    return [n for n in rows if n.relevant and not n.detected_at(cut)]
 
 
 def _within(
@@ -162,7 +158,7 @@ def study(package: ModelPackage, which: str = "held-out") -> list[Where]:
         raise SystemExit(f"{package.evaluation_path}: not an evaluation on generated phantoms")
     cut = float(doc.get("min_probability") or 0.0)
     if which == "held-out":
-        seeds = sorted({int(n["case_id"].rsplit("-", 1)[1]) for n in missed(doc)})
+        seeds = sorted({int(n.case_id.rsplit("-", 1)[1]) for n in missed(doc)})
     else:
         seeds = list(range(int(data["seed"]), int(data["seed"]) + int(data["count"])))
     predictor = predictor_for(package, Settings(), full_probability=True, all_candidates=True)

@@ -73,12 +73,22 @@ def test_each_step_a_missed_nodule_can_be_lost_in(tmp_path: Path) -> None:
 
 
 def test_the_missed_nodules_are_those_not_found_at_the_operating_point() -> None:
-    row = {"calcified": False, "long_axis_mm": 7.0, "detected": True, "probability": 0.9}
+    row = {
+        "case_id": "phantom-1",
+        "type": "solid",
+        "long_axis_mm": 7.0,
+        "volume_mm3": 180.0,
+        "band": "6-8",
+        "calcified": False,
+        "detected": True,
+        "probability": 0.9,
+    }
     nodules = [
-        row,
-        {**row, "probability": 0.4},  # found below the cut: missed there
-        {**row, "detected": False, "probability": None},
-        {**row, "long_axis_mm": 5.0, "detected": False, "probability": None},  # < 6 mm
-        {**row, "calcified": True, "detected": False, "probability": None},
+        {**row, "label": 1},
+        {**row, "label": 2, "probability": 0.4},  # found below the cut: missed there
+        {**row, "label": 3, "detected": False, "probability": None},
+        {**row, "label": 4, "long_axis_mm": 5.0, "detected": False, "probability": None},  # < 6
+        {**row, "label": 5, "calcified": True, "detected": False, "probability": None},
     ]
-    assert missed({"min_probability": 0.5, "nodules": nodules}) == nodules[1:3]
+    found = missed({"min_probability": 0.5, "nodules": nodules})
+    assert [(n.case_id, n.label) for n in found] == [("phantom-1", 2), ("phantom-1", 3)]
