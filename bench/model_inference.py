@@ -56,11 +56,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+#: the registry folder the packages are read from (``--models-dir``)
+MODELS_DIR = ROOT / "models"
+
+
 def _package(ref: str) -> Any:
     from inference.registry import Registry
 
     model_id, _, version = ref.partition("@")
-    return Registry(ROOT / "models").find(model_id, version or None)
+    return Registry(MODELS_DIR).find(model_id, version or None)
 
 
 def serving_windows(volume: Any, package: Any) -> npt.NDArray[np.float32]:
@@ -234,6 +238,7 @@ def quantize(work: Path, package: Any, calibration: npt.NDArray[np.float32]) -> 
 
 
 def main() -> None:
+    global MODELS_DIR
     ap = argparse.ArgumentParser(description="lung-nodule models side by side (see docstring)")
     ap.add_argument("--baseline", default="lung-nodule@1.0.0", help="id@version")
     ap.add_argument("--model", default="lung-nodule", help="id@version (default: the newest)")
@@ -243,10 +248,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calibration-windows", type=int, default=16)
     ap.add_argument("--no-int8", action="store_true")
+    ap.add_argument(
+        "--models-dir", type=Path, default=None, help="registry folder (default: models/)"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--engine", help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.models_dir is not None:
+        MODELS_DIR = args.models_dir.resolve()
     if args.child == "e2e":
         print(json.dumps(child_end_to_end(args.work, args.model, args.threads)))
         return
@@ -274,6 +284,7 @@ def main() -> None:
         del volume
 
         common = ["--work", str(work), "--threads", str(args.threads)]
+        common += ["--models-dir", str(MODELS_DIR)]
         e2e: dict[str, list[dict[str, Any]]] = {args.baseline: [], args.model: []}
         for _, ref in alternated([args.baseline, args.model], args.reps):
             e2e[ref].append(_child(["--child", "e2e", *common, "--model", ref]))
