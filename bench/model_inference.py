@@ -71,8 +71,10 @@ def serving_windows(volume: Any, package: Any) -> npt.NDArray[np.float32]:
     """The ``[N, 1, d, h, w]`` windows ``Predictor.predict`` runs for ``package`` on ``volume``
     (the same region, lung mask and padding as :mod:`inference.predict`)."""
     from inference.body import find_body, intersect
+    from inference.grid import model_grid_geometry
     from inference.lungs import lung_mask
     from inference.preprocess import to_model_grid
+    from inference.resample import resample
     from inference.sliding_window import plan_windows
 
     card = package.card
@@ -85,11 +87,19 @@ def serving_windows(volume: Any, package: Any) -> npt.NDArray[np.float32]:
         region = None if region is None or lungs.box is None else intersect(region, lungs.box)
     if region is None:
         raise SystemExit("the phantom has no body or no lungs: choose another seed")
+    image = mi.array
+    coarse_mm = card.pipeline.detector_spacing_mm
+    if coarse_mm is not None:  # the detector reads the region on its own grid
+        fine = mi.geometry.crop(region)
+        coarse = model_grid_geometry(fine, (coarse_mm, coarse_mm, coarse_mm))
+        image = resample(image[region], fine, coarse)
+        mask = None if mask is None else resample(mask[region], fine, coarse, order=0)
+        region = None
     spec = card.inference
     plan = plan_windows(
-        mi.array.shape, spec.roi_size_vox, spec.overlap, region=region, window_mask=mask
+        image.shape, spec.roi_size_vox, spec.overlap, region=region, window_mask=mask
     )
-    box = np.pad(mi.array[plan.box], plan.pads, mode="constant", constant_values=0.0)
+    box = np.pad(image[plan.box], plan.pads, mode="constant", constant_values=0.0)
     return np.stack([box[s][None] for s, run in zip(plan.slices, plan.run, strict=True) if run])
 
 
@@ -97,6 +107,7 @@ def serving_windows(volume: Any, package: Any) -> npt.NDArray[np.float32]:
 
 
 def child_end_to_end(work: Path, ref: str, threads: int) -> dict[str, Any]:
+    from inference.grid import model_grid_geometry
     from inference.predict import Predictor
     from inference.sliding_window import plan_windows
 
@@ -106,7 +117,11 @@ def child_end_to_end(work: Path, ref: str, threads: int) -> dict[str, Any]:
     predictor = Predictor(package, intra_op_threads=threads)
     prediction = predictor.predict(volume)
     spec = package.card.inference
-    whole = plan_windows(prediction.model_geometry.shape, spec.roi_size_vox, spec.overlap)
+    grid = prediction.model_geometry
+    coarse_mm = package.card.pipeline.detector_spacing_mm
+    if coarse_mm is not None:  # the windows tile the detector's own grid
+        grid = model_grid_geometry(grid, (coarse_mm, coarse_mm, coarse_mm))
+    whole = plan_windows(grid.shape, spec.roi_size_vox, spec.overlap)
     w = prediction.windows
     return {
         **{k: round(v, 3) for k, v in prediction.timings.items()},

@@ -201,6 +201,10 @@ class PipelineSpec(_Strict):
     are dropped. ``candidate_probability``: the detector's voxel threshold for candidates (lower
     than the segmentation threshold ``thresholds.probability``: the classifier decides).
     ``harmonize``: scans noisier than the model was trained on are smoothed first.
+    ``detector_spacing_mm``: the first stage (the sliding-window network) reads a coarser
+    isotropic grid of this spacing, resampled from the model grid (``input.spacing_mm``), and
+    its probability is brought back to the model grid, where everything after it (candidates,
+    classifiers, edges, measurements) works; None: the network reads the model grid itself.
     """
 
     postprocess: Annotated[str, Field(pattern=SLUG_PATTERN)] = "components"
@@ -208,6 +212,7 @@ class PipelineSpec(_Strict):
     candidate_probability: Annotated[float, Field(gt=0, lt=1)] | None = None
     type_rule: TypeRuleSpec | None = None
     harmonize: HarmonizeSpec | None = None
+    detector_spacing_mm: Annotated[float, Field(gt=0, le=10)] | None = None
 
 
 class TrainingInfo(_Strict):
@@ -279,6 +284,16 @@ class ModelCard(_Strict):
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _detector_grid_coarser(self) -> Self:
+        coarse = self.pipeline.detector_spacing_mm
+        if coarse is not None and coarse < max(self.input.spacing_mm):
+            raise ValueError(
+                f"pipeline.detector_spacing_mm ({coarse}) must be at least the model grid's "
+                f"spacing {tuple(self.input.spacing_mm)}: the detector's grid is the coarser one"
+            )
         return self
 
     def stage(self, name: str) -> ClassifierStage:

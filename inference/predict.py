@@ -17,13 +17,14 @@ from scipy.special import expit
 from inference.body import box_from_lps, find_body, intersect
 from inference.device_window import DeviceWindow, decide, device_window_for
 from inference.errors import InferenceError
-from inference.grid import MAX_GRID_VOXELS, Region
+from inference.grid import MAX_GRID_VOXELS, Region, model_grid_geometry
 from inference.harmonize import harmonize
 from inference.lungs import LungMask, lung_mask
 from inference.package import ModelPackage
 from inference.postprocessors import StageOutputs, postprocessor
 from inference.preprocess import ModelInput, to_model_grid, window
 from inference.providers import CPU, ProviderEntry
+from inference.resample import resample
 from inference.session import (
     ProviderPolicy,
     SessionCache,
@@ -139,6 +140,20 @@ class Predictor:
         use_device = device_window == "on" or (
             device_window == "auto" and self.session.device_type == "cuda"
         )
+        if use_device and package.card.pipeline.detector_spacing_mm is not None:
+            # the device graphs blend and threshold on the grid they were given; a detector on
+            # its own grid is blended on the host and brought back to the model grid there
+            if device_window == "on":
+                raise InferenceError(
+                    f"{package.card_path}: device_window 'on' cannot serve a detector read on "
+                    "its own grid (pipeline.detector_spacing_mm); use 'auto' or 'off'"
+                )
+            log.info(
+                "%s: the detector reads a %.2f mm grid: its windows are blended on the host",
+                package.card.id,
+                package.card.pipeline.detector_spacing_mm,
+            )
+            use_device = False
         self._window: DeviceWindow | None = device_window_for(self.session) if use_device else None
 
     @property
@@ -220,6 +235,16 @@ class Predictor:
                 full_probability=self.full_probability,
             )
             probability = decision.probability()
+        elif card.pipeline.detector_spacing_mm is not None:
+            windows = WindowStats()
+            probability = self._on_detector_grid(
+                model_input.array,
+                geometry,
+                region,
+                None if lungs is None else lungs.mask,
+                card.pipeline.detector_spacing_mm,
+                windows,
+            )
         else:
             windows = WindowStats()
             logits, box = sliding_window_box(
@@ -274,6 +299,48 @@ class Predictor:
             lungs=lungs,
             noise=noise,
         )
+
+    def _on_detector_grid(
+        self,
+        image: npt.NDArray[np.float32],
+        geometry: Geometry,
+        region: Region,
+        window_mask: npt.NDArray[np.bool_] | None,
+        spacing_mm: float,
+        stats: WindowStats,
+    ) -> npt.NDArray[np.float32]:
+        """The network's foreground probability on the model grid when it reads a coarser grid
+        (``pipeline.detector_spacing_mm``): ``region`` of the image resampled (linear) onto an
+        isotropic grid of ``spacing_mm`` starting at the region's first voxel, windows run
+        there (those without a ``window_mask`` voxel, nearest-neighbour on that grid, skipped),
+        and the probability brought back to the region by linear interpolation; 0 outside it.
+        """
+        spec = self.package.card.inference
+        fine = geometry.crop(region)
+        coarse = model_grid_geometry(fine, (spacing_mm, spacing_mm, spacing_mm))
+        coarse_mask = (
+            None if window_mask is None else resample(window_mask[region], fine, coarse, order=0)
+        )
+        logits, box = sliding_window_box(
+            resample(image[region], fine, coarse),
+            self.session,
+            spec.roi_size_vox,
+            spec.overlap,
+            spec.batch_size,
+            spec.mode,
+            sigma_scale=spec.sigma_scale,
+            background_logit=BACKGROUND_LOGIT,
+            window_mask=coarse_mask,
+            num_channels=self.session.num_channels,
+            stats=stats,
+        )
+        on_coarse = np.zeros(coarse.shape, dtype=np.float32)
+        on_coarse[box] = foreground_probability(logits, self._channel)
+        del logits
+        probability = np.zeros(geometry.shape, dtype=np.float32)
+        # the region's last voxels lie up to one coarse voxel past the coarse grid's last centre
+        probability[region] = resample(on_coarse, coarse, fine, edge_tolerance=1.0)
+        return probability
 
 
 def foreground_probability(

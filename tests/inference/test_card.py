@@ -80,3 +80,10 @@ def test_semver_precedence() -> None:
     assert sorted(shuffled, key=lambda v: SemVer.parse(v).sort_key()) == ordered
     with pytest.raises(ValueError, match="semantic version"):
         SemVer.parse("1.0")
+
+
+def test_a_detector_grid_finer_than_the_model_grid_is_refused() -> None:
+    data = tiny_card(SHA).model_dump()
+    data["pipeline"]["detector_spacing_mm"] = 0.8  # the model grid is 1 mm
+    with pytest.raises(ValidationError, match="detector_spacing_mm"):
+        ModelCard.model_validate(data)

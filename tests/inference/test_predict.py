@@ -1,15 +1,18 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from inference.errors import InferenceError
 from inference.package import ModelPackage
 from inference.predict import Predictor, foreground_probability
 from inference.preprocess import to_source_grid
 from inference.session import SessionCache
 from tests.inference.phantoms import FFS, HFS, geometry, spheres
+from tests.inference.tiny_model import write_tiny_package
 
 RADIUS = 7.0
 
@@ -87,3 +90,38 @@ def test_foreground_probability_is_the_softmax() -> None:
     two = logits[:2]
     e2 = np.exp(two.astype(np.float64) - two.max(axis=0))
     np.testing.assert_allclose(foreground_probability(two, 1), e2[1] / e2.sum(axis=0), atol=1e-6)
+
+
+def test_a_detector_on_a_coarser_grid_is_brought_back_to_the_model_grid(
+    package_dir: Path,
+) -> None:
+    """``pipeline.detector_spacing_mm``: the network reads a 2 mm grid, the findings are made
+    and measured on the 1 mm model grid, where they lie as on the finer detector's."""
+    card = ModelPackage.load(package_dir).card
+    pipeline = card.pipeline.model_copy(update={"detector_spacing_mm": 2.0})
+    card.model_copy(update={"pipeline": pipeline}).to_yaml(package_dir / "model.yaml")
+    coarse = ModelPackage.load(package_dir)
+    g = geometry((50, 120, 120), (2.0, 0.8, 0.8))
+    mid = g.index_to_lps((np.array(g.shape) - 1) / 2.0)
+    centres = [tuple(mid + np.array([-25.3, 4.1, -6.2])), tuple(mid + np.array([24.6, -3.3, 8.9]))]
+    volume = spheres(g, centres, RADIUS)
+
+    fine = write_tiny_package(package_dir.parent.parent / "fine" / "1.0.0")
+    on_model_grid = Predictor(ModelPackage.load(fine), sessions=SessionCache()).predict(volume)
+    prediction = Predictor(coarse, sessions=SessionCache()).predict(volume)
+
+    assert prediction.model_geometry == on_model_grid.model_geometry
+    assert prediction.probability.shape == prediction.model_geometry.shape
+    assert prediction.windows is not None and on_model_grid.windows is not None
+    assert 0 < prediction.windows.run < on_model_grid.windows.run  # an eighth of the voxels
+    assert len(prediction.findings) == 2
+    for got, ref in zip(
+        sorted(prediction.findings, key=lambda f: f.center_lps_mm[0]),
+        sorted(on_model_grid.findings, key=lambda f: f.center_lps_mm[0]),
+        strict=True,
+    ):
+        assert np.linalg.norm(np.subtract(got.center_lps_mm, ref.center_lps_mm)) < 0.5
+        assert got.volume_mm3 == pytest.approx(ref.volume_mm3, rel=0.1)
+    assert prediction.probability[prediction.labels > 0].min() >= 0.5
+    with pytest.raises(InferenceError, match="detector_spacing_mm"):
+        Predictor(coarse, sessions=SessionCache(), device_window="on")
