@@ -247,24 +247,12 @@ class Predictor:
             )
         else:
             windows = WindowStats()
-            logits, box = sliding_window_box(
+            probability = self._windows(
                 model_input.array,
-                self.session,
-                spec.roi_size_vox,
-                spec.overlap,
-                spec.batch_size,
-                spec.mode,
-                sigma_scale=spec.sigma_scale,
-                region=None if _is_whole(region, geometry.shape) else region,
-                background_logit=BACKGROUND_LOGIT,
-                window_mask=None if lungs is None else lungs.mask,
-                num_channels=self.session.num_channels,
-                stats=windows,
+                None if _is_whole(region, geometry.shape) else region,
+                None if lungs is None else lungs.mask,
+                windows,
             )
-            # background outside the windows' box: probability 0, never written (lazy zero pages)
-            probability = np.zeros(geometry.shape, dtype=np.float32)
-            probability[box] = foreground_probability(logits, self._channel)
-            del logits
         t2 = time.perf_counter()
         detections = self._postprocess(
             StageOutputs(
@@ -300,6 +288,35 @@ class Predictor:
             noise=noise,
         )
 
+    def _windows(
+        self,
+        image: npt.NDArray[np.float32],
+        region: Region | None,
+        window_mask: npt.NDArray[np.bool_] | None,
+        stats: WindowStats,
+    ) -> npt.NDArray[np.float32]:
+        """The network's foreground probability on ``image``'s grid, the windows blended on the
+        host (:func:`~inference.sliding_window.sliding_window_box`)."""
+        spec = self.package.card.inference
+        logits, box = sliding_window_box(
+            image,
+            self.session,
+            spec.roi_size_vox,
+            spec.overlap,
+            spec.batch_size,
+            spec.mode,
+            sigma_scale=spec.sigma_scale,
+            region=region,
+            background_logit=BACKGROUND_LOGIT,
+            window_mask=window_mask,
+            num_channels=self.session.num_channels,
+            stats=stats,
+        )
+        # background outside the windows' box: probability 0, never written (lazy zero pages)
+        probability = np.zeros(image.shape, dtype=np.float32)
+        probability[box] = foreground_probability(logits, self._channel)
+        return probability
+
     def _on_detector_grid(
         self,
         image: npt.NDArray[np.float32],
@@ -315,28 +332,14 @@ class Predictor:
         there (those without a ``window_mask`` voxel, nearest-neighbour on that grid, skipped),
         and the probability brought back to the region by linear interpolation; 0 outside it.
         """
-        spec = self.package.card.inference
         fine = geometry.crop(region)
         coarse = model_grid_geometry(fine, (spacing_mm, spacing_mm, spacing_mm))
-        coarse_mask = (
-            None if window_mask is None else resample(window_mask[region], fine, coarse, order=0)
-        )
-        logits, box = sliding_window_box(
+        on_coarse = self._windows(
             resample(image[region], fine, coarse),
-            self.session,
-            spec.roi_size_vox,
-            spec.overlap,
-            spec.batch_size,
-            spec.mode,
-            sigma_scale=spec.sigma_scale,
-            background_logit=BACKGROUND_LOGIT,
-            window_mask=coarse_mask,
-            num_channels=self.session.num_channels,
-            stats=stats,
+            None,
+            None if window_mask is None else resample(window_mask[region], fine, coarse, order=0),
+            stats,
         )
-        on_coarse = np.zeros(coarse.shape, dtype=np.float32)
-        on_coarse[box] = foreground_probability(logits, self._channel)
-        del logits
         probability = np.zeros(geometry.shape, dtype=np.float32)
         # the region's last voxels lie up to one coarse voxel past the coarse grid's last centre
         probability[region] = resample(on_coarse, coarse, fine, edge_tolerance=1.0)
