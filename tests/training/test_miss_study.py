@@ -10,19 +10,13 @@ import numpy.typing as npt
 
 from inference.card import ModelCard
 from inference.lungs import LungMask
-from preread.domain import Geometry, TruthNodule
+from preread.domain import TruthNodule
+from tests.inference.phantoms import geometry
 from tests.inference.tiny_model import write_tiny_staged_package
 from training.miss_study import locate, missed
 
 SHAPE = (40, 40, 60)
-GRID = Geometry(
-    shape=SHAPE,
-    origin=(0.0, 0.0, 0.0),
-    row_direction=(1.0, 0.0, 0.0),
-    column_direction=(0.0, 1.0, 0.0),
-    slice_direction=(0.0, 0.0, 1.0),
-    spacing=(1.0, 1.0, 1.0),
-)
+GRID = geometry(SHAPE, (1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0))  # LPS = (i, j, k) mm
 AT = (20, 20, 20)  # k, j, i: the nodule's centre
 NODULE = TruthNodule(1, (20.0, 20.0, 20.0), 8.0, 268.0, "solid")  # LPS (x=i, y=j, z=k)
 
