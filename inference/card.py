@@ -192,6 +192,16 @@ class HarmonizeSpec(_Strict):
     max_noise_hu: PositiveFloat
 
 
+class RefineSpec(_Strict):
+    """The edge refinement around each finding's detector mask (:mod:`inference.refine`).
+
+    ``reach_mm``: how far beyond the detector's mask the edge may lie when every one-voxel shell
+    up to there is mostly nodule: a detector that drew only a fragment of the nodule (0: no
+    farther than the growth limit, 2 mm or 15 % of the mask's diameter)."""
+
+    reach_mm: Annotated[float, Field(ge=0, le=10)]
+
+
 class PipelineSpec(_Strict):
     """How the stages are put together and which post-processing turns them into findings.
 
@@ -201,6 +211,7 @@ class PipelineSpec(_Strict):
     are dropped. ``candidate_probability``: the detector's voxel threshold for candidates (lower
     than the segmentation threshold ``thresholds.probability``: the classifier decides).
     ``harmonize``: scans noisier than the model was trained on are smoothed first.
+    ``refine``: how far each finding's edge may be looked for (None: the growth limit only).
     ``detector_spacing_mm``: the first stage (the sliding-window network) reads a coarser
     isotropic grid of this spacing, resampled from the model grid (``input.spacing_mm``), and
     its probability is brought back to the model grid, where everything after it (candidates,
@@ -212,6 +223,7 @@ class PipelineSpec(_Strict):
     candidate_probability: Annotated[float, Field(gt=0, lt=1)] | None = None
     type_rule: TypeRuleSpec | None = None
     harmonize: HarmonizeSpec | None = None
+    refine: RefineSpec | None = None
     detector_spacing_mm: Annotated[float, Field(gt=0, le=10)] | None = None
 
 

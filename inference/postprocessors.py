@@ -31,7 +31,7 @@ from inference.card import ModelCard
 from inference.lungs import LungMask
 from inference.measure import TypeRule, axial_axes, nodule_type
 from inference.postprocess import Detections, find_nodules, measure_component
-from inference.refine import refine_nodule
+from inference.refine import RefineRule, refine_nodule
 from inference.session import StageSession
 from preread.domain import Finding, Geometry
 
@@ -125,6 +125,8 @@ def lung_nodules(out: StageOutputs) -> Detections:
     rule = TypeRule(**rule_spec.model_dump()) if rule_spec is not None else None
     labels = np.zeros(geometry.shape, dtype=np.int32)
     lungs = None if out.lungs is None else out.lungs.mask
+    refine = card.pipeline.refine
+    refine_rule = RefineRule() if refine is None else RefineRule(reach_mm=refine.reach_mm)
     findings: list[Finding] = []
     for c, score in kept:
         box = c.box
@@ -135,7 +137,7 @@ def lung_nodules(out: StageOutputs) -> Detections:
         seg &= labels[box] == 0
         if not seg.any():
             continue
-        box, seg = refine_nodule(seg, box, out.hu, max(geometry.spacing), lungs)
+        box, seg = refine_nodule(seg, box, out.hu, max(geometry.spacing), lungs, refine_rule)
         seg &= labels[box] == 0
         if not seg.any():
             continue

@@ -16,13 +16,16 @@ per finding, on the model grid:
    above the halfway level, plus one (the partial-volume edge). A detector that drew the nodule
    small leaves whole shells of nodule outside its mask; one that drew it right (2.4.0 does)
    leaves none, and a vessel or a fissure touching one side of the nodule never fills a whole
-   shell, so it cannot carry the mask away;
+   shell, so it cannot carry the mask away. The shells are read up to the growth limit (2 mm,
+   or 15 % of the mask's diameter), or up to ``reach_mm`` (the card's ``pipeline.refine``) for a
+   detector that drew only a core of the nodule: full shells all the way out are nodule;
 4. the voxels at or above the halfway level within that distance of the detector's mask (and
    never beyond a few millimetres: the chest wall, the mediastinum) and inside the lungs,
    connected to the mask, holes filled, after an opening (one voxel, two from 10 mm on) that
    cuts thin vessels off the nodule;
 5. the detector's mask is kept when the contrast is too low to place an edge, or when the
-   result is implausible (under a quarter or over four times the detector's volume).
+   result is implausible (under a quarter or, when the edge lies within the growth limit, over
+   four times the detector's volume).
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ class RefineRule:
     min_ratio: float = 0.25
     max_ratio: float = 4.0
     shell_share: float = 0.5  # a shell beyond the mask is nodule when this share is at the level
+    #: how far beyond the detector's mask the edge may lie when every shell up to there is
+    #: nodule (a detector that drew only a fragment of it); 0: no farther than ``grow_mm``.
+    #: An edge found beyond ``grow_mm`` this way is not held to ``max_ratio``
+    reach_mm: float = 0.0
 
 
 def _ball(radius_vox: int) -> Mask:
@@ -109,8 +116,9 @@ def refine_nodule(
         raise ValueError("refine_nodule needs a non-empty seed")
     diameter_mm = 2.0 * (3.0 * n * spacing_mm**3 / (4.0 * np.pi)) ** (1.0 / 3.0)
     grow = int(np.ceil(max(rule.grow_mm, rule.grow_fraction * diameter_mm) / spacing_mm))
+    reach = max(grow, int(np.ceil(rule.reach_mm / spacing_mm)))
     shell = int(np.ceil(rule.shell_mm / spacing_mm))
-    big = _grow(box, grow + shell + 1, hu.shape)
+    big = _grow(box, reach + shell + 1, hu.shape)
     offset = tuple(b.start - g.start for b, g in zip(box, big, strict=True))
     s = np.zeros(tuple(g.stop - g.start for g in big), dtype=bool)
     s[tuple(slice(o, o + d) for o, d in zip(offset, seed.shape, strict=True))] = seed
@@ -135,7 +143,8 @@ def refine_nodule(
 
     half = 0.5 * (level + background)
     outside = ndimage.distance_transform_edt(~s)  # voxels (the grid is isotropic)
-    allowed = outside <= _edge_distance(outside, smooth >= half, lung, grow, rule.shell_share)
+    edge = _edge_distance(outside, smooth >= half, lung, reach, rule.shell_share)
+    allowed = outside <= edge
     if lung is not None:
         allowed &= lung
     grown = allowed & (smooth >= half)
@@ -149,7 +158,7 @@ def refine_nodule(
         return box, seed
     mask = ndimage.binary_fill_holes(np.isin(comps, keep))
     ratio = float(mask.sum()) / n
-    if not rule.min_ratio <= ratio <= rule.max_ratio:
+    if not rule.min_ratio <= ratio <= (rule.max_ratio if edge <= grow else np.inf):
         return box, seed
     tight = ndimage.find_objects(mask.astype(np.uint8))[0]
     out_box = tuple(

@@ -10,7 +10,8 @@ from their own checkpoints):
    detector trained from the same config (checked), so a new classifier can be built behind a
    detector that was trained once, on a GPU, on a machine without its run folder;
 2. **detector package** — export it to ONNX with parity checks, in a provisional package that
-   runs the serving path with the lung mask;
+   runs the serving path with the lung mask (with ``model_spacing_mm`` the detector reads its
+   own, coarser grid and everything after it works on the model grid);
 3. **mining** — run it on the mining phantoms; every candidate (component at the candidate
    threshold, centred in the dilated lungs) becomes a labelled two-scale patch, plus jittered
    true nodule centres (:mod:`training.fpr`); with ``reviews``, also the cases of dataset
@@ -63,9 +64,11 @@ from inference.card import (
     ClassifierStage,
     HarmonizeSpec,
     InferenceSpec,
+    InputSpec,
     ModelCard,
     OnnxSpec,
     PipelineSpec,
+    RefineSpec,
     Thresholds,
     TypeRuleSpec,
 )
@@ -75,6 +78,7 @@ from inference.postprocessors import nodule_candidates
 from inference.predict import Prediction, Predictor
 from inference.preprocess import to_model_grid
 from training.config import TrainConfig, load_config
+from training.data import input_spec
 from training.errors import ConfigError, TrainingError
 from training.evaluate import EvalScan, NoduleResult, ScanResult, operating_point, score_scan
 from training.export import check_parity, export_onnx
@@ -223,6 +227,12 @@ class StagedConfig(_Strict):
     #: voxels for the same seams (2.10.0: 96^3 windows of the detector trained on 64^3)
     roi_size_vox: int | None = Field(default=None, ge=16, le=256)
     segmentation_probability: float = Field(default=0.5, gt=0, lt=1)
+    #: the model grid (the card's ``input.spacing_mm``, isotropic) when the detector reads a
+    #: coarser one: the detector config's ``input.spacing_mm`` then goes into the card as
+    #: ``pipeline.detector_spacing_mm``, and candidates, classifiers, edges and measurements
+    #: work on this grid (None: everything on the detector's grid). A detector on 1.25 mm
+    #: behind classifiers trained on 1 mm patches: 2.18.0 in docs/model-lung-nodule.md
+    model_spacing_mm: float | None = Field(default=None, gt=0, le=10)
     #: the published version when it is not the detector config's (a build that re-uses
     #: another build's detector: same config, same run folder, so it is trained once)
     version: str | None = Field(default=None, pattern=r"^\d+\.\d+\.\d+$")
@@ -248,6 +258,10 @@ class StagedConfig(_Strict):
     #: the type rule's rim (``inference.measure``): the solid share of each validation nodule
     #: is taken this deep inside its mask, and the card's rule carries it (0: the whole mask)
     type_rim_mm: float = Field(default=0.0, ge=0, le=5)
+    #: how far beyond the detector's mask a finding's edge may be looked for when every shell
+    #: up to there is nodule (the card's ``pipeline.refine.reach_mm``: a detector that drew
+    #: only a fragment of the nodule; None: the growth limit only)
+    refine_reach_mm: float | None = Field(default=None, ge=0, le=10)
     #: the smallest detector component that is a candidate, into the card's
     #: ``thresholds.min_volume_mm3`` and so into mining, validation, evaluation and serving
     #: alike (default: the detector config's ``postprocess``). The detector's faint response
@@ -349,8 +363,25 @@ def load_staged_config(path: Path) -> tuple[StagedConfig, TrainConfig]:
             f"{path}: roi_size_vox {cfg.roi_size_vox} is not divisible by {divisor}, as the "
             "detector network needs"
         )
+    if cfg.model_spacing_mm is not None:
+        coarse = detector.input.spacing_mm
+        if len(set(coarse)) != 1 or coarse[0] < cfg.model_spacing_mm:
+            raise ConfigError(
+                f"{path}: model_spacing_mm {cfg.model_spacing_mm} needs a detector trained on "
+                f"an isotropic grid at least as coarse, but {cfg.detector.name} has "
+                f"input.spacing_mm {list(coarse)}"
+            )
     cfg.check_disjoint(detector)
     return cfg, detector
+
+
+def model_input(cfg: StagedConfig, detector: TrainConfig) -> tuple[InputSpec, float | None]:
+    """The card's model grid and its ``pipeline.detector_spacing_mm``: the detector's own
+    grid, or ``model_spacing_mm`` with the detector's grid as the coarser one."""
+    if cfg.model_spacing_mm is None or cfg.model_spacing_mm == detector.input.spacing_mm[0]:
+        return input_spec(detector.input), None
+    fine = detector.input.model_copy(update={"spacing_mm": (cfg.model_spacing_mm,) * 3})
+    return input_spec(fine), detector.input.spacing_mm[0]
 
 
 @dataclass(frozen=True)
@@ -451,9 +482,11 @@ def detector_package(cfg: StagedConfig, detector: TrainConfig, layout: Layout) -
         },
         provenance or DatasetProvenance(detector.data.source),
     )
+    model_grid, detector_grid = model_input(cfg, detector)
     card = card.model_copy(
         update={
             "version": cfg.version or card.version,
+            "input": model_grid,
             # serving windows as large as the training patches unless the config says
             # otherwise (the evaluation tells whether the network keeps its findings)
             "inference": InferenceSpec(
@@ -470,10 +503,14 @@ def detector_package(cfg: StagedConfig, detector: TrainConfig, layout: Layout) -
                 else cfg.candidate_min_volume_mm3,
             ),
             "pipeline": PipelineSpec(
-                postprocess="components", lung_mask=True, harmonize=cfg.harmonize
+                postprocess="components",
+                lung_mask=True,
+                harmonize=cfg.harmonize,
+                detector_spacing_mm=detector_grid,
             ),
         }
     )
+    ModelCard.model_validate(card.model_dump())
     card.to_yaml(tmp / "model.yaml")
     (tmp / "evaluation.json").write_text("{}")
     shutil.rmtree(folder, ignore_errors=True)
@@ -797,6 +834,10 @@ def staged_package(
                 candidate_probability=cfg.candidate_probability,
                 type_rule=type_rule,
                 harmonize=cfg.harmonize,
+                refine=None
+                if cfg.refine_reach_mm is None
+                else RefineSpec(reach_mm=cfg.refine_reach_mm),
+                detector_spacing_mm=card.pipeline.detector_spacing_mm,
             ),
             "stages": [
                 ClassifierStage(

@@ -12,13 +12,14 @@ import pytest
 from pydantic import ValidationError
 from scipy import ndimage
 
-from inference.card import ClassifierStage, ModelCard, OnnxSpec
+from inference.card import ClassifierStage, ModelCard, OnnxSpec, RefineSpec
 from inference.errors import PackageError
 from inference.package import ModelPackage
-from inference.postprocessors import TEST_VIEWS, view_averaged
+from inference.postprocessors import TEST_VIEWS, StageOutputs, lung_nodules, view_averaged
 from inference.predict import Predictor
 from inference.session import SessionCache
 from preread.domain import Vec3
+from tests.inference.phantoms import geometry
 from tests.inference.tiny_model import write_tiny_staged_package
 from training.phantoms import NoduleSpec, Phantom, generate_phantom, lung_mask
 
@@ -146,3 +147,35 @@ def test_staged_pipeline_finds_the_nodule_and_not_the_bones(staged: Path) -> Non
         assert prediction.lungs.contains_lps(f.center_lps_mm, margin_mm=3.5)
     labels = np.unique(prediction.labels)
     assert set(labels[labels > 0]) == {f.label for f in prediction.findings}
+
+
+def test_the_cards_refine_reach_takes_a_fragment_to_the_nodules_edge(staged: Path) -> None:
+    """``pipeline.refine.reach_mm`` reaches the post-processing: a detector that drew only a
+    2 mm core of a 10 mm nodule gives that core as the finding without it, the nodule with it."""
+    shape = (48, 48, 48)
+    d = np.sqrt(((np.indices(shape) - 24.0) ** 2).sum(axis=0))
+    truth = d <= 5.0
+    hu = ndimage.gaussian_filter(np.where(truth, 30.0, -850.0), 0.7).astype(np.float32)
+    package = ModelPackage.load(staged)
+    stages = Predictor(package, sessions=SessionCache()).stages
+    volumes = []
+    for refine in (None, RefineSpec(reach_mm=5.0)):
+        card = package.card.model_copy(
+            update={"pipeline": package.card.pipeline.model_copy(update={"refine": refine})}
+        )
+        detections = lung_nodules(
+            StageOutputs(
+                card=card,
+                geometry=geometry(shape, (1.0, 1.0, 1.0)),
+                image=np.clip((hu + 1000.0) / 1400.0, 0.0, 1.0).astype(np.float32),
+                hu=hu,
+                probability=np.where(d <= 1.5, 0.9, 0.0).astype(np.float32),
+                lungs=None,
+                midline_x_mm=None,
+                classifiers=stages,
+                all_candidates=True,
+            )
+        )
+        assert len(detections.findings) == 1
+        volumes.append(detections.findings[0].volume_mm3)
+    assert volumes[0] < 0.2 * truth.sum() and volumes[1] >= 0.8 * truth.sum(), volumes

@@ -55,6 +55,7 @@ BUILD = {
     "classifier": {"iterations": 8, "batch_size": 8, "width": 4, "seed": 1},
     "validation": {"seed": 60, "count": 2, "max_fp_per_scan": 1.0, **SMALL},
     "type_rim_mm": 2.0,  # the validation shares and the card's rule: over the interior
+    "refine_reach_mm": 5.0,  # carried into the card (pipeline.refine)
     "evaluation": {
         "held_out": {"seed": 70, "count": 2, **SMALL},
         "robustness": {"seed": 80, "count": 1, **SMALL},
@@ -92,6 +93,12 @@ def test_serving_windows_the_network_cannot_take_are_refused(tmp_path: Path) -> 
         load_staged_config(_write(tmp_path, doc))
 
 
+def test_a_model_grid_coarser_than_the_detectors_is_refused(tmp_path: Path) -> None:
+    doc = {**BUILD, "model_spacing_mm": 2.5}  # the detector reads 2 mm
+    with pytest.raises(ConfigError, match=r"model_spacing_mm 2\.5 needs a detector .* \[2\.0"):
+        load_staged_config(_write(tmp_path, doc))
+
+
 def test_the_type_rule_is_chosen_where_the_shares_separate() -> None:
     shares = [(0.95, "solid")] * 5 + [(0.3, "part-solid")] * 3 + [(0.02, "ground-glass")] * 4
     rule = choose_type_rule(shares, 2.0)
@@ -118,6 +125,7 @@ def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
     assert card.pipeline.type_rule is not None and card.pipeline.type_rule.rim_mm == 2.0
     assert card.inference.roi_size_vox == (48, 48, 48) and card.inference.overlap == 0.125
     assert card.pipeline.harmonize is not None and card.pipeline.harmonize.max_noise_hu == 400.0
+    assert card.pipeline.refine is not None and card.pipeline.refine.reach_mm == 5.0
     chosen = json.loads((tmp_path / "run" / "validation.json").read_text())
     assert chosen["threshold"] == card.stages[0].threshold
     assert chosen["at_threshold"]["fp_per_scan"] <= 1.0
@@ -205,6 +213,15 @@ def test_build_evaluate_publish_and_resume(tmp_path: Path) -> None:
     (tmp_path / "mismatch.yaml").write_text(yaml.safe_dump(mismatch))
     with pytest.raises(ConfigError, match=r"was not trained from tiny-nodule 0\.0\.2's config"):
         build(tmp_path / "mismatch.yaml")
+
+    # the same detector on its own 2 mm grid in front of a 1.5 mm model grid: the card says
+    # both, and the operating point is chosen with the detector reading its grid
+    grid = both | {"version": "0.0.6", "model_spacing_mm": 1.5, "output_dir": "grid"}
+    grid_pkg = ModelPackage.load(build(_write(tmp_path, grid)))
+    assert grid_pkg.card.input.spacing_mm == (1.5, 1.5, 1.5)
+    assert grid_pkg.card.pipeline.detector_spacing_mm == 2.0
+    assert grid_pkg.card.onnx.sha256 == again_pkg.card.onnx.sha256
+    assert json.loads((tmp_path / "grid" / "validation.json").read_text())["n_scans"] == 2
 
 
 def test_nodule_patches_calcified_nodules_are_negatives() -> None:
