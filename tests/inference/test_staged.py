@@ -151,7 +151,7 @@ def test_staged_pipeline_finds_the_nodule_and_not_the_bones(staged: Path) -> Non
 
 def test_the_cards_refine_reach_takes_a_fragment_to_the_nodules_edge(staged: Path) -> None:
     """``pipeline.refine.reach_mm`` reaches the post-processing: a detector that drew only a
-    2 mm core of a 10 mm nodule gives that core as the finding without it, the nodule with it."""
+    3 mm core of a 10 mm nodule gives that core as the finding without it, the nodule with it."""
     shape = (48, 48, 48)
     d = np.sqrt(((np.indices(shape) - 24.0) ** 2).sum(axis=0))
     truth = d <= 5.0
